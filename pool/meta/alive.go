@@ -1,0 +1,44 @@
+package meta
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// KeepAlive marks node alive under an etcd lease of ttl and refreshes it
+// until ctx ends. When the node dies, the lease expires and the mark
+// disappears: that is how the cluster tells a dead node from a live one.
+func (s *Store) KeepAlive(ctx context.Context, node string, ttl time.Duration) error {
+	lease, err := s.cli.Grant(ctx, int64(ttl.Seconds()))
+	if err != nil {
+		return fmt.Errorf("grant lease for node %s: %w", node, err)
+	}
+	if _, err := s.cli.Put(ctx, aliveKey(node), time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(lease.ID)); err != nil {
+		return fmt.Errorf("mark node %s alive: %w", node, err)
+	}
+	ch, err := s.cli.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		return fmt.Errorf("keep node %s alive: %w", node, err)
+	}
+	go func() {
+		for range ch { // drained until ctx ends or the lease is lost
+		}
+	}()
+	return nil
+}
+
+// Alive reports which nodes hold a live lease.
+func (s *Store) Alive(ctx context.Context) (map[string]bool, error) {
+	resp, err := s.cli.Get(ctx, Prefix+"alive/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("etcd list alive nodes: %w", err)
+	}
+	alive := map[string]bool{}
+	for _, kv := range resp.Kvs {
+		alive[string(kv.Key[len(Prefix+"alive/"):])] = true
+	}
+	return alive, nil
+}

@@ -1,0 +1,92 @@
+package meta
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Embedded is an etcd member running inside the daemon.
+type Embedded struct {
+	etcd *embed.Etcd
+	// Endpoint is the client URL other processes can reach it on.
+	Endpoint string
+}
+
+// EmbedConfig says where an embedded member keeps its data and listens.
+type EmbedConfig struct {
+	Name    string // member name, the node ID
+	DataDir string // the member's directory
+	// ClientURL and PeerURL default to unix sockets inside DataDir, so a
+	// lone node needs no TCP port.
+	ClientURL string
+	PeerURL   string
+}
+
+// StartEmbedded starts (or restarts, from its data dir) a single-member
+// etcd and waits until it serves.
+func StartEmbedded(ctx context.Context, c EmbedConfig, log *slog.Logger) (*Embedded, error) {
+	if c.ClientURL == "" {
+		c.ClientURL = "unix://" + filepath.Join(c.DataDir, "client.sock")
+	}
+	if c.PeerURL == "" {
+		c.PeerURL = "unix://" + filepath.Join(c.DataDir, "peer.sock")
+	}
+	cu, err := url.Parse(c.ClientURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client url %q: %w", c.ClientURL, err)
+	}
+	pu, err := url.Parse(c.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd peer url %q: %w", c.PeerURL, err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = c.Name
+	cfg.Dir = c.DataDir
+	cfg.ListenClientUrls = []url.URL{*cu}
+	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenPeerUrls = []url.URL{*pu}
+	cfg.AdvertisePeerUrls = []url.URL{*pu}
+	cfg.InitialCluster = cfg.InitialClusterFromName(c.Name)
+	cfg.LogLevel = "error"
+	cfg.Logger = "zap"
+	// Metrics and the v2 HTTP endpoints stay off: the daemon exposes its own.
+	cfg.ListenMetricsUrls = nil
+
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded etcd in %s: %w", c.DataDir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s: %w", c.DataDir, err)
+	case <-ctx.Done():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s: not ready: %w", c.DataDir, ctx.Err())
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd in %s: not ready after 60s", c.DataDir)
+	}
+	log.Info("embedded etcd ready", "dir", c.DataDir, "client", c.ClientURL)
+	return &Embedded{etcd: e, Endpoint: c.ClientURL}, nil
+}
+
+// Close stops the member.
+func (e *Embedded) Close() { e.etcd.Close() }
+
+// Connect opens a client to etcd endpoints.
+func Connect(endpoints []string) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
+	}
+	return cli, nil
+}

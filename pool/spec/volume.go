@@ -1,0 +1,91 @@
+package spec
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Filesystems a volume can be formatted with.
+var Filesystems = []string{"ext4", "xfs"}
+
+// MinSize is the smallest volume: xfs refuses filesystems under 300 MiB, and
+// ext4 with a journal is not useful below a few MiB.
+const MinSize = 16 << 20
+
+// Volume is what a user asks for when creating a volume. Two requests for the
+// same name are the same request when their Volume values are equal.
+type Volume struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"` // bytes, a multiple of 4 KiB
+	Repl int    `json:"repl"`
+	FS   string `json:"fs"`
+	// FromSnapshot is "VOL@SNAP" for a clone, or empty.
+	FromSnapshot string `json:"from_snapshot,omitempty"`
+}
+
+// Normalize fills defaults (repl 1, ext4), rounds the size up to whole 4 KiB
+// blocks and validates everything that can be checked without the cluster.
+func (v *Volume) Normalize() error {
+	if err := ValidateName("volume name", v.Name); err != nil {
+		return err
+	}
+	if v.Repl == 0 {
+		v.Repl = 1
+	}
+	if v.Repl < 0 || v.Repl > 5 {
+		return invalid("replication factor %d for volume %q is out of range; use 1 to 5", v.Repl, v.Name)
+	}
+	if v.FS == "" {
+		v.FS = "ext4"
+	}
+	if !validFS(v.FS) {
+		return invalid("filesystem %q for volume %q is not supported; use %s", v.FS, v.Name, strings.Join(Filesystems, " or "))
+	}
+	if v.FromSnapshot != "" {
+		if _, _, err := ParseSnapshotRef(v.FromSnapshot); err != nil {
+			return err
+		}
+		if v.Size == 0 {
+			return nil // takes the source's size
+		}
+	}
+	if v.Size <= 0 {
+		return invalid("size of volume %q must be positive", v.Name)
+	}
+	if v.Size > MaxSize {
+		return invalid("size %s of volume %q is larger than the 1 PiB limit", FormatSize(v.Size), v.Name)
+	}
+	min := int64(MinSize)
+	if v.FS == "xfs" {
+		min = 300 << 20
+	}
+	if v.Size < min {
+		return invalid("size %s of volume %q is below the %s minimum for %s", FormatSize(v.Size), v.Name, FormatSize(min), v.FS)
+	}
+	v.Size = (v.Size + 4095) &^ 4095
+	return nil
+}
+
+func validFS(fs string) bool {
+	for _, f := range Filesystems {
+		if f == fs {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseSnapshotRef splits "VOL@SNAP" and validates both names.
+func ParseSnapshotRef(ref string) (vol, snap string, err error) {
+	vol, snap, ok := strings.Cut(ref, "@")
+	if !ok {
+		return "", "", invalid("snapshot reference %q must be VOLUME@SNAPSHOT", ref)
+	}
+	if err := ValidateName("volume name", vol); err != nil {
+		return "", "", fmt.Errorf("snapshot reference %q: %w", ref, err)
+	}
+	if err := ValidateName("snapshot name", snap); err != nil {
+		return "", "", fmt.Errorf("snapshot reference %q: %w", ref, err)
+	}
+	return vol, snap, nil
+}
