@@ -1,0 +1,245 @@
+// Package engine is a replicated volume: it fans every write out to each
+// in-sync replica and acknowledges it only when all of them have it, returns
+// from Flush only after every in-sync replica flushed, reads from the first
+// (local) replica, and repairs a block that fails its checksum from another
+// replica.
+//
+// The engine decides nothing about the cluster itself: when a replica fails,
+// it calls Drop, which must remove that replica from the in-sync set in the
+// metadata store before returning. Only then is the write acknowledged, so an
+// acknowledged write is on every replica that is still in sync.
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ballast-io/ballast/pool/block"
+)
+
+// Member is one replica of the volume.
+type Member struct {
+	ID  string
+	Dev block.Device
+}
+
+// DropFunc removes a failed replica from the in-sync set durably. It returns
+// an error when it cannot (the set would fall below its minimum, or the
+// metadata store is unreachable); the failed I/O then fails too.
+type DropFunc func(id string, cause error) error
+
+// Engine is a volume made of replicas. It implements block.Device.
+type Engine struct {
+	name string
+	size int64
+	drop DropFunc
+	log  *slog.Logger
+
+	// gate is held shared by every I/O and exclusively by Quiesce.
+	gate sync.RWMutex
+
+	mu      sync.Mutex // guards members
+	members []Member   // in-sync replicas; members[0] serves reads
+
+	repairs atomic.Int64
+}
+
+// New returns an engine over in-sync members, the local replica first.
+func New(name string, members []Member, drop DropFunc, log *slog.Logger) (*Engine, error) {
+	if len(members) == 0 {
+		return nil, fmt.Errorf("volume %s: no in-sync replica", name)
+	}
+	size := members[0].Dev.Size()
+	for _, m := range members[1:] {
+		if m.Dev.Size() != size {
+			return nil, fmt.Errorf("volume %s: replica %s has size %d, replica %s has %d", name, m.ID, m.Dev.Size(), members[0].ID, size)
+		}
+	}
+	return &Engine{name: name, size: size, drop: drop, log: log, members: members}, nil
+}
+
+// Size is the volume's size in bytes.
+func (e *Engine) Size() int64 { return e.size }
+
+// Repairs is how many blocks were repaired from another replica.
+func (e *Engine) Repairs() int64 { return e.repairs.Load() }
+
+// InSync returns the IDs of the replicas currently in sync.
+func (e *Engine) InSync() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ids := make([]string, len(e.members))
+	for i, m := range e.members {
+		ids[i] = m.ID
+	}
+	return ids
+}
+
+func (e *Engine) snapshot() []Member {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.members
+}
+
+// ReadAt reads from the first in-sync replica that answers. Blocks failing
+// their checksum are read from another replica, rewritten and counted.
+func (e *Engine) ReadAt(p []byte, off int64) (int, error) {
+	if err := block.Check(off, int64(len(p)), e.size); err != nil {
+		return 0, err
+	}
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	var lastErr error
+	for _, m := range e.snapshot() {
+		_, err := m.Dev.ReadAt(p, off)
+		var ce *block.ChecksumError
+		if errors.As(err, &ce) {
+			err = e.repair(m, ce, p, off)
+		}
+		if err == nil {
+			return len(p), nil
+		}
+		lastErr = err
+		if derr := e.fail(m, err); derr != nil {
+			return 0, derr
+		}
+	}
+	return 0, fmt.Errorf("read %s at %d: no replica could serve it: %w", e.name, off, lastErr)
+}
+
+// repair fills the bad blocks of p (read from bad) from another replica and
+// rewrites them on bad.
+func (e *Engine) repair(bad Member, ce *block.ChecksumError, p []byte, off int64) error {
+	for _, o := range ce.Offsets {
+		i := o - off
+		buf := p[i : i+block.Size]
+		if err := e.readFromPeer(bad.ID, buf, o); err != nil {
+			return fmt.Errorf("repair %s block at %d: %w", e.name, o, err)
+		}
+		if r, ok := bad.Dev.(interface{ Repair(int64, []byte) error }); ok {
+			if err := r.Repair(o, buf); err != nil {
+				return fmt.Errorf("repair %s block at %d on replica %s: %w", e.name, o, bad.ID, err)
+			}
+		} else if _, err := bad.Dev.WriteAt(buf, o); err != nil {
+			return fmt.Errorf("repair %s block at %d on replica %s: %w", e.name, o, bad.ID, err)
+		}
+		e.repairs.Add(1)
+		e.log.Warn("repaired block from peer", "volume", e.name, "replica", bad.ID, "offset", o)
+	}
+	return nil
+}
+
+func (e *Engine) readFromPeer(except string, buf []byte, off int64) error {
+	var lastErr error = errors.New("no other in-sync replica")
+	for _, m := range e.snapshot() {
+		if m.ID == except {
+			continue
+		}
+		if _, err := m.Dev.ReadAt(buf, off); err != nil {
+			lastErr = err
+			continue
+		}
+		return nil
+	}
+	return lastErr
+}
+
+// fanOut runs op on every in-sync replica in parallel. A replica that fails
+// is dropped from the in-sync set before fanOut returns; fanOut fails only
+// when dropping is refused.
+func (e *Engine) fanOut(what string, op func(block.Device) error) error {
+	members := e.snapshot()
+	errs := make([]error, len(members))
+	if len(members) == 1 {
+		errs[0] = op(members[0].Dev)
+	} else {
+		var wg sync.WaitGroup
+		for i := range members[1:] {
+			wg.Go(func() { errs[i+1] = op(members[i+1].Dev) })
+		}
+		errs[0] = op(members[0].Dev)
+		wg.Wait()
+	}
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if derr := e.fail(members[i], err); derr != nil {
+			return fmt.Errorf("%s %s: %w", what, e.name, derr)
+		}
+	}
+	return nil
+}
+
+// fail removes m from the in-sync set, durably, because of cause.
+func (e *Engine) fail(m Member, cause error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	idx := -1
+	for i, x := range e.members {
+		if x.ID == m.ID {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return nil // dropped already by a concurrent failure
+	}
+	if len(e.members) == 1 {
+		return fmt.Errorf("last in-sync replica %s failed: %w", m.ID, cause)
+	}
+	if err := e.drop(m.ID, cause); err != nil {
+		return fmt.Errorf("replica %s failed (%v) and could not be dropped from the in-sync set: %w", m.ID, cause, err)
+	}
+	e.log.Error("replica dropped from the in-sync set", "volume", e.name, "replica", m.ID, "cause", cause)
+	e.members = append(e.members[:idx:idx], e.members[idx+1:]...)
+	return nil
+}
+
+// WriteAt writes p to every in-sync replica.
+func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
+	if err := block.Check(off, int64(len(p)), e.size); err != nil {
+		return 0, err
+	}
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	err := e.fanOut("write", func(d block.Device) error {
+		_, err := d.WriteAt(p, off)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Flush flushes every in-sync replica.
+func (e *Engine) Flush() error {
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	return e.fanOut("flush", block.Device.Flush)
+}
+
+// Discard discards the range on every in-sync replica.
+func (e *Engine) Discard(off, length int64) error {
+	if err := block.Check(off, length, e.size); err != nil {
+		return err
+	}
+	e.gate.RLock()
+	defer e.gate.RUnlock()
+	return e.fanOut("discard", func(d block.Device) error { return d.Discard(off, length) })
+}
+
+// Quiesce waits for in-flight I/O, holds new I/O back, flushes every
+// replica and runs fn on the in-sync members: the moment to take a
+// snapshot that is the same on all of them.
+func (e *Engine) Quiesce(fn func([]Member) error) error {
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if err := e.fanOut("flush", block.Device.Flush); err != nil {
+		return err
+	}
+	return fn(e.snapshot())
+}

@@ -1,0 +1,200 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/ballast-io/ballast/pool/block"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// flaky wraps a Device and can be told to fail writes or corrupt reads.
+type flaky struct {
+	block.Device
+	mu        sync.Mutex
+	failWrite bool
+	corrupt   map[int64]bool // offsets whose reads fail their checksum
+	repaired  []int64
+}
+
+func (f *flaky) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	fail := f.failWrite
+	f.mu.Unlock()
+	if fail {
+		return 0, errors.New("disk gone")
+	}
+	return f.Device.WriteAt(p, off)
+}
+
+func (f *flaky) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.Device.ReadAt(p, off)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var bad []int64
+	for o := off; o < off+int64(len(p)); o += block.Size {
+		if f.corrupt[o] {
+			clear(p[o-off : o-off+block.Size])
+			bad = append(bad, o)
+		}
+	}
+	if len(bad) > 0 {
+		return n, &block.ChecksumError{Offsets: bad}
+	}
+	return n, err
+}
+
+func (f *flaky) Repair(off int64, good []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.corrupt, off)
+	f.repaired = append(f.repaired, off)
+	_, err := f.Device.WriteAt(good, off)
+	return err
+}
+
+func pattern(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = seed + byte(i*7)
+	}
+	return b
+}
+
+func TestWriteReachesEveryReplica(t *testing.T) {
+	a, b := block.NewMem(1<<20), block.NewMem(1<<20)
+	e, err := New("v", []Member{{"a", a}, {"b", b}}, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pattern(3*block.Size, 1)
+	if _, err := e.WriteAt(data, 8192); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*block.Mem{a, b} {
+		got := make([]byte, len(data))
+		d.ReadAt(got, 8192)
+		if !bytes.Equal(got, data) {
+			t.Fatal("a replica misses the write")
+		}
+	}
+	if err := e.Discard(8192, block.Size); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, block.Size)
+	b.ReadAt(got, 8192)
+	if !bytes.Equal(got, make([]byte, block.Size)) {
+		t.Fatal("discard did not reach replica b")
+	}
+}
+
+func TestFailedReplicaIsDroppedBeforeAck(t *testing.T) {
+	a := &flaky{Device: block.NewMem(1 << 20)}
+	b := &flaky{Device: block.NewMem(1 << 20)}
+	var dropped []string
+	drop := func(id string, _ error) error { dropped = append(dropped, id); return nil }
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
+	b.failWrite = true
+	if _, err := e.WriteAt(pattern(block.Size, 2), 0); err != nil {
+		t.Fatalf("write with one healthy replica left: %v", err)
+	}
+	if len(dropped) != 1 || dropped[0] != "b" {
+		t.Fatalf("dropped %v, want [b]", dropped)
+	}
+	if ids := e.InSync(); len(ids) != 1 || ids[0] != "a" {
+		t.Fatalf("in sync %v", ids)
+	}
+	// The last replica failing fails the write: nothing is acknowledged
+	// that no replica holds.
+	a.failWrite = true
+	if _, err := e.WriteAt(pattern(block.Size, 3), 0); err == nil {
+		t.Fatal("write acknowledged with no replica holding it")
+	}
+}
+
+func TestDropRefusedFailsTheWrite(t *testing.T) {
+	a := &flaky{Device: block.NewMem(1 << 20)}
+	b := &flaky{Device: block.NewMem(1 << 20)}
+	drop := func(string, error) error { return errors.New("etcd unreachable") }
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
+	b.failWrite = true
+	if _, err := e.WriteAt(pattern(block.Size, 2), 0); err == nil {
+		t.Fatal("write acknowledged although the failed replica is still in the in-sync set")
+	}
+	if len(e.InSync()) != 2 {
+		t.Fatal("replica removed locally although the store refused")
+	}
+}
+
+func TestChecksumRepair(t *testing.T) {
+	a := &flaky{Device: block.NewMem(1 << 20), corrupt: map[int64]bool{}}
+	b := &flaky{Device: block.NewMem(1 << 20)}
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, nil, quiet)
+	data := pattern(4*block.Size, 5)
+	if _, err := e.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	a.corrupt[block.Size] = true
+	a.corrupt[3*block.Size] = true
+	got := make([]byte, len(data))
+	if _, err := e.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("read returned corrupt data")
+	}
+	if e.Repairs() != 2 || len(a.repaired) != 2 {
+		t.Fatalf("repairs %d, repaired %v", e.Repairs(), a.repaired)
+	}
+	// Without a second replica a checksum error is an I/O error.
+	solo, _ := New("s", []Member{{"a", a}}, nil, quiet)
+	a.corrupt[0] = true
+	if _, err := solo.ReadAt(got, 0); err == nil {
+		t.Fatal("corrupt read with no peer succeeded")
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	e, _ := New("v", []Member{{"a", block.NewMem(1 << 20)}}, nil, quiet)
+	if _, err := e.WriteAt(make([]byte, 100), 0); !errors.Is(err, block.ErrUnaligned) {
+		t.Fatalf("unaligned: %v", err)
+	}
+	if _, err := e.ReadAt(make([]byte, block.Size), 1<<20); !errors.Is(err, block.ErrOutOfRange) {
+		t.Fatalf("past end: %v", err)
+	}
+	if _, err := New("v", []Member{{"a", block.NewMem(1 << 20)}, {"b", block.NewMem(2 << 20)}}, nil, quiet); err == nil {
+		t.Fatal("replicas of different sizes accepted")
+	}
+}
+
+func TestQuiesceWaitsForWrites(t *testing.T) {
+	e, _ := New("v", []Member{{"a", block.NewMem(1 << 20)}, {"b", block.NewMem(1 << 20)}}, nil, quiet)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 50 {
+				e.WriteAt(pattern(block.Size, byte(i+j)), int64(i)*block.Size)
+			}
+		})
+	}
+	for range 5 {
+		err := e.Quiesce(func(ms []Member) error {
+			x, y := make([]byte, 8*block.Size), make([]byte, 8*block.Size)
+			ms[0].Dev.ReadAt(x, 0)
+			ms[1].Dev.ReadAt(y, 0)
+			if !bytes.Equal(x, y) {
+				return errors.New("replicas differ while quiesced")
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
