@@ -1,0 +1,86 @@
+package api
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// Client reaches a daemon's Service over its unix socket. It implements
+// Service, so the Docker plugin or the CSI driver can run in or out of the
+// daemon's process alike.
+type Client struct {
+	conn *grpc.ClientConn
+}
+
+var _ Service = (*Client)(nil)
+
+// Dial connects to the daemon's socket. It does not wait for the daemon:
+// the first call fails with a clear error if it is not there.
+func Dial(socket string) (*Client, error) {
+	conn, err := grpc.NewClient("unix://"+socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(codecName)))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", socket, err)
+	}
+	return &Client{conn: conn}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func call[Resp any](ctx context.Context, c *Client, method string, req any) (Resp, error) {
+	var resp Resp
+	if err := c.conn.Invoke(ctx, "/"+serviceName+"/"+method, req, &resp); err != nil {
+		return resp, fromStatus(err)
+	}
+	return resp, nil
+}
+
+func (c *Client) CreateVolume(ctx context.Context, v spec.Volume) (*Volume, error) {
+	return call[*Volume](ctx, c, "CreateVolume", &v)
+}
+
+func (c *Client) DeleteVolume(ctx context.Context, name string) error {
+	_, err := call[*Empty](ctx, c, "DeleteVolume", &NameReq{Name: name})
+	return err
+}
+
+func (c *Client) InspectVolume(ctx context.Context, name string) (*Volume, error) {
+	return call[*Volume](ctx, c, "InspectVolume", &NameReq{Name: name})
+}
+
+func (c *Client) ListVolumes(ctx context.Context) ([]Volume, error) {
+	return call[[]Volume](ctx, c, "ListVolumes", &Empty{})
+}
+
+func (c *Client) AttachVolume(ctx context.Context, name string, opts AttachOptions) (*Attachment, error) {
+	return call[*Attachment](ctx, c, "AttachVolume", &AttachReq{Name: name, Opts: opts})
+}
+
+func (c *Client) DetachVolume(ctx context.Context, name string) error {
+	_, err := call[*Empty](ctx, c, "DetachVolume", &NameReq{Name: name})
+	return err
+}
+
+func (c *Client) CreateSnapshot(ctx context.Context, volume, name string) (*Snapshot, error) {
+	return call[*Snapshot](ctx, c, "CreateSnapshot", &SnapshotReq{Volume: volume, Name: name})
+}
+
+func (c *Client) DeleteSnapshot(ctx context.Context, volume, name string) error {
+	_, err := call[*Empty](ctx, c, "DeleteSnapshot", &SnapshotReq{Volume: volume, Name: name})
+	return err
+}
+
+func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]Snapshot, error) {
+	return call[[]Snapshot](ctx, c, "ListSnapshots", &NameReq{Name: volume})
+}
+
+func (c *Client) ListPools(ctx context.Context) ([]Pool, error) {
+	return call[[]Pool](ctx, c, "ListPools", &Empty{})
+}

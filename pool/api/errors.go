@@ -1,0 +1,64 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var codeOf = []struct {
+	err  error
+	code codes.Code
+}{
+	{ErrInvalid, codes.InvalidArgument},
+	{ErrNotFound, codes.NotFound},
+	{ErrExists, codes.AlreadyExists},
+	{ErrInUse, codes.FailedPrecondition},
+	{ErrNoCapacity, codes.ResourceExhausted},
+	{ErrConflict, codes.Aborted},
+	{context.DeadlineExceeded, codes.DeadlineExceeded},
+	{context.Canceled, codes.Canceled},
+}
+
+// toStatus turns a service error into a gRPC status with the matching code.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, c := range codeOf {
+		if errors.Is(err, c.err) {
+			return status.Error(c.code, err.Error())
+		}
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// remoteError is a service error that crossed the socket: its message is
+// the server's, and errors.Is matches the sentinel its code stands for.
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.sentinel }
+
+// fromStatus turns a gRPC status back into an error that errors.Is matches
+// against the service's sentinels.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	if st.Code() == codes.Unavailable {
+		return errors.New("ballast daemon unreachable (is it running, and is --socket / BALLAST_SOCKET right?): " + st.Message())
+	}
+	for _, c := range codeOf {
+		if c.code == st.Code() {
+			return &remoteError{msg: st.Message(), sentinel: c.err}
+		}
+	}
+	return &remoteError{msg: st.Message()}
+}

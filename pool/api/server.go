@@ -1,0 +1,121 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/grpc"
+
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+const serviceName = "ballast.v1.Volumes"
+
+// Request messages. Every method takes one struct and answers another.
+type (
+	NameReq   struct{ Name string }
+	AttachReq struct {
+		Name string
+		Opts AttachOptions
+	}
+	SnapshotReq struct{ Volume, Name string }
+	Empty       struct{}
+)
+
+// method binds one Service call to gRPC. A generic constructor keeps every
+// method one line in methods below.
+type method struct {
+	name string
+	desc grpc.MethodDesc
+}
+
+func unary[Req, Resp any](name string, call func(Service, context.Context, *Req) (Resp, error)) method {
+	return method{name: name, desc: grpc.MethodDesc{
+		MethodName: name,
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			req := new(Req)
+			if err := dec(req); err != nil {
+				return nil, toStatus(fmt.Errorf("%w: %s request: %v", ErrInvalid, name, err))
+			}
+			resp, err := call(srv.(Service), ctx, req)
+			if err != nil {
+				return nil, toStatus(err)
+			}
+			return resp, nil
+		},
+	}}
+}
+
+func noAnswer(err error) (*Empty, error) { return &Empty{}, err }
+
+var methods = []method{
+	unary("CreateVolume", func(s Service, ctx context.Context, r *spec.Volume) (*Volume, error) { return s.CreateVolume(ctx, *r) }),
+	unary("DeleteVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
+		return noAnswer(s.DeleteVolume(ctx, r.Name))
+	}),
+	unary("InspectVolume", func(s Service, ctx context.Context, r *NameReq) (*Volume, error) { return s.InspectVolume(ctx, r.Name) }),
+	unary("ListVolumes", func(s Service, ctx context.Context, _ *Empty) ([]Volume, error) { return s.ListVolumes(ctx) }),
+	unary("AttachVolume", func(s Service, ctx context.Context, r *AttachReq) (*Attachment, error) {
+		return s.AttachVolume(ctx, r.Name, r.Opts)
+	}),
+	unary("DetachVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
+		return noAnswer(s.DetachVolume(ctx, r.Name))
+	}),
+	unary("CreateSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*Snapshot, error) {
+		return s.CreateSnapshot(ctx, r.Volume, r.Name)
+	}),
+	unary("DeleteSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*Empty, error) {
+		return noAnswer(s.DeleteSnapshot(ctx, r.Volume, r.Name))
+	}),
+	unary("ListSnapshots", func(s Service, ctx context.Context, r *NameReq) ([]Snapshot, error) {
+		return s.ListSnapshots(ctx, r.Name)
+	}),
+	unary("ListPools", func(s Service, ctx context.Context, _ *Empty) ([]Pool, error) { return s.ListPools(ctx) }),
+}
+
+// Serve answers the Service over gRPC on a unix socket at path (mode 0600,
+// root only) until ctx ends.
+func Serve(ctx context.Context, path string, svc Service, log *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("socket dir: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove stale socket %s: %w", path, err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	desc := grpc.ServiceDesc{ServiceName: serviceName, HandlerType: (*Service)(nil)}
+	for _, m := range methods {
+		desc.Methods = append(desc.Methods, m.desc)
+	}
+	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)))
+	srv.RegisterService(&desc, svc)
+	go func() {
+		<-ctx.Done()
+		srv.GracefulStop()
+	}()
+	log.Info("serving the volume API", "socket", path)
+	return srv.Serve(lis)
+}
+
+func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if err != nil {
+			log.Warn("api call failed", "method", info.FullMethod, "err", err)
+		} else {
+			log.Debug("api call", "method", info.FullMethod)
+		}
+		return resp, err
+	}
+}

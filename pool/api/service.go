@@ -1,0 +1,106 @@
+// Package api is the one volume service of a Ballast node: the interface the
+// daemon implements and that the CLI, the Docker plugin and the CSI driver
+// all call, its request and answer types, and its errors. The service is
+// served over gRPC on the daemon's unix socket (server.go) and reached
+// through Client (client.go), which implements the same interface.
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// Service is everything a user can do with volumes, snapshots and pools.
+type Service interface {
+	CreateVolume(ctx context.Context, v spec.Volume) (*Volume, error)
+	DeleteVolume(ctx context.Context, name string) error
+	InspectVolume(ctx context.Context, name string) (*Volume, error)
+	ListVolumes(ctx context.Context) ([]Volume, error)
+	// AttachVolume attaches a volume on this node, formats it on first use,
+	// mounts it and returns the attachment with its mount path.
+	AttachVolume(ctx context.Context, name string, opts AttachOptions) (*Attachment, error)
+	DetachVolume(ctx context.Context, name string) error
+
+	CreateSnapshot(ctx context.Context, volume, name string) (*Snapshot, error)
+	DeleteSnapshot(ctx context.Context, volume, name string) error
+	// ListSnapshots lists a volume's snapshots, or all when volume is "".
+	ListSnapshots(ctx context.Context, volume string) ([]Snapshot, error)
+
+	ListPools(ctx context.Context) ([]Pool, error)
+}
+
+// Errors every implementation wraps, so callers can tell them apart with
+// errors.Is, also across the gRPC socket. Validation errors wrap
+// spec.ErrInvalid.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrExists     = errors.New("already exists")
+	ErrInUse      = errors.New("in use")
+	ErrNoCapacity = errors.New("not enough capacity")
+	ErrConflict   = errors.New("changed concurrently, try again")
+	ErrInvalid    = spec.ErrInvalid
+)
+
+// AttachOptions tune an attach.
+type AttachOptions struct {
+	// Force takes the volume over from another node that still holds it.
+	Force bool `json:"force,omitempty"`
+}
+
+// Volume describes a volume as a user sees it.
+type Volume struct {
+	spec.Volume
+	ID         string      `json:"id"`
+	State      string      `json:"state"`
+	Created    time.Time   `json:"created"`
+	Replicas   []Replica   `json:"replicas"`
+	MinInSync  int         `json:"min_in_sync"`
+	Epoch      uint64      `json:"epoch"`
+	Attachment *Attachment `json:"attachment,omitempty"`
+	Snapshots  int         `json:"snapshots"`
+	Allocated  int64       `json:"allocated"` // bytes written, on the largest replica
+	Repairs    int64       `json:"repairs"`   // blocks repaired from a peer after a checksum mismatch
+	Children   []string    `json:"children,omitempty"`
+}
+
+// Replica is one copy of a volume.
+type Replica struct {
+	ID        string `json:"id"`
+	Node      string `json:"node"`
+	Pool      string `json:"pool"`
+	InSync    bool   `json:"in_sync"`
+	Allocated int64  `json:"allocated"`
+}
+
+// Attachment says where a volume is attached and mounted.
+type Attachment struct {
+	Volume    string    `json:"volume"`
+	Node      string    `json:"node"`
+	Epoch     uint64    `json:"epoch"`
+	MountPath string    `json:"mount_path"`
+	Since     time.Time `json:"since"`
+}
+
+// Snapshot is a point-in-time, read-only copy of a volume.
+type Snapshot struct {
+	Volume  string    `json:"volume"`
+	Name    string    `json:"name"`
+	State   string    `json:"state"`
+	Created time.Time `json:"created"`
+	// Clones lists volumes created from this snapshot.
+	Clones []string `json:"clones,omitempty"`
+}
+
+// Pool is one disk of a node.
+type Pool struct {
+	ID        string `json:"id"`
+	Node      string `json:"node"`
+	Dir       string `json:"dir"`
+	Capacity  int64  `json:"capacity"`
+	Allocated int64  `json:"allocated"`
+	Replicas  int    `json:"replicas"`
+	Online    bool   `json:"online"`
+}
