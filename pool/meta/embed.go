@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -46,6 +47,9 @@ func StartEmbedded(ctx context.Context, c EmbedConfig, log *slog.Logger) (*Embed
 	if err != nil {
 		return nil, fmt.Errorf("etcd peer url %q: %w", c.PeerURL, err)
 	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("etcd data dir: %w", err)
+	}
 	cfg := embed.NewConfig()
 	cfg.Name = c.Name
 	cfg.Dir = c.DataDir
@@ -54,7 +58,12 @@ func StartEmbedded(ctx context.Context, c EmbedConfig, log *slog.Logger) (*Embed
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(c.Name)
-	cfg.LogLevel = "error"
+	// etcd logs every listener it closes at shutdown as an error; its real
+	// failures reach the daemon as errors from its client calls.
+	cfg.LogLevel = "fatal"
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		cfg.LogLevel = "info"
+	}
 	cfg.Logger = "zap"
 	// Metrics and the v2 HTTP endpoints stay off: the daemon exposes its own.
 	cfg.ListenMetricsUrls = nil

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/node"
+	"github.com/ballast-io/ballast/pool/version"
+)
+
+type daemonFlags struct {
+	dataDir   string
+	poolDirs  []string
+	mountDir  string
+	nodeID    string
+	endpoints []string
+	leaseTTL  time.Duration
+	logLevel  string
+	logJSON   bool
+}
+
+func newDaemonCmd() *cobra.Command {
+	f := &daemonFlags{}
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run this node's Ballast daemon",
+		Long: `Run this node's Ballast daemon. With no flags it keeps everything under
+/var/lib/ballast: an embedded etcd member for the metadata and one pool dir.
+Each --pool-dir is one disk of the pool; replicas of a volume go to
+different disks.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			socket, _ := cmd.Flags().GetString("socket")
+			return runDaemon(cmd.Context(), f, socket)
+		},
+	}
+	host, _ := os.Hostname()
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/ballast", "where the daemon keeps its state")
+	fl.StringArrayVar(&f.poolDirs, "pool-dir", nil, "a disk of the pool (repeat for several); default DATA-DIR/pool")
+	fl.StringVar(&f.mountDir, "mount-dir", "", "where volumes are mounted; default DATA-DIR/mounts")
+	fl.StringVar(&f.nodeID, "node-id", host, "this node's name in the cluster")
+	fl.StringSliceVar(&f.endpoints, "etcd-endpoints", nil, "external etcd endpoints; default: an embedded etcd member in DATA-DIR/etcd")
+	fl.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a silent node stays alive in the cluster's eyes")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
+	return cmd
+}
+
+func newLogger(level string, asJSON bool) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
+	logger, err := newLogger(f.logLevel, f.logJSON)
+	if err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the daemon needs root: it mounts FUSE, sets up loop devices and mounts filesystems")
+	}
+	if f.nodeID == "" {
+		return fmt.Errorf("--node-id is empty and the hostname is unknown; give --node-id")
+	}
+	prev := frontend.TuneGOMAXPROCS()
+	logger.Info("starting ballast daemon", "version", version.String(), "node", f.nodeID, "data_dir", f.dataDir, "gomaxprocs_was", prev)
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	endpoints := f.endpoints
+	if len(endpoints) == 0 {
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		e, err := meta.StartEmbedded(sctx, meta.EmbedConfig{Name: f.nodeID, DataDir: filepath.Join(f.dataDir, "etcd")}, logger)
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		endpoints = []string{e.Endpoint}
+	}
+	cli, err := meta.Connect(endpoints)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+
+	exp, err := fuseloop.New(filepath.Join(f.dataDir, "fuse"), fuseloop.Options{
+		Logger: log.New(slogWriter{logger}, "", 0),
+	})
+	if err != nil {
+		return fmt.Errorf("fuse exporter: %w", err)
+	}
+	att := frontend.NewAttacher(exp)
+	poolDirs := f.poolDirs
+	if len(poolDirs) == 0 {
+		poolDirs = []string{filepath.Join(f.dataDir, "pool")}
+	}
+	n, err := node.New(ctx, node.Config{
+		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
+		LeaseTTL: f.leaseTTL, Version: version.String(),
+	}, meta.NewStore(cli), att, logger)
+	if err != nil {
+		return err
+	}
+	serveErr := api.Serve(ctx, socket, n, logger)
+	logger.Info("shutting down: unmounting volumes (they are attached again on restart)")
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Close(cctx); err != nil {
+		logger.Error("close node", "err", err)
+	}
+	if ctx.Err() != nil {
+		return nil // stopped by a signal
+	}
+	return serveErr
+}
+
+// slogWriter feeds a standard logger's lines (go-fuse's) into slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Warn(strings.TrimSpace(string(p)), "component", "fuse")
+	return len(p), nil
+}

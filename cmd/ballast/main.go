@@ -1,0 +1,66 @@
+// Command ballast is Ballast's single binary: the node daemon
+// ("ballast daemon") and the CLI that talks to it over its unix socket.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/version"
+)
+
+const defaultSocket = "/run/ballast/ballast.sock"
+
+// cli holds the flags every client command shares.
+type cli struct {
+	socket string
+	json   bool
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	c := &cli{}
+	root := &cobra.Command{
+		Use:           "ballast",
+		Short:         "Ballast: pooled, replicated block volumes for containers",
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	sock := os.Getenv("BALLAST_SOCKET")
+	if sock == "" {
+		sock = defaultSocket
+	}
+	root.PersistentFlags().StringVar(&c.socket, "socket", sock, "daemon socket (env BALLAST_SOCKET)")
+	root.AddCommand(newDaemonCmd(), newVolumeCmd(c), newSnapshotCmd(c), newPoolCmd(c))
+	return root
+}
+
+// client dials the daemon for one command.
+func (c *cli) client() (*api.Client, error) {
+	return api.Dial(c.socket)
+}
+
+// withClient runs fn with a client to the daemon and closes it after.
+func (c *cli) withClient(fn func(*api.Client) error) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return fn(cl)
+}

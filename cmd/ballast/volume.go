@@ -1,0 +1,188 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+func newVolumeCmd(c *cli) *cobra.Command {
+	cmd := &cobra.Command{Use: "volume", Aliases: []string{"v", "volumes"}, Short: "Create, attach and manage volumes"}
+	cmd.AddCommand(volumeCreate(c), volumeList(c), volumeInspect(c), volumeAttach(c), volumeDetach(c), volumeDelete(c))
+	return cmd
+}
+
+func volumeCreate(c *cli) *cobra.Command {
+	var sizeStr, from string
+	var s spec.Volume
+	cmd := &cobra.Command{
+		Use:   "create NAME --size SIZE [--repl N] [--fs ext4|xfs] [--from-snapshot VOL@SNAP]",
+		Short: "Create a thin-provisioned volume, or a clone of a snapshot",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s.Name, s.FromSnapshot = args[0], from
+			if sizeStr != "" {
+				n, err := spec.ParseSize(sizeStr)
+				if err != nil {
+					return err
+				}
+				s.Size = n
+			} else if from == "" {
+				return fmt.Errorf("--size is required (e.g. --size 10G)")
+			}
+			return c.withClient(func(cl *api.Client) error {
+				v, err := cl.CreateVolume(cmd.Context(), s)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), v)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s created: %s, repl %d, %s\n", v.Name, size(v.Size), v.Repl, v.FS)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&sizeStr, "size", "", "size, e.g. 10G, 512M (binary units)")
+	cmd.Flags().IntVar(&s.Repl, "repl", 1, "number of replicas, each on its own disk (node, when clustered)")
+	cmd.Flags().StringVar(&s.FS, "fs", "ext4", "filesystem: ext4 or xfs")
+	cmd.Flags().StringVar(&from, "from-snapshot", "", "create a clone of VOL@SNAP")
+	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
+	return cmd
+}
+
+func volumeList(c *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the volumes of the cluster",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return c.withClient(func(cl *api.Client) error {
+				vols, err := cl.ListVolumes(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), vols)
+				}
+				var rows [][]string
+				for _, v := range vols {
+					att := "-"
+					if v.Attachment != nil {
+						att = v.Attachment.Node + ":" + v.Attachment.MountPath
+					}
+					rows = append(rows, []string{v.Name, size(v.Size), size(v.Allocated), fmt.Sprint(v.Repl), insync(v), v.FS, v.State, att})
+				}
+				return table(cmd.OutOrStdout(), []string{"NAME", "SIZE", "USED", "REPL", "IN-SYNC", "FS", "STATE", "ATTACHED"}, rows)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&c.json, "json", false, "print as JSON")
+	return cmd
+}
+
+func insync(v api.Volume) string {
+	n := 0
+	for _, r := range v.Replicas {
+		if r.InSync {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d/%d", n, len(v.Replicas))
+}
+
+func volumeInspect(c *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show a volume in detail: replicas, attachment, repairs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withClient(func(cl *api.Client) error {
+				v, err := cl.InspectVolume(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), v)
+				}
+				w := cmd.OutOrStdout()
+				fmt.Fprintf(w, "Name:        %s\nID:          %s\nState:       %s\nSize:        %s (%s used)\nFilesystem:  %s\n",
+					v.Name, v.ID, v.State, size(v.Size), size(v.Allocated), v.FS)
+				fmt.Fprintf(w, "Replication: %d (in sync %s, minimum %d)\nCreated:     %s (%s)\n", v.Repl, insync(*v), v.MinInSync, v.Created.Format("2006-01-02 15:04:05Z07:00"), ago(v.Created))
+				if v.FromSnapshot != "" {
+					fmt.Fprintf(w, "Clone of:    %s\n", v.FromSnapshot)
+				}
+				if v.Attachment != nil {
+					fmt.Fprintf(w, "Attached:    node %s at %s, epoch %d, since %s\n", v.Attachment.Node, v.Attachment.MountPath, v.Attachment.Epoch, ago(v.Attachment.Since))
+				} else {
+					fmt.Fprintf(w, "Attached:    no\n")
+				}
+				fmt.Fprintf(w, "Snapshots:   %d\nRepairs:     %d block(s) repaired from a peer after a checksum mismatch\n", v.Snapshots, v.Repairs)
+				if len(v.Children) > 0 {
+					fmt.Fprintf(w, "Clones:      %s\n", strings.Join(v.Children, ", "))
+				}
+				fmt.Fprintln(w, "Replicas:")
+				var rows [][]string
+				for _, r := range v.Replicas {
+					rows = append(rows, []string{"  " + r.ID, r.Node, r.Pool, fmt.Sprint(r.InSync), size(r.Allocated)})
+				}
+				return table(w, []string{"  ID", "NODE", "POOL", "IN-SYNC", "USED"}, rows)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&c.json, "json", false, "print as JSON")
+	return cmd
+}
+
+func volumeAttach(c *cli) *cobra.Command {
+	var opts api.AttachOptions
+	cmd := &cobra.Command{
+		Use:   "attach NAME",
+		Short: "Attach a volume on this node and print its mount path (formats it on first attach)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withClient(func(cl *api.Client) error {
+				a, err := cl.AttachVolume(cmd.Context(), args[0], opts)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), a)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), a.MountPath)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "take the volume over from the node that holds it")
+	cmd.Flags().BoolVar(&c.json, "json", false, "print the attachment as JSON")
+	return cmd
+}
+
+func volumeDetach(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "detach NAME",
+		Short: "Unmount a volume and release it from this node",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withClient(func(cl *api.Client) error { return cl.DetachVolume(cmd.Context(), args[0]) })
+		},
+	}
+}
+
+func volumeDelete(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Delete a detached volume and its snapshots",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withClient(func(cl *api.Client) error { return cl.DeleteVolume(cmd.Context(), args[0]) })
+		},
+	}
+}

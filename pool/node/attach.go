@@ -1,0 +1,213 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/engine"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/replica"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// AttachVolume attaches a volume on this node: it claims the volume in etcd
+// with a new epoch, opens its in-sync replicas, starts its engine, exposes
+// it and mounts it (formatting it on first use). Attaching a volume that is
+// already attached here returns the existing attachment.
+func (n *Node) AttachVolume(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
+	if err := spec.ValidateName("volume name", name); err != nil {
+		return nil, err
+	}
+	defer n.locks.lock(name)()
+	n.mu.Lock()
+	have := n.attached[name]
+	n.mu.Unlock()
+	if have != nil {
+		a, _, err := n.meta.Attachment(ctx, name)
+		if err == nil && a.Node == n.cfg.ID {
+			return toAPI(a), nil
+		}
+	}
+	return n.attach(ctx, name, opts)
+}
+
+func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
+	v, rev, err := n.getVolume(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if v.State != meta.StateReady {
+		return nil, fmt.Errorf("volume %q is %s, not ready: %w", name, v.State, api.ErrConflict)
+	}
+	old, attRev, err := n.meta.Attachment(ctx, name)
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+	case err != nil:
+		return nil, err
+	case old.Node != n.cfg.ID && !opts.Force:
+		return nil, fmt.Errorf("volume %q is attached on node %s since %s (mounted at %s); detach it there first, or attach with --force to take it over: %w",
+			name, old.Node, old.Since.Format(time.RFC3339), old.MountPath, api.ErrInUse)
+	}
+	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1,
+		MountPath: filepath.Join(n.cfg.MountDir, name), Since: time.Now().UTC()}
+	v.Epoch = att.Epoch
+	// Claim first: from here on the volume is ours, and a crash leaves a
+	// record that the restarted node finishes.
+	if err := n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.PutAttachment(att, attRev)); err != nil {
+		return nil, conflict("attach volume "+name, err)
+	}
+	a, err := n.open(v, att.MountPath)
+	if err == nil {
+		err = n.front.Attach(ctx, name, a.engine, v.FS, a.mountPath)
+		if err != nil {
+			a.close()
+		}
+	}
+	if err != nil {
+		if _, r, gerr := n.meta.Attachment(ctx, name); gerr == nil {
+			if derr := n.meta.Commit(ctx, meta.DeleteAttachment(name, r)); derr != nil {
+				n.log.Error("release claim after failed attach", "volume", name, "err", derr)
+			}
+		}
+		return nil, fmt.Errorf("attach volume %s: %w", name, err)
+	}
+	n.mu.Lock()
+	n.attached[name] = a
+	n.mu.Unlock()
+	n.log.Info("volume attached", "volume", name, "epoch", att.Epoch, "mount", att.MountPath)
+	return toAPI(att), nil
+}
+
+// open opens v's in-sync replicas and the engine over them.
+func (n *Node) open(v *meta.Volume, mountPath string) (*attachment, error) {
+	a := &attachment{vol: v.Name, replicas: map[string]*replica.Replica{}, mountPath: mountPath}
+	var members []engine.Member
+	for _, r := range v.Replicas {
+		if !slices.Contains(v.InSync, r.ID) {
+			continue
+		}
+		p, err := n.localPool(r)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		rep, err := p.store.Open(r.ID)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("open replica %s: %w", r.ID, err)
+		}
+		a.replicas[r.ID] = rep
+		members = append(members, engine.Member{ID: r.ID, Dev: rep})
+	}
+	e, err := engine.New(v.Name, members, n.dropper(v.Name), n.log)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.engine = e
+	return a, nil
+}
+
+func (a *attachment) close() error {
+	var errs []error
+	for _, r := range a.replicas {
+		errs = append(errs, r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// dropper returns the engine's DropFunc for vol: remove a failed replica
+// from the in-sync set in etcd, refusing to go below the volume's minimum.
+func (n *Node) dropper(vol string) engine.DropFunc {
+	return func(id string, cause error) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for {
+			v, rev, err := n.meta.Volume(ctx, vol)
+			if err != nil {
+				return err
+			}
+			keep := slices.DeleteFunc(slices.Clone(v.InSync), func(s string) bool { return s == id })
+			if len(keep) < max(v.MinInSync, 1) {
+				return fmt.Errorf("volume %s would have %d in-sync replicas, below its minimum of %d", vol, len(keep), v.MinInSync)
+			}
+			v.InSync = keep
+			err = n.meta.Commit(ctx, meta.PutVolume(v, rev))
+			if !errors.Is(err, meta.ErrConflict) {
+				return err
+			}
+		}
+	}
+}
+
+// DetachVolume unmounts a volume attached here and releases it. Detaching a
+// volume that is attached nowhere succeeds; one attached on another node is
+// an error naming that node.
+func (n *Node) DetachVolume(ctx context.Context, name string) error {
+	if err := spec.ValidateName("volume name", name); err != nil {
+		return err
+	}
+	defer n.locks.lock(name)()
+	if _, _, err := n.getVolume(ctx, name); err != nil {
+		return err
+	}
+	rec, rev, err := n.meta.Attachment(ctx, name)
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case rec.Node != n.cfg.ID:
+		return fmt.Errorf("volume %q is attached on node %s, not on this node (%s); detach it there: %w", name, rec.Node, n.cfg.ID, api.ErrInUse)
+	}
+	n.mu.Lock()
+	a := n.attached[name]
+	n.mu.Unlock()
+	if a != nil {
+		if err := n.release(ctx, a); err != nil {
+			return err
+		}
+	}
+	if err := n.meta.Commit(ctx, meta.DeleteAttachment(name, rev)); err != nil {
+		return conflict("detach volume "+name, err)
+	}
+	n.log.Info("volume detached", "volume", name)
+	return nil
+}
+
+// release unmounts and closes a local attachment and saves its repair count;
+// the attachment record stays as it is.
+func (n *Node) release(ctx context.Context, a *attachment) error {
+	if err := n.front.Detach(ctx, a.vol, a.mountPath); err != nil {
+		return fmt.Errorf("detach volume %s: %w", a.vol, err)
+	}
+	flushErr := a.engine.Flush()
+	n.mu.Lock()
+	delete(n.attached, a.vol)
+	n.mu.Unlock()
+	if err := errors.Join(flushErr, a.close()); err != nil {
+		return fmt.Errorf("close volume %s: %w", a.vol, err)
+	}
+	if r := a.engine.Repairs(); r > 0 {
+		for {
+			v, rev, err := n.meta.Volume(ctx, a.vol)
+			if err != nil {
+				return err
+			}
+			v.Repairs += r
+			if err := n.meta.Commit(ctx, meta.PutVolume(v, rev)); !errors.Is(err, meta.ErrConflict) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func toAPI(a *meta.Attachment) *api.Attachment {
+	return &api.Attachment{Volume: a.Volume, Node: a.Node, Epoch: a.Epoch, MountPath: a.MountPath, Since: a.Since}
+}

@@ -1,0 +1,255 @@
+// Package node is a Ballast daemon's node: it owns this machine's pool dirs,
+// opens the replicas placed on them, runs the engine of every volume
+// attached here, exposes it through the frontend, and keeps all of that in
+// step with the cluster metadata in etcd. It implements api.Service.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/engine"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/replica"
+)
+
+// Frontend attaches a device as a mounted filesystem on this node.
+// frontend.Attacher is the real one.
+type Frontend interface {
+	Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) error
+	Detach(ctx context.Context, name, mountPath string) error
+	Recover(mountRoot string) error
+}
+
+// Config says what a node is and where its files go.
+type Config struct {
+	ID       string
+	DataDir  string
+	PoolDirs []string
+	MountDir string // where volumes are mounted; default DataDir/mounts
+	LeaseTTL time.Duration
+	Version  string
+}
+
+// Node is one daemon's share of the cluster.
+type Node struct {
+	cfg   Config
+	meta  *meta.Store
+	front Frontend
+	log   *slog.Logger
+
+	pools map[string]*pool // by pool ID
+	order []string         // pool IDs in the order of Config.PoolDirs
+	locks keyedMutex
+
+	mu       sync.Mutex
+	attached map[string]*attachment // volumes attached here, by name
+}
+
+var _ api.Service = (*Node)(nil)
+
+// pool is one pool dir of this node.
+type pool struct {
+	id    string
+	dir   string
+	store *replica.Store
+}
+
+// attachment is a volume attached on this node.
+type attachment struct {
+	vol       string
+	engine    *engine.Engine
+	replicas  map[string]*replica.Replica // open local replicas by ID
+	mountPath string
+}
+
+// New opens a node's pool dirs, registers the node in etcd, cleans up after
+// a previous crash and re-attaches what was attached here.
+func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log *slog.Logger) (*Node, error) {
+	if cfg.MountDir == "" {
+		cfg.MountDir = filepath.Join(cfg.DataDir, "mounts")
+	}
+	if cfg.LeaseTTL == 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if len(cfg.PoolDirs) == 0 {
+		cfg.PoolDirs = []string{filepath.Join(cfg.DataDir, "pool")}
+	}
+	n := &Node{cfg: cfg, meta: store, front: front, log: log, pools: map[string]*pool{}, attached: map[string]*attachment{}}
+	for _, dir := range cfg.PoolDirs {
+		p, err := openPool(dir)
+		if err != nil {
+			return nil, err
+		}
+		if other, dup := n.pools[p.id]; dup {
+			return nil, fmt.Errorf("pool dirs %s and %s are the same pool (id %s)", other.dir, dir, p.id)
+		}
+		n.pools[p.id] = p
+		n.order = append(n.order, p.id)
+	}
+	if err := os.MkdirAll(cfg.MountDir, 0o755); err != nil {
+		return nil, fmt.Errorf("mount dir: %w", err)
+	}
+	if err := n.register(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.meta.KeepAlive(ctx, cfg.ID, cfg.LeaseTTL); err != nil {
+		return nil, err
+	}
+	if err := n.recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
+	}
+	return n, nil
+}
+
+// openPool opens a pool dir, giving it a stable ID on first use.
+func openPool(dir string) (*pool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("pool dir %s: %w", dir, err)
+	}
+	idFile := filepath.Join(dir, "pool.json")
+	var rec struct {
+		ID string `json:"id"`
+	}
+	b, err := os.ReadFile(idFile)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &rec); err != nil || rec.ID == "" {
+			return nil, fmt.Errorf("pool dir %s: bad %s: %v", dir, idFile, err)
+		}
+	case errors.Is(err, os.ErrNotExist):
+		rec.ID = "pool-" + newID()
+		b, _ := json.Marshal(rec)
+		if err := writeFileSync(idFile, b); err != nil {
+			return nil, fmt.Errorf("pool dir %s: %w", dir, err)
+		}
+	default:
+		return nil, fmt.Errorf("pool dir %s: %w", dir, err)
+	}
+	st, err := replica.OpenStore(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pool dir %s: %w", dir, err)
+	}
+	return &pool{id: rec.ID, dir: dir, store: st}, nil
+}
+
+// writeFileSync writes a small file atomically and durably.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// register writes this node's record with its pools.
+func (n *Node) register(ctx context.Context) error {
+	rec := &meta.Node{ID: n.cfg.ID, Version: n.cfg.Version, Started: time.Now().UTC()}
+	for _, id := range n.order {
+		p := n.pools[id]
+		alloc, capacity, err := p.store.Usage()
+		if err != nil {
+			return fmt.Errorf("pool dir %s: %w", p.dir, err)
+		}
+		rec.Pools = append(rec.Pools, meta.Pool{ID: id, Node: n.cfg.ID, Dir: p.dir, Capacity: capacity, Allocated: alloc})
+	}
+	if err := n.meta.PutNode(ctx, rec); err != nil {
+		return fmt.Errorf("register node %s: %w", n.cfg.ID, err)
+	}
+	return nil
+}
+
+// Close unmounts and closes every volume attached here but keeps their
+// attachment records: a restarted daemon attaches them again.
+func (n *Node) Close(ctx context.Context) error {
+	n.mu.Lock()
+	atts := make([]*attachment, 0, len(n.attached))
+	for _, a := range n.attached {
+		atts = append(atts, a)
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, a := range atts {
+		unlock := n.locks.lock(a.vol)
+		errs = append(errs, n.release(ctx, a))
+		unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// keyedMutex serializes operations on the same volume within this node.
+// Operations on one volume from different nodes are serialized by etcd
+// compare-and-swap.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*sync.Mutex
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*sync.Mutex{}
+	}
+	l, ok := k.m[key]
+	if !ok {
+		l = &sync.Mutex{}
+		k.m[key] = l
+	}
+	k.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// getVolume reads a volume's record, with a not-found error users can act on.
+func (n *Node) getVolume(ctx context.Context, name string) (*meta.Volume, meta.Rev, error) {
+	v, rev, err := n.meta.Volume(ctx, name)
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil, 0, fmt.Errorf("volume %q does not exist (see 'ballast volume list'): %w", name, api.ErrNotFound)
+	}
+	return v, rev, err
+}
+
+// conflict maps a lost compare-and-swap to the service's error.
+func conflict(what string, err error) error {
+	if errors.Is(err, meta.ErrConflict) {
+		return fmt.Errorf("%s: %w", what, api.ErrConflict)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

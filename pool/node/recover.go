@@ -1,0 +1,88 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/meta"
+)
+
+// recover brings this node back to a consistent state after a crash:
+// stale mounts and devices of the previous daemon go, half-done creates are
+// rolled back, half-done deletes finished, and volumes attached here are
+// attached again at the same mount path.
+func (n *Node) recover(ctx context.Context) error {
+	if err := n.front.Recover(n.cfg.MountDir); err != nil {
+		return fmt.Errorf("clean up stale mounts: %w", err)
+	}
+	vols, err := n.meta.Volumes(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := range vols {
+		v := &vols[i]
+		if !n.hasReplicaOf(v) {
+			continue
+		}
+		switch v.State {
+		case meta.StateCreating:
+			n.log.Warn("rolling back a create interrupted by a crash", "volume", v.Name)
+			errs = append(errs, n.rollbackCreate(ctx, v))
+			continue
+		case meta.StateDeleting:
+			n.log.Warn("finishing a delete interrupted by a crash", "volume", v.Name)
+			errs = append(errs, n.finishDelete(ctx, v))
+			continue
+		}
+		errs = append(errs, n.recoverSnapshots(ctx, v))
+	}
+	atts, err := n.meta.Attachments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range atts {
+		if a.Node != n.cfg.ID {
+			continue
+		}
+		n.log.Info("re-attaching after restart", "volume", a.Volume, "mount", a.MountPath)
+		if _, err := n.attachLocked(ctx, a.Volume); err != nil {
+			errs = append(errs, fmt.Errorf("re-attach %s: %w", a.Volume, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) attachLocked(ctx context.Context, name string) (*api.Attachment, error) {
+	defer n.locks.lock(name)()
+	return n.attach(ctx, name, api.AttachOptions{})
+}
+
+// recoverSnapshots rolls back snapshots of v interrupted while being taken
+// and finishes those interrupted while being deleted.
+func (n *Node) recoverSnapshots(ctx context.Context, v *meta.Volume) error {
+	snaps, err := n.meta.Snapshots(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, s := range snaps {
+		if s.State == meta.StateReady {
+			continue
+		}
+		n.log.Warn("finishing a snapshot operation interrupted by a crash", "volume", v.Name, "snapshot", s.Name, "state", s.State)
+		errs = append(errs, n.dropSnapshot(ctx, v, s.Name))
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) hasReplicaOf(v *meta.Volume) bool {
+	for _, r := range v.Replicas {
+		if r.Node == n.cfg.ID {
+			return true
+		}
+	}
+	return false
+}

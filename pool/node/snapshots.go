@@ -1,0 +1,227 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/engine"
+	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/replica"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// CreateSnapshot takes a crash-consistent snapshot of a volume on all its
+// in-sync replicas at once. When the volume is mounted here its filesystem
+// is frozen for the moment it takes, so the snapshot is also
+// filesystem-consistent.
+func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snapshot, error) {
+	if err := spec.ValidateName("volume name", vol); err != nil {
+		return nil, err
+	}
+	if err := spec.ValidateName("snapshot name", name); err != nil {
+		return nil, err
+	}
+	defer n.locks.lock(vol)()
+	v, _, err := n.getVolume(ctx, vol)
+	if err != nil {
+		return nil, err
+	}
+	if v.State != meta.StateReady {
+		return nil, fmt.Errorf("volume %q is %s: %w", vol, v.State, api.ErrConflict)
+	}
+	if old, _, err := n.meta.Snapshot(ctx, vol, name); err == nil {
+		return nil, fmt.Errorf("snapshot %q of volume %q already exists (taken %s): %w", name, vol, old.Created.Format(time.RFC3339), api.ErrExists)
+	}
+	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateCreating, Created: time.Now().UTC()}
+	if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, 0)); err != nil {
+		return nil, conflict("snapshot "+vol+"@"+name, err)
+	}
+	if err := n.snapshotReplicas(v, name); err != nil {
+		if rerr := n.dropSnapshot(ctx, v, name); rerr != nil {
+			n.log.Error("roll back failed snapshot", "volume", vol, "snapshot", name, "err", rerr)
+		}
+		return nil, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
+	}
+	sn.State = meta.StateReady
+	_, rev, err := n.meta.Snapshot(ctx, vol, name)
+	if err == nil {
+		err = n.meta.Commit(ctx, meta.PutSnapshot(sn, rev))
+	}
+	if err != nil {
+		return nil, conflict("snapshot "+vol+"@"+name, err)
+	}
+	n.log.Info("snapshot created", "volume", vol, "snapshot", name)
+	return &api.Snapshot{Volume: vol, Name: name, State: string(sn.State), Created: sn.Created}, nil
+}
+
+// snapshotReplicas snapshots every in-sync replica of v, all or none.
+func (n *Node) snapshotReplicas(v *meta.Volume, name string) error {
+	n.mu.Lock()
+	att := n.attached[v.Name]
+	n.mu.Unlock()
+	if att == nil {
+		return n.withReplicas(v, func(reps []*replica.Replica) error { return snapshotAll(reps, name) })
+	}
+	if err := frontend.Freeze(att.mountPath); err != nil {
+		return fmt.Errorf("freeze %s: %w", att.mountPath, err)
+	}
+	defer func() {
+		if err := frontend.Thaw(att.mountPath); err != nil {
+			n.log.Error("thaw after snapshot", "volume", v.Name, "err", err)
+		}
+	}()
+	return att.engine.Quiesce(func([]engine.Member) error {
+		reps := make([]*replica.Replica, 0, len(att.replicas))
+		for _, id := range att.engine.InSync() {
+			reps = append(reps, att.replicas[id])
+		}
+		return snapshotAll(reps, name)
+	})
+}
+
+func snapshotAll(reps []*replica.Replica, name string) error {
+	for i, r := range reps {
+		if err := r.Snapshot(name); err != nil {
+			for _, done := range reps[:i] {
+				done.DeleteSnapshot(name)
+			}
+			return fmt.Errorf("replica %s: %w", r.ID(), err)
+		}
+	}
+	return nil
+}
+
+// withReplicas runs fn on v's in-sync replicas: the open ones when v is
+// attached here, otherwise opened for the call.
+func (n *Node) withReplicas(v *meta.Volume, fn func([]*replica.Replica) error) error {
+	n.mu.Lock()
+	att := n.attached[v.Name]
+	n.mu.Unlock()
+	if att != nil {
+		reps := make([]*replica.Replica, 0, len(att.replicas))
+		for _, r := range att.replicas {
+			reps = append(reps, r)
+		}
+		return fn(reps)
+	}
+	a, err := n.open(v, "")
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	reps := make([]*replica.Replica, 0, len(a.replicas))
+	for _, r := range a.replicas {
+		reps = append(reps, r)
+	}
+	return fn(reps)
+}
+
+// DeleteSnapshot deletes a snapshot no clone depends on.
+func (n *Node) DeleteSnapshot(ctx context.Context, vol, name string) error {
+	if err := spec.ValidateName("volume name", vol); err != nil {
+		return err
+	}
+	if err := spec.ValidateName("snapshot name", name); err != nil {
+		return err
+	}
+	defer n.locks.lock(vol)()
+	v, _, err := n.getVolume(ctx, vol)
+	if err != nil {
+		return err
+	}
+	sn, rev, err := n.meta.Snapshot(ctx, vol, name)
+	if errors.Is(err, meta.ErrNotFound) {
+		return fmt.Errorf("snapshot %q of volume %q does not exist (see 'ballast snapshot list %s'): %w", name, vol, vol, api.ErrNotFound)
+	} else if err != nil {
+		return err
+	}
+	clones, err := n.clonesOf(ctx, vol, name)
+	if err != nil {
+		return err
+	}
+	if len(clones) > 0 {
+		return fmt.Errorf("snapshot %s@%s has clones (%s); delete them first: %w", vol, name, strings.Join(clones, ", "), api.ErrInUse)
+	}
+	if sn.State != meta.StateDeleting {
+		sn.State = meta.StateDeleting
+		if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, rev)); err != nil {
+			return conflict("delete snapshot "+vol+"@"+name, err)
+		}
+	}
+	return n.dropSnapshot(ctx, v, name)
+}
+
+// dropSnapshot removes a snapshot from v's replicas (where it exists) and
+// then its record.
+func (n *Node) dropSnapshot(ctx context.Context, v *meta.Volume, name string) error {
+	err := n.withReplicas(v, func(reps []*replica.Replica) error {
+		for _, r := range reps {
+			if err := r.DeleteSnapshot(name); err != nil && !errors.Is(err, replica.ErrNotFound) {
+				return fmt.Errorf("replica %s: %w", r.ID(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete snapshot %s@%s: %w", v.Name, name, err)
+	}
+	_, rev, err := n.meta.Snapshot(ctx, v.Name, name)
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := n.meta.Commit(ctx, meta.DeleteSnapshot(v.Name, name, rev)); err != nil {
+		return conflict("delete snapshot "+v.Name+"@"+name, err)
+	}
+	n.log.Info("snapshot deleted", "volume", v.Name, "snapshot", name)
+	return nil
+}
+
+// clonesOf lists the volumes created from vol@snap.
+func (n *Node) clonesOf(ctx context.Context, vol, snap string) ([]string, error) {
+	vols, err := n.meta.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range vols {
+		if v.FromSnapshot == vol+"@"+snap {
+			out = append(out, v.Name)
+		}
+	}
+	return out, nil
+}
+
+// ListSnapshots lists the snapshots of vol, or of every volume.
+func (n *Node) ListSnapshots(ctx context.Context, vol string) ([]api.Snapshot, error) {
+	if vol != "" {
+		if _, _, err := n.getVolume(ctx, vol); err != nil {
+			return nil, err
+		}
+	}
+	snaps, err := n.meta.Snapshots(ctx, vol)
+	if err != nil {
+		return nil, err
+	}
+	vols, err := n.meta.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Snapshot, 0, len(snaps))
+	for _, s := range snaps {
+		as := api.Snapshot{Volume: s.Volume, Name: s.Name, State: string(s.State), Created: s.Created}
+		for _, v := range vols {
+			if v.FromSnapshot == s.Volume+"@"+s.Name {
+				as.Clones = append(as.Clones, v.Name)
+			}
+		}
+		out = append(out, as)
+	}
+	return out, nil
+}

@@ -1,0 +1,366 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/replica"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// CreateVolume creates a volume, or returns the existing one when a volume
+// of the same name and the same spec exists. The record goes to etcd first,
+// in state "creating"; a crash before it turns "ready" is rolled back when
+// the node restarts.
+func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, error) {
+	if err := s.Normalize(); err != nil {
+		return nil, err
+	}
+	var srcVol, srcSnap string
+	if s.FromSnapshot != "" {
+		srcVol, srcSnap, _ = spec.ParseSnapshotRef(s.FromSnapshot)
+		defer n.locks.lock(srcVol)()
+	}
+	defer n.locks.lock(s.Name)()
+
+	if old, _, err := n.meta.Volume(ctx, s.Name); err == nil {
+		return n.sameSpec(ctx, old, s)
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return nil, err
+	}
+
+	v := &meta.Volume{Volume: s, ID: newID(), State: meta.StateCreating, Created: time.Now().UTC(), MinInSync: 1}
+	var src *meta.Volume
+	if s.FromSnapshot != "" {
+		var err error
+		if src, err = n.cloneSource(ctx, &v.Volume, srcVol, srcSnap); err != nil {
+			return nil, err
+		}
+		for i := range v.Repl {
+			v.Replicas = append(v.Replicas, meta.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, i), Node: src.Replicas[i].Node, Pool: src.Replicas[i].Pool})
+		}
+	} else {
+		chosen, err := place(n.candidates(), s.Repl, s.Size)
+		if err != nil {
+			return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
+		}
+		for i, c := range chosen {
+			v.Replicas = append(v.Replicas, meta.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, i), Node: c.Node, Pool: c.Pool})
+		}
+	}
+	for _, r := range v.Replicas {
+		v.InSync = append(v.InSync, r.ID)
+	}
+	if err := n.meta.Commit(ctx, meta.PutVolume(v, 0)); err != nil {
+		return nil, conflict("create volume "+s.Name, err)
+	}
+	if err := n.createReplicas(v, src, srcSnap); err != nil {
+		if rerr := n.rollbackCreate(ctx, v); rerr != nil {
+			n.log.Error("roll back failed create", "volume", v.Name, "err", rerr)
+		}
+		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
+	}
+	v.State = meta.StateReady
+	_, rev, err := n.meta.Volume(ctx, v.Name)
+	if err == nil {
+		err = n.meta.Commit(ctx, meta.PutVolume(v, rev))
+	}
+	if err != nil {
+		return nil, conflict("create volume "+s.Name, err)
+	}
+	n.log.Info("volume created", "volume", v.Name, "size", v.Size, "repl", v.Repl, "fs", v.FS, "from", v.FromSnapshot)
+	return n.describe(ctx, v)
+}
+
+// sameSpec answers a create of an existing name: success when the request
+// asks for the same volume, a clear error naming the difference otherwise.
+func (n *Node) sameSpec(ctx context.Context, old *meta.Volume, s spec.Volume) (*api.Volume, error) {
+	want := old.Volume
+	if s.FromSnapshot != "" && s.Size == 0 {
+		s.Size = want.Size
+	}
+	if want != s {
+		return nil, fmt.Errorf("volume %q already exists with a different spec (size %s, repl %d, fs %s%s); delete it first or use another name: %w",
+			s.Name, spec.FormatSize(want.Size), want.Repl, want.FS, fromText(want.FromSnapshot), api.ErrExists)
+	}
+	if old.State != meta.StateReady {
+		return nil, fmt.Errorf("volume %q is being %s; try again in a moment: %w", s.Name, strings.TrimSuffix(string(old.State), "ing")+"ed", api.ErrConflict)
+	}
+	return n.describe(ctx, old)
+}
+
+func fromText(ref string) string {
+	if ref == "" {
+		return ""
+	}
+	return ", from snapshot " + ref
+}
+
+// cloneSource checks a clone's source snapshot and fills the clone's size
+// and replica count from it.
+func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string) (*meta.Volume, error) {
+	src, _, err := n.getVolume(ctx, vol)
+	if err != nil {
+		return nil, err
+	}
+	sn, _, err := n.meta.Snapshot(ctx, vol, snap)
+	if errors.Is(err, meta.ErrNotFound) || err == nil && sn.State != meta.StateReady {
+		return nil, fmt.Errorf("snapshot %q of volume %q does not exist (see 'ballast snapshot list %s'): %w", snap, vol, vol, api.ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	if s.Size == 0 {
+		s.Size = src.Size
+	}
+	if s.Size != src.Size {
+		return nil, fmt.Errorf("%w: a clone of %s has its size %s; leave --size out", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(src.Size))
+	}
+	if s.Repl > len(src.Replicas) {
+		return nil, fmt.Errorf("%w: a clone shares its source's disks, so its --repl can be at most %d, the repl of %s", api.ErrInvalid, len(src.Replicas), vol)
+	}
+	return src, nil
+}
+
+// candidates lists this node's pools as placement candidates.
+func (n *Node) candidates() []candidate {
+	var out []candidate
+	for _, id := range n.order {
+		alloc, capacity, err := n.pools[id].store.Usage()
+		if err != nil {
+			n.log.Warn("pool dir unusable", "pool", id, "err", err)
+			continue
+		}
+		out = append(out, candidate{Pool: id, Node: n.cfg.ID, Capacity: capacity, Allocated: alloc})
+	}
+	return out
+}
+
+// createReplicas makes v's replicas on this node's pools, empty or cloned
+// from src's snapshot. On error the ones already made are removed again.
+func (n *Node) createReplicas(v *meta.Volume, src *meta.Volume, snap string) error {
+	for i, r := range v.Replicas {
+		p, err := n.localPool(r)
+		if err != nil {
+			return err
+		}
+		var rep *replica.Replica
+		if src != nil {
+			rep, err = p.store.Clone(r.ID, src.Replicas[i].ID, snap)
+		} else {
+			rep, err = p.store.Create(r.ID, v.Size)
+		}
+		if err != nil {
+			return fmt.Errorf("replica %s on %s: %w", r.ID, p.dir, err)
+		}
+		if err := rep.Close(); err != nil {
+			return fmt.Errorf("replica %s on %s: %w", r.ID, p.dir, err)
+		}
+	}
+	return nil
+}
+
+// localPool returns the pool of a replica placed on this node.
+func (n *Node) localPool(r meta.Replica) (*pool, error) {
+	if r.Node != n.cfg.ID {
+		return nil, fmt.Errorf("replica %s lives on node %s; remote replicas come with the cluster", r.ID, r.Node)
+	}
+	p, ok := n.pools[r.Pool]
+	if !ok {
+		return nil, fmt.Errorf("replica %s is on pool %s, which node %s does not have (was a --pool-dir removed?)", r.ID, r.Pool, n.cfg.ID)
+	}
+	return p, nil
+}
+
+// rollbackCreate removes what a failed create made: its local replicas and
+// its record.
+func (n *Node) rollbackCreate(ctx context.Context, v *meta.Volume) error {
+	if err := n.deleteReplicas(v); err != nil {
+		return err
+	}
+	_, rev, err := n.meta.Volume(ctx, v.Name)
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return n.meta.Commit(ctx, meta.DeleteVolume(v.Name, rev))
+}
+
+func (n *Node) deleteReplicas(v *meta.Volume) error {
+	var errs []error
+	for _, r := range v.Replicas {
+		if r.Node != n.cfg.ID {
+			continue
+		}
+		p, err := n.localPool(r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := p.store.Delete(r.ID); err != nil {
+			errs = append(errs, fmt.Errorf("delete replica %s: %w", r.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DeleteVolume deletes a detached volume with its snapshots. It refuses a
+// volume that is attached or that clones depend on.
+func (n *Node) DeleteVolume(ctx context.Context, name string) error {
+	if err := spec.ValidateName("volume name", name); err != nil {
+		return err
+	}
+	defer n.locks.lock(name)()
+	v, rev, err := n.getVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	att, attRev, err := n.meta.Attachment(ctx, name)
+	if err == nil {
+		return fmt.Errorf("volume %q is attached on node %s (mounted at %s); detach it first: %w", name, att.Node, att.MountPath, api.ErrInUse)
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return err
+	}
+	children, err := n.children(ctx, name)
+	if err != nil {
+		return err
+	}
+	if len(children) > 0 {
+		return fmt.Errorf("volume %q has clones that depend on its snapshots (%s); delete them first: %w", name, strings.Join(children, ", "), api.ErrInUse)
+	}
+	if v.State != meta.StateDeleting {
+		v.State = meta.StateDeleting
+		// Guarded by the attachment's absence, so an attach racing from
+		// another node either wins before or sees "deleting".
+		if err := n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.DeleteAttachment(name, attRev)); err != nil {
+			return conflict("delete volume "+name, err)
+		}
+	}
+	return n.finishDelete(ctx, v)
+}
+
+// finishDelete removes a volume in state "deleting": its replicas, then its
+// snapshot records and its own record.
+func (n *Node) finishDelete(ctx context.Context, v *meta.Volume) error {
+	if err := n.deleteReplicas(v); err != nil {
+		return fmt.Errorf("delete volume %s: %w", v.Name, err)
+	}
+	_, rev, err := n.meta.Volume(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	revs, err := n.meta.SnapshotRevs(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	ops := []meta.Op{meta.DeleteVolume(v.Name, rev)}
+	for snap, r := range revs {
+		ops = append(ops, meta.DeleteSnapshot(v.Name, snap, r))
+	}
+	if err := n.meta.Commit(ctx, ops...); err != nil {
+		return conflict("delete volume "+v.Name, err)
+	}
+	n.log.Info("volume deleted", "volume", v.Name)
+	return nil
+}
+
+// children lists the volumes cloned from snapshots of vol.
+func (n *Node) children(ctx context.Context, vol string) ([]string, error) {
+	vols, err := n.meta.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, v := range vols {
+		if src, _, ok := strings.Cut(v.FromSnapshot, "@"); ok && src == vol {
+			out = append(out, v.Name)
+		}
+	}
+	return out, nil
+}
+
+// InspectVolume describes one volume.
+func (n *Node) InspectVolume(ctx context.Context, name string) (*api.Volume, error) {
+	if err := spec.ValidateName("volume name", name); err != nil {
+		return nil, err
+	}
+	v, _, err := n.getVolume(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return n.describe(ctx, v)
+}
+
+// ListVolumes describes every volume of the cluster.
+func (n *Node) ListVolumes(ctx context.Context) ([]api.Volume, error) {
+	vols, err := n.meta.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Volume, 0, len(vols))
+	for i := range vols {
+		d, err := n.describe(ctx, &vols[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, *d)
+	}
+	return out, nil
+}
+
+// describe turns a record into what users see, with live figures from this
+// node where it has them.
+func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error) {
+	out := &api.Volume{Volume: v.Volume, ID: v.ID, State: string(v.State), Created: v.Created,
+		MinInSync: v.MinInSync, Epoch: v.Epoch, Repairs: v.Repairs}
+	n.mu.Lock()
+	att := n.attached[v.Name]
+	n.mu.Unlock()
+	if att != nil {
+		out.Repairs += att.engine.Repairs()
+	}
+	for _, r := range v.Replicas {
+		ar := api.Replica{ID: r.ID, Node: r.Node, Pool: r.Pool, InSync: slices.Contains(v.InSync, r.ID)}
+		ar.Allocated = n.allocated(att, r)
+		out.Allocated = max(out.Allocated, ar.Allocated)
+		out.Replicas = append(out.Replicas, ar)
+	}
+	if a, _, err := n.meta.Attachment(ctx, v.Name); err == nil {
+		out.Attachment = toAPI(a)
+	} else if !errors.Is(err, meta.ErrNotFound) {
+		return nil, err
+	}
+	revs, err := n.meta.SnapshotRevs(ctx, v.Name)
+	if err != nil {
+		return nil, err
+	}
+	out.Snapshots = len(revs)
+	if out.Children, err = n.children(ctx, v.Name); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// allocated is the bytes a local replica holds, -1 when unknown here.
+func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
+	if att != nil {
+		if rep, ok := att.replicas[r.ID]; ok {
+			return rep.Allocated()
+		}
+	}
+	p, err := n.localPool(r)
+	if err != nil {
+		return -1
+	}
+	a, err := p.store.Allocated(r.ID)
+	if err != nil {
+		return -1
+	}
+	return a
+}
