@@ -1,0 +1,55 @@
+// Package frontend turns a block.Device into a mounted kernel filesystem on
+// this node, and cleans up after a crashed daemon.
+//
+// An Exporter exposes a Device as a kernel block device (fuseloop: FUSE file
+// + loop device; NBD or ublk where hosts have them); the mount helpers
+// format and mount it; an Attacher composes the two.
+package frontend
+
+import (
+	"fmt"
+	"regexp"
+	"runtime"
+
+	"github.com/ballast-io/ballast/pool/block"
+)
+
+// Exporter exposes a block.Device as a kernel block device.
+type Exporter interface {
+	// Export returns the path of a kernel block device (e.g. /dev/loop3)
+	// whose contents are dev. Idempotent for the same name and device.
+	Export(name string, dev block.Device) (devPath string, err error)
+	// Unexport removes the block device of name. Idempotent.
+	Unexport(name string) error
+	// Recover cleans up after a crash of a previous daemon: detaches block
+	// devices and lazily unmounts FUSE mounts it left under its state dir.
+	Recover() error
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// ValidateName checks a volume name: 1-64 characters from [A-Za-z0-9_.-],
+// and not "." or "..".
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) || name == "." || name == ".." {
+		return fmt.Errorf("invalid volume name %q: want 1-64 characters from [A-Za-z0-9_.-]", name)
+	}
+	return nil
+}
+
+// ReaderGOMAXPROCS is the GOMAXPROCS the daemon should run with: go-fuse
+// keeps up to GOMAXPROCS (capped at 16) idle request readers per mount, so
+// 16 lets a queue depth of 16 be picked up without spawning readers on the
+// hot path. It is the value the benchmarks in this package were run with.
+const ReaderGOMAXPROCS = 16
+
+// TuneGOMAXPROCS raises GOMAXPROCS to at least ReaderGOMAXPROCS. Call it at
+// daemon start, before exporting any volume (go-fuse reads GOMAXPROCS when a
+// volume is mounted). It returns the previous value.
+func TuneGOMAXPROCS() int {
+	prev := runtime.GOMAXPROCS(0)
+	if prev < ReaderGOMAXPROCS {
+		runtime.GOMAXPROCS(ReaderGOMAXPROCS)
+	}
+	return prev
+}

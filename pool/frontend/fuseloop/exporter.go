@@ -1,0 +1,384 @@
+// Package fuseloop exports a block.Device as a kernel block device: one
+// regular file per volume, served over FUSE by this process
+// (github.com/hanwen/go-fuse/v2), attached to a loop device with direct I/O
+// and 4096-byte logical sectors. The kernel filesystem on the loop device
+// gives full POSIX semantics; the daemon sees only block reads, writes,
+// flushes (fsync) and discards (punch hole). See DESIGN.md, "The data path".
+//
+// # Tuning
+//
+// Measured untuned defaults reach only 0.2-0.45x of a plain loop device. The
+// exporter therefore mounts with CAP_ASYNC_DIO, MaxWrite 1 MiB with splice
+// off, MaxBackground 64 and DirectMount, and opens every file with
+// FOPEN_DIRECT_IO (no kernel page cache: the loop device's direct I/O reaches
+// the daemon). No passthrough, no writeback cache.
+//
+// go-fuse sizes its pool of request readers from runtime.GOMAXPROCS(0) at the
+// time each volume is mounted (clamped to [2, 16]). The daemon must raise
+// GOMAXPROCS before exporting volumes, e.g. with
+//
+//	frontend.TuneGOMAXPROCS() // runtime.GOMAXPROCS(max(16, NumCPU))
+//
+// # Crash behaviour
+//
+// The daemon holds an open file descriptor on each loop device; the loop
+// device is LO_FLAGS_AUTOCLEAR. When the daemon dies its FUSE connections are
+// aborted, so I/O on the loop device (and the filesystem on it) fails with
+// EIO instead of hanging. Recover, called by the next daemon, detaches the
+// leftover loop devices and lazily unmounts the dead FUSE mounts.
+package fuseloop
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/frontend"
+)
+
+// Options tune the exporter. The zero value gives the measured defaults.
+type Options struct {
+	MaxWrite      int         // bytes per FUSE read/write request; default 1 MiB
+	MaxBackground int         // kernel's async request limit; default 64
+	Debug         bool        // log every FUSE request
+	Logger        *log.Logger // device errors and debug output; default: discard
+	// UnmountTimeout bounds how long Unexport waits for the kernel to
+	// release a busy volume (e.g. a filesystem still mounted on it) after
+	// lazily unmounting its FUSE mount. Default 10 s.
+	UnmountTimeout time.Duration
+}
+
+// Exporter implements frontend.Exporter with FUSE + loop devices. Each
+// volume NAME is served at <stateDir>/NAME/disk.
+type Exporter struct {
+	stateDir string
+	opts     Options
+
+	mu   sync.Mutex
+	vols map[string]*export
+}
+
+var _ frontend.Exporter = (*Exporter)(nil)
+
+type export struct {
+	name    string
+	mnt     string
+	dev     block.Device
+	srv     *fuse.Server
+	served  chan struct{} // closed when srv.Serve returns
+	loop    *os.File      // open loop device (nil after detach)
+	devPath string
+}
+
+// New returns an Exporter keeping its FUSE mounts under stateDir (a
+// directory under the daemon's data dir, created if missing).
+func New(stateDir string, opts Options) (*Exporter, error) {
+	abs, err := filepath.Abs(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, err
+	}
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	}
+	if opts.MaxWrite <= 0 {
+		opts.MaxWrite = 1 << 20
+	}
+	if opts.MaxBackground <= 0 {
+		opts.MaxBackground = 64
+	}
+	if opts.UnmountTimeout <= 0 {
+		opts.UnmountTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = log.New(io.Discard, "", 0)
+	}
+	return &Exporter{stateDir: abs, opts: opts, vols: map[string]*export{}}, nil
+}
+
+// StateDir is the directory holding the per-volume FUSE mounts.
+func (e *Exporter) StateDir() string { return e.stateDir }
+
+// MountPoint is where volume name's FUSE filesystem is mounted.
+func (e *Exporter) MountPoint(name string) string { return filepath.Join(e.stateDir, name) }
+
+func (e *Exporter) mountOptions(name string) *fuse.MountOptions {
+	return &fuse.MountOptions{
+		FsName:             "ballast:" + name,
+		Name:               "ballast",
+		MaxWrite:           e.opts.MaxWrite,
+		MaxBackground:      e.opts.MaxBackground,
+		DisableSplice:      true,
+		DirectMount:        true, // falls back to fusermount if mount(2) fails
+		DisableXAttrs:      true,
+		DisableReadDirPlus: true,
+		ExtraCapabilities:  fuse.CAP_ASYNC_DIO,
+		// Never passthrough, never the writeback cache: the daemon must
+		// see every I/O to replicate and fence it.
+		DisabledCapabilities: fuse.CAP_PASSTHROUGH | fuse.CAP_WRITEBACK_CACHE,
+		Debug:                e.opts.Debug,
+		Logger:               e.opts.Logger,
+	}
+}
+
+// Export serves dev as <stateDir>/name/disk and attaches it to a loop
+// device, returning the device path (/dev/loopN). Exporting the same name
+// with the same device again returns the same path.
+func (e *Exporter) Export(name string, dev block.Device) (devPath string, err error) {
+	if err := frontend.ValidateName(name); err != nil {
+		return "", err
+	}
+	if dev == nil || dev.Size() <= 0 || dev.Size()%block.Size != 0 {
+		return "", fmt.Errorf("fuseloop: export %s: device size must be a positive multiple of %d", name, block.Size)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if x, ok := e.vols[name]; ok {
+		if x.dev != dev {
+			return "", fmt.Errorf("fuseloop: %s is already exported with another device", name)
+		}
+		if x.loop != nil {
+			return x.devPath, nil
+		}
+		// A previous Unexport did not finish; finish it and start over.
+		if err := e.teardown(x); err != nil {
+			return "", fmt.Errorf("fuseloop: export %s: previous export still busy: %w", name, err)
+		}
+	}
+
+	mnt := e.MountPoint(name)
+	// Leftovers of a crashed daemon at this path: clean them first.
+	if err := e.cleanStale(mnt); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(mnt, 0o700); err != nil {
+		return "", err
+	}
+	x := &export{name: name, mnt: mnt, dev: dev, served: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			if terr := e.teardown(x); terr != nil {
+				e.opts.Logger.Printf("fuseloop: cleaning up failed export %s: %v", name, terr)
+			}
+		}
+	}()
+
+	srv, err := fuse.NewServer(newDiskFS(dev, e.opts.Logger), mnt, e.mountOptions(name))
+	if err != nil {
+		close(x.served)
+		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
+	}
+	x.srv = srv
+	go func() {
+		defer close(x.served)
+		srv.Serve()
+	}()
+	if err := srv.WaitMount(); err != nil {
+		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
+	}
+
+	backing, err := os.OpenFile(filepath.Join(mnt, DiskFile), os.O_RDWR|unix.O_DIRECT, 0)
+	if err != nil {
+		return "", fmt.Errorf("fuseloop: open %s with O_DIRECT: %w", filepath.Join(mnt, DiskFile), err)
+	}
+	defer backing.Close() // the loop device keeps its own reference
+	lf, err := attachLoop(backing, block.Size)
+	if err != nil {
+		return "", fmt.Errorf("fuseloop: attach loop device for %s: %w", name, err)
+	}
+	x.loop = lf
+	x.devPath = lf.Name()
+	e.vols[name] = x
+	return x.devPath, nil
+}
+
+// Unexport detaches the loop device of volume name and unmounts its FUSE
+// filesystem. It is a no-op for a name that is not exported. If a filesystem
+// is still mounted on the loop device, the FUSE mount is detached lazily and
+// Unexport waits up to Options.UnmountTimeout for the kernel to let go, then
+// returns an error (call it again later).
+func (e *Exporter) Unexport(name string) error {
+	if err := frontend.ValidateName(name); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.vols[name]
+	if !ok {
+		// Not ours; still remove stale leftovers at its path.
+		return e.cleanStale(e.MountPoint(name))
+	}
+	if err := e.teardown(x); err != nil {
+		return err
+	}
+	delete(e.vols, name)
+	return nil
+}
+
+// teardown undoes whatever part of an export exists. Safe to call again.
+func (e *Exporter) teardown(x *export) error {
+	var errs []error
+	if x.loop != nil {
+		if err := detachLoop(x.loop); err != nil {
+			errs = append(errs, err)
+		}
+		x.loop.Close()
+		x.loop = nil
+	}
+	if x.srv != nil {
+		if err := e.unmountFUSE(x.mnt, x.served); err != nil {
+			errs = append(errs, err)
+		} else {
+			x.srv = nil
+		}
+	}
+	if len(errs) == 0 {
+		_ = os.Remove(x.mnt) // only if empty (i.e. unmounted)
+	}
+	return errors.Join(errs...)
+}
+
+// unmountFUSE unmounts a FUSE mount we serve and waits for its server loop
+// to end. The loop device releases its file reference asynchronously, so a
+// busy unmount is retried for a short while before falling back to a lazy
+// unmount.
+func (e *Exporter) unmountFUSE(mnt string, served chan struct{}) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := unix.Unmount(mnt, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			break // unmounted, or not mounted any more
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("fuseloop: lazy unmount %s: %w", mnt, err)
+			}
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-served:
+		return nil
+	case <-time.After(e.opts.UnmountTimeout):
+		return fmt.Errorf("fuseloop: %s is still in use (is a filesystem still mounted on its loop device?)", mnt)
+	}
+}
+
+// cleanStale detaches loop devices backed by files under mnt and lazily
+// unmounts any mount at mnt. It leaves alone volumes this exporter serves.
+func (e *Exporter) cleanStale(mnt string) error {
+	var errs []error
+	for _, lp := range loopsBackedUnder(mnt) {
+		if e.ownsLoop(lp) {
+			continue
+		}
+		if err := detachLoopPath(lp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !(m.Mountpoint == mnt || strings.HasPrefix(m.Mountpoint, mnt+"/")), false
+	})
+	if err != nil {
+		return err
+	}
+	// deepest first
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := unix.Unmount(mounts[i].Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("lazy unmount %s: %w", mounts[i].Mountpoint, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Exporter) ownsLoop(devPath string) bool {
+	for _, x := range e.vols {
+		if x.devPath == devPath && x.loop != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Exporter) owns(mnt string) bool {
+	for _, x := range e.vols {
+		if x.mnt == mnt {
+			return true
+		}
+	}
+	return false
+}
+
+// Recover cleans up after a crashed daemon that used the same state dir:
+// detaches loop devices whose backing file lies under the state dir and
+// lazily unmounts the FUSE mounts left there. Volumes exported by this
+// Exporter are left alone. Filesystems mounted on those loop devices should
+// be unmounted first (frontend.Attacher.Recover does): a loop device still
+// in use is only marked to detach when its last user goes away.
+func (e *Exporter) Recover() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for _, lp := range loopsBackedUnder(e.stateDir) {
+		if e.ownsLoop(lp) {
+			continue
+		}
+		if err := detachLoopPath(lp); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(m.Mountpoint, e.stateDir+"/"), false
+	})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		mp := mounts[i].Mountpoint
+		if e.owns(mp) {
+			continue
+		}
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("lazy unmount %s: %w", mp, err))
+		}
+	}
+	// Remove the now-empty mount point directories of dead volumes.
+	if ents, err := os.ReadDir(e.stateDir); err == nil {
+		for _, ent := range ents {
+			p := filepath.Join(e.stateDir, ent.Name())
+			if ent.IsDir() && !e.owns(p) {
+				_ = os.Remove(p)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close unexports every volume.
+func (e *Exporter) Close() error {
+	e.mu.Lock()
+	names := make([]string, 0, len(e.vols))
+	for n := range e.vols {
+		names = append(names, n)
+	}
+	e.mu.Unlock()
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, e.Unexport(n))
+	}
+	return errors.Join(errs...)
+}
