@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/frontend"
@@ -82,6 +83,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	if f.nodeID == "" {
 		return fmt.Errorf("--node-id is empty and the hostname is unknown; give --node-id")
 	}
+	klog.SetSlogLogger(logger.With("component", "mount"))
 	prev := frontend.TuneGOMAXPROCS()
 	logger.Info("starting ballast daemon", "version", version.String(), "node", f.nodeID, "data_dir", f.dataDir, "gomaxprocs_was", prev)
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {

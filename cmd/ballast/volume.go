@@ -48,8 +48,8 @@ func volumeCreate(c *cli) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&sizeStr, "size", "", "size, e.g. 10G, 512M (binary units)")
-	cmd.Flags().IntVar(&s.Repl, "repl", 1, "number of replicas, each on its own disk (node, when clustered)")
-	cmd.Flags().StringVar(&s.FS, "fs", "ext4", "filesystem: ext4 or xfs")
+	cmd.Flags().IntVar(&s.Repl, "repl", 0, "number of replicas, each on its own disk (node, when clustered); default 1, or the source's for a clone")
+	cmd.Flags().StringVar(&s.FS, "fs", "", "filesystem: ext4 or xfs; default ext4, or the source's for a clone")
 	cmd.Flags().StringVar(&from, "from-snapshot", "", "create a clone of VOL@SNAP")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
 	return cmd

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,8 +83,10 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 // asks for the same volume, a clear error naming the difference otherwise.
 func (n *Node) sameSpec(ctx context.Context, old *meta.Volume, s spec.Volume) (*api.Volume, error) {
 	want := old.Volume
-	if s.FromSnapshot != "" && s.Size == 0 {
-		s.Size = want.Size
+	if s.FromSnapshot != "" {
+		s.Size = cmp.Or(s.Size, want.Size)
+		s.FS = cmp.Or(s.FS, want.FS)
+		s.Repl = cmp.Or(s.Repl, want.Repl)
 	}
 	if want != s {
 		return nil, fmt.Errorf("volume %q already exists with a different spec (size %s, repl %d, fs %s%s); delete it first or use another name: %w",
@@ -117,6 +120,15 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 	}
 	if s.Size == 0 {
 		s.Size = src.Size
+	}
+	if s.FS == "" {
+		s.FS = src.FS
+	}
+	if s.Repl == 0 {
+		s.Repl = src.Repl
+	}
+	if s.FS != src.FS {
+		return nil, fmt.Errorf("%w: a clone of %s has its filesystem %s; leave --fs out", api.ErrInvalid, s.FromSnapshot, src.FS)
 	}
 	if s.Size != src.Size {
 		return nil, fmt.Errorf("%w: a clone of %s has its size %s; leave --size out", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(src.Size))

@@ -23,22 +23,23 @@ type Volume struct {
 	FromSnapshot string `json:"from_snapshot,omitempty"`
 }
 
-// Normalize fills defaults (repl 1, ext4), rounds the size up to whole 4 KiB
+// Normalize fills defaults (repl 1, ext4; a clone's come from its source
+// later), rounds the size up to whole 4 KiB
 // blocks and validates everything that can be checked without the cluster.
 func (v *Volume) Normalize() error {
 	if err := ValidateName("volume name", v.Name); err != nil {
 		return err
 	}
-	if v.Repl == 0 {
-		v.Repl = 1
+	if v.Repl == 0 && v.FromSnapshot == "" {
+		v.Repl = 1 // a clone's default comes from its source
 	}
 	if v.Repl < 0 || v.Repl > 5 {
 		return invalid("replication factor %d for volume %q is out of range; use 1 to 5", v.Repl, v.Name)
 	}
-	if v.FS == "" {
+	if v.FS == "" && v.FromSnapshot == "" {
 		v.FS = "ext4"
 	}
-	if !validFS(v.FS) {
+	if v.FS != "" && !validFS(v.FS) {
 		return invalid("filesystem %q for volume %q is not supported; use %s", v.FS, v.Name, strings.Join(Filesystems, " or "))
 	}
 	if v.FromSnapshot != "" {

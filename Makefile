@@ -1,0 +1,46 @@
+# Ballast. `make run` starts a single-node daemon, `make test` runs the tests
+# (root needed for the FUSE, loop-device and filesystem tests).
+GO      ?= go
+BIN     := bin
+DATA    ?= /var/lib/ballast
+FUZZTIME ?= 10s
+
+.PHONY: build run deps test unit fuzz bench lint clean
+
+build:
+	$(GO) build -o $(BIN)/ballast ./cmd/ballast
+	$(GO) build -o $(BIN)/ballast-bench ./cmd/ballast-bench
+
+deps:
+	deploy/install-deps.sh
+
+# A single node with every default embedded: etcd member, one pool dir,
+# socket at /run/ballast/ballast.sock.
+run: deps build
+	$(BIN)/ballast daemon --data-dir $(DATA)
+
+test: deps lint
+	$(GO) test -count=1 -timeout 45m ./...
+	$(MAKE) fuzz
+
+unit:
+	$(GO) test -count=1 -short ./pool/...
+
+# Short fuzzing passes over the parsers and the API handlers.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseSize$$' -fuzztime $(FUZZTIME) ./pool/spec
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateName$$' -fuzztime $(FUZZTIME) ./pool/spec
+	$(GO) test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./pool/api
+
+# fio against ext4 on a plain loop device (the baseline) and against
+# Ballast volumes, printed as ratios; see README "Benchmarks".
+bench: deps build
+	$(BIN)/ballast-bench --ballast $(BIN)/ballast
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Ballast's daemon and tests use, when missing:
+# fio (tests, benchmarks), e2fsprogs and xfsprogs (mkfs, fsck), fuse3
+# (fusermount3), util-linux (losetup, mount). Safe to run again.
+set -euo pipefail
+need=()
+for pair in fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux; do
+	tool=${pair%%:*} pkg=${pair##*:}
+	command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/sbin:/usr/sbin command -v "$tool" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -eq 0 ] && [ "${1:-}" != "--always" ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: need root to install: ${need[*]:-fio e2fsprogs xfsprogs fuse3}" >&2
+	exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux
