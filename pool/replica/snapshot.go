@@ -164,6 +164,16 @@ func (r *Replica) layerByID(lid string) *layer {
 	return nil
 }
 
+// frozenPair returns the chain index of frozen layer lid, the layer and the
+// layer above it. The caller holds r.mu.
+func (r *Replica) frozenPair(lid string) (i int, src, child *layer, err error) {
+	i = slices.IndexFunc(r.layers, func(l *layer) bool { return l.id == lid })
+	if i < 0 || i == len(r.layers)-1 {
+		return 0, nil, nil, fmt.Errorf("layer %s not frozen in chain", lid)
+	}
+	return i, r.layers[i], r.layers[i+1], nil
+}
+
 // mergeBatch copies the blocks of [b, b+n) that layer lid holds and its
 // child does not into the child.
 func (r *Replica) mergeBatch(lid string, b, n int64, buf []byte) error {
@@ -172,11 +182,10 @@ func (r *Replica) mergeBatch(lid string, b, n int64, buf []byte) error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	i := slices.IndexFunc(r.layers, func(l *layer) bool { return l.id == lid })
-	if i < 0 || i == len(r.layers)-1 {
-		return fmt.Errorf("layer %s not frozen in chain", lid)
+	_, src, child, err := r.frozenPair(lid)
+	if err != nil {
+		return err
 	}
-	src, child := r.layers[i], r.layers[i+1]
 	owner := make([]int16, n)
 	for k := range owner {
 		owner[k] = -1
@@ -234,11 +243,10 @@ func (r *Replica) finishMerge(lid string) error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	i := slices.IndexFunc(r.layers, func(l *layer) bool { return l.id == lid })
-	if i < 0 || i == len(r.layers)-1 {
-		return fmt.Errorf("layer %s not frozen in chain", lid)
+	i, src, child, err := r.frozenPair(lid)
+	if err != nil {
+		return err
 	}
-	src, child := r.layers[i], r.layers[i+1]
 	if err := child.sync(); err != nil {
 		return err
 	}

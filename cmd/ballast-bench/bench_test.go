@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fioJSON is trimmed fio 3.33 --output-format=json output, preceded by a
+// note as fio prints some on stdout.
+const fioJSON = `note: both iodepth >= 1 and synchronous I/O engine are selected, queue depth will be capped at 1
+{
+  "fio version" : "fio-3.33",
+  "timestamp" : 1764170000,
+  "jobs" : [
+    {
+      "jobname" : "rand-read-4k-qd16",
+      "groupid" : 0,
+      "error" : 0,
+      "read" : {
+        "io_bytes" : 868352000,
+        "bw_bytes" : 289450666,
+        "bw" : 282666,
+        "iops" : 70666.5,
+        "runtime" : 3000
+      },
+      "write" : {
+        "io_bytes" : 0,
+        "bw_bytes" : 0,
+        "bw" : 0,
+        "iops" : 0.0,
+        "runtime" : 0
+      }
+    }
+  ]
+}
+`
+
+func TestParseFio(t *testing.T) {
+	r, err := parseFio([]byte(fioJSON), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.IOPS != 70666.5 || r.MiBs != 282666.0/1024 {
+		t.Errorf("read side: got %+v", r)
+	}
+	if _, err := parseFio([]byte(fioJSON), false); err == nil {
+		t.Error("write side of a read job: want an error (no I/O), got none")
+	}
+	for _, bad := range []string{"", "fio: engine libaio not loadable", `{"jobs": []}`, `{"jobs": [{"error": 5}]}`, `{"jobs": [`} {
+		if _, err := parseFio([]byte(bad), true); err == nil {
+			t.Errorf("parseFio(%q): want an error", bad)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	for _, tc := range []struct {
+		c    class
+		repl int
+		want float64
+		ok   bool
+	}{
+		{sequential, 1, 0.9, true},
+		{random, 1, 0.7, true},
+		{fsync, 1, 0.6, true},
+		{sequential, 2, 0.8, true},
+		{random, 2, 0, false},
+		{fsync, 2, 0, false},
+		{sequential, 0, 0, false},
+	} {
+		if got, ok := target(tc.c, tc.repl); got != tc.want || ok != tc.ok {
+			t.Errorf("target(%s, repl %d) = %v, %v; want %v, %v", tc.c, tc.repl, got, ok, tc.want, tc.ok)
+		}
+	}
+	if q := ratio(90, 100); q != 0.9 {
+		t.Errorf("ratio(90, 100) = %v", q)
+	}
+	if q := ratio(90, 0); q != 0 {
+		t.Errorf("ratio(90, 0) = %v, want 0", q)
+	}
+}
+
+func TestReportVerdicts(t *testing.T) {
+	sel := selectJobs("")
+	base := map[string]result{}
+	r1 := map[string]result{}
+	r2 := map[string]result{}
+	for _, j := range sel {
+		base[j.name] = result{IOPS: 1000, MiBs: 1000}
+		r1[j.name] = result{IOPS: 950, MiBs: 950} // meets every repl 1 target
+		r2[j.name] = result{IOPS: 500, MiBs: 500} // below the repl 2 sequential target
+	}
+	r1["write-4k-fsync1"] = result{IOPS: 590} // just below 0.6
+	r2["rand-read-4k-qd16"] = result{Err: errors.New("boom")}
+	rp := &report{jobs: sel, targets: []fioTarget{
+		{label: "baseline (loop)", res: base},
+		{label: "repl 1", repl: 1, res: r1},
+		{label: "repl 2", repl: 2, res: r2},
+	}, snaps: []snapResult{
+		{volume: "snap-1g", size: 1 << 30, times: []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}},
+		{volume: "snap-64g", size: 64 << 30, times: []time.Duration{10 * time.Millisecond, 60 * time.Millisecond}},
+	}, mems: []memResult{{phase: "ten", volumes: 10, mem: memory{RSS: 50 << 10, HWM: 120 << 10}}}}
+	out := rp.render()
+	// repl 1: 5 targets, fsync missed; repl 2: 2 sequential targets, both
+	// missed; snapshots: 64g missed; memory met.
+	if rp.checked != 10 || len(rp.missed) != 4 {
+		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
+	}
+	for _, want := range []string{
+		"| write-4k-fsync1 | IOPS | 1000 | 590 | 0.59x | ≥ 0.60 **below** |",
+		"| seq-write-1M | MiB/s | 1000.0 | 950.0 | 0.95x | ≥ 0.90 meets | 500.0 | 0.50x | ≥ 0.80 **below** |",
+		"| failed | — | — |",
+		"repl 2 rand-read-4k-qd16 failed: boom",
+		"| 2.0 | 3.0 | < 50 ms meets |",
+		"| 60.0 | 60.0 | < 50 ms **below** |",
+		"| 50.0 | 120.0 | < 100 MiB meets |",
+		"6 of 10 targets met.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if again := rp.render(); again != out {
+		t.Error("render is not repeatable")
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	status := "Name:\tballast\nVmPeak:\t 2000000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   65432 kB\nThreads:\t12\n"
+	m, err := parseStatus(bufio.NewScanner(strings.NewReader(status)))
+	if err != nil || m.RSS != 65432 || m.HWM != 81234 {
+		t.Errorf("parseStatus = %+v, %v", m, err)
+	}
+	if _, err := parseStatus(bufio.NewScanner(strings.NewReader("Name:\tkthreadd\n"))); err == nil {
+		t.Error("status without VmRSS: want an error")
+	}
+}

@@ -1,0 +1,527 @@
+// Command ballast-bench measures Ballast on this machine and prints a
+// Markdown report (stdout, and --out FILE), with progress on stderr:
+//
+//   - the data path (DESIGN.md, "The data path"): the same fio jobs (1 MiB
+//     sequential write and read, 4 KiB random write and read at queue depth
+//     16, 4 KiB writes with fsync=1) on ext4 over a plain loop device over a
+//     sparse host file (the baseline: the physical limit here) and on ext4
+//     on a repl 1 and a repl 2 Ballast volume of the same size, reported as
+//     ratios to the baseline next to their targets;
+//   - the time CreateSnapshot takes through the API on a 1 GiB and a 64 GiB
+//     volume holding data;
+//   - the daemon's resident memory with 10 attached volumes.
+//
+// It starts its own single-node daemon (the --ballast binary) with two pool
+// dirs under --dir, and stops, unmounts and detaches everything it started,
+// also on failure or Ctrl-C; --dir is removed at the end unless --keep.
+//
+//	make bench    # bin/ballast-bench --ballast bin/ballast
+//	bin/ballast-bench --ballast bin/ballast --runtime 3s --filesize 256M --out bench.md
+//
+// Needs root, /dev/fuse, loop devices, fio, losetup, mkfs.ext4 and mount.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+type config struct {
+	dir           string
+	ballast       string
+	size          int64
+	fileSize      string
+	runtime       time.Duration
+	only          string
+	skipSnapshots bool
+	skipRSS       bool
+	out           string
+	keep          bool
+}
+
+func main() {
+	var c config
+	var size string
+	flag.StringVar(&c.dir, "dir", "/var/tmp/ballast-bench", "scratch directory on the host disk (emptied first, removed at the end unless --keep)")
+	flag.StringVar(&c.ballast, "ballast", "", "the ballast binary to benchmark (default: ballast beside this program, then $PATH)")
+	flag.StringVar(&size, "size", "4G", "size of the baseline file and of the benchmarked volumes")
+	flag.StringVar(&c.fileSize, "filesize", "1G", "size of the file fio works on (fio --size)")
+	flag.DurationVar(&c.runtime, "runtime", 10*time.Second, "fio runtime per job")
+	flag.StringVar(&c.only, "only", "", "run only the fio jobs whose name contains this")
+	flag.BoolVar(&c.skipSnapshots, "skip-snapshots", false, "skip the snapshot timing")
+	flag.BoolVar(&c.skipRSS, "skip-rss", false, "skip the daemon memory measurement")
+	flag.StringVar(&c.out, "out", "", "also write the report to this file")
+	flag.BoolVar(&c.keep, "keep", false, "keep --dir (daemon logs, pool files) at the end")
+	flag.Parse()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if flag.NArg() > 0 {
+		fail(logger, fmt.Errorf("unexpected arguments %q", flag.Args()))
+	}
+	var err error
+	if c.size, err = spec.ParseSize(size); err != nil {
+		fail(logger, fmt.Errorf("--size: %w", err))
+	}
+	if err := run(c, logger); err != nil {
+		fail(logger, err)
+	}
+}
+
+func fail(logger *slog.Logger, err error) {
+	logger.Error("ballast-bench failed", "err", err)
+	os.Exit(1)
+}
+
+// preflight checks what the benchmark needs before it touches anything.
+func preflight(c *config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("ballast-bench needs root: it sets up loop devices, mounts filesystems and runs the daemon (which mounts FUSE)")
+	}
+	for _, tool := range []string{"fio", "losetup", "mkfs.ext4", "mount", "dd"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is missing: install it (deploy/install-deps.sh installs fio and the other tools)", tool)
+		}
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return fmt.Errorf("no /dev/fuse: the daemon serves volumes over FUSE: %w", err)
+	}
+	if c.ballast == "" {
+		c.ballast = "ballast"
+		if self, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(self), "ballast"); isExecutable(p) {
+				c.ballast = p
+			}
+		}
+	}
+	p, err := exec.LookPath(c.ballast)
+	if err != nil {
+		return fmt.Errorf("the ballast binary %q: %w (build it with make build and pass --ballast bin/ballast)", c.ballast, err)
+	}
+	if c.ballast, err = filepath.Abs(p); err != nil {
+		return err
+	}
+	if c.dir, err = filepath.Abs(c.dir); err != nil {
+		return err
+	}
+	if c.dir == "/" || c.dir == filepath.Dir(c.dir) {
+		return fmt.Errorf("--dir %s: give a scratch directory of its own", c.dir)
+	}
+	if c.runtime < time.Second {
+		return fmt.Errorf("--runtime %v: give at least 1s", c.runtime)
+	}
+	if len(selectJobs(c.only)) == 0 {
+		return fmt.Errorf("--only %q matches no fio job", c.only)
+	}
+	return nil
+}
+
+func isExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
+}
+
+func run(c config, logger *slog.Logger) (err error) {
+	if err := preflight(&c); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	finished := make(chan struct{})
+	defer close(finished) // before stop: no warning on a normal exit
+	go func() {
+		select {
+		case <-ctx.Done():
+			logger.Warn("interrupted: stopping and cleaning up (this can take up to a minute)")
+		case <-finished:
+		}
+	}()
+
+	// Clear what an earlier run (killed, or --keep) left, then start afresh.
+	if err := cleanDir(c.dir, logger); err != nil {
+		return fmt.Errorf("clean %s: %w", c.dir, err)
+	}
+	if err := os.RemoveAll(c.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := cleanDir(c.dir, logger); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up %s (left in place): %w", c.dir, cerr))
+			return
+		}
+		if c.keep {
+			logger.Info("kept scratch dir", "dir", c.dir)
+			return
+		}
+		if rerr := os.RemoveAll(c.dir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+
+	rp := &report{context: machineContext(c), jobs: selectJobs(c.only)}
+	rp.fioNote = fmt.Sprintf("Baseline: ext4 (`mkfs.ext4 -F -m0`, as the daemon formats volumes) on a plain loop device "+
+		"(`losetup --direct-io=on --sector-size=4096`) over a sparse %s file in %s: the physical limit here. "+
+		"Ballast: ext4 volumes of the same size on a single-node daemon with two pool dirs in %s "+
+		"(both on the same host disk, so repl 2 writes every block twice to it). "+
+		"Every job runs fio for %s (time_based, direct=1) on a %s file laid out first with random data; "+
+		"MiB/s for the 1 MiB jobs, IOPS for the 4 KiB jobs; ratio = Ballast / baseline.",
+		sizeString(c.size), c.dir, c.dir, c.runtime, c.fileSize)
+	rp.skipSnap, rp.skipRSS = c.skipSnapshots, c.skipRSS
+	fr := &fioRunner{fileSize: c.fileSize, runtime: c.runtime, log: logger}
+	sel := rp.jobs
+
+	err = measure(ctx, c, fr, sel, rp, logger)
+	if ctx.Err() != nil {
+		err = errors.New("interrupted: the report is partial")
+	}
+	if err != nil {
+		rp.errs = append(rp.errs, err.Error())
+	}
+	text := rp.render()
+	fmt.Print(text)
+	if c.out != "" {
+		if werr := os.WriteFile(c.out, []byte(text), 0o644); werr != nil {
+			err = errors.Join(err, werr)
+		} else {
+			logger.Info("wrote report", "file", c.out)
+		}
+	}
+	return err
+}
+
+// measure runs every phase, filling rp. It stops at the first error that
+// leaves nothing sensible to measure (or on Ctrl-C); errors of a single fio
+// job or volume are recorded in rp and the run goes on.
+func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report, logger *slog.Logger) error {
+	logger.Info("baseline: ext4 on a plain loop device", "size", sizeString(c.size))
+	res, err := runBaseline(ctx, c, fr, sel)
+	rp.targets = append(rp.targets, fioTarget{label: "baseline (loop)", res: res, err: err})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon"), logger)
+	if err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	defer d.stop()
+	for _, repl := range []int{1, 2} {
+		name := fmt.Sprintf("bench-r%d", repl)
+		logger.Info("ballast volume", "name", name, "repl", repl, "size", sizeString(c.size))
+		res, err := volumeFio(ctx, d, fr, name, c.size, repl, sel)
+		rp.targets = append(rp.targets, fioTarget{label: fmt.Sprintf("repl %d", repl), repl: repl, res: res, err: err})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
+	if !c.skipSnapshots {
+		for _, size := range []int64{1 << 30, 64 << 30} {
+			rp.snaps = append(rp.snaps, snapshotBench(ctx, d, fr, size, logger))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	if !c.skipRSS {
+		m, err := readMemory(d.pid())
+		rp.mems = append(rp.mems, memResult{phase: "the daemon above, after the fio and snapshot runs (volumes detached)", mem: m, err: err})
+	}
+	d.stop()
+
+	if !c.skipRSS {
+		rp.mems = append(rp.mems, rssBench(ctx, c, logger)...)
+	}
+	return ctx.Err()
+}
+
+// runBaseline runs the jobs on ext4 on a plain loop device over a sparse
+// host file.
+func runBaseline(ctx context.Context, c config, fr *fioRunner, sel []job) (map[string]result, error) {
+	img := filepath.Join(c.dir, "baseline.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.Truncate(img, c.size); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", "--sector-size=4096", img).Output()
+	if err != nil {
+		return nil, fmt.Errorf("losetup %s: %w", img, exitDetail(err))
+	}
+	loop := strings.TrimSpace(string(out))
+	defer func() {
+		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
+			fr.log.Error("losetup -d", "dev", loop, "err", err, "out", strings.TrimSpace(string(out)))
+		}
+	}()
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m0", loop).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("mkfs.ext4 %s: %w: %s", loop, err, out)
+	}
+	mnt := filepath.Join(c.dir, "mnt-baseline")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, "mount", loop, mnt).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("mount %s %s: %w: %s", loop, mnt, err, out)
+	}
+	defer func() {
+		if err := frontend.Unmount(mnt); err != nil {
+			fr.log.Error("unmount baseline", "err", err)
+		}
+	}()
+	return fr.runAll(ctx, "baseline", mnt, sel)
+}
+
+// attached creates a volume, attaches it and returns its mount path and a
+// function that detaches it again.
+func attached(ctx context.Context, d *daemon, v spec.Volume) (string, func(), error) {
+	if _, err := d.client.CreateVolume(ctx, v); err != nil {
+		return "", nil, fmt.Errorf("create volume %s: %w", v.Name, err)
+	}
+	att, err := d.client.AttachVolume(ctx, v.Name, api.AttachOptions{})
+	if err != nil {
+		return "", nil, fmt.Errorf("attach volume %s: %w", v.Name, err)
+	}
+	detach := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := d.client.DetachVolume(cctx, v.Name); err != nil {
+			d.log.Error("detach volume", "name", v.Name, "err", err)
+		}
+	}
+	return att.MountPath, detach, nil
+}
+
+// volumeFio runs the jobs on a new Ballast volume, then detaches and
+// deletes it.
+func volumeFio(ctx context.Context, d *daemon, fr *fioRunner, name string, size int64, repl int, sel []job) (map[string]result, error) {
+	mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: size, Repl: repl, FS: "ext4"})
+	if err != nil {
+		return nil, err
+	}
+	res, err := fr.runAll(ctx, fmt.Sprintf("repl%d", repl), mnt, sel)
+	detach()
+	if ctx.Err() == nil {
+		if derr := d.client.DeleteVolume(ctx, name); derr != nil {
+			d.log.Warn("delete volume", "name", name, "err", derr)
+		}
+	}
+	return res, err
+}
+
+// snapshotWrite is how much data a volume holds before its snapshots, and
+// snapshotChurn how much more is written before each of them.
+const (
+	snapshotWrite = "256M"
+	snapshotChurn = 16 // MiB
+	snapshotCount = 5
+)
+
+// snapshotBench times CreateSnapshot on an attached volume of size bytes
+// holding snapshotWrite of data, snapshotChurn MiB more before each.
+func snapshotBench(ctx context.Context, d *daemon, fr *fioRunner, size int64, logger *slog.Logger) snapResult {
+	name := fmt.Sprintf("snap-%dg", size>>30)
+	s := snapResult{volume: name, size: size,
+		written: fmt.Sprintf("%s, then %d MiB before each snapshot", strings.TrimSuffix(snapshotWrite, "M")+" MiB", snapshotChurn)}
+	logger.Info("snapshots", "volume", name, "size", sizeString(size))
+	mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: size, Repl: 1, FS: "ext4"})
+	if err != nil {
+		s.err = err
+		return s
+	}
+	defer detach()
+	if _, err := runFio(ctx, []string{"--name=fill", "--filename=" + filepath.Join(mnt, "fill.dat"), "--size=" + snapshotWrite,
+		"--rw=write", "--bs=1M", "--iodepth=16", "--ioengine=libaio", "--direct=1", "--end_fsync=1", "--output-format=json"}); err != nil {
+		s.err = fmt.Errorf("write %s: %w", snapshotWrite, err)
+		return s
+	}
+	for i := range snapshotCount {
+		if err := ddWrite(ctx, filepath.Join(mnt, fmt.Sprintf("churn-%d", i)), snapshotChurn); err != nil {
+			s.err = err
+			return s
+		}
+		start := time.Now()
+		_, err := d.client.CreateSnapshot(ctx, name, fmt.Sprintf("s%d", i))
+		took := time.Since(start)
+		if err != nil {
+			s.err = fmt.Errorf("create snapshot %s@s%d: %w", name, i, err)
+			return s
+		}
+		s.times = append(s.times, took)
+		logger.Info("snapshot", "volume", name, "snap", i, "ms", ms(took))
+	}
+	return s
+}
+
+// ddWrite writes mib MiB of random data to path with O_DIRECT and fsyncs it.
+func ddWrite(ctx context.Context, path string, mib int) error {
+	out, err := exec.CommandContext(ctx, "dd", "if=/dev/urandom", "of="+path, "bs=1M",
+		fmt.Sprintf("count=%d", mib), "oflag=direct", "conv=fsync", "status=none").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("dd %s: %w: %s", path, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+const (
+	rssVolumes = 10
+	rssWrite   = 8 // MiB per volume
+)
+
+// rssBench starts a fresh daemon (so VmHWM is this phase's peak), attaches
+// rssVolumes 1 GiB volumes, writes rssWrite MiB to each and reads the
+// daemon's memory.
+func rssBench(ctx context.Context, c config, logger *slog.Logger) []memResult {
+	logger.Info("daemon memory: fresh daemon", "volumes", rssVolumes)
+	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon-rss"), logger)
+	if err != nil {
+		return []memResult{{phase: "fresh daemon", err: fmt.Errorf("start daemon: %w", err)}}
+	}
+	defer d.stop()
+	idle, err := readMemory(d.pid())
+	out := []memResult{{phase: "fresh daemon, idle", mem: idle, err: err}}
+	phase := fmt.Sprintf("fresh daemon, %d x 1 GiB ext4 volumes attached, %d MiB written to each", rssVolumes, rssWrite)
+	for i := range rssVolumes {
+		name := fmt.Sprintf("rss-%d", i)
+		mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: 1 << 30, Repl: 1, FS: "ext4"})
+		if err == nil {
+			defer detach()
+			err = ddWrite(ctx, filepath.Join(mnt, "data"), rssWrite)
+		}
+		if err != nil {
+			return append(out, memResult{phase: phase, volumes: rssVolumes, err: err})
+		}
+	}
+	m, err := readMemory(d.pid())
+	logger.Info("daemon memory", "vmrss_kib", m.RSS, "vmhwm_kib", m.HWM)
+	return append(out, memResult{phase: phase, volumes: rssVolumes, mem: m, err: err})
+}
+
+// cleanDir removes what a run left mounted or attached under dir: mounts
+// (volumes, FUSE, the baseline), the daemons' loop devices and FUSE state
+// and the baseline's loop device.
+func cleanDir(dir string, logger *slog.Logger) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	var errs []error
+	if left, err := frontend.UnmountAllUnder(dir); err != nil {
+		errs = append(errs, err)
+	} else if len(left) > 0 {
+		logger.Warn("unmounted leftovers", "mounts", left)
+	}
+	for _, root := range []string{"daemon", "daemon-rss"} {
+		state := filepath.Join(dir, root, "data", "fuse")
+		if _, err := os.Stat(state); err != nil {
+			continue
+		}
+		exp, err := fuseloop.New(state, fuseloop.Options{})
+		if err == nil {
+			err = exp.Recover()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("recover %s: %w", state, err))
+		}
+	}
+	img := filepath.Join(dir, "baseline.img")
+	if _, err := os.Stat(img); err == nil {
+		out, err := exec.Command("losetup", "-j", img).Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("losetup -j %s: %w", img, exitDetail(err)))
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if dev, _, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(dev, "/dev/loop") {
+				logger.Warn("detaching leftover loop device", "dev", dev)
+				if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+					errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", dev, err, out))
+				}
+			}
+		}
+	}
+	if left, err := frontend.MountsUnder(dir); err == nil && len(left) > 0 {
+		errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
+	}
+	return errors.Join(errs...)
+}
+
+// exitDetail adds a failed command's standard error to err.
+func exitDetail(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+	}
+	return err
+}
+
+// machineContext describes the machine and the run for the report's head.
+func machineContext(c config) [][2]string {
+	first := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).Output()
+		if err != nil {
+			return "unknown"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	grep := func(file, key string) string {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "unknown"
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == key {
+				return strings.Join(strings.Fields(v), " ")
+			}
+		}
+		return "unknown"
+	}
+	host, _ := os.Hostname()
+	parent := c.dir
+	for parent != "/" {
+		if _, err := os.Stat(parent); err == nil {
+			break
+		}
+		parent = filepath.Dir(parent)
+	}
+	return [][2]string{
+		{"Date", time.Now().UTC().Format(time.RFC3339)},
+		{"Command", "`" + strings.Join(os.Args, " ") + "`"},
+		{"Host", host},
+		{"CPUs (nproc)", first("nproc")},
+		{"CPU", grep("/proc/cpuinfo", "model name")},
+		{"Memory", grep("/proc/meminfo", "MemTotal")},
+		{"Kernel", first("uname", "-srm")},
+		{"Load average at start (1, 5, 15 min)", loadavg()},
+		{"Scratch dir", fmt.Sprintf("%s on %s", c.dir, first("findmnt", "-no", "SOURCE,FSTYPE", "-T", parent))},
+		{"Ballast", fmt.Sprintf("%s (%s)", c.ballast, first(c.ballast, "--version"))},
+		{"fio", first("fio", "--version")},
+		{"Go (ballast-bench)", runtime.Version()},
+	}
+}
+
+// loadavg is /proc/loadavg's 1, 5 and 15 minute averages: other work on the
+// machine skews the numbers.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}

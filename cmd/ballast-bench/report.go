@@ -1,0 +1,266 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Targets (ratios to the baseline) from DESIGN.md, "The data path".
+var targets = map[int]map[class]float64{
+	1: {sequential: 0.9, random: 0.7, fsync: 0.6},
+	2: {sequential: 0.8},
+}
+
+// snapshotTarget is the most a snapshot may take ("well under 50 ms").
+const snapshotTarget = 50 * time.Millisecond
+
+// rssTarget is the most the daemon may hold resident with 10 volumes, KiB.
+const rssTarget = 100 << 10
+
+// target returns the ratio a job on a volume with repl replicas must reach.
+func target(c class, repl int) (float64, bool) {
+	t, ok := targets[repl][c]
+	return t, ok
+}
+
+// verdict says whether got meets want.
+func verdict(meets bool) string {
+	if meets {
+		return "meets"
+	}
+	return "**below**"
+}
+
+// ratio is got/base, or 0 when either is missing.
+func ratio(got, base float64) float64 {
+	if base <= 0 || got <= 0 {
+		return 0
+	}
+	return got / base
+}
+
+// target under test in the fio table.
+type fioTarget struct {
+	label string // column heading
+	repl  int    // 0 for the baseline
+	res   map[string]result
+	err   error // the whole target failed
+}
+
+type snapResult struct {
+	volume  string
+	size    int64
+	written string
+	times   []time.Duration
+	err     error
+}
+
+type memResult struct {
+	phase   string
+	volumes int
+	mem     memory
+	err     error
+}
+
+// report collects everything measured; render formats it as Markdown.
+type report struct {
+	context  [][2]string // key, value
+	fioNote  string
+	jobs     []job
+	targets  []fioTarget // baseline first
+	snaps    []snapResult
+	skipSnap bool
+	mems     []memResult
+	skipRSS  bool
+	errs     []string // failures outside the tables
+	checked  int      // targets checked
+	missed   []string // targets missed
+}
+
+// fioCell formats a result for the table.
+func fioCell(r result, ok bool, u unit) string {
+	switch {
+	case !ok:
+		return "—"
+	case r.Err != nil:
+		return "failed"
+	case u == iops:
+		return fmt.Sprintf("%.0f", r.IOPS)
+	default:
+		return fmt.Sprintf("%.1f", r.MiBs)
+	}
+}
+
+// ratioCells returns the ratio and target cells of one job on one volume
+// and records the verdict.
+func (rp *report) ratioCells(j job, t fioTarget, base result, baseOK bool) (string, string) {
+	r, ok := t.res[j.name]
+	want, hasTarget := target(j.class, t.repl)
+	wantCell := "—"
+	if hasTarget {
+		wantCell = fmt.Sprintf("≥ %.2f", want)
+	}
+	if !ok || r.Err != nil || !baseOK || base.Err != nil {
+		if hasTarget {
+			rp.checked++
+			rp.missed = append(rp.missed, fmt.Sprintf("%s %s (not measured)", t.label, j.name))
+			wantCell += " **not measured**"
+		}
+		return "—", wantCell
+	}
+	q := ratio(r.value(j.unit), base.value(j.unit))
+	if hasTarget {
+		rp.checked++
+		meets := q >= want
+		if !meets {
+			rp.missed = append(rp.missed, fmt.Sprintf("%s %s %.2fx < %.2fx", t.label, j.name, q, want))
+		}
+		wantCell += " " + verdict(meets)
+	}
+	return fmt.Sprintf("%.2fx", q), wantCell
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+
+func mib(kib int64) string { return fmt.Sprintf("%.1f", float64(kib)/1024) }
+
+// median of ds (the upper one for an even count); ds must not be empty.
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// render returns the report as Markdown.
+func (rp *report) render() string {
+	rp.checked, rp.missed = 0, nil
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+
+	p("# Ballast benchmark\n\n")
+	for _, kv := range rp.context {
+		p("- %s: %s\n", kv[0], kv[1])
+	}
+
+	p("\n## Data path: fio on ext4\n\n%s\n\n", rp.fioNote)
+	if len(rp.targets) > 0 {
+		base := rp.targets[0]
+		p("| Job | Unit | %s |", base.label)
+		for _, t := range rp.targets[1:] {
+			p(" %s | ratio | target |", t.label)
+		}
+		p("\n|---|---|--:|")
+		for range rp.targets[1:] {
+			p("--:|--:|---|")
+		}
+		p("\n")
+		for _, j := range rp.jobs {
+			br, bok := base.res[j.name]
+			p("| %s | %s | %s |", j.name, j.unit, fioCell(br, bok, j.unit))
+			for _, t := range rp.targets[1:] {
+				r, ok := t.res[j.name]
+				q, want := rp.ratioCells(j, t, br, bok)
+				p(" %s | %s | %s |", fioCell(r, ok, j.unit), q, want)
+			}
+			p("\n")
+		}
+		for _, t := range rp.targets {
+			if t.err != nil {
+				p("\n%s failed: %s\n", t.label, oneLine(t.err))
+			}
+			for _, j := range rp.jobs {
+				if r, ok := t.res[j.name]; ok && r.Err != nil {
+					p("\n%s %s failed: %s\n", t.label, j.name, oneLine(r.Err))
+				}
+			}
+		}
+	}
+
+	p("\n## Snapshot creation\n\n")
+	if rp.skipSnap {
+		p("Skipped (--skip-snapshots).\n")
+	} else {
+		p("Time of `CreateSnapshot` through the API (client to daemon and back) on an attached ext4 volume; target: well under %d ms.\n\n", snapshotTarget.Milliseconds())
+		p("| Volume | Size | Data written | Snapshots | Median ms | Max ms | Target |\n|---|--:|---|--:|--:|--:|---|\n")
+		for _, s := range rp.snaps {
+			if len(s.times) == 0 {
+				p("| %s | %s | %s | 0 | — | — | < %d ms **not measured** |\n", s.volume, sizeString(s.size), s.written, snapshotTarget.Milliseconds())
+				rp.checked++
+				rp.missed = append(rp.missed, fmt.Sprintf("snapshots of %s (not measured)", s.volume))
+				continue
+			}
+			mx := slices.Max(s.times)
+			rp.checked++
+			if mx >= snapshotTarget {
+				rp.missed = append(rp.missed, fmt.Sprintf("snapshot of %s took up to %s ms", s.volume, ms(mx)))
+			}
+			p("| %s | %s | %s | %d | %s | %s | < %d ms %s |\n", s.volume, sizeString(s.size), s.written, len(s.times),
+				ms(median(s.times)), ms(mx), snapshotTarget.Milliseconds(), verdict(mx < snapshotTarget))
+		}
+		for _, s := range rp.snaps {
+			if s.err != nil {
+				p("\n%s: %s\n", s.volume, oneLine(s.err))
+			}
+		}
+	}
+
+	p("\n## Daemon memory\n\n")
+	if rp.skipRSS {
+		p("Skipped (--skip-rss).\n")
+	} else {
+		p("VmRSS and VmHWM (peak) from `/proc/PID/status` of the daemon process; target: VmRSS < %d MiB with 10 attached volumes.\n\n", rssTarget>>10)
+		p("| Phase | Attached volumes | VmRSS MiB | VmHWM MiB | Target |\n|---|--:|--:|--:|---|\n")
+		for _, m := range rp.mems {
+			if m.err != nil {
+				p("| %s | %d | — | — | not measured: %s |\n", m.phase, m.volumes, oneLine(m.err))
+				if m.volumes == 10 {
+					rp.checked++
+					rp.missed = append(rp.missed, "daemon RSS (not measured)")
+				}
+				continue
+			}
+			want := "—"
+			if m.volumes == 10 {
+				rp.checked++
+				meets := m.mem.RSS < rssTarget
+				if !meets {
+					rp.missed = append(rp.missed, fmt.Sprintf("daemon VmRSS %s MiB with 10 volumes", mib(m.mem.RSS)))
+				}
+				want = fmt.Sprintf("< %d MiB %s", rssTarget>>10, verdict(meets))
+			}
+			p("| %s | %d | %s | %s | %s |\n", m.phase, m.volumes, mib(m.mem.RSS), mib(m.mem.HWM), want)
+		}
+	}
+
+	p("\n## Summary\n\n")
+	p("%d of %d targets met.\n", rp.checked-len(rp.missed), rp.checked)
+	for _, m := range rp.missed {
+		p("- below target: %s\n", m)
+	}
+	for _, e := range rp.errs {
+		p("- error: %s\n", oneLine(e))
+	}
+	return b.String()
+}
+
+// sizeString formats a byte count as the CLI does (1G, 64G).
+func sizeString(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// oneLine keeps the first line of an error, so a table stays a table.
+func oneLine(v any) string {
+	s := fmt.Sprint(v)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i] + " …"
+	}
+	return strings.ReplaceAll(s, "|", `\|`)
+}
