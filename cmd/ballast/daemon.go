@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +32,7 @@ type daemonFlags struct {
 	leaseTTL  time.Duration
 	logLevel  string
 	logJSON   bool
+	debugAddr string
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -57,6 +60,7 @@ different disks.`,
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a silent node stays alive in the cluster's eyes")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
+	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
 }
 
@@ -88,6 +92,12 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	logger.Info("starting ballast daemon", "version", version.String(), "node", f.nodeID, "data_dir", f.dataDir, "gomaxprocs_was", prev)
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
+	}
+	if f.debugAddr != "" {
+		go func() {
+			// http.DefaultServeMux carries net/http/pprof's handlers.
+			logger.Warn("debug server stopped", "err", http.ListenAndServe(f.debugAddr, nil))
+		}()
 	}
 
 	endpoints := f.endpoints

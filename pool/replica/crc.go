@@ -15,9 +15,9 @@ var crcZero = checksum(make([]byte, block.Size))
 
 func checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
 
-// entrySize is the size of one block's entry in a layer's .crc file.
+// entrySize is the size of one block's entry in a layer's checksum table.
 //
-// Entry format (little endian), entry i at offset i*16 of <layer>.crc:
+// Entry format (little endian), entry i at offset size+i*16 of the layer file:
 //
 //	bytes 0-3   current slot: CRC32C
 //	bytes 4-7   previous slot: CRC32C
@@ -30,7 +30,7 @@ func checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
 // data file because a discard was interrupted before its hole punch (0 when
 // there is none); a hole (crcZero) is always acceptable too.
 //
-// An all-zero entry (a hole in the .crc file) is a block never written.
+// An all-zero entry (a hole in the table) is a block never written.
 //
 // A write moves current to previous, stores the new checksum as current, and
 // only then writes the data, so after a crash the data matches one of the two

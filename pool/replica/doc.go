@@ -8,8 +8,15 @@
 //
 // On-disk layout of a pool directory:
 //
-//	<pooldir>/layers/<layerID>.data      sparse data file, block i at offset i*4096
-//	<pooldir>/layers/<layerID>.crc       checksum table, one 16-byte entry per block
+//	<pooldir>/layers/<layerID>.data      sparse layer file: block i at offset i*4096,
+//	                                     then at offset size the checksum table,
+//	                                     one 16-byte entry per block
+//
+// Data and checksums share one file so that one fdatasync makes both
+// durable (measured: two files, two device flushes per fsync, cost a third
+// of fsync throughput). Data is written through an O_DIRECT descriptor,
+// checksum entries through a buffered one, and read from a shared mapping.
+//
 //	<pooldir>/replicas/<replicaID>.json  replica metadata (size, layer chain, snapshots)
 //
 // Layer files are shared between the replicas of one pool directory: a clone
@@ -34,5 +41,5 @@
 // Power loss is different: the disk may persist the two writes in any order or
 // tear a block, so a mismatch can remain after power loss. It is detected on
 // read like any other corruption and repaired from another replica. Flush
-// (fdatasync of the head's files) is what makes writes durable.
+// (fdatasync of the layer files written since the last flush) is what makes writes durable.
 package replica

@@ -145,8 +145,8 @@ func (r *Replica) Flush() error {
 	if err := r.checkOpen(); err != nil {
 		return err
 	}
-	for i, l := range r.layers {
-		if i == len(r.layers)-1 || l.dirty.Load() {
+	for _, l := range r.layers {
+		if l.dirty.Load() {
 			if err := l.sync(); err != nil {
 				return fmt.Errorf("replica %s: flush: %w", r.id, err)
 			}

@@ -282,7 +282,7 @@ func (s *Store) gcLocked(tmp bool) error {
 	var errs []error
 	for _, e := range ents {
 		name := e.Name()
-		lid := strings.TrimSuffix(strings.TrimSuffix(name, ".data"), ".crc")
+		lid := strings.TrimSuffix(name, ".data")
 		if lid == name || refs[lid] || s.layers[lid] != nil {
 			continue
 		}
@@ -322,14 +322,11 @@ func (s *Store) Allocated(id string) (int64, error) {
 	}
 	var total int64
 	for _, l := range m.Layers {
-		data, crc := layerPaths(s.dir, l)
-		for _, p := range []string{data, crc} {
-			var st unix.Stat_t
-			if err := unix.Stat(p, &st); err != nil {
-				return 0, fmt.Errorf("replica %s layer %s: %w", id, l, err)
-			}
-			total += st.Blocks * 512
+		var st unix.Stat_t
+		if err := unix.Stat(layerPath(s.dir, l), &st); err != nil {
+			return 0, fmt.Errorf("replica %s layer %s: %w", id, l, err)
 		}
+		total += st.Blocks * 512
 	}
 	return total, nil
 }
