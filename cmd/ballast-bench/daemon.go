@@ -32,7 +32,7 @@ type daemon struct {
 
 // startDaemon starts binary as a daemon under root and waits until it
 // answers on its socket. On error, whatever was started is stopped again.
-func startDaemon(ctx context.Context, binary, root string, logger *slog.Logger) (_ *daemon, err error) {
+func startDaemon(ctx context.Context, binary, root string, extra []string, logger *slog.Logger) (_ *daemon, err error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
@@ -42,8 +42,9 @@ func startDaemon(ctx context.Context, binary, root string, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	d.cmd = exec.Command(binary, "daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1",
-		"--pool-dir", filepath.Join(root, "disk1"), "--pool-dir", filepath.Join(root, "disk2"), "--socket", socket)
+	args := append([]string{"daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1",
+		"--pool-dir", filepath.Join(root, "disk1"), "--pool-dir", filepath.Join(root, "disk2"), "--socket", socket}, extra...)
+	d.cmd = exec.Command(binary, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C on the terminal reaches only the
 	// benchmark, which stops the daemon in order. Pdeathsig: if the

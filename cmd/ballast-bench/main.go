@@ -53,7 +53,14 @@ type config struct {
 	skipRSS       bool
 	out           string
 	keep          bool
+	daemonArgs    []string
 }
+
+// argList is a repeatable string flag.
+type argList []string
+
+func (a *argList) String() string     { return strings.Join(*a, " ") }
+func (a *argList) Set(v string) error { *a = append(*a, v); return nil }
 
 func main() {
 	var c config
@@ -67,6 +74,7 @@ func main() {
 	flag.BoolVar(&c.skipSnapshots, "skip-snapshots", false, "skip the snapshot timing")
 	flag.BoolVar(&c.skipRSS, "skip-rss", false, "skip the daemon memory measurement")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
+	flag.Var((*argList)(&c.daemonArgs), "daemon-arg", "extra argument for the ballast daemon (repeatable), e.g. --daemon-arg=--fuse-max-write=262144")
 	flag.BoolVar(&c.keep, "keep", false, "keep --dir (daemon logs, pool files) at the end")
 	flag.Parse()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -217,7 +225,7 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 		return ctx.Err()
 	}
 
-	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon"), logger)
+	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon"), c.daemonArgs, logger)
 	if err != nil {
 		return fmt.Errorf("start daemon: %w", err)
 	}
@@ -391,7 +399,7 @@ const (
 // daemon's memory.
 func rssBench(ctx context.Context, c config, logger *slog.Logger) []memResult {
 	logger.Info("daemon memory: fresh daemon", "volumes", rssVolumes)
-	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon-rss"), logger)
+	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon-rss"), c.daemonArgs, logger)
 	if err != nil {
 		return []memResult{{phase: "fresh daemon", err: fmt.Errorf("start daemon: %w", err)}}
 	}

@@ -33,6 +33,7 @@ type daemonFlags struct {
 	logLevel  string
 	logJSON   bool
 	debugAddr string
+	maxWrite  int
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -60,6 +61,7 @@ different disks.`,
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 5*time.Second, "how long a silent node stays alive in the cluster's eyes")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
+	fl.IntVar(&f.maxWrite, "fuse-max-write", 0, "largest FUSE request in bytes; every in-flight request holds a buffer this big (default 256 KiB)")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
 }
@@ -118,7 +120,8 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	defer cli.Close()
 
 	exp, err := fuseloop.New(filepath.Join(f.dataDir, "fuse"), fuseloop.Options{
-		Logger: log.New(slogWriter{logger}, "", 0),
+		MaxWrite: f.maxWrite,
+		Logger:   log.New(slogWriter{logger}, "", 0),
 	})
 	if err != nil {
 		return fmt.Errorf("fuse exporter: %w", err)
