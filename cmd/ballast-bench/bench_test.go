@@ -100,12 +100,14 @@ func TestReportVerdicts(t *testing.T) {
 		{label: "repl 1", repl: 1, res: r1},
 		{label: "repl 2", repl: 2, res: r2},
 	}, snaps: []snapResult{
-		{volume: "snap-1g", size: 1 << 30, times: []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}},
-		{volume: "snap-64g", size: 64 << 30, times: []time.Duration{10 * time.Millisecond, 60 * time.Millisecond}},
+		{volume: "snap-1g", size: 1 << 30, mode: "detached", target: true, times: []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}},
+		{volume: "snap-64g", size: 64 << 30, mode: "attached, idle", target: true, times: []time.Duration{10 * time.Millisecond, 60 * time.Millisecond}},
+		{volume: "snap-64g", size: 64 << 30, mode: "attached, 16 MiB written before each", times: []time.Duration{70 * time.Millisecond}},
 	}, mems: []memResult{{phase: "ten", volumes: 10, mem: memory{RSS: 50 << 10, HWM: 120 << 10}}}}
 	out := rp.render()
 	// repl 1: 5 targets, fsync missed; repl 2: 2 sequential targets, both
-	// missed; snapshots: 64g missed; memory met.
+	// missed; snapshots: 64g idle missed, the one with writes not judged;
+	// memory met.
 	if rp.checked != 10 || len(rp.missed) != 4 {
 		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
 	}
@@ -116,6 +118,7 @@ func TestReportVerdicts(t *testing.T) {
 		"repl 2 rand-read-4k-qd16 failed: boom",
 		"| 2.0 | 3.0 | < 50 ms meets |",
 		"| 60.0 | 60.0 | < 50 ms **below** |",
+		"| attached, 16 MiB written before each | 1 | 70.0 | 70.0 | — |",
 		"| 50.0 | 120.0 | < 100 MiB meets |",
 		"6 of 10 targets met.",
 	} {

@@ -242,7 +242,7 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 
 	if !c.skipSnapshots {
 		for _, size := range []int64{1 << 30, 64 << 30} {
-			rp.snaps = append(rp.snaps, snapshotBench(ctx, d, fr, size, logger))
+			rp.snaps = append(rp.snaps, snapshotBench(ctx, d, fr, size, logger)...)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -343,40 +343,69 @@ const (
 	snapshotCount = 5
 )
 
-// snapshotBench times CreateSnapshot on an attached volume of size bytes
-// holding snapshotWrite of data, snapshotChurn MiB more before each.
-func snapshotBench(ctx context.Context, d *daemon, fr *fioRunner, size int64, logger *slog.Logger) snapResult {
+// snapshotBench times CreateSnapshot on a volume of size bytes holding
+// snapshotWrite of data, in three situations: attached with snapshotChurn
+// MiB written just before each snapshot (the filesystem freeze must flush
+// and checkpoint that), attached and idle, and detached (no filesystem to
+// freeze: the storage snapshot alone).
+func snapshotBench(ctx context.Context, d *daemon, fr *fioRunner, size int64, logger *slog.Logger) []snapResult {
 	name := fmt.Sprintf("snap-%dg", size>>30)
-	s := snapResult{volume: name, size: size,
-		written: fmt.Sprintf("%s, then %d MiB before each snapshot", strings.TrimSuffix(snapshotWrite, "M")+" MiB", snapshotChurn)}
+	modes := []snapResult{
+		{volume: name, size: size, mode: fmt.Sprintf("attached, %d MiB written before each", snapshotChurn)},
+		{volume: name, size: size, mode: "attached, idle", target: true},
+		{volume: name, size: size, mode: "detached", target: true},
+	}
+	fail := func(err error) []snapResult {
+		modes[0].err = err
+		return modes
+	}
 	logger.Info("snapshots", "volume", name, "size", sizeString(size))
 	mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: size, Repl: 1, FS: "ext4"})
 	if err != nil {
-		s.err = err
-		return s
+		return fail(err)
 	}
 	defer detach()
 	if _, err := runFio(ctx, []string{"--name=fill", "--filename=" + filepath.Join(mnt, "fill.dat"), "--size=" + snapshotWrite,
 		"--rw=write", "--bs=1M", "--iodepth=16", "--ioengine=libaio", "--direct=1", "--end_fsync=1", "--output-format=json"}); err != nil {
-		s.err = fmt.Errorf("write %s: %w", snapshotWrite, err)
-		return s
+		return fail(fmt.Errorf("write %s: %w", snapshotWrite, err))
+	}
+	n := 0
+	snap := func(m *snapResult) error {
+		start := time.Now()
+		_, err := d.client.CreateSnapshot(ctx, name, fmt.Sprintf("s%d", n))
+		took := time.Since(start)
+		n++
+		if err != nil {
+			m.err = fmt.Errorf("create snapshot %s@s%d: %w", name, n-1, err)
+			return m.err
+		}
+		m.times = append(m.times, took)
+		logger.Info("snapshot", "volume", name, "mode", m.mode, "ms", ms(took))
+		return nil
 	}
 	for i := range snapshotCount {
 		if err := ddWrite(ctx, filepath.Join(mnt, fmt.Sprintf("churn-%d", i)), snapshotChurn); err != nil {
-			s.err = err
-			return s
+			return fail(err)
 		}
-		start := time.Now()
-		_, err := d.client.CreateSnapshot(ctx, name, fmt.Sprintf("s%d", i))
-		took := time.Since(start)
-		if err != nil {
-			s.err = fmt.Errorf("create snapshot %s@s%d: %w", name, i, err)
-			return s
+		if snap(&modes[0]) != nil {
+			return modes
 		}
-		s.times = append(s.times, took)
-		logger.Info("snapshot", "volume", name, "snap", i, "ms", ms(took))
 	}
-	return s
+	for range snapshotCount {
+		if snap(&modes[1]) != nil {
+			return modes
+		}
+	}
+	if err := d.client.DetachVolume(ctx, name); err != nil {
+		modes[2].err = err
+		return modes
+	}
+	for range snapshotCount {
+		if snap(&modes[2]) != nil {
+			return modes
+		}
+	}
+	return modes
 }
 
 // ddWrite writes mib MiB of random data to path with O_DIRECT and fsyncs it.

@@ -15,7 +15,8 @@ import (
 )
 
 // TestRecoverHalfDoneOps leaves a create, a delete and a snapshot half done
-// (as a crash in the middle of each would), kills the daemon, and checks
+// (as a crash in the middle of each would), plus a snapshot the replicas
+// took but etcd never recorded, kills the daemon, and checks
 // that the restarted daemon brings each to a consistent end: the create and
 // the snapshot rolled back, the delete finished, nothing left on disk.
 func TestRecoverHalfDoneOps(t *testing.T) {
@@ -65,9 +66,33 @@ func TestRecoverHalfDoneOps(t *testing.T) {
 	if err := store.Commit(ctx, meta.PutVolume(gv, rev)); err != nil {
 		t.Fatal(err)
 	}
-	// A snapshot that died before any replica took it.
-	if err := store.Commit(ctx, meta.PutSnapshot(&meta.Snapshot{Volume: "keep", Name: "s-half", State: meta.StateCreating, Created: time.Now()}, 0)); err != nil {
+	// A snapshot delete that died after marking the record.
+	if err := store.Commit(ctx, meta.PutSnapshot(&meta.Snapshot{Volume: "keep", Name: "s-half", State: meta.StateDeleting, Created: time.Now()}, 0)); err != nil {
 		t.Fatal(err)
+	}
+	// A snapshot that died after the replicas took it, before its record.
+	keep, err := c.InspectVolume(ctx, "keep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kr := range keep.Replicas {
+		for _, p := range pools {
+			if p.ID != kr.Pool {
+				continue
+			}
+			ps, err := replica.OpenStore(p.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := ps.Open(kr.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Snapshot("s-orphan"); err != nil {
+				t.Fatal(err)
+			}
+			r.Close()
+		}
 	}
 	cli.Close()
 
@@ -109,7 +134,9 @@ func TestRecoverHalfDoneOps(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(att.MountPath, "ok"), []byte("ok"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateSnapshot(context.Background(), "keep", "s-half"); err != nil {
-		t.Fatalf("snapshot name of the rolled-back snapshot must be free again: %v", err)
+	for _, name := range []string{"s-half", "s-orphan"} {
+		if _, err := c.CreateSnapshot(context.Background(), "keep", name); err != nil {
+			t.Fatalf("the name of interrupted snapshot %s must be free again on every replica: %v", name, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/replica"
 )
 
 // recover brings this node back to a consistent state after a crash:
@@ -60,22 +61,39 @@ func (n *Node) attachLocked(ctx context.Context, name string) (*api.Attachment, 
 	return n.attach(ctx, name, api.AttachOptions{})
 }
 
-// recoverSnapshots rolls back snapshots of v interrupted while being taken
-// and finishes those interrupted while being deleted.
+// recoverSnapshots finishes snapshot deletes interrupted by a crash and
+// removes from v's local replicas every snapshot etcd has no ready record
+// of (one interrupted while being taken): etcd is the truth.
 func (n *Node) recoverSnapshots(ctx context.Context, v *meta.Volume) error {
 	snaps, err := n.meta.Snapshots(ctx, v.Name)
 	if err != nil {
 		return err
 	}
 	var errs []error
+	ready := map[string]bool{}
 	for _, s := range snaps {
 		if s.State == meta.StateReady {
+			ready[s.Name] = true
 			continue
 		}
 		n.log.Warn("finishing a snapshot operation interrupted by a crash", "volume", v.Name, "snapshot", s.Name, "state", s.State)
 		errs = append(errs, n.dropSnapshot(ctx, v, s.Name))
 	}
-	return errors.Join(errs...)
+	err = n.withReplicas(v, func(reps []*replica.Replica) error {
+		for _, r := range reps {
+			for _, s := range r.Snapshots() {
+				if ready[s.Name] {
+					continue
+				}
+				n.log.Warn("removing a snapshot interrupted by a crash", "volume", v.Name, "replica", r.ID(), "snapshot", s.Name)
+				if err := r.DeleteSnapshot(s.Name); err != nil {
+					return fmt.Errorf("replica %s: %w", r.ID(), err)
+				}
+			}
+		}
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
 }
 
 func (n *Node) hasReplicaOf(v *meta.Volume) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
@@ -37,59 +38,93 @@ func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snaps
 	if old, _, err := n.meta.Snapshot(ctx, vol, name); err == nil {
 		return nil, fmt.Errorf("snapshot %q of volume %q already exists (taken %s): %w", name, vol, old.Created.Format(time.RFC3339), api.ErrExists)
 	}
-	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateCreating, Created: time.Now().UTC()}
-	if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, 0)); err != nil {
-		return nil, conflict("snapshot "+vol+"@"+name, err)
-	}
-	if err := n.snapshotReplicas(v, name); err != nil {
-		if rerr := n.dropSnapshot(ctx, v, name); rerr != nil {
-			n.log.Error("roll back failed snapshot", "volume", vol, "snapshot", name, "err", rerr)
-		}
+	// The replicas first, the record last: a crash in between leaves
+	// replica snapshots without a record, which recovery removes (etcd is
+	// the truth), and costs no extra etcd round trip here.
+	start := time.Now()
+	took, err := n.snapshotReplicas(v, name)
+	if err != nil {
 		return nil, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
-	sn.State = meta.StateReady
-	_, rev, err := n.meta.Snapshot(ctx, vol, name)
-	if err == nil {
-		err = n.meta.Commit(ctx, meta.PutSnapshot(sn, rev))
-	}
-	if err != nil {
+	recorded := time.Now()
+	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateReady, Created: time.Now().UTC()}
+	if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, 0)); err != nil {
+		if rerr := n.withReplicas(v, func(reps []*replica.Replica) error { return deleteSnapshotAll(reps, name) }); rerr != nil {
+			n.log.Error("roll back snapshot whose record failed", "volume", vol, "snapshot", name, "err", rerr)
+		}
 		return nil, conflict("snapshot "+vol+"@"+name, err)
 	}
-	n.log.Info("snapshot created", "volume", vol, "snapshot", name)
+	n.log.Info("snapshot created", "volume", vol, "snapshot", name, "freeze", took.freeze, "replicas", took.replicas,
+		"record", time.Since(recorded), "total", time.Since(start))
 	return &api.Snapshot{Volume: vol, Name: name, State: string(sn.State), Created: sn.Created}, nil
 }
 
+// phases says how long the parts of a snapshot took, for the log.
+type phases struct{ freeze, replicas time.Duration }
+
 // snapshotReplicas snapshots every in-sync replica of v, all or none.
-func (n *Node) snapshotReplicas(v *meta.Volume, name string) error {
+func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
+	var took phases
 	n.mu.Lock()
 	att := n.attached[v.Name]
 	n.mu.Unlock()
 	if att == nil {
-		return n.withReplicas(v, func(reps []*replica.Replica) error { return snapshotAll(reps, name) })
+		start := time.Now()
+		err := n.withReplicas(v, func(reps []*replica.Replica) error { return snapshotAll(reps, name) })
+		took.replicas = time.Since(start)
+		return took, err
 	}
+	start := time.Now()
 	if err := frontend.Freeze(att.mountPath); err != nil {
-		return fmt.Errorf("freeze %s: %w", att.mountPath, err)
+		return took, fmt.Errorf("freeze %s: %w", att.mountPath, err)
 	}
 	defer func() {
 		if err := frontend.Thaw(att.mountPath); err != nil {
 			n.log.Error("thaw after snapshot", "volume", v.Name, "err", err)
 		}
 	}()
-	return att.engine.Quiesce(func([]engine.Member) error {
+	took.freeze = time.Since(start)
+	start = time.Now()
+	err := att.engine.Quiesce(func([]engine.Member) error {
 		reps := make([]*replica.Replica, 0, len(att.replicas))
 		for _, id := range att.engine.InSync() {
 			reps = append(reps, att.replicas[id])
 		}
 		return snapshotAll(reps, name)
 	})
+	took.replicas = time.Since(start)
+	return took, err
 }
 
+// snapshotAll snapshots every replica at once, all or none.
 func snapshotAll(reps []*replica.Replica, name string) error {
+	errs := make([]error, len(reps))
+	var wg sync.WaitGroup
 	for i, r := range reps {
-		if err := r.Snapshot(name); err != nil {
-			for _, done := range reps[:i] {
-				done.DeleteSnapshot(name)
-			}
+		wg.Go(func() { errs[i] = r.Snapshot(name) })
+	}
+	wg.Wait()
+	var failed []error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Errorf("replica %s: %w", reps[i].ID(), err))
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	for i, r := range reps {
+		if errs[i] == nil {
+			r.DeleteSnapshot(name)
+		}
+	}
+	return errors.Join(failed...)
+}
+
+// deleteSnapshotAll deletes a snapshot from every replica that has it.
+func deleteSnapshotAll(reps []*replica.Replica, name string) error {
+	for _, r := range reps {
+		if err := r.DeleteSnapshot(name); err != nil && !errors.Is(err, replica.ErrNotFound) {
 			return fmt.Errorf("replica %s: %w", r.ID(), err)
 		}
 	}
@@ -159,14 +194,7 @@ func (n *Node) DeleteSnapshot(ctx context.Context, vol, name string) error {
 // dropSnapshot removes a snapshot from v's replicas (where it exists) and
 // then its record.
 func (n *Node) dropSnapshot(ctx context.Context, v *meta.Volume, name string) error {
-	err := n.withReplicas(v, func(reps []*replica.Replica) error {
-		for _, r := range reps {
-			if err := r.DeleteSnapshot(name); err != nil && !errors.Is(err, replica.ErrNotFound) {
-				return fmt.Errorf("replica %s: %w", r.ID(), err)
-			}
-		}
-		return nil
-	})
+	err := n.withReplicas(v, func(reps []*replica.Replica) error { return deleteSnapshotAll(reps, name) })
 	if err != nil {
 		return fmt.Errorf("delete snapshot %s@%s: %w", v.Name, name, err)
 	}
