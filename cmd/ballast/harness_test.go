@@ -95,6 +95,9 @@ func (d *daemon) start() {
 	}
 	d.cmd = exec.Command(ballastBin, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	// If the test binary dies without its cleanups (a panic), the daemon
+	// still stops, and SIGTERM makes it unmount its volumes on the way.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
