@@ -52,9 +52,9 @@ type daemon struct {
 }
 
 // startDaemon starts a single-node daemon with two pool dirs under a fresh
-// temp dir. Everything it mounts is cleaned up when the test ends, even if
+// temp dir, with extra daemon flags if given. Everything it mounts is cleaned up when the test ends, even if
 // the test fails or the daemon was killed.
-func startDaemon(t *testing.T) *daemon {
+func startDaemon(t *testing.T, extra ...string) *daemon {
 	t.Helper()
 	testenv.RequirePrivileged(t)
 	testenv.RequireTools(t, "mkfs.ext4", "mkfs.xfs", "fio", "e2fsck")
@@ -65,6 +65,7 @@ func startDaemon(t *testing.T) *daemon {
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "ballast.sock"), logPath: filepath.Join(dir, "daemon.log")}
 	d.args = []string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--node-id", "n1",
 		"--pool-dir", filepath.Join(dir, "disk1"), "--pool-dir", filepath.Join(dir, "disk2"), "--socket", d.socket}
+	d.args = append(d.args, extra...)
 	t.Cleanup(func() {
 		d.stop()
 		d.cleanupMounts()

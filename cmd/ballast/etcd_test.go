@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/spec"
+	"github.com/ballast-io/ballast/pool/testenv"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startEtcd runs Debian's etcd server on loopback ports for one test and
+// returns its client URL.
+func startEtcd(t *testing.T) string {
+	t.Helper()
+	testenv.RequireTools(t, "etcd")
+	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+	dir := t.TempDir()
+	cmd := exec.Command("etcd", "--name", "ext", "--data-dir", filepath.Join(dir, "etcd"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "ext="+peer)
+	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		logf.Close()
+	})
+	cli, err := meta.Connect([]string{client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Get(ctx, "health")
+		cancel()
+		if err == nil {
+			return client
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("external etcd not ready: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestExternalEtcd runs the daemon against an external etcd server instead
+// of its embedded member: the metadata lands there, survives a daemon
+// restart, and the volume works.
+func TestExternalEtcd(t *testing.T) {
+	endpoint := startEtcd(t)
+	d := startDaemon(t, "--etcd-endpoints", endpoint)
+	ctx := d.ctx()
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "ext1", Size: 256 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := d.client.AttachVolume(ctx, "ext1", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(att.MountPath, "hello"), []byte("external"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.dir, "data", "etcd")); !os.IsNotExist(err) {
+		t.Fatalf("an embedded etcd dir exists although --etcd-endpoints was given: %v", err)
+	}
+	cli, err := meta.Connect([]string{endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	v, _, err := meta.NewStore(cli).Volume(ctx, "ext1")
+	if err != nil || v.Repl != 2 {
+		t.Fatalf("volume record in the external etcd: %+v %v", v, err)
+	}
+
+	d.stop()
+	d.start()
+	got, err := d.client.InspectVolume(ctx, "ext1")
+	if err != nil || got.Attachment == nil {
+		t.Fatalf("after restart: %+v %v", got, err)
+	}
+	b, err := os.ReadFile(filepath.Join(got.Attachment.MountPath, "hello"))
+	if err != nil || string(b) != "external" {
+		t.Fatalf("data after restart: %q %v", b, err)
+	}
+}
