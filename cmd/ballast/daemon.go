@@ -20,6 +20,7 @@ import (
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/node"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/version"
 )
 
@@ -34,6 +35,7 @@ type daemonFlags struct {
 	logJSON   bool
 	debugAddr string
 	maxWrite  int
+	labels    string
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -62,6 +64,7 @@ different disks.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
 	fl.IntVar(&f.maxWrite, "fuse-max-write", 0, "largest FUSE request in bytes; every in-flight request holds a buffer this big (default 256 KiB)")
+	fl.StringVar(&f.labels, "labels", "", "this node's labels, e.g. zone=a,rack=r1 (placement spreads replicas across them)")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
 }
@@ -85,6 +88,10 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the daemon needs root: it mounts FUSE, sets up loop devices and mounts filesystems")
+	}
+	labels, err := spec.ParseLabels(f.labels)
+	if err != nil {
+		return fmt.Errorf("--labels: %w", err)
 	}
 	if f.nodeID == "" {
 		return fmt.Errorf("--node-id is empty and the hostname is unknown; give --node-id")
@@ -133,7 +140,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
-		LeaseTTL: f.leaseTTL, Version: version.String(),
+		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {
 		return err

@@ -221,3 +221,24 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStatus checks the node's labels and state as the CLI shows
+// them, and that bad labels stop the daemon with a clear error.
+func TestClusterStatus(t *testing.T) {
+	d := startDaemon(t, "--labels", "zone=a,rack=r1")
+	nodes, err := d.client.ClusterStatus(d.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].ID != "n1" || nodes[0].State != "up" || nodes[0].Labels["zone"] != "a" || nodes[0].Pools != 2 || nodes[0].Capacity <= 0 {
+		t.Fatalf("cluster status: %+v", nodes)
+	}
+	out, err := d.cli("cluster", "status")
+	if err != nil || !strings.Contains(out, "rack=r1,zone=a") || !strings.Contains(out, "up since") {
+		t.Fatalf("ballast cluster status: %v\n%s", err, out)
+	}
+	bad, err := exec.Command(ballastBin, "daemon", "--data-dir", t.TempDir(), "--labels", "zone").CombinedOutput()
+	if err == nil || !strings.Contains(string(bad), "--labels") || !strings.Contains(string(bad), "key=value") {
+		t.Fatalf("daemon with bad labels: %v\n%s", err, bad)
+	}
+}

@@ -66,6 +66,9 @@ func (f *fake) DeleteSnapshot(context.Context, string, string) error { return ni
 func (f *fake) ListSnapshots(context.Context, string) ([]Snapshot, error) {
 	return nil, nil
 }
+func (f *fake) ClusterStatus(context.Context) ([]Node, error) {
+	return []Node{{ID: "a", State: "up"}}, nil
+}
 func (f *fake) ListPools(context.Context) ([]Pool, error) {
 	return []Pool{{ID: "p1", Capacity: 100}}, nil
 }
@@ -119,6 +122,10 @@ func TestOverSocket(t *testing.T) {
 	}
 	if err := c.DeleteVolume(cctx, "v1"); err != nil {
 		t.Fatal(err)
+	}
+	nodes, err := c.ClusterStatus(cctx)
+	if err != nil || len(nodes) != 1 || nodes[0].State != "up" {
+		t.Fatalf("cluster status: %+v %v", nodes, err)
 	}
 }
 

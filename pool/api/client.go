@@ -84,3 +84,7 @@ func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]Snapshot, 
 func (c *Client) ListPools(ctx context.Context) ([]Pool, error) {
 	return call[[]Pool](ctx, c, "ListPools", &Empty{})
 }
+
+func (c *Client) ClusterStatus(ctx context.Context) ([]Node, error) {
+	return call[[]Node](ctx, c, "ClusterStatus", &Empty{})
+}

@@ -75,6 +75,7 @@ var methods = []method{
 		return s.ListSnapshots(ctx, r.Name)
 	}),
 	unary("ListPools", func(s Service, ctx context.Context, _ *Empty) ([]Pool, error) { return s.ListPools(ctx) }),
+	unary("ClusterStatus", func(s Service, ctx context.Context, _ *Empty) ([]Node, error) { return s.ClusterStatus(ctx) }),
 }
 
 // Serve answers the Service over gRPC on a unix socket at path (mode 0600,

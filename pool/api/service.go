@@ -30,6 +30,8 @@ type Service interface {
 	ListSnapshots(ctx context.Context, volume string) ([]Snapshot, error)
 
 	ListPools(ctx context.Context) ([]Pool, error)
+	// ClusterStatus lists the nodes of the cluster with their state.
+	ClusterStatus(ctx context.Context) ([]Node, error)
 }
 
 // Errors every implementation wraps, so callers can tell them apart with
@@ -103,4 +105,20 @@ type Pool struct {
 	Allocated int64  `json:"allocated"`
 	Replicas  int    `json:"replicas"`
 	Online    bool   `json:"online"`
+}
+
+// Node is one daemon of the cluster.
+type Node struct {
+	ID     string            `json:"id"`
+	Addr   string            `json:"addr,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// State is "up" while the node's lease lives, "down" otherwise.
+	State string `json:"state"`
+	// Since is when it came up, or when it was seen going down (zero if
+	// nobody saw it).
+	Since     time.Time `json:"since,omitzero"`
+	Version   string    `json:"version,omitempty"`
+	Pools     int       `json:"pools"`
+	Capacity  int64     `json:"capacity"`
+	Allocated int64     `json:"allocated"`
 }

@@ -42,3 +42,32 @@ func (s *Store) Alive(ctx context.Context) (map[string]bool, error) {
 	}
 	return alive, nil
 }
+
+// WatchDeaths calls died with the ID of every node whose liveness mark
+// disappears (its lease expired or it deregistered), until ctx ends.
+func (s *Store) WatchDeaths(ctx context.Context, died func(node string)) {
+	for resp := range s.cli.Watch(ctx, Prefix+"alive/", clientv3.WithPrefix(), clientv3.WithFilterPut()) {
+		for _, ev := range resp.Events {
+			died(string(ev.Kv.Key[len(Prefix+"alive/"):]))
+		}
+	}
+}
+
+// MarkDown records that node went down at t, unless another node already
+// did.
+func (s *Store) MarkDown(ctx context.Context, node string, t time.Time) error {
+	for {
+		n, rev, err := get[Node](ctx, s, nodeKey(node))
+		if err != nil {
+			return err
+		}
+		if !n.DownSince.IsZero() {
+			return nil
+		}
+		n.DownSince = t
+		err = s.Commit(ctx, put(nodeKey(node), n, rev))
+		if err != ErrConflict {
+			return err
+		}
+	}
+}

@@ -93,3 +93,35 @@ func TestSnapshotsAndAlive(t *testing.T) {
 	}
 	cancel()
 }
+
+func TestDeathIsRecorded(t *testing.T) {
+	s := startStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.PutNode(ctx, &Node{ID: "n2", Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	n2ctx, n2stop := context.WithCancel(ctx)
+	if err := s.KeepAlive(n2ctx, "n2", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	go s.WatchDeaths(ctx, func(id string) { s.MarkDown(ctx, id, time.Now()) })
+	time.Sleep(200 * time.Millisecond) // let the watch start
+	n2stop()                            // n2 stops refreshing its lease: it dies
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		nodes, err := s.Nodes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes) == 1 && !nodes[0].DownSince.IsZero() {
+			alive, _ := s.Alive(ctx)
+			if alive["n2"] {
+				t.Fatal("n2 marked down while its lease lives")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2's death not recorded: %+v", nodes)
+		}
+	}
+}

@@ -37,6 +37,9 @@ type Node struct {
 	Pools   []Pool            `json:"pools"`
 	Version string            `json:"version,omitempty"`
 	Started time.Time         `json:"started"`
+	// DownSince is when another node saw this node's lease expire; zero
+	// while it is up or when nobody saw it go.
+	DownSince time.Time `json:"down_since,omitzero"`
 }
 
 // Pool is one disk (a pool dir) of a node.

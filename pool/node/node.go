@@ -40,6 +40,7 @@ type Config struct {
 	MountDir string // where volumes are mounted; default DataDir/mounts
 	LeaseTTL time.Duration
 	Version  string
+	Labels   map[string]string // e.g. zone=a, rack=r1, for placement and status
 }
 
 // Node is one daemon's share of the cluster.
@@ -110,6 +111,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	if err := n.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
 	}
+	go n.watchDeaths(ctx)
 	return n, nil
 }
 
@@ -181,7 +183,7 @@ func newID() string {
 
 // register writes this node's record with its pools.
 func (n *Node) register(ctx context.Context) error {
-	rec := &meta.Node{ID: n.cfg.ID, Version: n.cfg.Version, Started: time.Now().UTC()}
+	rec := &meta.Node{ID: n.cfg.ID, Version: n.cfg.Version, Labels: n.cfg.Labels, Started: time.Now().UTC()}
 	for _, id := range n.order {
 		p := n.pools[id]
 		alloc, capacity, err := p.store.Usage()

@@ -1,0 +1,45 @@
+package spec
+
+import (
+	"strings"
+)
+
+// ParseLabels parses "key=value,key=value" (e.g. "zone=a,rack=r1") into a
+// map. Keys and values are 1-63 characters from [A-Za-z0-9_.-], keys may
+// carry a "prefix/" as in Kubernetes; a key may appear once. "" gives nil.
+func ParseLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			return nil, invalid("label %q must be key=value", pair)
+		}
+		if err := labelPart("key", k, true); err != nil {
+			return nil, err
+		}
+		if err := labelPart("value", v, false); err != nil {
+			return nil, err
+		}
+		if _, dup := out[k]; dup {
+			return nil, invalid("label key %q given twice", k)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func labelPart(what, s string, slash bool) error {
+	if s == "" || len(s) > 63 {
+		return invalid("label %s %q must be 1 to 63 characters", what, s)
+	}
+	for _, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-' || slash && c == '/'
+		if !ok {
+			return invalid("label %s %q has %q; use letters, digits, '_', '.', '-'", what, s, c)
+		}
+	}
+	return nil
+}
