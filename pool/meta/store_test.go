@@ -107,7 +107,7 @@ func TestDeathIsRecorded(t *testing.T) {
 	}
 	go s.WatchDeaths(ctx, func(id string) { s.MarkDown(ctx, id, time.Now()) })
 	time.Sleep(200 * time.Millisecond) // let the watch start
-	n2stop()                            // n2 stops refreshing its lease: it dies
+	n2stop()                           // n2 stops refreshing its lease: it dies
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		nodes, err := s.Nodes(ctx)
 		if err != nil {
