@@ -12,55 +12,127 @@ import (
 type candidate struct {
 	Pool      string
 	Node      string
+	Labels    map[string]string // the node's labels
 	Capacity  int64
 	Allocated int64
 }
 
-// place chooses repl pools for a volume of size bytes: on distinct nodes
-// when the cluster has enough of them, otherwise on distinct pools of the
-// same node (a single node mirrors its disks), most free space first. It
-// only decides; it touches nothing.
-func place(pools []candidate, repl int, size int64) ([]candidate, error) {
-	if repl > len(pools) {
-		return nil, fmt.Errorf("%w: --repl %d needs %d pool dirs on distinct disks, the cluster has %d", api.ErrInvalid, repl, repl, len(pools))
+// Failure-domain labels, widest first: replicas are spread over zones, then
+// racks, then nodes.
+const (
+	zoneLabel = "zone"
+	rackLabel = "rack"
+)
+
+// rules are a volume's placement constraints.
+type rules struct {
+	pin   map[string]string // a node must carry every one of these labels
+	avoid map[string]string // a node must carry none of these labels
+}
+
+func (r rules) allow(labels map[string]string) bool {
+	for k, v := range r.pin {
+		if labels[k] != v {
+			return false
+		}
 	}
+	for k, v := range r.avoid {
+		if labels[k] == v {
+			return false
+		}
+	}
+	return true
+}
+
+// place chooses repl pools for a volume of size bytes among the pools of
+// live nodes. With more than one node in the cluster every replica gets a
+// node of its own, spread over zones and racks first; a lone node mirrors
+// its pool dirs instead. Among equals, the most free space wins. It only
+// decides; it touches nothing.
+func place(pools []candidate, repl int, size int64, r rules) ([]candidate, error) {
+	nodes := map[string]bool{}
+	for _, p := range pools {
+		nodes[p.Node] = true
+	}
+	single := len(nodes) <= 1
 	var fit []candidate
 	var biggest int64
+	allowed := map[string]bool{}
 	for _, p := range pools {
+		if !r.allow(p.Labels) {
+			continue
+		}
+		allowed[p.Node] = true
 		biggest = max(biggest, p.Capacity)
 		if p.Capacity >= size {
 			fit = append(fit, p)
 		}
 	}
-	if len(fit) < repl {
-		return nil, fmt.Errorf("%w: a volume of %s is larger than the pool can ever hold: %d pool dir(s) can hold it, --repl %d needs %d (largest pool dir: %s)",
-			api.ErrNoCapacity, spec.FormatSize(size), len(fit), repl, repl, spec.FormatSize(biggest))
+	need, have, unit := repl, len(pools), "pool dirs on distinct disks"
+	if !single {
+		have, unit = len(allowed), "nodes"
 	}
-	slices.SortStableFunc(fit, func(a, b candidate) int {
-		fa, fb := a.Capacity-a.Allocated, b.Capacity-b.Allocated
-		switch {
-		case fa > fb:
-			return -1
-		case fa < fb:
-			return 1
-		}
-		return 0
-	})
-	// First pass: one replica per node. Second pass: fill up from any pool
-	// not used yet.
+	if len(r.pin)+len(r.avoid) > 0 && !single {
+		unit = "nodes matching the volume's placement labels"
+	}
+	if need > have {
+		return nil, fmt.Errorf("%w: --repl %d needs %d %s, the cluster has %d", api.ErrInvalid, repl, need, unit, have)
+	}
+
 	var out []candidate
-	usedNode, usedPool := map[string]bool{}, map[string]bool{}
-	for _, p := range fit {
-		if len(out) < repl && !usedNode[p.Node] {
-			out = append(out, p)
-			usedNode[p.Node], usedPool[p.Pool] = true, true
+	usedPool, usedNode, usedZone, usedRack := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for len(out) < repl {
+		best := -1
+		for i, p := range fit {
+			if usedPool[p.Pool] || !single && usedNode[p.Node] {
+				continue
+			}
+			if best < 0 || better(p, fit[best], usedZone, usedRack, usedNode) {
+				best = i
+			}
 		}
-	}
-	for _, p := range fit {
-		if len(out) < repl && !usedPool[p.Pool] {
-			out = append(out, p)
-			usedPool[p.Pool] = true
+		if best < 0 {
+			return nil, fmt.Errorf("%w: a volume of %s is larger than the pool can ever hold: only %d of the %d %s it needs have a disk that large (largest: %s)",
+				api.ErrNoCapacity, spec.FormatSize(size), len(out), repl, unit, spec.FormatSize(biggest))
 		}
+		p := fit[best]
+		out = append(out, p)
+		usedPool[p.Pool], usedNode[p.Node] = true, true
+		usedZone[p.Labels[zoneLabel]], usedRack[p.Labels[zoneLabel]+"/"+p.Labels[rackLabel]] = true, true
 	}
 	return out, nil
+}
+
+// better reports whether a is a better next replica than b: a new zone,
+// then a new rack, then a new node, then more free space.
+func better(a, b candidate, zones, racks, nodes map[string]bool) bool {
+	key := func(c candidate) []int64 {
+		return []int64{
+			flag(!zones[c.Labels[zoneLabel]]),
+			flag(!racks[c.Labels[zoneLabel]+"/"+c.Labels[rackLabel]]),
+			flag(!nodes[c.Node]),
+			c.Capacity - c.Allocated,
+		}
+	}
+	return slices.Compare(key(a), key(b)) > 0
+}
+
+func flag(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// placementRules parses a volume's pin and avoid labels.
+func placementRules(v spec.Volume) (rules, error) {
+	pin, err := spec.ParseLabels(v.Pin)
+	if err != nil {
+		return rules{}, fmt.Errorf("pin: %w", err)
+	}
+	avoid, err := spec.ParseLabels(v.Avoid)
+	if err != nil {
+		return rules{}, fmt.Errorf("avoid: %w", err)
+	}
+	return rules{pin: pin, avoid: avoid}, nil
 }

@@ -47,7 +47,11 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 			v.Replicas = append(v.Replicas, meta.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, i), Node: src.Replicas[i].Node, Pool: src.Replicas[i].Pool})
 		}
 	} else {
-		chosen, err := place(n.candidates(), s.Repl, s.Size)
+		r, err := placementRules(s)
+		if err != nil {
+			return nil, err
+		}
+		chosen, err := place(n.candidates(), s.Repl, s.Size, r)
 		if err != nil {
 			return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 		}
@@ -148,7 +152,7 @@ func (n *Node) candidates() []candidate {
 			n.log.Warn("pool dir unusable", "pool", id, "err", err)
 			continue
 		}
-		out = append(out, candidate{Pool: id, Node: n.cfg.ID, Capacity: capacity, Allocated: alloc})
+		out = append(out, candidate{Pool: id, Node: n.cfg.ID, Labels: n.cfg.Labels, Capacity: capacity, Allocated: alloc})
 	}
 	return out
 }

@@ -1,6 +1,9 @@
 package spec
 
 import (
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -42,4 +45,18 @@ func labelPart(what, s string, slash bool) error {
 		}
 	}
 	return nil
+}
+
+// normalLabels parses a label list and prints it back sorted, so two specs
+// asking for the same labels compare equal.
+func normalLabels(what, s string) (string, error) {
+	m, err := ParseLabels(s)
+	if err != nil {
+		return "", fmt.Errorf("%s labels: %w", what, err)
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ","), nil
 }

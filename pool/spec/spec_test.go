@@ -56,6 +56,10 @@ func TestNormalize(t *testing.T) {
 	if v.Repl != 1 || v.FS != "ext4" || v.Size != 100<<20+4096 {
 		t.Errorf("defaults/rounding: %+v", v)
 	}
+	p := Volume{Name: "v", Size: 1 << 30, Pin: " zone=a,rack=r1"}
+	if err := p.Normalize(); err != nil || p.Pin != "rack=r1,zone=a" {
+		t.Errorf("pin not normalized: %q %v", p.Pin, err)
+	}
 	for _, c := range []struct {
 		v    Volume
 		want string
@@ -68,6 +72,8 @@ func TestNormalize(t *testing.T) {
 		{Volume{Name: "v", FromSnapshot: "nosnap"}, "VOLUME@SNAPSHOT"},
 		{Volume{Name: "v", FromSnapshot: "a@b/c"}, "snapshot name"},
 		{Volume{Name: "a/b", Size: 1 << 30}, "'/'"},
+		{Volume{Name: "v", Size: 1 << 30, Pin: "zone"}, "pin labels"},
+		{Volume{Name: "v", Size: 1 << 30, Avoid: "rack=a b"}, "avoid labels"},
 	} {
 		err := c.v.Normalize()
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -21,6 +21,10 @@ type Volume struct {
 	FS   string `json:"fs"`
 	// FromSnapshot is "VOL@SNAP" for a clone, or empty.
 	FromSnapshot string `json:"from_snapshot,omitempty"`
+	// Pin places replicas only on nodes carrying all these labels, Avoid
+	// never on nodes carrying any of them ("zone=a,rack=r1"; normalized).
+	Pin   string `json:"pin,omitempty"`
+	Avoid string `json:"avoid,omitempty"`
 }
 
 // Normalize fills defaults (repl 1, ext4; a clone's come from its source
@@ -41,6 +45,13 @@ func (v *Volume) Normalize() error {
 	}
 	if v.FS != "" && !validFS(v.FS) {
 		return invalid("filesystem %q for volume %q is not supported; use %s", v.FS, v.Name, strings.Join(Filesystems, " or "))
+	}
+	var err error
+	if v.Pin, err = normalLabels("pin", v.Pin); err != nil {
+		return err
+	}
+	if v.Avoid, err = normalLabels("avoid", v.Avoid); err != nil {
+		return err
 	}
 	if v.FromSnapshot != "" {
 		if _, _, err := ParseSnapshotRef(v.FromSnapshot); err != nil {

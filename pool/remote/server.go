@@ -1,0 +1,361 @@
+package remote
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/replica"
+)
+
+// Replica is what a server serves: a local replica. *replica.Replica
+// implements it.
+type Replica interface {
+	block.Device
+	Repair(off int64, good []byte) error
+	Snapshot(name string) error
+	DeleteSnapshot(name string) error
+}
+
+var _ Replica = (*replica.Replica)(nil)
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("remote: server closed")
+
+const (
+	// handshakeTimeout bounds the handshake and the Hello request.
+	handshakeTimeout = 10 * time.Second
+	// writeTimeout bounds the write of one response, so that a client
+	// that stopped reading cannot pin the server's goroutines.
+	writeTimeout = 30 * time.Second
+	// maxInFlight bounds the requests of one connection served at once;
+	// beyond it the server stops reading and TCP pushes back.
+	maxInFlight = 128
+	// maxErrText bounds the error text sent to a client.
+	maxErrText = 4096
+)
+
+// Server serves local replicas to remote clients.
+type Server struct {
+	secret []byte
+	open   func(replicaID string) (Replica, error)
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	replicas  map[string]*served
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{}
+	closed    bool
+	wg        sync.WaitGroup // connection goroutines
+}
+
+// served is one replica being served, shared by all its connections.
+type served struct {
+	id  string
+	rep Replica
+
+	// gate is held shared by every request while it checks its epoch and
+	// runs, and exclusively by Fence while it raises the epoch: once a
+	// Fence is answered, no request of an older epoch is still running or
+	// will ever run.
+	gate sync.RWMutex
+	// fence is the replica's epoch, guarded by gate. It lives in memory
+	// only, for the life of the server: a restarted server forgets it.
+	// TODO: persist it (replica metadata or etcd) before it replaces the
+	// attachment generation check of the control plane.
+	fence Fence
+}
+
+// NewServer returns a server that authenticates clients with the cluster
+// secret and opens replicas with open. open is called once per replica ID,
+// the first time a client names it; the server keeps the replica for its
+// life and closes it on Close if it implements io.Closer.
+func NewServer(secret []byte, open func(replicaID string) (Replica, error), log *slog.Logger) (*Server, error) {
+	if err := checkSecret(secret); err != nil {
+		return nil, fmt.Errorf("remote: new server: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{
+		secret:    append([]byte(nil), secret...),
+		open:      open,
+		log:       log,
+		replicas:  map[string]*served{},
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[net.Conn]struct{}{},
+	}, nil
+}
+
+// Serve accepts connections on ln until Close, and returns ErrServerClosed
+// then, or the error that stopped accepting.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("remote: accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			conn.Close()
+			return ErrServerClosed
+		}
+		s.conns[conn] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(conn)
+			s.mu.Lock()
+			delete(s.conns, conn)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops the listeners, closes every connection, waits for the
+// requests being served and closes the replicas.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	var errs []error
+	for _, sv := range s.replicas {
+		if c, ok := sv.rep.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("remote: close replica %s: %w", sv.id, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// replica returns the served replica id, opening it on first use.
+func (s *Server) replica(id string) (*served, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sv := s.replicas[id]; sv != nil {
+		return sv, nil
+	}
+	if s.closed {
+		return nil, ErrServerClosed
+	}
+	rep, err := s.open(id)
+	if err != nil {
+		return nil, err
+	}
+	sv := &served{id: id, rep: rep}
+	s.replicas[id] = sv
+	return sv, nil
+}
+
+// sconn is one client connection.
+type sconn struct {
+	s    *Server
+	conn net.Conn
+	sv   *served
+	wmu  sync.Mutex // serializes response writes
+}
+
+func (s *Server) serveConn(conn net.Conn) {
+	defer conn.Close()
+	addr := conn.RemoteAddr().String()
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	conn, err := authServer(conn, s.secret)
+	if err != nil {
+		s.log.Warn("remote: refused connection", "remote", addr, "err", err)
+		return
+	}
+	br := bufio.NewReaderSize(conn, 64<<10)
+	hello, err := ReadFrame(br)
+	if err != nil {
+		s.log.Warn("remote: bad hello", "remote", addr, "err", err)
+		return
+	}
+	c := &sconn{s: s, conn: conn}
+	if hello.Op != OpHello {
+		c.reply(errorReply(hello, fmt.Errorf("first request is %v, want hello", hello.Op)))
+		return
+	}
+	c.sv, err = s.replica(hello.ReplicaID)
+	if err != nil {
+		s.log.Warn("remote: cannot open replica", "remote", addr, "replica", hello.ReplicaID, "err", err)
+		c.reply(errorReply(hello, err))
+		return
+	}
+	if err := c.reply(c.serve(hello)); err != nil {
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	s.log.Debug("remote: client connected", "remote", addr, "replica", hello.ReplicaID, "epoch", hello.Epoch)
+
+	sem := make(chan struct{}, maxInFlight)
+	var reqs sync.WaitGroup
+	defer reqs.Wait()
+	for {
+		req, err := ReadFrame(br)
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				s.log.Warn("remote: connection failed", "remote", addr, "replica", c.sv.id, "err", err)
+			}
+			return
+		}
+		if req.ReplicaID != "" && req.ReplicaID != c.sv.id {
+			c.reply(errorReply(req, fmt.Errorf("connection serves replica %s, not %s", c.sv.id, req.ReplicaID)))
+			continue
+		}
+		sem <- struct{}{}
+		reqs.Go(func() {
+			defer func() { <-sem }()
+			if err := c.reply(c.serve(req)); err != nil {
+				conn.Close() // the reader stops too
+			}
+		})
+	}
+}
+
+// reply sends one response.
+func (c *sconn) reply(f *Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return writeFrame(c.conn, f)
+}
+
+// serve runs one request against the replica and returns its response.
+func (c *sconn) serve(req *Frame) *Frame {
+	sv := c.sv
+	if req.Op == OpFence {
+		sv.gate.Lock()
+		old := sv.fence.Epoch()
+		e := sv.fence.Raise(req.Epoch)
+		sv.gate.Unlock()
+		if e != old {
+			c.s.log.Info("remote: replica fenced", "replica", sv.id, "epoch", e, "previous", old, "by", c.conn.RemoteAddr().String())
+		}
+		return &Frame{Op: req.Op, ID: req.ID, Epoch: e}
+	}
+	sv.gate.RLock()
+	defer sv.gate.RUnlock()
+	if err := sv.fence.Admit(req.Epoch); err != nil {
+		r := errorReply(req, fmt.Errorf("replica %s: %v: %w", sv.id, req.Op, err))
+		r.Epoch = sv.fence.Epoch()
+		return r
+	}
+	resp := &Frame{Op: req.Op, ID: req.ID, Epoch: sv.fence.Epoch()}
+	var err error
+	switch req.Op {
+	case OpHello:
+		resp.Length = sv.rep.Size()
+	case OpRead:
+		if req.Length < 0 || req.Length > MaxIO {
+			err = fmt.Errorf("read of %d bytes, at most %d per request", req.Length, MaxIO)
+			break
+		}
+		buf := make([]byte, req.Length)
+		_, err = sv.rep.ReadAt(buf, req.Offset)
+		var ce *block.ChecksumError
+		if errors.As(err, &ce) {
+			c.s.log.Warn("remote: checksum mismatch", "replica", sv.id, "offsets", ce.Offsets)
+			resp.Status = StatusChecksum
+			resp.Payload = encodeOffsets(buf, ce.Offsets)
+			return resp
+		}
+		resp.Payload = buf
+	case OpWrite:
+		_, err = sv.rep.WriteAt(req.Payload, req.Offset)
+	case OpFlush:
+		err = sv.rep.Flush()
+	case OpDiscard:
+		err = sv.rep.Discard(req.Offset, req.Length)
+	case OpRepair:
+		err = sv.rep.Repair(req.Offset, req.Payload)
+	case OpSnapshot:
+		err = sv.rep.Snapshot(string(req.Payload))
+	case OpDeleteSnapshot:
+		err = sv.rep.DeleteSnapshot(string(req.Payload))
+	default:
+		err = fmt.Errorf("unknown op %v", req.Op)
+	}
+	if err != nil {
+		return errorReply(req, err)
+	}
+	return resp
+}
+
+// errorReply is the response to req failing with err.
+func errorReply(req *Frame, err error) *Frame {
+	r := &Frame{Op: req.Op, ID: req.ID, Status: statusOf(err)}
+	var ce *block.ChecksumError
+	if r.Status == StatusChecksum && errors.As(err, &ce) {
+		r.Payload = encodeOffsets(nil, ce.Offsets)
+		return r
+	}
+	msg := err.Error()
+	if len(msg) > maxErrText {
+		msg = msg[:maxErrText]
+	}
+	r.Payload = []byte(msg)
+	return r
+}
+
+func statusOf(err error) Status {
+	var ce *block.ChecksumError
+	switch {
+	case errors.As(err, &ce) && len(ce.Offsets) > 0 && len(ce.Offsets) <= MaxPayload/8:
+		return StatusChecksum
+	case errors.Is(err, ErrFenced):
+		return StatusFenced
+	case errors.Is(err, block.ErrUnaligned):
+		return StatusUnaligned
+	case errors.Is(err, block.ErrOutOfRange):
+		return StatusOutOfRange
+	case errors.Is(err, replica.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return StatusNotFound
+	case errors.Is(err, replica.ErrExists):
+		return StatusExists
+	}
+	return StatusError
+}
