@@ -176,6 +176,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"volume", "create", "a b", "--size", "1G"}, "' '"},
 		{[]string{"volume", "create", "x", "--size", "1G", "--repl", "3"}, "--repl 3 needs 3 pool dirs"},
 		{[]string{"volume", "create", "x", "--size", "1G", "--fs", "btrfs"}, "not supported"},
+		{[]string{"volume", "create", "x", "--size", "1G", "--repl", "2", "--min-in-sync", "3"}, "from 1 to its replication factor 2"},
+		{[]string{"volume", "create", "x", "--size", "1G", "--pin", "zone"}, "key=value"},
 		{[]string{"volume", "create", "v1", "--size", "2G", "--repl", "2"}, "different spec"},
 		{[]string{"volume", "create", "x", "--from-snapshot", "v1@nope"}, "does not exist"},
 		{[]string{"volume", "create", "x", "--from-snapshot", "v1"}, "VOLUME@SNAPSHOT"},

@@ -51,6 +51,7 @@ func volumeCreate(c *cli) *cobra.Command {
 	cmd.Flags().IntVar(&s.Repl, "repl", 0, "number of replicas, each on its own disk (node, when clustered); default 1, or the source's for a clone")
 	cmd.Flags().StringVar(&s.FS, "fs", "", "filesystem: ext4 or xfs; default ext4, or the source's for a clone")
 	cmd.Flags().StringVar(&from, "from-snapshot", "", "create a clone of VOL@SNAP")
+	cmd.Flags().IntVar(&s.MinInSync, "min-in-sync", 0, "fewest in-sync replicas writes continue with (default 1); below it writes fail")
 	cmd.Flags().StringVar(&s.Pin, "pin", "", "place replicas only on nodes with all these labels, e.g. zone=a")
 	cmd.Flags().StringVar(&s.Avoid, "avoid", "", "never place replicas on nodes with any of these labels, e.g. rack=r2")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")

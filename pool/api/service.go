@@ -59,7 +59,6 @@ type Volume struct {
 	State      string      `json:"state"`
 	Created    time.Time   `json:"created"`
 	Replicas   []Replica   `json:"replicas"`
-	MinInSync  int         `json:"min_in_sync"`
 	Epoch      uint64      `json:"epoch"`
 	Attachment *Attachment `json:"attachment,omitempty"`
 	Snapshots  int         `json:"snapshots"`

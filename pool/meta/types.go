@@ -68,8 +68,6 @@ type Volume struct {
 	// InSync lists the IDs of replicas that hold every acknowledged write.
 	// Only they may serve reads or a takeover.
 	InSync []string `json:"in_sync"`
-	// MinInSync is the fewest in-sync replicas writes may continue with.
-	MinInSync int `json:"min_in_sync"`
 	// Epoch is bumped by every attach; replicas refuse I/O from older ones.
 	Epoch uint64 `json:"epoch"`
 	// Repairs counts blocks repaired after a checksum mismatch.

@@ -36,7 +36,7 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 		return nil, err
 	}
 
-	v := &meta.Volume{Volume: s, ID: newID(), State: meta.StateCreating, Created: time.Now().UTC(), MinInSync: 1}
+	v := &meta.Volume{Volume: s, ID: newID(), State: meta.StateCreating, Created: time.Now().UTC()}
 	var src *meta.Volume
 	if s.FromSnapshot != "" {
 		var err error
@@ -133,6 +133,9 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 	}
 	if s.FS != src.FS {
 		return nil, fmt.Errorf("%w: a clone of %s has its filesystem %s; leave --fs out", api.ErrInvalid, s.FromSnapshot, src.FS)
+	}
+	if s.MinInSync > s.Repl {
+		return nil, fmt.Errorf("%w: minimum in-sync count %d is above the clone's replication factor %d", api.ErrInvalid, s.MinInSync, s.Repl)
 	}
 	if s.Size != src.Size {
 		return nil, fmt.Errorf("%w: a clone of %s has its size %s; leave --size out", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(src.Size))
@@ -334,7 +337,7 @@ func (n *Node) ListVolumes(ctx context.Context) ([]api.Volume, error) {
 // node where it has them.
 func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error) {
 	out := &api.Volume{Volume: v.Volume, ID: v.ID, State: string(v.State), Created: v.Created,
-		MinInSync: v.MinInSync, Epoch: v.Epoch, Repairs: v.Repairs}
+		Epoch: v.Epoch, Repairs: v.Repairs}
 	n.mu.Lock()
 	att := n.attached[v.Name]
 	n.mu.Unlock()

@@ -73,6 +73,8 @@ func TestNormalize(t *testing.T) {
 		{Volume{Name: "v", FromSnapshot: "a@b/c"}, "snapshot name"},
 		{Volume{Name: "a/b", Size: 1 << 30}, "'/'"},
 		{Volume{Name: "v", Size: 1 << 30, Pin: "zone"}, "pin labels"},
+		{Volume{Name: "v", Size: 1 << 30, Repl: 2, MinInSync: 3}, "from 1 to its replication factor 2"},
+		{Volume{Name: "v", Size: 1 << 30, MinInSync: -1}, "minimum in-sync"},
 		{Volume{Name: "v", Size: 1 << 30, Avoid: "rack=a b"}, "avoid labels"},
 	} {
 		err := c.v.Normalize()

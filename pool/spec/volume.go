@@ -25,6 +25,9 @@ type Volume struct {
 	// never on nodes carrying any of them ("zone=a,rack=r1"; normalized).
 	Pin   string `json:"pin,omitempty"`
 	Avoid string `json:"avoid,omitempty"`
+	// MinInSync is the fewest in-sync replicas writes continue with; below
+	// it writes fail rather than be acknowledged by too few copies.
+	MinInSync int `json:"min_in_sync,omitempty"`
 }
 
 // Normalize fills defaults (repl 1, ext4; a clone's come from its source
@@ -39,6 +42,12 @@ func (v *Volume) Normalize() error {
 	}
 	if v.Repl < 0 || v.Repl > 5 {
 		return invalid("replication factor %d for volume %q is out of range; use 1 to 5", v.Repl, v.Name)
+	}
+	if v.MinInSync == 0 {
+		v.MinInSync = 1
+	}
+	if v.MinInSync < 1 || v.Repl > 0 && v.MinInSync > v.Repl {
+		return invalid("minimum in-sync count %d for volume %q must be from 1 to its replication factor %d", v.MinInSync, v.Name, v.Repl)
 	}
 	if v.FS == "" && v.FromSnapshot == "" {
 		v.FS = "ext4"
