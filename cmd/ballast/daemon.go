@@ -12,6 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/node"
 	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/version"
@@ -36,6 +40,7 @@ type daemonFlags struct {
 	debugAddr string
 	maxWrite  int
 	labels    string
+	metrics   string
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -65,6 +70,7 @@ different disks.`,
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
 	fl.IntVar(&f.maxWrite, "fuse-max-write", 0, "largest FUSE request in bytes; every in-flight request holds a buffer this big (default 256 KiB)")
 	fl.StringVar(&f.labels, "labels", "", "this node's labels, e.g. zone=a,rack=r1 (placement spreads replicas across them)")
+	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
 }
@@ -134,16 +140,28 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		return fmt.Errorf("fuse exporter: %w", err)
 	}
 	att := frontend.NewAttacher(exp)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ioMetrics := metrics.NewIO(reg)
 	poolDirs := f.poolDirs
 	if len(poolDirs) == 0 {
 		poolDirs = []string{filepath.Join(f.dataDir, "pool")}
 	}
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
-		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels,
+		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {
 		return err
+	}
+	reg.MustRegister(n)
+	if f.metrics != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		go func() {
+			logger.Warn("metrics server stopped", "err", http.ListenAndServe(f.metrics, mux))
+		}()
+		logger.Info("serving metrics", "addr", f.metrics)
 	}
 	serveErr := api.Serve(ctx, socket, n, logger)
 	logger.Info("shutting down: unmounting volumes (they are attached again on restart)")

@@ -2,6 +2,9 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -242,5 +245,47 @@ func TestClusterStatus(t *testing.T) {
 	bad, err := exec.Command(ballastBin, "daemon", "--data-dir", t.TempDir(), "--labels", "zone").CombinedOutput()
 	if err == nil || !strings.Contains(string(bad), "--labels") || !strings.Contains(string(bad), "key=value") {
 		t.Fatalf("daemon with bad labels: %v\n%s", err, bad)
+	}
+}
+
+// TestMetrics scrapes the daemon's Prometheus endpoint after writing to a
+// volume: its I/O, in-sync count and the pools are there.
+func TestMetrics(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	d := startDaemon(t, "--metrics-addr", addr)
+	ctx := d.ctx()
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "m1", Size: 256 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := d.client.AttachVolume(ctx, "m1", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, "dd", "if=/dev/zero", "of="+filepath.Join(att.MountPath, "f"), "bs=1M", "count=4", "oflag=direct")
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	text := string(body)
+	for _, want := range []string{
+		`ballast_volume_in_sync_replicas{volume="m1"} 2`,
+		`ballast_volume_ops_total{op="flush",volume="m1"}`,
+		`ballast_pool_capacity_bytes{dir=`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	var written float64
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, `ballast_volume_bytes_total{op="write",volume="m1"} `) {
+			fmt.Sscan(strings.Fields(line)[1], &written)
+		}
+	}
+	if written < 4<<20 {
+		t.Errorf("write bytes for m1 = %v, want at least 4 MiB", written)
 	}
 }

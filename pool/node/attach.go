@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/replica"
@@ -63,7 +64,11 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	}
 	a, err := n.open(v, att.MountPath)
 	if err == nil {
-		err = n.front.Attach(ctx, name, a.engine, v.FS, a.mountPath)
+		var dev block.Device = a.engine
+		if n.cfg.IO != nil {
+			dev = n.cfg.IO.Wrap(name, dev)
+		}
+		err = n.front.Attach(ctx, name, dev, v.FS, a.mountPath)
 		if err != nil {
 			a.close()
 		}
@@ -190,6 +195,9 @@ func (n *Node) release(ctx context.Context, a *attachment) error {
 	n.mu.Lock()
 	delete(n.attached, a.vol)
 	n.mu.Unlock()
+	if n.cfg.IO != nil {
+		n.cfg.IO.Forget(a.vol)
+	}
 	if err := errors.Join(flushErr, a.close()); err != nil {
 		return fmt.Errorf("close volume %s: %w", a.vol, err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
@@ -41,6 +42,8 @@ type Config struct {
 	LeaseTTL time.Duration
 	Version  string
 	Labels   map[string]string // e.g. zone=a, rack=r1, for placement and status
+	// IO, when set, counts every attached volume's I/O for Prometheus.
+	IO *metrics.IO
 }
 
 // Node is one daemon's share of the cluster.

@@ -93,14 +93,17 @@ func authClient(conn net.Conn, secret []byte) (net.Conn, error) {
 // authServer runs the server side of the handshake on conn. The caller
 // sets the deadline.
 func authServer(conn net.Conn, secret []byte) (net.Conn, error) {
-	buf := make([]byte, len(authMagic)+nonceSize)
-	if _, err := io.ReadFull(conn, buf); err != nil {
+	hello := make([]byte, len(authMagic))
+	if _, err := io.ReadFull(conn, hello); err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
-	if string(buf[:len(authMagic)]) != authMagic {
-		return nil, fmt.Errorf("handshake: not a Ballast client: %w", ErrAuth)
+	if string(hello) != authMagic {
+		return nil, fmt.Errorf("handshake: not a Ballast client (got %q): %w", hello, ErrAuth)
 	}
-	cn := buf[len(authMagic):]
+	cn := make([]byte, nonceSize)
+	if _, err := io.ReadFull(conn, cn); err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
 	sn := make([]byte, nonceSize)
 	if _, err := rand.Read(sn); err != nil {
 		return nil, err

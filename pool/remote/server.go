@@ -233,7 +233,10 @@ func (s *Server) serveConn(conn net.Conn) {
 
 	sem := make(chan struct{}, maxInFlight)
 	var reqs sync.WaitGroup
-	defer reqs.Wait()
+	defer func() {
+		conn.Close() // answers still being written fail rather than wait for a dead peer
+		reqs.Wait()
+	}()
 	for {
 		req, err := ReadFrame(br)
 		if err != nil {
