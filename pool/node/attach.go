@@ -46,13 +46,26 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 		return nil, fmt.Errorf("volume %q is %s, not ready: %w", name, v.State, api.ErrConflict)
 	}
 	old, attRev, err := n.meta.Attachment(ctx, name)
-	switch {
-	case errors.Is(err, meta.ErrNotFound):
-	case err != nil:
+	if errors.Is(err, meta.ErrNotFound) {
+		old, err = nil, nil
+	}
+	if err != nil {
 		return nil, err
-	case old.Node != n.cfg.ID && !opts.Force:
-		return nil, fmt.Errorf("volume %q is attached on node %s since %s (mounted at %s); detach it there first, or attach with --force to take it over: %w",
-			name, old.Node, old.Since.Format(time.RFC3339), old.MountPath, api.ErrInUse)
+	}
+	ownerAlive := false
+	if old != nil && old.Node != n.cfg.ID {
+		alive, err := n.meta.Alive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ownerAlive = alive[old.Node]
+	}
+	how, err := decideClaim(name, old, n.cfg.ID, ownerAlive, opts.Force)
+	if err != nil {
+		return nil, err
+	}
+	if how == claimDeadNode || how == claimForced {
+		n.log.Warn("taking volume over", "volume", name, "from", old.Node, "why", how.String(), "old_epoch", old.Epoch)
 	}
 	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1,
 		MountPath: filepath.Join(n.cfg.MountDir, name), Since: time.Now().UTC()}

@@ -270,7 +270,7 @@ func statusError(f *Frame) error {
 	case StatusChecksum:
 		p := f.Payload
 		if f.Op == OpRead {
-			if int64(len(p)) < f.Length {
+			if f.Length < 0 || int64(len(p)) < f.Length {
 				return fmt.Errorf("checksum answer of %d bytes for a read of %d: %w", len(p), f.Length, ErrBadFrame)
 			}
 			p = p[f.Length:]

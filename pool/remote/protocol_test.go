@@ -141,6 +141,7 @@ func TestStatusErrorBadChecksumPayload(t *testing.T) {
 		{Op: OpRead, Status: StatusChecksum, Length: 4096, Payload: make([]byte, 4096)},
 		{Op: OpRead, Status: StatusChecksum, Length: 4096, Payload: make([]byte, 4099)},
 		{Op: OpRepair, Status: StatusChecksum},
+		{Op: OpRead, Status: StatusChecksum, Length: -8, Payload: make([]byte, 16)},
 	} {
 		if err := statusError(f); !errors.Is(err, ErrBadFrame) {
 			t.Errorf("%+v: %v, want ErrBadFrame", f.Length, err)
