@@ -18,6 +18,9 @@ type meta struct {
 	Snapshots map[string]string    `json:"snapshots"`        // name -> layer ID
 	Created   map[string]time.Time `json:"created"`          // name -> snapshot time
 	Origin    string               `json:"origin,omitempty"` // "replica@snapshot" for a clone
+	// Epoch is the highest attachment epoch this replica was fenced at;
+	// I/O from an older attachment is refused by the replica's server.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 func (m *meta) head() string { return m.Layers[len(m.Layers)-1] }

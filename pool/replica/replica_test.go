@@ -825,3 +825,41 @@ func TestStoreAllocatedWithoutOpen(t *testing.T) {
 		t.Fatal("Allocated of a missing replica succeeded")
 	}
 }
+
+func TestFencePersists(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Create("f", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch() != 0 {
+		t.Fatalf("new replica at epoch %d", r.Epoch())
+	}
+	for _, e := range []uint64{3, 2, 5, 5} {
+		if err := r.Fence(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r.Epoch() != 5 {
+		t.Fatalf("epoch %d after fencing at 3, 2, 5, 5; want 5", r.Epoch())
+	}
+	if err := r.Snapshot("s"); err != nil { // a later metadata write keeps it
+		t.Fatal(err)
+	}
+	r.Close()
+	s2, err := OpenStore(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s2.Open("f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if r2.Epoch() != 5 {
+		t.Fatalf("epoch after reopen %d, want 5", r2.Epoch())
+	}
+}
