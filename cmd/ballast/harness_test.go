@@ -193,7 +193,7 @@ func run(t *testing.T, name string, args ...string) string {
 // the same args with --verify_only check it later.
 func fioArgs(path, size string, seed int) []string {
 	return []string{"--name=data", "--filename=" + path, "--rw=randwrite", "--bs=4k", "--size=" + size,
-		"--ioengine=psync", "--direct=1", "--verify=crc32c", "--do_verify=1",
+		"--ioengine=psync", "--direct=1", "--verify=crc32c", "--do_verify=1", "--verify_state_save=0",
 		fmt.Sprintf("--randseed=%d", seed), "--output-format=terse"}
 }
 

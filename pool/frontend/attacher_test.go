@@ -136,7 +136,7 @@ func TestFioSmoke(t *testing.T) {
 	fio, _ := testenv.LookTool("fio")
 	out, err := exec.Command(fio, "--name=smoke", "--directory="+mp, "--size=48M", "--bs=4k",
 		"--rw=randwrite", "--ioengine=libaio", "--iodepth=16", "--direct=1",
-		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--runtime=10").CombinedOutput()
+		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0", "--runtime=10").CombinedOutput()
 	if err != nil {
 		t.Fatalf("fio: %v\n%s", err, out)
 	}
@@ -145,7 +145,7 @@ func TestFioSmoke(t *testing.T) {
 	}
 	out, err = exec.Command(fio, "--name=seq", "--directory="+mp, "--size=64M", "--bs=1M",
 		"--rw=write", "--ioengine=libaio", "--iodepth=8", "--direct=1", "--fsync_on_close=1",
-		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1").CombinedOutput()
+		"--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--verify_state_save=0").CombinedOutput()
 	if err != nil {
 		t.Fatalf("fio: %v\n%s", err, out)
 	}
