@@ -12,9 +12,9 @@ import (
 func sampleFrames() []*Frame {
 	return []*Frame{
 		{Op: OpHello, ID: 0, Epoch: 3, ReplicaID: "vol-1"},
-		{Op: OpWrite, ID: 42, Epoch: 9, Offset: 8192, Payload: bytes.Repeat([]byte{7}, 4096)},
+		{Op: OpWrite, ID: 42, Epoch: 9, Offset: 8192, Payload: bytes.Repeat([]byte{7}, 64)},
 		{Op: OpRead, ID: 1 << 60, Offset: 1 << 40, Length: 1 << 20},
-		{Op: OpRead, Status: StatusChecksum, ID: 5, Length: 4096, Payload: encodeOffsets(make([]byte, 4096), []int64{0})},
+		{Op: OpRead, Status: StatusChecksum, ID: 5, Length: 16, Payload: encodeOffsets(make([]byte, 16), []int64{0})},
 		{Op: OpFence, Status: StatusFenced, ID: 6, Epoch: ^uint64(0), Payload: []byte("fenced")},
 		{Op: OpDiscard, ID: 7, Offset: 0, Length: -1},
 	}

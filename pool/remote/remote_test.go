@@ -273,6 +273,8 @@ func (s *stub) WriteAt(p []byte, off int64) (int, error) {
 func (s *stub) Repair(off int64, good []byte) error { _, err := s.WriteAt(good, off); return err }
 func (s *stub) Snapshot(string) error               { return nil }
 func (s *stub) DeleteSnapshot(string) error         { return nil }
+func (s *stub) Epoch() uint64                       { return 0 }
+func (s *stub) Fence(uint64) error                  { return nil }
 
 func TestOutOfOrderCompletion(t *testing.T) {
 	release := make(chan struct{})
@@ -697,4 +699,26 @@ func BenchmarkWrite4K(b *testing.B) {
 		_, addr, _ := serve(b, secret, only("v", r))
 		run(b, dial(b, addr, "v", 1, 0))
 	})
+}
+
+// TestFenceSurvivesRestart fences a replica, restarts its server, and checks
+// that the former owner's epoch is still refused: the fence is durable.
+func TestFenceSurvivesRestart(t *testing.T) {
+	store, r := newReplica(t, "v", 64*bs)
+	srv, addr, _ := serve(t, secret, only("v", r))
+	owner := dial(t, addr, "v", 5, 0)
+	if err := owner.Fence(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil { // closes the replica too
+		t.Fatal(err)
+	}
+	_, addr2, _ := serve(t, secret, func(id string) (Replica, error) { return store.Open(id) })
+	if _, err := Dial(context.Background(), addr2, secret, "v", 4); !errors.Is(err, ErrFenced) {
+		t.Fatalf("dial at epoch 4 after a restart: %v; want ErrFenced", err)
+	}
+	c := dial(t, addr2, "v", 5, 0)
+	if _, err := c.WriteAt(fill("new", 0, 1), 0); err != nil {
+		t.Fatalf("the fencing owner's write after the restart: %v", err)
+	}
 }

@@ -22,6 +22,10 @@ type Replica interface {
 	Repair(off int64, good []byte) error
 	Snapshot(name string) error
 	DeleteSnapshot(name string) error
+	// Epoch and Fence keep the replica's fenced epoch durably, so that a
+	// restarted server still refuses a former owner.
+	Epoch() uint64
+	Fence(epoch uint64) error
 }
 
 var _ Replica = (*replica.Replica)(nil)
@@ -66,10 +70,9 @@ type served struct {
 	// Fence is answered, no request of an older epoch is still running or
 	// will ever run.
 	gate sync.RWMutex
-	// fence is the replica's epoch, guarded by gate. It lives in memory
-	// only, for the life of the server: a restarted server forgets it.
-	// TODO: persist it (replica metadata or etcd) before it replaces the
-	// attachment generation check of the control plane.
+	// fence is the replica's epoch, guarded by gate: loaded from the
+	// replica when it is opened, and raised there durably before it is
+	// raised here.
 	fence Fence
 }
 
@@ -187,6 +190,7 @@ func (s *Server) replica(id string) (*served, error) {
 		return nil, err
 	}
 	sv := &served{id: id, rep: rep}
+	sv.fence.Raise(rep.Epoch())
 	s.replicas[id] = sv
 	return sv, nil
 }
@@ -273,6 +277,10 @@ func (c *sconn) serve(req *Frame) *Frame {
 	if req.Op == OpFence {
 		sv.gate.Lock()
 		old := sv.fence.Epoch()
+		if err := sv.rep.Fence(req.Epoch); err != nil {
+			sv.gate.Unlock()
+			return errorReply(req, fmt.Errorf("replica %s: fence: %w", sv.id, err))
+		}
 		e := sv.fence.Raise(req.Epoch)
 		sv.gate.Unlock()
 		if e != old {
