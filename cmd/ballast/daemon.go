@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
@@ -24,6 +26,7 @@ import (
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/node"
+	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/version"
 )
@@ -41,6 +44,8 @@ type daemonFlags struct {
 	maxWrite  int
 	labels    string
 	metrics   string
+	listen    string
+	secret    string
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -70,6 +75,8 @@ different disks.`,
 	fl.BoolVar(&f.logJSON, "log-json", false, "log JSON lines instead of text")
 	fl.IntVar(&f.maxWrite, "fuse-max-write", 0, "largest FUSE request in bytes; every in-flight request holds a buffer this big (default 256 KiB)")
 	fl.StringVar(&f.labels, "labels", "", "this node's labels, e.g. zone=a,rack=r1 (placement spreads replicas across them)")
+	fl.StringVar(&f.listen, "listen", "", "HOST:PORT where this node serves its replicas to the other nodes of the cluster; needs --cluster-secret-file")
+	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
@@ -94,6 +101,17 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the daemon needs root: it mounts FUSE, sets up loop devices and mounts filesystems")
+	}
+	var secret []byte
+	if f.secret != "" {
+		b, err := os.ReadFile(f.secret)
+		if err != nil {
+			return fmt.Errorf("--cluster-secret-file: %w", err)
+		}
+		secret = []byte(strings.TrimSpace(string(b)))
+	}
+	if f.listen != "" && len(secret) < 16 {
+		return fmt.Errorf("--listen needs --cluster-secret-file with a secret of at least 16 bytes, so that only nodes of this cluster can reach its replicas")
 	}
 	labels, err := spec.ParseLabels(f.labels)
 	if err != nil {
@@ -150,11 +168,29 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
+		Addr: f.listen, Secret: secret,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {
 		return err
 	}
 	reg.MustRegister(n)
+	if f.listen != "" {
+		srv, err := remote.NewServer(secret, n.ServeReplica, logger.With("component", "replica-server"))
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", f.listen)
+		if err != nil {
+			return fmt.Errorf("--listen %s: %w", f.listen, err)
+		}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, remote.ErrServerClosed) {
+				logger.Error("replica server stopped", "err", err)
+			}
+		}()
+		defer srv.Close()
+		logger.Info("serving replicas to the cluster", "addr", f.listen)
+	}
 	if f.metrics != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -12,7 +12,6 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
-	"github.com/ballast-io/ballast/pool/replica"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -75,7 +74,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	if err := n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.PutAttachment(att, attRev)); err != nil {
 		return nil, conflict("attach volume "+name, err)
 	}
-	a, err := n.open(v, att.MountPath)
+	a, err := n.openVolume(ctx, v, att.MountPath)
 	if err == nil {
 		var dev block.Device = a.engine
 		if n.cfg.IO != nil {
@@ -101,26 +100,29 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	return toAPI(att), nil
 }
 
-// open opens v's in-sync replicas and the engine over them.
-func (n *Node) open(v *meta.Volume, mountPath string) (*attachment, error) {
-	a := &attachment{vol: v.Name, replicas: map[string]*replica.Replica{}, mountPath: mountPath}
+// openVolume opens v's in-sync replicas at v's epoch, fences each of them
+// at it (so that a former owner's I/O is refused from here on), and starts
+// the engine over them, a local replica first.
+func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string) (*attachment, error) {
+	a := &attachment{vol: v.Name, replicas: map[string]member{}, mountPath: mountPath}
 	var members []engine.Member
-	for _, r := range v.Replicas {
+	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
 		if !slices.Contains(v.InSync, r.ID) {
 			continue
 		}
-		p, err := n.localPool(r)
+		m, err := n.openMember(ctx, r, v.Epoch)
+		if err == nil {
+			if err = m.Fence(v.Epoch); err != nil {
+				m.Close()
+				err = fmt.Errorf("fence replica %s at epoch %d: %w", r.ID, v.Epoch, err)
+			}
+		}
 		if err != nil {
 			a.close()
 			return nil, err
 		}
-		rep, err := p.store.Open(r.ID)
-		if err != nil {
-			a.close()
-			return nil, fmt.Errorf("open replica %s: %w", r.ID, err)
-		}
-		a.replicas[r.ID] = rep
-		members = append(members, engine.Member{ID: r.ID, Dev: rep})
+		a.replicas[r.ID] = m
+		members = append(members, engine.Member{ID: r.ID, Dev: m})
 	}
 	e, err := engine.New(v.Name, members, n.dropper(v.Name), n.log)
 	if err != nil {
@@ -129,6 +131,22 @@ func (n *Node) open(v *meta.Volume, mountPath string) (*attachment, error) {
 	}
 	a.engine = e
 	return a, nil
+}
+
+// localFirst orders replicas so those on node self come first: the engine
+// reads from its first member.
+func localFirst(rs []meta.Replica, self string) []meta.Replica {
+	out := slices.Clone(rs)
+	slices.SortStableFunc(out, func(a, b meta.Replica) int {
+		switch {
+		case a.Node == self && b.Node != self:
+			return -1
+		case a.Node != self && b.Node == self:
+			return 1
+		}
+		return 0
+	})
+	return out
 }
 
 func (a *attachment) close() error {

@@ -44,6 +44,10 @@ type Config struct {
 	Labels   map[string]string // e.g. zone=a, rack=r1, for placement and status
 	// IO, when set, counts every attached volume's I/O for Prometheus.
 	IO *metrics.IO
+	// Addr is where this node serves its replicas to other nodes (empty:
+	// it serves none); Secret authenticates the nodes of the cluster.
+	Addr   string
+	Secret []byte
 }
 
 // Node is one daemon's share of the cluster.
@@ -56,6 +60,7 @@ type Node struct {
 	pools map[string]*pool // by pool ID
 	order []string         // pool IDs in the order of Config.PoolDirs
 	locks keyedMutex
+	open  openSet // replicas open on this node, shared with the replica server
 
 	mu       sync.Mutex
 	attached map[string]*attachment // volumes attached here, by name
@@ -74,7 +79,7 @@ type pool struct {
 type attachment struct {
 	vol       string
 	engine    *engine.Engine
-	replicas  map[string]*replica.Replica // open local replicas by ID
+	replicas  map[string]member // open replicas by ID, local or remote
 	mountPath string
 }
 
@@ -186,7 +191,7 @@ func newID() string {
 
 // register writes this node's record with its pools.
 func (n *Node) register(ctx context.Context) error {
-	rec := &meta.Node{ID: n.cfg.ID, Version: n.cfg.Version, Labels: n.cfg.Labels, Started: time.Now().UTC()}
+	rec := &meta.Node{ID: n.cfg.ID, Addr: n.cfg.Addr, Version: n.cfg.Version, Labels: n.cfg.Labels, Started: time.Now().UTC()}
 	for _, id := range n.order {
 		p := n.pools[id]
 		alloc, capacity, err := p.store.Usage()

@@ -7,7 +7,6 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
-	"github.com/ballast-io/ballast/pool/replica"
 )
 
 // recover brings this node back to a consistent state after a crash:
@@ -79,15 +78,19 @@ func (n *Node) recoverSnapshots(ctx context.Context, v *meta.Volume) error {
 		n.log.Warn("finishing a snapshot operation interrupted by a crash", "volume", v.Name, "snapshot", s.Name, "state", s.State)
 		errs = append(errs, n.dropSnapshot(ctx, v, s.Name))
 	}
-	err = n.withReplicas(v, func(reps []*replica.Replica) error {
-		for _, r := range reps {
+	err = n.withReplicas(v, func(reps map[string]member) error {
+		for id, m := range reps {
+			r, ok := m.(localRef) // this node's own replicas; others recover theirs
+			if !ok {
+				continue
+			}
 			for _, s := range r.Snapshots() {
 				if ready[s.Name] {
 					continue
 				}
-				n.log.Warn("removing a snapshot interrupted by a crash", "volume", v.Name, "replica", r.ID(), "snapshot", s.Name)
+				n.log.Warn("removing a snapshot interrupted by a crash", "volume", v.Name, "replica", id, "snapshot", s.Name)
 				if err := r.DeleteSnapshot(s.Name); err != nil {
-					return fmt.Errorf("replica %s: %w", r.ID(), err)
+					return fmt.Errorf("replica %s: %w", id, err)
 				}
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -49,7 +50,7 @@ func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snaps
 	recorded := time.Now()
 	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateReady, Created: time.Now().UTC()}
 	if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, 0)); err != nil {
-		if rerr := n.withReplicas(v, func(reps []*replica.Replica) error { return deleteSnapshotAll(reps, name) }); rerr != nil {
+		if rerr := n.withReplicas(v, func(reps map[string]member) error { return deleteSnapshotAll(reps, name) }); rerr != nil {
 			n.log.Error("roll back snapshot whose record failed", "volume", vol, "snapshot", name, "err", rerr)
 		}
 		return nil, conflict("snapshot "+vol+"@"+name, err)
@@ -70,7 +71,7 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 	n.mu.Unlock()
 	if att == nil {
 		start := time.Now()
-		err := n.withReplicas(v, func(reps []*replica.Replica) error { return snapshotAll(reps, name) })
+		err := n.withReplicas(v, func(reps map[string]member) error { return snapshotAll(reps, name) })
 		took.replicas = time.Since(start)
 		return took, err
 	}
@@ -85,10 +86,10 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 	}()
 	took.freeze = time.Since(start)
 	start = time.Now()
-	err := att.engine.Quiesce(func([]engine.Member) error {
-		reps := make([]*replica.Replica, 0, len(att.replicas))
-		for _, id := range att.engine.InSync() {
-			reps = append(reps, att.replicas[id])
+	err := att.engine.Quiesce(func(in []engine.Member) error {
+		reps := map[string]member{}
+		for _, m := range in {
+			reps[m.ID] = att.replicas[m.ID]
 		}
 		return snapshotAll(reps, name)
 	})
@@ -97,61 +98,69 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 }
 
 // snapshotAll snapshots every replica at once, all or none.
-func snapshotAll(reps []*replica.Replica, name string) error {
-	errs := make([]error, len(reps))
+func snapshotAll(reps map[string]member, name string) error {
+	var mu sync.Mutex
+	var failed []error
+	var done []member
 	var wg sync.WaitGroup
-	for i, r := range reps {
-		wg.Go(func() { errs[i] = r.Snapshot(name) })
+	for id, r := range reps {
+		wg.Go(func() {
+			err := r.Snapshot(name)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = append(failed, fmt.Errorf("replica %s: %w", id, err))
+			} else {
+				done = append(done, r)
+			}
+		})
 	}
 	wg.Wait()
-	var failed []error
-	for i, err := range errs {
-		if err != nil {
-			failed = append(failed, fmt.Errorf("replica %s: %w", reps[i].ID(), err))
-		}
-	}
 	if len(failed) == 0 {
 		return nil
 	}
-	for i, r := range reps {
-		if errs[i] == nil {
-			r.DeleteSnapshot(name)
-		}
+	for _, r := range done {
+		r.DeleteSnapshot(name)
 	}
 	return errors.Join(failed...)
 }
 
 // deleteSnapshotAll deletes a snapshot from every replica that has it.
-func deleteSnapshotAll(reps []*replica.Replica, name string) error {
-	for _, r := range reps {
+func deleteSnapshotAll(reps map[string]member, name string) error {
+	for id, r := range reps {
 		if err := r.DeleteSnapshot(name); err != nil && !errors.Is(err, replica.ErrNotFound) {
-			return fmt.Errorf("replica %s: %w", r.ID(), err)
+			return fmt.Errorf("replica %s: %w", id, err)
 		}
 	}
 	return nil
 }
 
 // withReplicas runs fn on v's in-sync replicas: the open ones when v is
-// attached here, otherwise opened for the call.
-func (n *Node) withReplicas(v *meta.Volume, fn func([]*replica.Replica) error) error {
+// attached here, otherwise opened (at v's epoch) for the call.
+func (n *Node) withReplicas(v *meta.Volume, fn func(map[string]member) error) error {
 	n.mu.Lock()
 	att := n.attached[v.Name]
 	n.mu.Unlock()
 	if att != nil {
-		reps := make([]*replica.Replica, 0, len(att.replicas))
-		for _, r := range att.replicas {
-			reps = append(reps, r)
+		return fn(att.replicas)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reps := map[string]member{}
+	defer func() {
+		for _, r := range reps {
+			r.Close()
 		}
-		return fn(reps)
-	}
-	a, err := n.open(v, "")
-	if err != nil {
-		return err
-	}
-	defer a.close()
-	reps := make([]*replica.Replica, 0, len(a.replicas))
-	for _, r := range a.replicas {
-		reps = append(reps, r)
+	}()
+	for _, r := range v.Replicas {
+		if !slices.Contains(v.InSync, r.ID) {
+			continue
+		}
+		m, err := n.openMember(ctx, r, v.Epoch)
+		if err != nil {
+			return err
+		}
+		reps[r.ID] = m
 	}
 	return fn(reps)
 }
@@ -194,7 +203,7 @@ func (n *Node) DeleteSnapshot(ctx context.Context, vol, name string) error {
 // dropSnapshot removes a snapshot from v's replicas (where it exists) and
 // then its record.
 func (n *Node) dropSnapshot(ctx context.Context, v *meta.Volume, name string) error {
-	err := n.withReplicas(v, func(reps []*replica.Replica) error { return deleteSnapshotAll(reps, name) })
+	err := n.withReplicas(v, func(reps map[string]member) error { return deleteSnapshotAll(reps, name) })
 	if err != nil {
 		return fmt.Errorf("delete snapshot %s@%s: %w", v.Name, name, err)
 	}

@@ -369,7 +369,7 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 // allocated is the bytes a local replica holds, -1 when unknown here.
 func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 	if att != nil {
-		if rep, ok := att.replicas[r.ID]; ok {
+		if rep, ok := att.replicas[r.ID].(localRef); ok {
 			return rep.Allocated()
 		}
 	}

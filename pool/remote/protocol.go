@@ -11,6 +11,11 @@
 // epoch (fence.go), so a former owner of a volume cannot write once the new
 // owner has fenced the replica.
 //
+// A Hello naming no replica (an empty replica ID) opens an admin connection
+// instead (DialAdmin): it carries the operations on the server node's
+// replica store, Create, Clone and Delete, each naming its replica in the
+// frame's replica ID, and no I/O. Admin requests carry no epoch.
+//
 // Frame format (all integers big-endian), see encodeHeader:
 //
 //	off size field
@@ -53,10 +58,17 @@ const (
 	OpFence          Op = 7 // epoch: the new epoch; response epoch: the replica's epoch
 	OpSnapshot       Op = 8 // payload: snapshot name
 	OpDeleteSnapshot Op = 9 // payload: snapshot name
-	opMax               = OpDeleteSnapshot
+
+	// Admin operations, on an admin connection only. The frame's replica
+	// ID names the replica created, cloned or deleted.
+	OpCreate Op = 10 // length: size in bytes
+	OpClone  Op = 11 // length: n; payload: source replica ID (n bytes), then snapshot name
+	OpDelete Op = 12
+	opMax       = OpDelete
 )
 
-var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot"}
+var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot",
+	"create", "clone", "delete"}
 
 func (o Op) String() string {
 	if o >= 1 && o <= opMax {
@@ -77,7 +89,10 @@ const (
 	StatusOutOfRange Status = 5
 	StatusNotFound   Status = 6
 	StatusExists     Status = 7
-	statusMax               = StatusExists
+	StatusInUse      Status = 8  // replica.ErrInUse
+	StatusDropped    Status = 9  // ErrDropped: the server no longer serves the connection's replica
+	StatusNoSupport  Status = 10 // errors.ErrUnsupported, e.g. an admin op on a server without a store
+	statusMax               = StatusNoSupport
 )
 
 const (

@@ -33,6 +33,55 @@ var _ Replica = (*replica.Replica)(nil)
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("remote: server closed")
 
+// ErrDropped is wrapped by the error of a request on a connection whose
+// replica the server no longer serves (Server.Drop, or an admin Delete):
+// the connection is useless, dial again.
+var ErrDropped = errors.New("replica no longer served here (dropped by the server)")
+
+// ErrNoStore is the error of an admin operation on a server without a
+// store (see Server.SetStore). It wraps errors.ErrUnsupported, which a
+// client's error wraps too.
+var ErrNoStore = fmt.Errorf("remote: this server takes no admin operations (no replica store set): %w", errors.ErrUnsupported)
+
+// Store is the node's replica store, on which admin connections create,
+// clone and delete replicas (see Server.SetStore). Its errors should wrap
+// replica.ErrExists, replica.ErrNotFound and replica.ErrInUse where they
+// apply: the client's errors wrap the same sentinels. ReplicaStore adapts
+// a *replica.Store.
+type Store interface {
+	// Create creates an empty replica id of size bytes.
+	Create(id string, size int64) error
+	// Clone creates replica id with the content of snapshot snap of
+	// replica srcID.
+	Clone(id, srcID, snap string) error
+	// Delete deletes replica id.
+	Delete(id string) error
+}
+
+// ReplicaStore adapts st to Store: replicas are created and cloned
+// closed, so that a client can then open them through the server.
+func ReplicaStore(st *replica.Store) Store { return replicaStore{st} }
+
+type replicaStore struct{ st *replica.Store }
+
+func (r replicaStore) Create(id string, size int64) error {
+	rep, err := r.st.Create(id, size)
+	if err != nil {
+		return err
+	}
+	return rep.Close()
+}
+
+func (r replicaStore) Clone(id, srcID, snap string) error {
+	rep, err := r.st.Clone(id, srcID, snap)
+	if err != nil {
+		return err
+	}
+	return rep.Close()
+}
+
+func (r replicaStore) Delete(id string) error { return r.st.Delete(id) }
+
 const (
 	// handshakeTimeout bounds the handshake and the Hello request.
 	handshakeTimeout = 10 * time.Second
@@ -53,7 +102,9 @@ type Server struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
+	store     Store // nil: admin operations are refused
 	replicas  map[string]*served
+	busy      map[string]int // replicas being dropped or deleted: not opened meanwhile
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{}
 	closed    bool
@@ -74,6 +125,9 @@ type served struct {
 	// replica when it is opened, and raised there durably before it is
 	// raised here.
 	fence Fence
+	// dropped, guarded by gate, is set by Drop once no request runs on rep
+	// any more; requests then fail with ErrDropped and never touch rep.
+	dropped bool
 }
 
 // NewServer returns a server that authenticates clients with the cluster
@@ -92,6 +146,7 @@ func NewServer(secret []byte, open func(replicaID string) (Replica, error), log 
 		open:      open,
 		log:       log,
 		replicas:  map[string]*served{},
+		busy:      map[string]int{},
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[net.Conn]struct{}{},
 	}, nil
@@ -164,8 +219,12 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.mu.Lock()
+	replicas := s.replicas
+	s.replicas = map[string]*served{}
+	s.mu.Unlock()
 	var errs []error
-	for _, sv := range s.replicas {
+	for _, sv := range replicas {
 		if c, ok := sv.rep.(io.Closer); ok {
 			if err := c.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("remote: close replica %s: %w", sv.id, err))
@@ -185,6 +244,9 @@ func (s *Server) replica(id string) (*served, error) {
 	if s.closed {
 		return nil, ErrServerClosed
 	}
+	if s.busy[id] > 0 {
+		return nil, fmt.Errorf("replica %s is being dropped or deleted: %w", id, replica.ErrInUse)
+	}
 	rep, err := s.open(id)
 	if err != nil {
 		return nil, err
@@ -195,11 +257,75 @@ func (s *Server) replica(id string) (*served, error) {
 	return sv, nil
 }
 
+// SetStore makes the server take admin operations (DialAdmin) on st; nil
+// (the default) refuses them with ErrNoStore. It may be called at any time.
+func (s *Server) SetStore(st Store) {
+	s.mu.Lock()
+	s.store = st
+	s.mu.Unlock()
+}
+
+// Drop stops serving replicaID, so that the node can delete it or open it
+// itself: it waits for the requests running on it (a request blocked in
+// the replica blocks Drop too), closes it if it is an io.Closer and
+// returns that error. Connections still bound to it stay open, and every
+// later request on them fails with an error wrapping ErrDropped. A later
+// Hello naming replicaID opens it afresh. Dropping a replica that is not
+// being served does nothing.
+func (s *Server) Drop(replicaID string) error {
+	s.mu.Lock()
+	sv := s.replicas[replicaID]
+	if sv == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	delete(s.replicas, replicaID)
+	s.busy[replicaID]++ // not reopened before it is closed
+	s.mu.Unlock()
+	defer s.unbusy(replicaID)
+
+	sv.gate.Lock()
+	defer sv.gate.Unlock()
+	sv.dropped = true
+	s.log.Info("remote: replica dropped", "replica", replicaID)
+	if c, ok := sv.rep.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			return fmt.Errorf("remote: drop replica %s: close: %w", replicaID, err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) unbusy(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[id]--; s.busy[id] <= 0 {
+		delete(s.busy, id)
+	}
+}
+
+// deleteReplica serves an admin Delete: Drop, then st.Delete, with no
+// Hello reopening the replica in between.
+func (s *Server) deleteReplica(st Store, id string) error {
+	s.mu.Lock()
+	s.busy[id]++
+	s.mu.Unlock()
+	defer s.unbusy(id)
+	dropErr := s.Drop(id)
+	if err := st.Delete(id); err != nil {
+		return errors.Join(err, dropErr)
+	}
+	if dropErr != nil {
+		s.log.Warn("remote: replica deleted, but closing it failed", "replica", id, "err", dropErr)
+	}
+	return nil
+}
+
 // sconn is one client connection.
 type sconn struct {
 	s    *Server
 	conn net.Conn
-	sv   *served
+	sv   *served    // nil on an admin connection
 	wmu  sync.Mutex // serializes response writes
 }
 
@@ -223,17 +349,25 @@ func (s *Server) serveConn(conn net.Conn) {
 		c.reply(errorReply(hello, fmt.Errorf("first request is %v, want hello", hello.Op)))
 		return
 	}
-	c.sv, err = s.replica(hello.ReplicaID)
-	if err != nil {
-		s.log.Warn("remote: cannot open replica", "remote", addr, "replica", hello.ReplicaID, "err", err)
-		c.reply(errorReply(hello, err))
-		return
-	}
-	if err := c.reply(c.serve(hello)); err != nil {
-		return
+	if hello.ReplicaID == "" {
+		// An admin connection.
+		if err := c.reply(&Frame{Op: OpHello, ID: hello.ID}); err != nil {
+			return
+		}
+		s.log.Debug("remote: admin client connected", "remote", addr)
+	} else {
+		c.sv, err = s.replica(hello.ReplicaID)
+		if err != nil {
+			s.log.Warn("remote: cannot open replica", "remote", addr, "replica", hello.ReplicaID, "err", err)
+			c.reply(errorReply(hello, err))
+			return
+		}
+		if err := c.reply(c.serve(hello)); err != nil {
+			return
+		}
+		s.log.Debug("remote: client connected", "remote", addr, "replica", hello.ReplicaID, "epoch", hello.Epoch)
 	}
 	conn.SetDeadline(time.Time{})
-	s.log.Debug("remote: client connected", "remote", addr, "replica", hello.ReplicaID, "epoch", hello.Epoch)
 
 	sem := make(chan struct{}, maxInFlight)
 	var reqs sync.WaitGroup
@@ -245,18 +379,24 @@ func (s *Server) serveConn(conn net.Conn) {
 		req, err := ReadFrame(br)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("remote: connection failed", "remote", addr, "replica", c.sv.id, "err", err)
+				s.log.Warn("remote: connection failed", "remote", addr, "replica", hello.ReplicaID, "err", err)
 			}
 			return
 		}
-		if req.ReplicaID != "" && req.ReplicaID != c.sv.id {
-			c.reply(errorReply(req, fmt.Errorf("connection serves replica %s, not %s", c.sv.id, req.ReplicaID)))
+		if err := c.check(req); err != nil {
+			c.reply(errorReply(req, err))
 			continue
 		}
 		sem <- struct{}{}
 		reqs.Go(func() {
 			defer func() { <-sem }()
-			if err := c.reply(c.serve(req)); err != nil {
+			var resp *Frame
+			if c.sv == nil {
+				resp = c.serveAdmin(req)
+			} else {
+				resp = c.serve(req)
+			}
+			if err := c.reply(resp); err != nil {
 				conn.Close() // the reader stops too
 			}
 		})
@@ -271,11 +411,70 @@ func (c *sconn) reply(f *Frame) error {
 	return writeFrame(c.conn, f)
 }
 
+// isAdmin reports whether op is an admin operation.
+func isAdmin(op Op) bool { return op == OpCreate || op == OpClone || op == OpDelete }
+
+// check refuses a request that does not belong on c.
+func (c *sconn) check(req *Frame) error {
+	switch {
+	case c.sv == nil && !isAdmin(req.Op):
+		return fmt.Errorf("%v on an admin connection: dial the replica", req.Op)
+	case c.sv == nil && req.ReplicaID == "":
+		return fmt.Errorf("%v names no replica", req.Op)
+	case c.sv != nil && isAdmin(req.Op):
+		return fmt.Errorf("%v on the connection of replica %s: dial an admin connection", req.Op, c.sv.id)
+	case c.sv != nil && req.ReplicaID != "" && req.ReplicaID != c.sv.id:
+		return fmt.Errorf("connection serves replica %s, not %s", c.sv.id, req.ReplicaID)
+	}
+	return nil
+}
+
+// serveAdmin runs one admin request against the server's store.
+func (c *sconn) serveAdmin(req *Frame) *Frame {
+	s := c.s
+	s.mu.Lock()
+	st := s.store
+	s.mu.Unlock()
+	id := req.ReplicaID
+	var err error
+	switch {
+	case st == nil:
+		err = ErrNoStore
+	case req.Op == OpCreate:
+		if err = st.Create(id, req.Length); err == nil {
+			s.log.Info("remote: replica created", "replica", id, "size", req.Length, "by", c.conn.RemoteAddr().String())
+		}
+	case req.Op == OpClone:
+		if req.Length <= 0 || req.Length > int64(len(req.Payload)) {
+			err = fmt.Errorf("clone: source replica ID of %d bytes in a payload of %d", req.Length, len(req.Payload))
+			break
+		}
+		src, snap := string(req.Payload[:req.Length]), string(req.Payload[req.Length:])
+		if err = st.Clone(id, src, snap); err == nil {
+			s.log.Info("remote: replica cloned", "replica", id, "from", src+"@"+snap, "by", c.conn.RemoteAddr().String())
+		}
+	case req.Op == OpDelete:
+		if err = s.deleteReplica(st, id); err == nil {
+			s.log.Info("remote: replica deleted", "replica", id, "by", c.conn.RemoteAddr().String())
+		}
+	default:
+		err = fmt.Errorf("unknown admin op %v", req.Op)
+	}
+	if err != nil {
+		return errorReply(req, fmt.Errorf("%v replica %s: %w", req.Op, id, err))
+	}
+	return &Frame{Op: req.Op, ID: req.ID}
+}
+
 // serve runs one request against the replica and returns its response.
 func (c *sconn) serve(req *Frame) *Frame {
 	sv := c.sv
 	if req.Op == OpFence {
 		sv.gate.Lock()
+		if sv.dropped {
+			sv.gate.Unlock()
+			return errorReply(req, fmt.Errorf("replica %s: %w", sv.id, ErrDropped))
+		}
 		old := sv.fence.Epoch()
 		if err := sv.rep.Fence(req.Epoch); err != nil {
 			sv.gate.Unlock()
@@ -290,6 +489,9 @@ func (c *sconn) serve(req *Frame) *Frame {
 	}
 	sv.gate.RLock()
 	defer sv.gate.RUnlock()
+	if sv.dropped {
+		return errorReply(req, fmt.Errorf("replica %s: %w", sv.id, ErrDropped))
+	}
 	if err := sv.fence.Admit(req.Epoch); err != nil {
 		r := errorReply(req, fmt.Errorf("replica %s: %v: %w", sv.id, req.Op, err))
 		r.Epoch = sv.fence.Epoch()
@@ -367,6 +569,12 @@ func statusOf(err error) Status {
 		return StatusNotFound
 	case errors.Is(err, replica.ErrExists):
 		return StatusExists
+	case errors.Is(err, replica.ErrInUse):
+		return StatusInUse
+	case errors.Is(err, ErrDropped):
+		return StatusDropped
+	case errors.Is(err, errors.ErrUnsupported):
+		return StatusNoSupport
 	}
 	return StatusError
 }

@@ -1,0 +1,139 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/remote"
+	"github.com/ballast-io/ballast/pool/replica"
+)
+
+// member is one replica of an open volume, on this node or another.
+// *replica.Replica (through localRef) and *remote.Client implement it.
+type member interface {
+	block.Device
+	Repair(off int64, good []byte) error
+	Snapshot(name string) error
+	DeleteSnapshot(name string) error
+	Fence(epoch uint64) error
+	Close() error
+}
+
+var (
+	_ member = localRef{}
+	_ member = (*remote.Client)(nil)
+)
+
+// openSet shares this node's open replicas between the volumes attached
+// here and the replica server, which both need them and which the store
+// opens only once.
+type openSet struct {
+	mu sync.Mutex
+	m  map[string]*openReplica
+}
+
+type openReplica struct {
+	r    *replica.Replica
+	refs int
+}
+
+// localRef is a reference to an open replica; Close gives it back.
+type localRef struct {
+	*replica.Replica
+	put func() error
+}
+
+func (l localRef) Close() error { return l.put() }
+
+// get opens replica id of store, or takes another reference to it.
+func (s *openSet) get(store *replica.Store, id string) (localRef, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]*openReplica{}
+	}
+	o, ok := s.m[id]
+	if !ok {
+		r, err := store.Open(id)
+		if err != nil {
+			return localRef{}, fmt.Errorf("open replica %s: %w", id, err)
+		}
+		o = &openReplica{r: r}
+		s.m[id] = o
+	}
+	o.refs++
+	var once sync.Once
+	return localRef{Replica: o.r, put: func() (err error) {
+		once.Do(func() { err = s.put(id) })
+		return err
+	}}, nil
+}
+
+func (s *openSet) put(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.m[id]
+	if !ok {
+		return nil
+	}
+	if o.refs--; o.refs > 0 {
+		return nil
+	}
+	delete(s.m, id)
+	return o.r.Close()
+}
+
+// openMember opens replica r of a volume at epoch: through the open set
+// when it is on this node, over the network otherwise.
+func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (member, error) {
+	if r.Node == n.cfg.ID {
+		p, err := n.localPool(r)
+		if err != nil {
+			return nil, err
+		}
+		return n.open.get(p.store, r.ID)
+	}
+	addr, err := n.nodeAddr(ctx, r.Node)
+	if err != nil {
+		return nil, fmt.Errorf("replica %s: %w", r.ID, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := remote.Dial(dctx, addr, n.cfg.Secret, r.ID, epoch)
+	if err != nil {
+		return nil, fmt.Errorf("replica %s on node %s (%s): %w", r.ID, r.Node, addr, err)
+	}
+	return c, nil
+}
+
+// nodeAddr is where another node serves its replicas.
+func (n *Node) nodeAddr(ctx context.Context, id string) (string, error) {
+	nodes, err := n.meta.Nodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, nd := range nodes {
+		if nd.ID == id {
+			if nd.Addr == "" {
+				return "", fmt.Errorf("node %s serves no replicas (started without --listen)", id)
+			}
+			return nd.Addr, nil
+		}
+	}
+	return "", fmt.Errorf("node %s is not in the cluster", id)
+}
+
+// ServeReplica opens a replica of this node for the replica server.
+func (n *Node) ServeReplica(id string) (remote.Replica, error) {
+	for _, pid := range n.order {
+		p := n.pools[pid]
+		if p.store.Exists(id) {
+			return n.open.get(p.store, id)
+		}
+	}
+	return nil, fmt.Errorf("replica %s is not on node %s: %w", id, n.cfg.ID, replica.ErrNotFound)
+}
