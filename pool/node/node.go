@@ -62,6 +62,8 @@ type Node struct {
 	locks keyedMutex
 	open  openSet // replicas open on this node, shared with the replica server
 
+	started time.Time // when this daemon started, for cluster status
+
 	mu       sync.Mutex
 	attached map[string]*attachment // volumes attached here, by name
 }
@@ -95,7 +97,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	if len(cfg.PoolDirs) == 0 {
 		cfg.PoolDirs = []string{filepath.Join(cfg.DataDir, "pool")}
 	}
-	n := &Node{cfg: cfg, meta: store, front: front, log: log, pools: map[string]*pool{}, attached: map[string]*attachment{}}
+	n := &Node{cfg: cfg, meta: store, front: front, log: log, pools: map[string]*pool{}, attached: map[string]*attachment{}, started: time.Now().UTC()}
 	for _, dir := range cfg.PoolDirs {
 		p, err := openPool(dir)
 		if err != nil {
@@ -120,6 +122,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
 	}
 	go n.watchDeaths(ctx)
+	go n.reportUsage(ctx)
 	return n, nil
 }
 
@@ -191,7 +194,7 @@ func newID() string {
 
 // register writes this node's record with its pools.
 func (n *Node) register(ctx context.Context) error {
-	rec := &meta.Node{ID: n.cfg.ID, Addr: n.cfg.Addr, Version: n.cfg.Version, Labels: n.cfg.Labels, Started: time.Now().UTC()}
+	rec := &meta.Node{ID: n.cfg.ID, Addr: n.cfg.Addr, Version: n.cfg.Version, Labels: n.cfg.Labels, Started: n.started}
 	for _, id := range n.order {
 		p := n.pools[id]
 		alloc, capacity, err := p.store.Usage()
@@ -204,6 +207,23 @@ func (n *Node) register(ctx context.Context) error {
 		return fmt.Errorf("register node %s: %w", n.cfg.ID, err)
 	}
 	return nil
+}
+
+// reportUsage refreshes this node's record (pool capacity and use) every
+// 10 s, so that other nodes place replicas by current figures.
+func (n *Node) reportUsage(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.register(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("report pool usage", "err", err)
+			}
+		}
+	}
 }
 
 // Close unmounts and closes every volume attached here but keeps their

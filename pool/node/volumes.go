@@ -51,7 +51,11 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 		if err != nil {
 			return nil, err
 		}
-		chosen, err := place(n.candidates(), s.Repl, s.Size, r)
+		cands, err := n.candidates(ctx)
+		if err != nil {
+			return nil, err
+		}
+		chosen, err := place(cands, s.Repl, s.Size, r)
 		if err != nil {
 			return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 		}
@@ -146,8 +150,38 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 	return src, nil
 }
 
-// candidates lists this node's pools as placement candidates.
-func (n *Node) candidates() []candidate {
+// candidates lists the pools of every live node as placement candidates:
+// this node's with live figures, others' as they last reported them.
+func (n *Node) candidates(ctx context.Context) ([]candidate, error) {
+	nodes, err := n.meta.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	alive, err := n.meta.Alive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []candidate
+	for _, nd := range nodes {
+		if !alive[nd.ID] {
+			continue
+		}
+		if nd.ID == n.cfg.ID {
+			out = append(out, n.localCandidates()...)
+			continue
+		}
+		if nd.Addr == "" {
+			continue // serves no replicas
+		}
+		for _, p := range nd.Pools {
+			out = append(out, candidate{Pool: p.ID, Node: nd.ID, Labels: nd.Labels, Capacity: p.Capacity, Allocated: p.Allocated})
+		}
+	}
+	return out, nil
+}
+
+// localCandidates lists this node's pools with live figures.
+func (n *Node) localCandidates() []candidate {
 	var out []candidate
 	for _, id := range n.order {
 		alloc, capacity, err := n.pools[id].store.Usage()
