@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -26,7 +25,6 @@ import (
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/node"
-	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/version"
 )
@@ -175,20 +173,15 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	reg.MustRegister(n)
 	if f.listen != "" {
-		srv, err := remote.NewServer(secret, n.ServeReplica, logger.With("component", "replica-server"))
-		if err != nil {
-			return err
-		}
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {
 			return fmt.Errorf("--listen %s: %w", f.listen, err)
 		}
 		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, remote.ErrServerClosed) {
+			if err := n.ServeReplicas(ln); err != nil {
 				logger.Error("replica server stopped", "err", err)
 			}
 		}()
-		defer srv.Close()
 		logger.Info("serving replicas to the cluster", "addr", f.listen)
 	}
 	if f.metrics != "" {

@@ -106,6 +106,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string) (*attachment, error) {
 	a := &attachment{vol: v.Name, replicas: map[string]member{}, mountPath: mountPath}
 	var members []engine.Member
+	lost := map[string]error{}
 	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
 		if !slices.Contains(v.InSync, r.ID) {
 			continue
@@ -118,13 +119,30 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 			}
 		}
 		if err != nil {
-			a.close()
-			return nil, err
+			lost[r.ID] = err
+			continue
 		}
 		a.replicas[r.ID] = m
 		members = append(members, engine.Member{ID: r.ID, Dev: m})
 	}
-	e, err := engine.New(v.Name, members, n.dropper(v.Name), n.log)
+	// An in-sync replica that cannot be reached (its node died with the
+	// old owner, say) leaves the in-sync set before any I/O; the volume
+	// opens with the rest, or not at all below its minimum.
+	drop := n.dropper(v.Name)
+	for id, cause := range lost {
+		if len(members) == 0 {
+			break
+		}
+		if err := drop(id, cause); err != nil {
+			a.close()
+			return nil, fmt.Errorf("replica %s unreachable (%v): %w", id, cause, err)
+		}
+		n.log.Warn("in-sync replica unreachable: dropped from the in-sync set", "volume", v.Name, "replica", id, "cause", cause)
+	}
+	if len(members) == 0 {
+		return nil, fmt.Errorf("no in-sync replica of %s can be opened: %w", v.Name, errors.Join(mapErrs(lost)...))
+	}
+	e, err := engine.New(v.Name, members, drop, n.log)
 	if err != nil {
 		a.close()
 		return nil, err
@@ -249,4 +267,12 @@ func (n *Node) release(ctx context.Context, a *attachment) error {
 
 func toAPI(a *meta.Attachment) *api.Attachment {
 	return &api.Attachment{Volume: a.Volume, Node: a.Node, Epoch: a.Epoch, MountPath: a.MountPath, Since: a.Since}
+}
+
+func mapErrs(m map[string]error) []error {
+	var out []error
+	for _, e := range m {
+		out = append(out, e)
+	}
+	return out
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
+	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
@@ -60,7 +61,8 @@ type Node struct {
 	pools map[string]*pool // by pool ID
 	order []string         // pool IDs in the order of Config.PoolDirs
 	locks keyedMutex
-	open  openSet // replicas open on this node, shared with the replica server
+	open  openSet        // replicas open on this node, shared with the replica server
+	srv   *remote.Server // serves this node's replicas to others; nil without a secret
 
 	started time.Time // when this daemon started, for cluster status
 
@@ -108,6 +110,14 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 		}
 		n.pools[p.id] = p
 		n.order = append(n.order, p.id)
+	}
+	if len(cfg.Secret) > 0 {
+		srv, err := remote.NewServer(cfg.Secret, n.ServeReplica, log.With("component", "replica-server"))
+		if err != nil {
+			return nil, err
+		}
+		srv.SetStore(nodeStore{n})
+		n.srv = srv
 	}
 	if err := os.MkdirAll(cfg.MountDir, 0o755); err != nil {
 		return nil, fmt.Errorf("mount dir: %w", err)
@@ -240,6 +250,9 @@ func (n *Node) Close(ctx context.Context) error {
 		unlock := n.locks.lock(a.vol)
 		errs = append(errs, n.release(ctx, a))
 		unlock()
+	}
+	if n.srv != nil {
+		errs = append(errs, n.srv.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
-	"github.com/ballast-io/ballast/pool/replica"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -69,7 +68,7 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	if err := n.meta.Commit(ctx, meta.PutVolume(v, 0)); err != nil {
 		return nil, conflict("create volume "+s.Name, err)
 	}
-	if err := n.createReplicas(v, src, srcSnap); err != nil {
+	if err := n.createReplicas(ctx, v, src, srcSnap); err != nil {
 		if rerr := n.rollbackCreate(ctx, v); rerr != nil {
 			n.log.Error("roll back failed create", "volume", v.Name, "err", rerr)
 		}
@@ -194,25 +193,16 @@ func (n *Node) localCandidates() []candidate {
 	return out
 }
 
-// createReplicas makes v's replicas on this node's pools, empty or cloned
-// from src's snapshot. On error the ones already made are removed again.
-func (n *Node) createReplicas(v *meta.Volume, src *meta.Volume, snap string) error {
+// createReplicas makes v's replicas where they were placed, empty or
+// cloned from src's snapshot.
+func (n *Node) createReplicas(ctx context.Context, v *meta.Volume, src *meta.Volume, snap string) error {
 	for i, r := range v.Replicas {
-		p, err := n.localPool(r)
-		if err != nil {
-			return err
-		}
-		var rep *replica.Replica
+		srcID := ""
 		if src != nil {
-			rep, err = p.store.Clone(r.ID, src.Replicas[i].ID, snap)
-		} else {
-			rep, err = p.store.Create(r.ID, v.Size)
+			srcID = src.Replicas[i].ID
 		}
-		if err != nil {
-			return fmt.Errorf("replica %s on %s: %w", r.ID, p.dir, err)
-		}
-		if err := rep.Close(); err != nil {
-			return fmt.Errorf("replica %s on %s: %w", r.ID, p.dir, err)
+		if err := n.makeReplica(ctx, r, v.Size, srcID, snap); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -233,7 +223,7 @@ func (n *Node) localPool(r meta.Replica) (*pool, error) {
 // rollbackCreate removes what a failed create made: its local replicas and
 // its record.
 func (n *Node) rollbackCreate(ctx context.Context, v *meta.Volume) error {
-	if err := n.deleteReplicas(v); err != nil {
+	if err := n.deleteReplicas(ctx, v); err != nil {
 		return err
 	}
 	_, rev, err := n.meta.Volume(ctx, v.Name)
@@ -245,20 +235,11 @@ func (n *Node) rollbackCreate(ctx context.Context, v *meta.Volume) error {
 	return n.meta.Commit(ctx, meta.DeleteVolume(v.Name, rev))
 }
 
-func (n *Node) deleteReplicas(v *meta.Volume) error {
+// deleteReplicas deletes v's replicas wherever they are.
+func (n *Node) deleteReplicas(ctx context.Context, v *meta.Volume) error {
 	var errs []error
 	for _, r := range v.Replicas {
-		if r.Node != n.cfg.ID {
-			continue
-		}
-		p, err := n.localPool(r)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := p.store.Delete(r.ID); err != nil {
-			errs = append(errs, fmt.Errorf("delete replica %s: %w", r.ID, err))
-		}
+		errs = append(errs, n.removeReplica(ctx, r))
 	}
 	return errors.Join(errs...)
 }
@@ -301,7 +282,7 @@ func (n *Node) DeleteVolume(ctx context.Context, name string) error {
 // finishDelete removes a volume in state "deleting": its replicas, then its
 // snapshot records and its own record.
 func (n *Node) finishDelete(ctx context.Context, v *meta.Volume) error {
-	if err := n.deleteReplicas(v); err != nil {
+	if err := n.deleteReplicas(ctx, v); err != nil {
 		return fmt.Errorf("delete volume %s: %w", v.Name, err)
 	}
 	_, rev, err := n.meta.Volume(ctx, v.Name)
