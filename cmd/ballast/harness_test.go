@@ -52,9 +52,16 @@ type daemon struct {
 }
 
 // startDaemon starts a single-node daemon with two pool dirs under a fresh
-// temp dir, with extra daemon flags if given. Everything it mounts is cleaned up when the test ends, even if
-// the test fails or the daemon was killed.
+// temp dir, with extra daemon flags if given. Everything it mounts is
+// cleaned up when the test ends, even if the test fails or the daemon was
+// killed.
 func startDaemon(t *testing.T, extra ...string) *daemon {
+	t.Helper()
+	return launch(t, "n1", []string{"disk1", "disk2"}, extra...)
+}
+
+// launch starts daemon node with one pool dir per name in disks.
+func launch(t *testing.T, node string, disks []string, extra ...string) *daemon {
 	t.Helper()
 	testenv.RequirePrivileged(t)
 	testenv.RequireTools(t, "mkfs.ext4", "mkfs.xfs", "fio", "e2fsck")
@@ -63,8 +70,10 @@ func startDaemon(t *testing.T, extra ...string) *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "ballast.sock"), logPath: filepath.Join(dir, "daemon.log")}
-	d.args = []string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--node-id", "n1",
-		"--pool-dir", filepath.Join(dir, "disk1"), "--pool-dir", filepath.Join(dir, "disk2"), "--socket", d.socket}
+	d.args = []string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--node-id", node, "--socket", d.socket}
+	for _, disk := range disks {
+		d.args = append(d.args, "--pool-dir", filepath.Join(dir, disk))
+	}
 	d.args = append(d.args, extra...)
 	t.Cleanup(func() {
 		d.stop()
