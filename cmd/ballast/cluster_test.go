@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,4 +96,65 @@ func TestClusterFailover(t *testing.T) {
 	}
 	// Writes go on with the surviving replica.
 	fioWrite(t, filepath.Join(batt.MountPath, "more"), "32M", 22)
+}
+
+// TestPartitionedOwnerIsFenced cuts the attach node off by stopping it
+// (SIGSTOP: it goes silent, its lease expires, exactly what a partition
+// looks like to the others), takes the volume over on the other node, then
+// lets the old owner run again with writes in flight: none of them is
+// acknowledged, none reaches an in-sync replica, it cannot shrink the
+// in-sync set, and the new owner's filesystem is clean.
+func TestPartitionedOwnerIsFenced(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := a.ctx()
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "split", Size: 512 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := a.client.AttachVolume(ctx, "split", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fioWrite(t, filepath.Join(att.MountPath, "base"), "32M", 31)
+	w := startAckWriter(filepath.Join(att.MountPath, "late"))
+	time.Sleep(time.Second)
+
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	stoppedAcks := w.acked
+	defer a.cmd.Process.Signal(syscall.SIGCONT) // so cleanup can stop it
+	var batt *api.Attachment
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		batt, err = b.client.AttachVolume(ctx, "split", api.AttachOptions{})
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("b could not take over from the silent a: %v", err)
+		}
+	}
+	before, err := b.client.InspectVolume(ctx, "split")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a.cmd.Process.Signal(syscall.SIGCONT) // the old owner comes back
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old owner's writer still runs 30s after it resumed: its writes must fail")
+	}
+	if w.acked > stoppedAcks+1 { // one fsync may have completed as the signal landed
+		t.Fatalf("the fenced owner acknowledged %d more writes after the takeover", w.acked-stoppedAcks)
+	}
+	t.Logf("old owner's writer stopped with: %v", w.err)
+	after, err := b.client.InspectVolume(ctx, "split")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if insync(*after) != insync(*before) || after.Attachment.Node != "b" {
+		t.Fatalf("the old owner changed the volume: in sync %s -> %s, attached on %s", insync(*before), insync(*after), after.Attachment.Node)
+	}
+	fioVerify(t, filepath.Join(batt.MountPath, "base"), "32M", 31)
+	checkRecords(t, filepath.Join(batt.MountPath, "late"), min(stoppedAcks, w.acked))
+	fsckFrozen(t, batt.MountPath)
 }

@@ -76,10 +76,11 @@ func list[T any](ctx context.Context, s *Store, prefix string) ([]T, error) {
 // Op is one change in a transaction: a put or a delete of a key guarded by
 // its revision.
 type Op struct {
-	key string
-	val []byte // nil: delete
-	rev Rev
-	opt []clientv3.OpOption
+	key   string
+	val   []byte // nil: delete
+	rev   Rev
+	opt   []clientv3.OpOption
+	check bool // only guard: the key must still be at rev; change nothing
 }
 
 func put(key string, v any, rev Rev, opts ...clientv3.OpOption) Op {
@@ -97,9 +98,11 @@ func (s *Store) Commit(ctx context.Context, ops ...Op) error {
 	var thens []clientv3.Op
 	for _, op := range ops {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(op.key), "=", op.rev))
-		if op.val == nil {
+		switch {
+		case op.check:
+		case op.val == nil:
 			thens = append(thens, clientv3.OpDelete(op.key))
-		} else {
+		default:
 			thens = append(thens, clientv3.OpPut(op.key, string(op.val), op.opt...))
 		}
 	}
@@ -121,6 +124,13 @@ func DeleteVolume(name string, rev Rev) Op { return Op{key: volumeKey(name), rev
 
 // PutAttachment writes a's record if it is still at rev.
 func PutAttachment(a *Attachment, rev Rev) Op { return put(attachmentKey(a.Volume), a, rev) }
+
+// AttachmentUnchanged guards a transaction on the attachment of vol still
+// being at rev, changing nothing: an owner acts on its volume only while it
+// still holds it.
+func AttachmentUnchanged(vol string, rev Rev) Op {
+	return Op{key: attachmentKey(vol), rev: rev, check: true}
+}
 
 // DeleteAttachment deletes the attachment of vol if it is still at rev.
 func DeleteAttachment(vol string, rev Rev) Op { return Op{key: attachmentKey(vol), rev: rev} }

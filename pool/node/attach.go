@@ -128,7 +128,7 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 	// An in-sync replica that cannot be reached (its node died with the
 	// old owner, say) leaves the in-sync set before any I/O; the volume
 	// opens with the rest, or not at all below its minimum.
-	drop := n.dropper(v.Name)
+	drop := n.dropper(v.Name, v.Epoch)
 	for id, cause := range lost {
 		if len(members) == 0 {
 			break
@@ -175,13 +175,23 @@ func (a *attachment) close() error {
 	return errors.Join(errs...)
 }
 
-// dropper returns the engine's DropFunc for vol: remove a failed replica
-// from the in-sync set in etcd, refusing to go below the volume's minimum.
-func (n *Node) dropper(vol string) engine.DropFunc {
+// dropper returns the engine's DropFunc for vol attached here at epoch:
+// remove a failed replica from the in-sync set in etcd, refusing to go
+// below the volume's minimum, and only while this node still holds the
+// volume at that epoch. A fenced former owner gets errors from the new
+// owner's replicas; it must not throw them out of the in-sync set.
+func (n *Node) dropper(vol string, epoch uint64) engine.DropFunc {
 	return func(id string, cause error) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for {
+			att, attRev, err := n.meta.Attachment(ctx, vol)
+			if err != nil {
+				return fmt.Errorf("volume %s: read attachment: %w", vol, err)
+			}
+			if att.Node != n.cfg.ID || att.Epoch != epoch {
+				return fmt.Errorf("volume %s was taken over by node %s at epoch %d (this node held epoch %d): fenced", vol, att.Node, att.Epoch, epoch)
+			}
 			v, rev, err := n.meta.Volume(ctx, vol)
 			if err != nil {
 				return err
@@ -191,7 +201,7 @@ func (n *Node) dropper(vol string) engine.DropFunc {
 				return fmt.Errorf("volume %s would have %d in-sync replicas, below its minimum of %d", vol, len(keep), v.MinInSync)
 			}
 			v.InSync = keep
-			err = n.meta.Commit(ctx, meta.PutVolume(v, rev))
+			err = n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.AttachmentUnchanged(vol, attRev))
 			if !errors.Is(err, meta.ErrConflict) {
 				return err
 			}

@@ -45,9 +45,21 @@ type openReplica struct {
 type localRef struct {
 	*replica.Replica
 	put func() error
+	// srv, when set, is this node's replica server: fencing goes through
+	// it so that it refuses a former owner's requests too.
+	srv *remote.Server
 }
 
 func (l localRef) Close() error { return l.put() }
+
+// Fence raises the replica's epoch, through the replica server when there
+// is one.
+func (l localRef) Fence(epoch uint64) error {
+	if l.srv == nil {
+		return l.Replica.Fence(epoch)
+	}
+	return l.srv.FenceReplica(l.ID(), epoch, func() error { return l.Replica.Fence(epoch) })
+}
 
 // get opens replica id of store, or takes another reference to it.
 func (s *openSet) get(store *replica.Store, id string) (localRef, error) {
@@ -95,7 +107,12 @@ func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (me
 		if err != nil {
 			return nil, err
 		}
-		return n.open.get(p.store, r.ID)
+		ref, err := n.open.get(p.store, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		ref.srv = n.srv // the server's own references fence directly
+		return ref, nil
 	}
 	addr, err := n.nodeAddr(ctx, r.Node)
 	if err != nil {

@@ -722,3 +722,28 @@ func TestFenceSurvivesRestart(t *testing.T) {
 		t.Fatalf("the fencing owner's write after the restart: %v", err)
 	}
 }
+
+// TestFenceReplicaLocally fences a served replica from its own node, as a
+// new owner attached there does: a remote client at the old epoch is
+// refused from then on, although no Fence request crossed the network.
+func TestFenceReplicaLocally(t *testing.T) {
+	_, r := newReplica(t, "v", 64*bs)
+	srv, addr, _ := serve(t, secret, only("v", r))
+	old := dial(t, addr, "v", 1, 0)
+	if _, err := old.WriteAt(fill("old", 0, 1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.FenceReplica("v", 2, func() error { return r.Fence(2) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.WriteAt(fill("old", 1, 1), bs); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write at the old epoch after a local fence: %v; want ErrFenced", err)
+	}
+	if r.Epoch() != 2 {
+		t.Fatalf("replica epoch %d, want 2 (persisted)", r.Epoch())
+	}
+	// Not served: the fence goes straight to the replica.
+	if err := srv.FenceReplica("other", 9, func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+}

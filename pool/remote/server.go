@@ -257,6 +257,31 @@ func (s *Server) replica(id string) (*served, error) {
 	return sv, nil
 }
 
+// FenceReplica raises the epoch of replica id for its owner on this node,
+// the way a Fence request does: when the server serves the replica, it
+// waits for the requests running on it, calls fence (which must persist the
+// epoch in the replica) and refuses older epochs from then on; when it does
+// not, it calls fence alone, and loads the new epoch if it opens the
+// replica later. A node must fence its local replicas through here, or a
+// former owner's requests, checked against the server's copy of the epoch,
+// would still be admitted.
+func (s *Server) FenceReplica(id string, epoch uint64, fence func() error) error {
+	s.mu.Lock()
+	sv := s.replicas[id]
+	if sv == nil {
+		defer s.mu.Unlock() // no open of id meanwhile: it would load the old epoch
+		return fence()
+	}
+	s.mu.Unlock()
+	sv.gate.Lock()
+	defer sv.gate.Unlock()
+	if err := fence(); err != nil {
+		return err
+	}
+	sv.fence.Raise(epoch)
+	return nil
+}
+
 // SetStore makes the server take admin operations (DialAdmin) on st; nil
 // (the default) refuses them with ErrNoStore. It may be called at any time.
 func (s *Server) SetStore(st Store) {
