@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -17,9 +20,10 @@ import (
 // startCluster starts n daemons (a, b, ...) sharing an external etcd, each
 // with one pool dir and a replica server on loopback, all with the same
 // cluster secret.
-func startCluster(t *testing.T, n int, extra ...string) []*daemon {
+func startCluster(t *testing.T, n int, extra ...string) ([]*daemon, *etcdServer) {
 	t.Helper()
-	endpoint := startEtcd(t)
+	etcd := startEtcd(t)
+	endpoint := etcd.URL
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte("a cluster secret for the tests"), 0o600); err != nil {
 		t.Fatal(err)
@@ -31,7 +35,7 @@ func startCluster(t *testing.T, n int, extra ...string) []*daemon {
 			"--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t))}, extra...)
 		nodes = append(nodes, launch(t, id, []string{"disk"}, args...))
 	}
-	return nodes
+	return nodes, etcd
 }
 
 // TestClusterFailover: a repl 2 volume spans two nodes; the node it is
@@ -39,7 +43,7 @@ func startCluster(t *testing.T, n int, extra ...string) []*daemon {
 // it; the other node attaches it once the dead node's lease expires, and
 // every byte fio wrote verifies, with a clean filesystem.
 func TestClusterFailover(t *testing.T) {
-	nodes := startCluster(t, 2)
+	nodes, _ := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
 	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: "shared", Size: 512 << 20, Repl: 2})
@@ -105,7 +109,7 @@ func TestClusterFailover(t *testing.T) {
 // acknowledged, none reaches an in-sync replica, it cannot shrink the
 // in-sync set, and the new owner's filesystem is clean.
 func TestPartitionedOwnerIsFenced(t *testing.T) {
-	nodes := startCluster(t, 2)
+	nodes, _ := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
 	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "split", Size: 512 << 20, Repl: 2}); err != nil {
@@ -157,4 +161,89 @@ func TestPartitionedOwnerIsFenced(t *testing.T) {
 	fioVerify(t, filepath.Join(batt.MountPath, "base"), "32M", 31)
 	checkRecords(t, filepath.Join(batt.MountPath, "late"), min(stoppedAcks, w.acked))
 	fsckFrozen(t, batt.MountPath)
+}
+
+// TestReplicaNodeDies kills a node that holds a replica but not the
+// attachment while fio writes and verifies: I/O goes on without an error,
+// and the dead node's replica leaves the in-sync set.
+func TestReplicaNodeDies(t *testing.T) {
+	nodes, _ := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := a.ctx()
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "r", Size: 512 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := a.client.AttachVolume(ctx, "r", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(att.MountPath, "data")
+	fio := exec.Command("fio", append(fioArgs(path, "256M", 41), "--fsync=8", "--rate=20m")...)
+	out := &strings.Builder{}
+	fio.Stdout, fio.Stderr = out, out
+	if err := fio.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	b.kill9()
+	if err := fio.Wait(); err != nil {
+		t.Fatalf("fio failed when the replica node died: %v\n%s", err, out)
+	}
+	fioVerify(t, path, "256M", 41)
+	v, err := a.client.InspectVolume(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range v.Replicas {
+		if r.Node == "b" && r.InSync {
+			t.Fatalf("b's replica still in sync after b died: %+v", v.Replicas)
+		}
+	}
+	fsckFrozen(t, att.MountPath)
+}
+
+// TestEtcdLoss stops the metadata store (SIGSTOP: no answers, like a lost
+// quorum): I/O on an attached volume goes on, no attach or takeover can
+// happen, and service resumes when etcd answers again.
+func TestEtcdLoss(t *testing.T) {
+	nodes, etcd := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := a.ctx()
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "q", Size: 512 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := a.client.AttachVolume(ctx, "q", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etcd.cmd.Process.Signal(syscall.SIGSTOP)
+	resumed := false
+	defer func() {
+		if !resumed {
+			etcd.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	fioWrite(t, filepath.Join(att.MountPath, "during"), "64M", 51)
+	short, cancel := context.WithTimeout(ctx, 8*time.Second)
+	_, err = b.client.AttachVolume(short, "q", api.AttachOptions{Force: true})
+	cancel()
+	if err == nil {
+		t.Fatal("a forced takeover succeeded without the metadata store")
+	}
+	etcd.cmd.Process.Signal(syscall.SIGCONT)
+	resumed = true
+	fioVerify(t, filepath.Join(att.MountPath, "during"), "64M", 51)
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		v, err := a.client.InspectVolume(ctx, "q")
+		if err == nil {
+			if v.Attachment == nil || v.Attachment.Node != "a" || insync(*v) != "2/2" {
+				t.Fatalf("after etcd came back: attachment %+v, in sync %s", v.Attachment, insync(*v))
+			}
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("service did not resume after etcd came back: %v", err)
+		}
+	}
+	fsckFrozen(t, att.MountPath)
 }

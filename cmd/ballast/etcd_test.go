@@ -27,9 +27,14 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// startEtcd runs Debian's etcd server on loopback ports for one test and
-// returns its client URL.
-func startEtcd(t *testing.T) string {
+// etcdServer is an external etcd started by a test.
+type etcdServer struct {
+	URL string
+	cmd *exec.Cmd
+}
+
+// startEtcd runs Debian's etcd server on loopback ports for one test.
+func startEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	testenv.RequireTools(t, "etcd")
 	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
@@ -63,7 +68,7 @@ func startEtcd(t *testing.T) string {
 		_, err := cli.Get(ctx, "health")
 		cancel()
 		if err == nil {
-			return client
+			return &etcdServer{URL: client, cmd: cmd}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("external etcd not ready: %v", err)
@@ -76,7 +81,7 @@ func startEtcd(t *testing.T) string {
 // of its embedded member: the metadata lands there, survives a daemon
 // restart, and the volume works.
 func TestExternalEtcd(t *testing.T) {
-	endpoint := startEtcd(t)
+	endpoint := startEtcd(t).URL
 	d := startDaemon(t, "--etcd-endpoints", endpoint)
 	ctx := d.ctx()
 	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "ext1", Size: 256 << 20, Repl: 2}); err != nil {

@@ -10,24 +10,56 @@ import (
 
 // KeepAlive marks node alive under an etcd lease of ttl and refreshes it
 // until ctx ends. When the node dies, the lease expires and the mark
-// disappears: that is how the cluster tells a dead node from a live one.
+// disappears: that is how the cluster tells a dead node from a live one. If
+// the lease is lost while the node lives (etcd was unreachable for longer
+// than ttl), it takes a new one, with backoff, as soon as etcd answers.
 func (s *Store) KeepAlive(ctx context.Context, node string, ttl time.Duration) error {
-	lease, err := s.cli.Grant(ctx, int64(ttl.Seconds()))
+	ch, err := s.markAlive(ctx, node, ttl)
 	if err != nil {
-		return fmt.Errorf("grant lease for node %s: %w", node, err)
-	}
-	if _, err := s.cli.Put(ctx, aliveKey(node), time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(lease.ID)); err != nil {
-		return fmt.Errorf("mark node %s alive: %w", node, err)
-	}
-	ch, err := s.cli.KeepAlive(ctx, lease.ID)
-	if err != nil {
-		return fmt.Errorf("keep node %s alive: %w", node, err)
+		return err
 	}
 	go func() {
-		for range ch { // drained until ctx ends or the lease is lost
+		backoff := 100 * time.Millisecond
+		for {
+			for range ch { // drained while the lease lives
+			}
+			for {
+				if ctx.Err() != nil {
+					return
+				}
+				if ch, err = s.markAlive(ctx, node, ttl); err == nil {
+					backoff = 100 * time.Millisecond
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, ttl)
+			}
 		}
 	}()
 	return nil
+}
+
+// markAlive grants a lease, writes node's liveness mark under it and starts
+// refreshing it; the channel closes when the lease is lost.
+func (s *Store) markAlive(ctx context.Context, node string, ttl time.Duration) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+	gctx, cancel := context.WithTimeout(ctx, ttl)
+	defer cancel()
+	lease, err := s.cli.Grant(gctx, max(int64(ttl.Seconds()), 1))
+	if err != nil {
+		return nil, fmt.Errorf("grant lease for node %s: %w", node, err)
+	}
+	if _, err := s.cli.Put(gctx, aliveKey(node), time.Now().UTC().Format(time.RFC3339), clientv3.WithLease(lease.ID)); err != nil {
+		return nil, fmt.Errorf("mark node %s alive: %w", node, err)
+	}
+	ch, err := s.cli.KeepAlive(ctx, lease.ID)
+	if err != nil {
+		return nil, fmt.Errorf("keep node %s alive: %w", node, err)
+	}
+	return ch, nil
 }
 
 // Alive reports which nodes hold a live lease.

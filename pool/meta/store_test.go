@@ -125,3 +125,29 @@ func TestDeathIsRecorded(t *testing.T) {
 		}
 	}
 }
+
+func TestAliveAgainAfterLeaseLoss(t *testing.T) {
+	s := startStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.KeepAlive(ctx, "n1", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Lose the lease as an etcd outage longer than the TTL would: revoke it.
+	resp, err := s.cli.Leases(ctx)
+	if err != nil || len(resp.Leases) != 1 {
+		t.Fatalf("leases: %+v %v", resp, err)
+	}
+	if _, err := s.cli.Revoke(ctx, resp.Leases[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		alive, err := s.Alive(ctx)
+		if err == nil && alive["n1"] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n1 not alive again after losing its lease: %v %v", alive, err)
+		}
+	}
+}
