@@ -41,8 +41,9 @@ type Engine struct {
 	// gate is held shared by every I/O and exclusively by Quiesce.
 	gate sync.RWMutex
 
-	mu      sync.Mutex // guards members
+	mu      sync.Mutex // guards members and rebuild
 	members []Member   // in-sync replicas; members[0] serves reads
+	rebuild *Rebuild   // a replica being filled, or nil
 
 	repairs atomic.Int64
 }
@@ -205,13 +206,14 @@ func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
 	}
 	e.gate.RLock()
 	defer e.gate.RUnlock()
-	err := e.fanOut("write", func(d block.Device) error {
+	write := func(d block.Device) error {
 		_, err := d.WriteAt(p, off)
 		return err
-	})
-	if err != nil {
+	}
+	if err := e.fanOut("write", write); err != nil {
 		return 0, err
 	}
+	e.toTarget(write)
 	return len(p), nil
 }
 
@@ -229,7 +231,12 @@ func (e *Engine) Discard(off, length int64) error {
 	}
 	e.gate.RLock()
 	defer e.gate.RUnlock()
-	return e.fanOut("discard", func(d block.Device) error { return d.Discard(off, length) })
+	discard := func(d block.Device) error { return d.Discard(off, length) }
+	if err := e.fanOut("discard", discard); err != nil {
+		return err
+	}
+	e.toTarget(discard)
+	return nil
 }
 
 // Quiesce waits for in-flight I/O, holds new I/O back, flushes every

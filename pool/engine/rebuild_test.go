@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/ballast-io/ballast/pool/block"
+)
+
+// TestRebuildDuringWrites fills a new replica while writers keep changing
+// the volume: when the rebuild ends, the new replica is byte-for-byte the
+// old one and serves as an in-sync member.
+func TestRebuildDuringWrites(t *testing.T) {
+	const size = 8 << 20
+	src := block.NewMem(size)
+	e, _ := New("v", []Member{{"a", src}}, nil, quiet)
+	for off := int64(0); off < size/2; off += 64 << 10 { // half the volume has data
+		e.WriteAt(pattern(64<<10, byte(off>>16)), off)
+	}
+	target := block.NewMem(size)
+	promoted := false
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				off := r.Int64N(size/block.Size) * block.Size
+				if _, err := e.WriteAt(pattern(block.Size, byte(r.Uint32())), off); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	rb, err := e.Rebuild(ctx, Member{"c", target}, 0, func() error { promoted = true; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Rebuild(ctx, Member{"d", block.NewMem(size)}, 0, nil); err == nil {
+		t.Fatal("a second rebuild started while one runs")
+	}
+	if err := rb.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if !promoted || !slices.Contains(e.InSync(), "c") {
+		t.Fatalf("promoted %v, in sync %v", promoted, e.InSync())
+	}
+	if p := rb.Progress(); p.Done != p.Total || p.Total != size {
+		t.Fatalf("progress %+v", p)
+	}
+	a, c := make([]byte, size), make([]byte, size)
+	src.ReadAt(a, 0)
+	target.ReadAt(c, 0)
+	if !bytes.Equal(a, c) {
+		t.Fatal("the rebuilt replica differs from its source")
+	}
+}
+
+func TestRebuildTargetFailureSparesWrites(t *testing.T) {
+	const size = 4 << 20
+	e, _ := New("v", []Member{{"a", block.NewMem(size)}}, nil, quiet)
+	target := &flaky{Device: block.NewMem(size), failWrite: true}
+	e.WriteAt(pattern(block.Size, 1), 0) // so the copier has data to write
+	rb, err := e.Rebuild(context.Background(), Member{"c", target}, 1<<20, func() error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.WriteAt(pattern(block.Size, 2), block.Size); err != nil {
+		t.Fatalf("a foreground write failed because the rebuild target did: %v", err)
+	}
+	if err := rb.Wait(); err == nil {
+		t.Fatal("rebuild onto a failing replica succeeded")
+	}
+	if slices.Contains(e.InSync(), "c") {
+		t.Fatal("a failed rebuild target joined the in-sync set")
+	}
+}
+
+func TestRebuildPromoteRefused(t *testing.T) {
+	e, _ := New("v", []Member{{"a", block.NewMem(1 << 20)}}, nil, quiet)
+	rb, _ := e.Rebuild(context.Background(), Member{"c", block.NewMem(1 << 20)}, 0, func() error { return errors.New("etcd says no") })
+	if err := rb.Wait(); err == nil || slices.Contains(e.InSync(), "c") {
+		t.Fatalf("rebuild with a refused promotion: %v, in sync %v", err, e.InSync())
+	}
+	if e.Rebuilding() != nil {
+		t.Fatal("rebuild still registered after it ended")
+	}
+}
