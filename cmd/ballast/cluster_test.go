@@ -247,3 +247,76 @@ func TestEtcdLoss(t *testing.T) {
 	}
 	fsckFrozen(t, att.MountPath)
 }
+
+// TestRebuildAfterNodeLoss: a repl 2 volume on a 3-node cluster loses the
+// node holding its second replica while fio writes; after the rebuild
+// delay a new replica is filled on the third node while writes go on; then
+// the attach node dies too, and the volume, attached on the third node,
+// where only the rebuilt replica survives, holds every byte fio wrote.
+func TestRebuildAfterNodeLoss(t *testing.T) {
+	nodes, _ := startCluster(t, 3, "--rebuild-delay", "2s", "--rebuild-mbps", "100")
+	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
+	ctx := nodes[0].ctx()
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "heal", Size: 512 << 20, Repl: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, peer := byID[v.Replicas[0].Node], byID[v.Replicas[1].Node]
+	var spare *daemon
+	for id, d := range byID {
+		if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
+			spare = d
+		}
+	}
+	att, err := owner.client.AttachVolume(ctx, "heal", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fioWrite(t, filepath.Join(att.MountPath, "before"), "64M", 61)
+	during := exec.Command("fio", append(fioArgs(filepath.Join(att.MountPath, "during"), "64M", 62), "--rate=4m", "--fsync=16", "--end_fsync=1")...)
+	out := &strings.Builder{}
+	during.Stdout, during.Stderr = out, out
+	if err := during.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peer.kill9()
+	var rebuilt string
+	for start := time.Now(); rebuilt == ""; time.Sleep(500 * time.Millisecond) {
+		got, err := owner.client.InspectVolume(ctx, "heal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Rebuild != nil {
+			t.Logf("rebuild progress: %d of %d bytes", got.Rebuild.Done, got.Rebuild.Total)
+		}
+		for _, r := range got.Replicas {
+			if r.Node == spare.node && r.InSync && insync(*got) == "2/2" {
+				rebuilt = r.ID
+			}
+		}
+		if time.Since(start) > 90*time.Second {
+			t.Fatalf("no replica rebuilt on the spare node within 90s: %+v", got.Replicas)
+		}
+	}
+	if err := during.Wait(); err != nil {
+		t.Fatalf("writes during the rebuild failed: %v\n%s", err, out)
+	}
+	fioVerify(t, filepath.Join(att.MountPath, "during"), "64M", 62)
+
+	owner.kill9()
+	var satt *api.Attachment
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		satt, err = spare.client.AttachVolume(ctx, "heal", api.AttachOptions{})
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("the spare node could not take the volume over: %v", err)
+		}
+	}
+	fioVerify(t, filepath.Join(satt.MountPath, "before"), "64M", 61)
+	fioVerify(t, filepath.Join(satt.MountPath, "during"), "64M", 62)
+	fsckFrozen(t, satt.MountPath)
+	got, _ := spare.client.InspectVolume(ctx, "heal")
+	t.Logf("after the takeover: %s in sync, replicas %+v", insync(*got), got.Replicas)
+}

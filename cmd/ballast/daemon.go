@@ -44,6 +44,8 @@ type daemonFlags struct {
 	metrics   string
 	listen    string
 	secret    string
+	rebuildIn time.Duration
+	rebuildMB int64
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -75,6 +77,8 @@ different disks.`,
 	fl.StringVar(&f.labels, "labels", "", "this node's labels, e.g. zone=a,rack=r1 (placement spreads replicas across them)")
 	fl.StringVar(&f.listen, "listen", "", "HOST:PORT where this node serves its replicas to the other nodes of the cluster; needs --cluster-secret-file")
 	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")
+	fl.DurationVar(&f.rebuildIn, "rebuild-delay", time.Minute, "how long a volume may lack an in-sync replica before a new one is rebuilt on another node")
+	fl.Int64Var(&f.rebuildMB, "rebuild-mbps", 200, "rebuild copy limit in MiB/s, so the foreground keeps most of the disk (0: no limit)")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
@@ -166,7 +170,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
-		Addr: f.listen, Secret: secret,
+		Addr: f.listen, Secret: secret, RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {
 		return err

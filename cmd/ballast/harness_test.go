@@ -42,6 +42,7 @@ func TestMain(m *testing.M) {
 // daemon is a real ballast daemon process started by a test.
 type daemon struct {
 	t       *testing.T
+	node    string
 	dir     string
 	args    []string
 	cmd     *exec.Cmd
@@ -69,7 +70,7 @@ func launch(t *testing.T, node string, disks []string, extra ...string) *daemon 
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, dir: dir, socket: filepath.Join(dir, "ballast.sock"), logPath: filepath.Join(dir, "daemon.log")}
+	d := &daemon{t: t, node: node, dir: dir, socket: filepath.Join(dir, "ballast.sock"), logPath: filepath.Join(dir, "daemon.log")}
 	d.args = []string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--node-id", node, "--socket", d.socket}
 	for _, disk := range disks {
 		d.args = append(d.args, "--pool-dir", filepath.Join(dir, disk))

@@ -125,6 +125,9 @@ func volumeInspect(c *cli) *cobra.Command {
 				} else {
 					fmt.Fprintf(w, "Attached:    no\n")
 				}
+				if rb := v.Rebuild; rb != nil {
+					fmt.Fprintf(w, "Rebuilding:  replica %s, %s of %s (%d%%), %s\n", rb.Replica, size(rb.Done), size(rb.Total), rb.Done*100/max(rb.Total, 1), rb.Elapsed)
+				}
 				fmt.Fprintf(w, "Snapshots:   %d\nRepairs:     %d block(s) repaired from a peer after a checksum mismatch\n", v.Snapshots, v.Repairs)
 				if len(v.Children) > 0 {
 					fmt.Fprintf(w, "Clones:      %s\n", strings.Join(v.Children, ", "))

@@ -65,6 +65,9 @@ type Volume struct {
 	Allocated  int64       `json:"allocated"` // bytes written, on the largest replica
 	Repairs    int64       `json:"repairs"`   // blocks repaired from a peer after a checksum mismatch
 	Children   []string    `json:"children,omitempty"`
+	// Rebuild is the replica being rebuilt on the node the volume is
+	// attached on, when one is.
+	Rebuild *Rebuild `json:"rebuild,omitempty"`
 }
 
 // Replica is one copy of a volume.
@@ -120,4 +123,12 @@ type Node struct {
 	Pools     int       `json:"pools"`
 	Capacity  int64     `json:"capacity"`
 	Allocated int64     `json:"allocated"`
+}
+
+// Rebuild is the progress of a replica being rebuilt.
+type Rebuild struct {
+	Replica string `json:"replica"`
+	Done    int64  `json:"done"`  // bytes copied or skipped
+	Total   int64  `json:"total"` // bytes to go through
+	Elapsed string `json:"elapsed"`
 }

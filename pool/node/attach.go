@@ -104,7 +104,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 // at it (so that a former owner's I/O is refused from here on), and starts
 // the engine over them, a local replica first.
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string) (*attachment, error) {
-	a := &attachment{vol: v.Name, replicas: map[string]member{}, mountPath: mountPath}
+	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]member{}, mountPath: mountPath}
 	var members []engine.Member
 	lost := map[string]error{}
 	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
@@ -122,7 +122,7 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 			lost[r.ID] = err
 			continue
 		}
-		a.replicas[r.ID] = m
+		a.add(r.ID, m)
 		members = append(members, engine.Member{ID: r.ID, Dev: m})
 	}
 	// An in-sync replica that cannot be reached (its node died with the
@@ -169,7 +169,7 @@ func localFirst(rs []meta.Replica, self string) []meta.Replica {
 
 func (a *attachment) close() error {
 	var errs []error
-	for _, r := range a.replicas {
+	for _, r := range a.members() {
 		errs = append(errs, r.Close())
 	}
 	return errors.Join(errs...)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -49,6 +50,11 @@ type Config struct {
 	// it serves none); Secret authenticates the nodes of the cluster.
 	Addr   string
 	Secret []byte
+	// RebuildDelay is how long a volume attached here may lack an in-sync
+	// replica before a new one is rebuilt elsewhere; RebuildBPS caps the
+	// rebuild's copy in bytes per second (0: no cap).
+	RebuildDelay time.Duration
+	RebuildBPS   int64
 }
 
 // Node is one daemon's share of the cluster.
@@ -82,9 +88,32 @@ type pool struct {
 // attachment is a volume attached on this node.
 type attachment struct {
 	vol       string
+	epoch     uint64 // of the attachment: I/O and record changes carry it
 	engine    *engine.Engine
-	replicas  map[string]member // open replicas by ID, local or remote
 	mountPath string
+
+	mu       sync.Mutex        // guards replicas: a rebuilt replica joins them
+	replicas map[string]member // open replicas by ID, local or remote
+}
+
+// member returns open replica id, or nil.
+func (a *attachment) member(id string) member {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.replicas[id]
+}
+
+// members returns the open replicas by ID.
+func (a *attachment) members() map[string]member {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.replicas)
+}
+
+func (a *attachment) add(id string, m member) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.replicas[id] = m
 }
 
 // New opens a node's pool dirs, registers the node in etcd, cleans up after
@@ -133,6 +162,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	}
 	go n.watchDeaths(ctx)
 	go n.reportUsage(ctx)
+	go n.healLoop(ctx)
 	return n, nil
 }
 

@@ -89,7 +89,7 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 	err := att.engine.Quiesce(func(in []engine.Member) error {
 		reps := map[string]member{}
 		for _, m := range in {
-			reps[m.ID] = att.replicas[m.ID]
+			reps[m.ID] = att.member(m.ID)
 		}
 		return snapshotAll(reps, name)
 	})
@@ -142,7 +142,7 @@ func (n *Node) withReplicas(v *meta.Volume, fn func(map[string]member) error) er
 	att := n.attached[v.Name]
 	n.mu.Unlock()
 	if att != nil {
-		return fn(att.replicas)
+		return fn(att.members())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

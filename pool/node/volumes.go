@@ -358,6 +358,10 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 	n.mu.Unlock()
 	if att != nil {
 		out.Repairs += att.engine.Repairs()
+		if rb := att.engine.Rebuilding(); rb != nil {
+			p := rb.Progress()
+			out.Rebuild = &api.Rebuild{Replica: p.Replica, Done: p.Done, Total: p.Total, Elapsed: p.Elapsed.Round(time.Millisecond).String()}
+		}
 	}
 	for _, r := range v.Replicas {
 		ar := api.Replica{ID: r.ID, Node: r.Node, Pool: r.Pool, InSync: slices.Contains(v.InSync, r.ID)}
@@ -384,7 +388,7 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 // allocated is the bytes a local replica holds, -1 when unknown here.
 func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 	if att != nil {
-		if rep, ok := att.replicas[r.ID].(localRef); ok {
+		if rep, ok := att.member(r.ID).(localRef); ok {
 			return rep.Allocated()
 		}
 	}

@@ -1,0 +1,200 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/engine"
+	"github.com/ballast-io/ballast/pool/meta"
+)
+
+// healLoop rebuilds lost replicas of the volumes attached on this node:
+// the attach node has the engine, so it is the one that can fill a new
+// replica while I/O goes on.
+func (n *Node) healLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	degraded := map[string]time.Time{} // volume -> when it was first seen short of replicas
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		atts := make([]*attachment, 0, len(n.attached))
+		for _, a := range n.attached {
+			atts = append(atts, a)
+		}
+		n.mu.Unlock()
+		for _, a := range atts {
+			if err := n.heal(ctx, a, degraded); err != nil && ctx.Err() == nil {
+				n.log.Warn("cannot rebuild a lost replica yet", "volume", a.vol, "err", err)
+			}
+		}
+	}
+}
+
+// heal starts a rebuild of one replica of a when it has been short of its
+// replication factor for longer than the rebuild delay.
+func (n *Node) heal(ctx context.Context, a *attachment, degraded map[string]time.Time) error {
+	if a.engine.Rebuilding() != nil {
+		return nil
+	}
+	v, _, err := n.meta.Volume(ctx, a.vol)
+	if err != nil {
+		return err
+	}
+	inSync := a.engine.InSync()
+	if len(inSync) >= v.Repl {
+		delete(degraded, a.vol)
+		return nil
+	}
+	since, ok := degraded[a.vol]
+	if !ok {
+		degraded[a.vol] = time.Now()
+		n.log.Warn("volume is short of in-sync replicas; rebuilding after the delay", "volume", a.vol,
+			"in_sync", len(inSync), "repl", v.Repl, "delay", n.cfg.RebuildDelay)
+		return nil
+	}
+	if time.Since(since) < n.cfg.RebuildDelay {
+		return nil
+	}
+	delete(degraded, a.vol)
+	return n.startRebuild(ctx, a, v)
+}
+
+// startRebuild places a new replica of v on a node holding none of its
+// in-sync replicas, records it (out of sync), creates it and fills it.
+func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) error {
+	rules, err := placementRules(v.Volume)
+	if err != nil {
+		return err
+	}
+	cands, err := n.candidates(ctx)
+	if err != nil {
+		return err
+	}
+	holders := map[string]bool{}
+	for _, r := range v.Replicas {
+		if slices.Contains(v.InSync, r.ID) {
+			holders[r.Node] = true
+		}
+	}
+	cands = slices.DeleteFunc(cands, func(c candidate) bool { return holders[c.Node] })
+	if len(cands) == 0 {
+		return fmt.Errorf("no live node without a replica of %s to rebuild onto", v.Name)
+	}
+	chosen, err := place(cands, 1, v.Size, rules)
+	if err != nil {
+		return fmt.Errorf("place a new replica: %w", err)
+	}
+	r := meta.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, nextReplicaIndex(v)), Node: chosen[0].Node, Pool: chosen[0].Pool}
+	if err := n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
+		v.Replicas = append(v.Replicas, r)
+		return nil
+	}); err != nil {
+		return err
+	}
+	fail := func(err error) error {
+		n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
+			v.Replicas = slices.DeleteFunc(v.Replicas, func(x meta.Replica) bool { return x.ID == r.ID })
+			return nil
+		})
+		if rerr := n.removeReplica(ctx, r); rerr != nil {
+			n.log.Warn("remove failed rebuild target", "replica", r.ID, "err", rerr)
+		}
+		return err
+	}
+	if err := n.makeReplica(ctx, r, v.Size, "", ""); err != nil {
+		return fail(err)
+	}
+	epoch := a.epoch
+	m, err := n.openMember(ctx, r, epoch)
+	if err == nil {
+		if err = m.Fence(epoch); err != nil {
+			m.Close()
+		}
+	}
+	if err != nil {
+		return fail(err)
+	}
+	n.log.Info("rebuilding a replica", "volume", v.Name, "replica", r.ID, "node", r.Node, "pool", r.Pool, "limit_bytes_per_s", n.cfg.RebuildBPS)
+	var lost []meta.Replica
+	promote := func() error {
+		return n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
+			v.InSync = append(v.InSync, r.ID)
+			lost = nil
+			v.Replicas = slices.DeleteFunc(v.Replicas, func(x meta.Replica) bool {
+				gone := !slices.Contains(v.InSync, x.ID)
+				if gone {
+					lost = append(lost, x)
+				}
+				return gone
+			})
+			a.add(r.ID, m)
+			return nil
+		})
+	}
+	rb, err := a.engine.Rebuild(ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
+	if err != nil {
+		m.Close()
+		return fail(err)
+	}
+	go func() {
+		start := time.Now()
+		if err := rb.Wait(); err != nil {
+			n.log.Error("rebuild failed", "volume", v.Name, "replica", r.ID, "err", err)
+			m.Close()
+			fail(err)
+			return
+		}
+		n.log.Info("replica rebuilt and in sync", "volume", v.Name, "replica", r.ID, "took", time.Since(start))
+		for _, old := range lost {
+			if err := n.removeReplica(ctx, old); err != nil {
+				n.log.Warn("could not delete the lost replica (its node may be down; it is no longer part of the volume)", "replica", old.ID, "node", old.Node, "err", err)
+			}
+		}
+	}()
+	return nil
+}
+
+func nextReplicaIndex(v *meta.Volume) int {
+	next := 0
+	for _, r := range v.Replicas {
+		var i int
+		if _, err := fmt.Sscanf(r.ID[len(v.ID):], "-r%d", &i); err == nil && i >= next {
+			next = i + 1
+		}
+	}
+	return next
+}
+
+// updateOwned changes v's record with change while this node still holds
+// the attachment at the engine's epoch: a fenced former owner changes
+// nothing.
+func (n *Node) updateOwned(ctx context.Context, vol string, a *attachment, change func(*meta.Volume) error) error {
+	for {
+		att, attRev, err := n.meta.Attachment(ctx, vol)
+		if err != nil {
+			return err
+		}
+		if att.Node != n.cfg.ID || att.Epoch != a.epoch {
+			return fmt.Errorf("volume %s is now held by node %s at epoch %d: fenced", vol, att.Node, att.Epoch)
+		}
+		v, rev, err := n.meta.Volume(ctx, vol)
+		if err != nil {
+			return err
+		}
+		if err := change(v); err != nil {
+			return err
+		}
+		err = n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.AttachmentUnchanged(vol, attRev))
+		if !errors.Is(err, meta.ErrConflict) {
+			return err
+		}
+	}
+}
