@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -156,4 +157,54 @@ func TestBitRot(t *testing.T) {
 		t.Fatalf("only %d of %d flipped blocks are healed on disk", healed, len(flipped))
 	}
 	t.Logf("%d blocks flipped, %d repaired, %d healed on disk", len(flipped), v.Repairs, healed)
+}
+
+// TestScrub flips bytes in the replica that reads never come from (the
+// second): only a scrub can find them; with --scrub-interval 2s the daemon
+// repairs them without any read by the user.
+func TestScrub(t *testing.T) {
+	d := startDaemon(t, "--scrub-interval", "2s")
+	ctx := d.ctx()
+	c := d.client
+	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "scrub", Size: 256 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := c.AttachVolume(ctx, "scrub", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fioWrite(t, filepath.Join(att.MountPath, "a"), "32M", 71)
+	if err := c.DetachVolume(ctx, "scrub"); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := c.InspectVolume(ctx, "scrub")
+	pools, _ := c.ListPools(ctx)
+	f, err := os.OpenFile(layerFile(t, pools, v.Replicas[1]), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := dataBlocks(t, f, 8)
+	for _, off := range flipped {
+		b := make([]byte, 1)
+		f.ReadAt(b, off+7)
+		b[0] ^= 0x5a
+		f.WriteAt(b, off+7)
+	}
+	f.Close()
+	if _, err := c.AttachVolume(ctx, "scrub", api.AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(500 * time.Millisecond) {
+		v, err := c.InspectVolume(ctx, "scrub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Repairs >= int64(len(flipped))/2 { // the filesystem may rewrite some first
+			t.Logf("scrub repaired %d blocks", v.Repairs)
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("%d blocks flipped in the second replica, %d repaired after 30s of scrubbing", len(flipped), v.Repairs)
+		}
+	}
 }

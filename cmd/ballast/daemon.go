@@ -46,6 +46,8 @@ type daemonFlags struct {
 	secret    string
 	rebuildIn time.Duration
 	rebuildMB int64
+	scrubIn   time.Duration
+	scrubMB   int64
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -79,6 +81,8 @@ different disks.`,
 	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")
 	fl.DurationVar(&f.rebuildIn, "rebuild-delay", time.Minute, "how long a volume may lack an in-sync replica before a new one is rebuilt on another node")
 	fl.Int64Var(&f.rebuildMB, "rebuild-mbps", 200, "rebuild copy limit in MiB/s, so the foreground keeps most of the disk (0: no limit)")
+	fl.DurationVar(&f.scrubIn, "scrub-interval", 24*time.Hour, "how often every attached volume's replicas are read back in full and bad blocks repaired (0: never)")
+	fl.Int64Var(&f.scrubMB, "scrub-mbps", 50, "scrub read limit in MiB/s")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
@@ -171,6 +175,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
 		Addr: f.listen, Secret: secret, RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20,
+		ScrubInterval: f.scrubIn, ScrubBPS: f.scrubMB << 20,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {
 		return err

@@ -101,3 +101,21 @@ func TestRebuildPromoteRefused(t *testing.T) {
 		t.Fatal("rebuild still registered after it ended")
 	}
 }
+
+// TestScrubRepairsEveryReplica: bit rot on the replica that reads never
+// come from is found and repaired by a scrub.
+func TestScrubRepairsEveryReplica(t *testing.T) {
+	a := &flaky{Device: block.NewMem(4 << 20)}
+	b := &flaky{Device: block.NewMem(4 << 20), corrupt: map[int64]bool{}}
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, nil, quiet)
+	e.WriteAt(pattern(8*block.Size, 3), 0)
+	b.corrupt[2*block.Size] = true
+	b.corrupt[3<<20] = true
+	n, err := e.Scrub(context.Background(), 0)
+	if err != nil || n != 2 || len(b.repaired) != 2 {
+		t.Fatalf("scrub repaired %d (%v), replica b saw repairs at %v", n, err, b.repaired)
+	}
+	if n, _ := e.Scrub(context.Background(), 0); n != 0 {
+		t.Fatalf("second scrub repaired %d more", n)
+	}
+}

@@ -105,6 +105,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 // the engine over them, a local replica first.
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string) (*attachment, error) {
 	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]member{}, mountPath: mountPath}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
 	var members []engine.Member
 	lost := map[string]error{}
 	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
@@ -167,7 +168,10 @@ func localFirst(rs []meta.Replica, self string) []meta.Replica {
 	return out
 }
 
+// close stops the background work on the volume, waits for it, and closes
+// the replicas.
 func (a *attachment) close() error {
+	a.stop()
 	var errs []error
 	for _, r := range a.members() {
 		errs = append(errs, r.Close())
@@ -247,6 +251,7 @@ func (n *Node) DetachVolume(ctx context.Context, name string) error {
 // release unmounts and closes a local attachment and saves its repair count;
 // the attachment record stays as it is.
 func (n *Node) release(ctx context.Context, a *attachment) error {
+	a.stop() // no scrub or rebuild outlives the attachment
 	if err := n.front.Detach(ctx, a.vol, a.mountPath); err != nil {
 		return fmt.Errorf("detach volume %s: %w", a.vol, err)
 	}

@@ -139,12 +139,18 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 			return nil
 		})
 	}
-	rb, err := a.engine.Rebuild(ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
+	if !a.start() {
+		m.Close()
+		return fail(a.ctx.Err())
+	}
+	rb, err := a.engine.Rebuild(a.ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
 	if err != nil {
+		a.bg.Done()
 		m.Close()
 		return fail(err)
 	}
 	go func() {
+		defer a.bg.Done()
 		start := time.Now()
 		if err := rb.Wait(); err != nil {
 			n.log.Error("rebuild failed", "volume", v.Name, "replica", r.ID, "err", err)
@@ -195,6 +201,45 @@ func (n *Node) updateOwned(ctx context.Context, vol string, a *attachment, chang
 		err = n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.AttachmentUnchanged(vol, attRev))
 		if !errors.Is(err, meta.ErrConflict) {
 			return err
+		}
+	}
+}
+
+// scrubLoop scrubs every volume attached here once per ScrubInterval: all
+// replicas read back in full, bad blocks repaired from a peer.
+func (n *Node) scrubLoop(ctx context.Context) {
+	if n.cfg.ScrubInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(n.cfg.ScrubInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.mu.Lock()
+		atts := make([]*attachment, 0, len(n.attached))
+		for _, a := range n.attached {
+			atts = append(atts, a)
+		}
+		n.mu.Unlock()
+		for _, a := range atts {
+			if !a.start() {
+				continue
+			}
+			start := time.Now()
+			repaired, err := a.engine.Scrub(a.ctx, n.cfg.ScrubBPS)
+			a.bg.Done()
+			if a.ctx.Err() != nil {
+				continue // released meanwhile
+			}
+			if err != nil {
+				n.log.Error("scrub failed", "volume", a.vol, "err", err)
+				continue
+			}
+			n.log.Info("scrub done", "volume", a.vol, "repaired_blocks", repaired, "took", time.Since(start))
 		}
 	}
 }

@@ -55,6 +55,10 @@ type Config struct {
 	// rebuild's copy in bytes per second (0: no cap).
 	RebuildDelay time.Duration
 	RebuildBPS   int64
+	// ScrubInterval is how often the volumes attached here are scrubbed (0:
+	// never); ScrubBPS caps the scrub's reads in bytes per second.
+	ScrubInterval time.Duration
+	ScrubBPS      int64
 }
 
 // Node is one daemon's share of the cluster.
@@ -92,8 +96,35 @@ type attachment struct {
 	engine    *engine.Engine
 	mountPath string
 
+	// ctx ends when the volume is released here; bg counts the background
+	// work on it (scrub, rebuild), waited for before its replicas close.
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
 	mu       sync.Mutex        // guards replicas: a rebuilt replica joins them
 	replicas map[string]member // open replicas by ID, local or remote
+}
+
+// start counts one piece of background work on the volume, unless it is
+// being released.
+func (a *attachment) start() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx.Err() != nil {
+		return false
+	}
+	a.bg.Add(1)
+	return true
+}
+
+// stop ends the background work on the volume and waits for it. After it,
+// start refuses new work.
+func (a *attachment) stop() {
+	a.mu.Lock()
+	a.cancel()
+	a.mu.Unlock()
+	a.bg.Wait()
 }
 
 // member returns open replica id, or nil.
@@ -163,6 +194,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	go n.watchDeaths(ctx)
 	go n.reportUsage(ctx)
 	go n.healLoop(ctx)
+	go n.scrubLoop(ctx)
 	return n, nil
 }
 
