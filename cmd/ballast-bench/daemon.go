@@ -28,23 +28,34 @@ type daemon struct {
 	client  *api.Client
 	logPath string
 	log     *slog.Logger
+	binary  string
+	args    []string // the daemon's arguments, for a restart
 }
 
 // startDaemon starts binary as a daemon under root and waits until it
 // answers on its socket. On error, whatever was started is stopped again.
-func startDaemon(ctx context.Context, binary, root string, extra []string, logger *slog.Logger) (_ *daemon, err error) {
+func startDaemon(ctx context.Context, binary, root string, extra []string, logger *slog.Logger) (*daemon, error) {
+	args := append([]string{"daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1",
+		"--pool-dir", filepath.Join(root, "disk1"), "--pool-dir", filepath.Join(root, "disk2"),
+		"--socket", filepath.Join(root, "ballast.sock")}, extra...)
+	d := &daemon{root: root, logPath: filepath.Join(root, "daemon.log"), log: logger, binary: binary, args: args}
+	return d, d.start(ctx)
+}
+
+// start runs the daemon with d.args (again, after stop or kill9) and waits
+// until it answers on its socket. On error, whatever was started is
+// stopped again.
+func (d *daemon) start(ctx context.Context) (err error) {
+	binary, root, logger := d.binary, d.root, d.log
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, err
+		return err
 	}
-	d := &daemon{root: root, logPath: filepath.Join(root, "daemon.log"), log: logger}
 	socket := filepath.Join(root, "ballast.sock")
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	args := append([]string{"daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1",
-		"--pool-dir", filepath.Join(root, "disk1"), "--pool-dir", filepath.Join(root, "disk2"), "--socket", socket}, extra...)
-	d.cmd = exec.Command(binary, args...)
+	d.cmd = exec.Command(binary, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C on the terminal reaches only the
 	// benchmark, which stops the daemon in order. Pdeathsig: if the
@@ -52,7 +63,7 @@ func startDaemon(ctx context.Context, binary, root string, extra []string, logge
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := d.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", binary, err)
+		return fmt.Errorf("start %s: %w", binary, err)
 	}
 	d.done = make(chan struct{})
 	go func() { d.cmd.Wait(); logf.Close(); close(d.done) }()
@@ -63,7 +74,7 @@ func startDaemon(ctx context.Context, binary, root string, extra []string, logge
 	}()
 	logger.Info("started daemon", "pid", d.cmd.Process.Pid, "root", root, "log", d.logPath)
 	if d.client, err = api.Dial(socket); err != nil {
-		return d, err
+		return err
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -71,17 +82,17 @@ func startDaemon(ctx context.Context, binary, root string, extra []string, logge
 		_, err := d.client.ListPools(cctx)
 		cancel()
 		if err == nil {
-			return d, nil
+			return nil
 		}
 		select {
 		case <-d.done:
-			return d, fmt.Errorf("daemon exited during start-up (%v); its log:\n%s", d.cmd.ProcessState, d.tail(30))
+			return fmt.Errorf("daemon exited during start-up (%v); its log:\n%s", d.cmd.ProcessState, d.tail(30))
 		case <-ctx.Done():
-			return d, ctx.Err()
+			return ctx.Err()
 		default:
 		}
 		if time.Now().After(deadline) {
-			return d, fmt.Errorf("daemon not ready after 60s: %v; its log:\n%s", err, d.tail(30))
+			return fmt.Errorf("daemon not ready after 60s: %v; its log:\n%s", err, d.tail(30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -9,7 +9,12 @@
 //     ratios to the baseline next to their targets;
 //   - the time CreateSnapshot takes through the API on a 1 GiB and a 64 GiB
 //     volume holding data;
-//   - the daemon's resident memory with 10 attached volumes.
+//   - the daemon's resident memory with 10 attached volumes;
+//   - a 3-node cluster (external etcd, daemons a, b, c; cluster.go): the
+//     same fio jobs on repl 2 and repl 3 volumes against the same baseline,
+//     failover time after kill -9 of the attach node, and rebuild
+//     throughput after the loss of a replica's node (--skip-cluster skips
+//     it).
 //
 // It starts its own single-node daemon (the --ballast binary) with two pool
 // dirs under --dir, and stops, unmounts and detaches everything it started,
@@ -18,7 +23,8 @@
 //	make bench    # bin/ballast-bench --ballast bin/ballast
 //	bin/ballast-bench --ballast bin/ballast --runtime 3s --filesize 256M --out bench.md
 //
-// Needs root, /dev/fuse, loop devices, fio, losetup, mkfs.ext4 and mount.
+// Needs root, /dev/fuse, loop devices, fio, losetup, mkfs.ext4 and mount,
+// and etcd for the cluster part.
 package main
 
 import (
@@ -51,6 +57,7 @@ type config struct {
 	only          string
 	skipSnapshots bool
 	skipRSS       bool
+	skipCluster   bool
 	out           string
 	keep          bool
 	daemonArgs    []string
@@ -73,6 +80,7 @@ func main() {
 	flag.StringVar(&c.only, "only", "", "run only the fio jobs whose name contains this")
 	flag.BoolVar(&c.skipSnapshots, "skip-snapshots", false, "skip the snapshot timing")
 	flag.BoolVar(&c.skipRSS, "skip-rss", false, "skip the daemon memory measurement")
+	flag.BoolVar(&c.skipCluster, "skip-cluster", false, "skip the 3-node cluster part (needs the etcd binary)")
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
 	flag.Var((*argList)(&c.daemonArgs), "daemon-arg", "extra argument for the ballast daemon (repeatable), e.g. --daemon-arg=--fuse-max-write=262144")
 	flag.BoolVar(&c.keep, "keep", false, "keep --dir (daemon logs, pool files) at the end")
@@ -104,6 +112,9 @@ func preflight(c *config) error {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is missing: install it (deploy/install-deps.sh installs fio and the other tools)", tool)
 		}
+	}
+	if _, err := exec.LookPath("etcd"); err != nil && !c.skipCluster {
+		return errors.New("etcd is missing: the cluster part runs an external etcd (apt-get install etcd-server), or pass --skip-cluster")
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("no /dev/fuse: the daemon serves volumes over FUSE: %w", err)
@@ -256,6 +267,14 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 
 	if !c.skipRSS {
 		rp.mems = append(rp.mems, rssBench(ctx, c, logger)...)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if c.skipCluster {
+		rp.cluster = &clusterReport{skipped: true}
+	} else {
+		rp.cluster = measureCluster(ctx, c, fr, sel, logger)
 	}
 	return ctx.Err()
 }
@@ -465,11 +484,9 @@ func cleanDir(dir string, logger *slog.Logger) error {
 	} else if len(left) > 0 {
 		logger.Warn("unmounted leftovers", "mounts", left)
 	}
-	for _, root := range []string{"daemon", "daemon-rss"} {
-		state := filepath.Join(dir, root, "data", "fuse")
-		if _, err := os.Stat(state); err != nil {
-			continue
-		}
+	states, _ := filepath.Glob(filepath.Join(dir, "*", "data", "fuse"))
+	more, _ := filepath.Glob(filepath.Join(dir, "cluster", "*", "data", "fuse"))
+	for _, state := range append(states, more...) {
 		exp, err := fuseloop.New(state, fuseloop.Options{})
 		if err == nil {
 			err = exp.Recover()

@@ -46,7 +46,17 @@ type fioTarget struct {
 	label string // column heading
 	repl  int    // 0 for the baseline
 	res   map[string]result
-	err   error // the whole target failed
+	err   error              // the whole target failed
+	want  map[string]float64 // per-job targets; nil: the repl's class targets
+}
+
+// target returns the ratio job j must reach on t.
+func (t fioTarget) target(j job) (float64, bool) {
+	if t.want != nil {
+		w, ok := t.want[j.name]
+		return w, ok
+	}
+	return target(j.class, t.repl)
 }
 
 type snapResult struct {
@@ -75,6 +85,7 @@ type report struct {
 	skipSnap bool
 	mems     []memResult
 	skipRSS  bool
+	cluster  *clusterReport
 	errs     []string // failures outside the tables
 	checked  int      // targets checked
 	missed   []string // targets missed
@@ -98,7 +109,7 @@ func fioCell(r result, ok bool, u unit) string {
 // and records the verdict.
 func (rp *report) ratioCells(j job, t fioTarget, base result, baseOK bool) (string, string) {
 	r, ok := t.res[j.name]
-	want, hasTarget := target(j.class, t.repl)
+	want, hasTarget := t.target(j)
 	wantCell := "—"
 	if hasTarget {
 		wantCell = fmt.Sprintf("≥ %.2f", want)
@@ -146,39 +157,7 @@ func (rp *report) render() string {
 	}
 
 	p("\n## Data path: fio on ext4\n\n%s\n\n", rp.fioNote)
-	if len(rp.targets) > 0 {
-		base := rp.targets[0]
-		p("| Job | Unit | %s |", base.label)
-		for _, t := range rp.targets[1:] {
-			p(" %s | ratio | target |", t.label)
-		}
-		p("\n|---|---|--:|")
-		for range rp.targets[1:] {
-			p("--:|--:|---|")
-		}
-		p("\n")
-		for _, j := range rp.jobs {
-			br, bok := base.res[j.name]
-			p("| %s | %s | %s |", j.name, j.unit, fioCell(br, bok, j.unit))
-			for _, t := range rp.targets[1:] {
-				r, ok := t.res[j.name]
-				q, want := rp.ratioCells(j, t, br, bok)
-				p(" %s | %s | %s |", fioCell(r, ok, j.unit), q, want)
-			}
-			p("\n")
-		}
-		for _, t := range rp.targets {
-			if t.err != nil {
-				p("\n%s failed: %s\n", t.label, oneLine(t.err))
-			}
-			for _, j := range rp.jobs {
-				if r, ok := t.res[j.name]; ok && r.Err != nil {
-					p("\n%s %s failed: %s\n", t.label, j.name, oneLine(r.Err))
-				}
-			}
-		}
-	}
-
+	rp.fioTable(p, rp.targets)
 	p("\n## Snapshot creation\n\n")
 	if rp.skipSnap {
 		p("Skipped (--skip-snapshots).\n")
@@ -245,6 +224,8 @@ func (rp *report) render() string {
 		}
 	}
 
+	rp.renderCluster(p)
+
 	p("\n## Summary\n\n")
 	p("%d of %d targets met.\n", rp.checked-len(rp.missed), rp.checked)
 	for _, m := range rp.missed {
@@ -254,6 +235,43 @@ func (rp *report) render() string {
 		p("- error: %s\n", oneLine(e))
 	}
 	return b.String()
+}
+
+// fioTable prints the fio table for targets (baseline first).
+func (rp *report) fioTable(p func(string, ...any), targets []fioTarget) {
+	if len(targets) > 0 {
+		base := targets[0]
+		p("| Job | Unit | %s |", base.label)
+		for _, t := range targets[1:] {
+			p(" %s | ratio | target |", t.label)
+		}
+		p("\n|---|---|--:|")
+		for range targets[1:] {
+			p("--:|--:|---|")
+		}
+		p("\n")
+		for _, j := range rp.jobs {
+			br, bok := base.res[j.name]
+			p("| %s | %s | %s |", j.name, j.unit, fioCell(br, bok, j.unit))
+			for _, t := range targets[1:] {
+				r, ok := t.res[j.name]
+				q, want := rp.ratioCells(j, t, br, bok)
+				p(" %s | %s | %s |", fioCell(r, ok, j.unit), q, want)
+			}
+			p("\n")
+		}
+		for _, t := range targets {
+			if t.err != nil {
+				p("\n%s failed: %s\n", t.label, oneLine(t.err))
+			}
+			for _, j := range rp.jobs {
+				if r, ok := t.res[j.name]; ok && r.Err != nil {
+					p("\n%s %s failed: %s\n", t.label, j.name, oneLine(r.Err))
+				}
+			}
+		}
+	}
+
 }
 
 // sizeString formats a byte count as the CLI does (1G, 64G).

@@ -1,0 +1,634 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// Cluster targets (ratios unless said otherwise).
+var clusterFioTargets = map[int]map[string]float64{
+	2: {"seq-write-1M": 0.7, "rand-write-4k-qd16": 0.5},
+}
+
+const (
+	failoverTrials     = 5
+	failoverTarget     = 5 * time.Second // median kill -> first successful write
+	failoverVolumeSize = 1 << 30
+	failoverData       = 32 // MiB fsynced before the kill
+	rebuildVolumeSize  = 2 << 30
+	rebuildData        = "1G"
+	rebuildBytes       = 1 << 30
+	rebuildTarget      = 0.7 // rebuild / plain copy
+	foregroundTarget   = 0.5 // foreground during / before the rebuild
+)
+
+// etcdServer is the external etcd the cluster's daemons share.
+type etcdServer struct {
+	url  string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *slog.Logger
+}
+
+// freePort returns a loopback TCP port nobody listens on right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startEtcd runs the etcd binary on loopback ports with its data dir and
+// log under root, and waits until it answers.
+func startEtcd(ctx context.Context, root string, logger *slog.Logger) (_ *etcdServer, err error) {
+	cp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	client, peer := fmt.Sprintf("http://127.0.0.1:%d", cp), fmt.Sprintf("http://127.0.0.1:%d", pp)
+	logf, err := os.Create(filepath.Join(root, "etcd.log"))
+	if err != nil {
+		return nil, err
+	}
+	e := &etcdServer{url: client, log: logger, done: make(chan struct{})}
+	e.cmd = exec.Command("etcd", "--name", "bench", "--data-dir", filepath.Join(root, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "bench="+peer)
+	e.cmd.Stdout, e.cmd.Stderr = logf, logf
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := e.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start etcd: %w", err)
+	}
+	go func() { e.cmd.Wait(); logf.Close(); close(e.done) }()
+	defer func() {
+		if err != nil {
+			e.stop()
+		}
+	}()
+	logger.Info("started etcd", "pid", e.cmd.Process.Pid, "url", client)
+	cli, err := meta.Connect([]string{client})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := cli.Get(cctx, "health")
+		cancel()
+		if err == nil {
+			return e, nil
+		}
+		select {
+		case <-e.done:
+			return nil, fmt.Errorf("etcd exited during start-up (%v), see %s", e.cmd.ProcessState, filepath.Join(root, "etcd.log"))
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("etcd not ready after 30s: %w", err)
+		}
+	}
+}
+
+// stop ends etcd by its PID (SIGTERM, SIGKILL after 10 s).
+func (e *etcdServer) stop() {
+	select {
+	case <-e.done:
+		return
+	default:
+	}
+	e.log.Info("stopping etcd", "pid", e.cmd.Process.Pid)
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		_ = e.cmd.Process.Signal(syscall.SIGKILL)
+		<-e.done
+	}
+}
+
+// kill9 kills the daemon with SIGKILL (no clean shutdown, like a crash)
+// and then removes the mounts it left, as stop does.
+func (d *daemon) kill9() {
+	if d.cmd != nil && d.cmd.Process != nil {
+		d.log.Info("killing daemon with SIGKILL", "pid", d.pid(), "root", d.root)
+		_ = d.cmd.Process.Signal(syscall.SIGKILL)
+		<-d.done
+	}
+	d.stop()
+}
+
+// cluster is an external etcd and three daemons a, b, c.
+type cluster struct {
+	etcd  *etcdServer
+	nodes []*daemon
+	byID  map[string]*daemon
+}
+
+// startCluster starts etcd and the daemons a, b, c under dir/cluster, each
+// with one pool dir, a replica server on loopback and the same secret, at
+// default settings plus extra.
+func startCluster(ctx context.Context, c config, extra []string, logger *slog.Logger) (_ *cluster, err error) {
+	root := filepath.Join(c.dir, "cluster")
+	cl := &cluster{byID: map[string]*daemon{}}
+	defer func() {
+		if err != nil {
+			cl.stop()
+		}
+	}()
+	if cl.etcd, err = startEtcd(ctx, filepath.Join(root, "etcd"), logger); err != nil {
+		return cl, err
+	}
+	secret := filepath.Join(root, "secret")
+	if err := os.WriteFile(secret, []byte("the ballast-bench cluster secret"), 0o600); err != nil {
+		return cl, err
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		port, err := freePort()
+		if err != nil {
+			return cl, err
+		}
+		dr := filepath.Join(root, "node-"+id)
+		args := append([]string{"daemon", "--data-dir", filepath.Join(dr, "data"), "--node-id", id,
+			"--pool-dir", filepath.Join(dr, "disk"), "--socket", filepath.Join(dr, "ballast.sock"),
+			"--etcd-endpoints", cl.etcd.url, "--cluster-secret-file", secret,
+			"--listen", fmt.Sprintf("127.0.0.1:%d", port)}, c.daemonArgs...)
+		args = append(args, extra...)
+		d := &daemon{root: dr, logPath: filepath.Join(dr, "daemon.log"), log: logger.With("node", id), binary: c.ballast, args: args}
+		cl.nodes = append(cl.nodes, d)
+		cl.byID[id] = d
+		if err := d.start(ctx); err != nil {
+			return cl, fmt.Errorf("start node %s: %w", id, err)
+		}
+	}
+	return cl, nil
+}
+
+// stop stops the daemons, then etcd. Safe to call more than once.
+func (cl *cluster) stop() {
+	for _, d := range cl.nodes {
+		d.stop()
+	}
+	if cl.etcd != nil {
+		cl.etcd.stop()
+	}
+}
+
+// failoverTrial is one kill -9 of the attach node and the takeover.
+type failoverTrial struct {
+	volume, from, to string
+	detect           time.Duration // kill -> AttachVolume on the survivor stops returning ErrInUse
+	attach           time.Duration // that -> AttachVolume returned
+	write            time.Duration // write + fsync of a small file on the new mount
+	times            attachTimes   // from the survivor's "volume attached" log line
+	logErr           error
+	err              error
+}
+
+func (t failoverTrial) total() time.Duration { return t.detect + t.attach + t.write }
+
+// rebuildResult is the rebuild after the loss of a replica's node.
+type rebuildResult struct {
+	owner, peer, spare string
+	allocated          int64         // bytes the volume holds (what the rebuild copies)
+	scanned            int64         // Rebuild.Total: bytes gone through, copied or skipped
+	wait               time.Duration // kill -> rebuild seen running
+	took               time.Duration // rebuild seen running -> 2/2 in sync
+	elapsed            string        // the daemon's own last Elapsed
+	copyTook           time.Duration // dd of rebuildBytes between the same nodes' pool dirs
+	fgBefore, fgDuring result        // fio seq-write-1M
+	fgShort            bool          // the foreground fio ended before the rebuild did
+	err                error
+}
+
+func (r *rebuildResult) rate() float64 {
+	return float64(r.allocated) / (1 << 20) / r.took.Seconds()
+}
+
+func (r *rebuildResult) copyRate() float64 {
+	return float64(rebuildBytes) / (1 << 20) / r.copyTook.Seconds()
+}
+
+// clusterReport is the cluster section of the report.
+type clusterReport struct {
+	skipped bool
+	err     error // set-up failure
+	fio     []fioTarget
+	trials  []failoverTrial
+	rebuild *rebuildResult
+}
+
+// measureCluster runs the cluster part: fio on repl 2 and 3 volumes,
+// failover trials, then (after restarting the daemons with a short
+// rebuild delay) the rebuild.
+func measureCluster(ctx context.Context, c config, fr *fioRunner, sel []job, logger *slog.Logger) *clusterReport {
+	cr := &clusterReport{}
+	logger.Info("cluster: external etcd and 3 daemons")
+	cl, err := startCluster(ctx, c, nil, logger)
+	if err != nil {
+		cr.err = fmt.Errorf("start cluster: %w", err)
+		return cr
+	}
+	defer cl.stop()
+	a := cl.byID["a"]
+	for _, repl := range []int{2, 3} {
+		name := fmt.Sprintf("cluster-r%d", repl)
+		logger.Info("cluster volume", "name", name, "repl", repl, "size", sizeString(c.size))
+		res, err := volumeFio(ctx, a, fr, name, c.size, repl, sel)
+		cr.fio = append(cr.fio, fioTarget{label: fmt.Sprintf("cluster repl %d", repl), repl: repl, res: res, err: err,
+			want: clusterFioTargets[repl]})
+		if ctx.Err() != nil {
+			return cr
+		}
+	}
+	for i := range failoverTrials {
+		t := failover(ctx, cl, i)
+		if t.err != nil {
+			logger.Error("failover trial", "trial", i+1, "err", t.err)
+		} else {
+			logger.Info("failover trial", "trial", i+1, "from", t.from, "to", t.to, "detect", t.detect, "attach", t.attach, "write", t.write)
+		}
+		cr.trials = append(cr.trials, t)
+		if ctx.Err() != nil {
+			return cr
+		}
+	}
+
+	// Same dirs and etcd, daemons restarted with a short rebuild delay.
+	for _, d := range cl.nodes {
+		d.stop()
+		d.args = append(d.args, "--rebuild-delay", "1s")
+		if err := d.start(ctx); err != nil {
+			cr.rebuild = &rebuildResult{err: fmt.Errorf("restart %s with --rebuild-delay 1s: %w", d.root, err)}
+			return cr
+		}
+	}
+	cr.rebuild = rebuildBench(ctx, cl, fr, logger)
+	return cr
+}
+
+// replicaNodes returns the nodes holding v's replicas.
+func replicaNodes(v *api.Volume) []string {
+	var ns []string
+	for _, r := range v.Replicas {
+		ns = append(ns, r.Node)
+	}
+	return ns
+}
+
+// failover runs trial i: a repl 2 volume attached on X with fsynced data;
+// X is killed, the other replica node Y attaches it and writes. X is
+// restarted afterwards, the volume deleted. X rotates over a, b, c where
+// the placement allows.
+func failover(ctx context.Context, cl *cluster, i int) (t failoverTrial) {
+	t.volume = fmt.Sprintf("failover-%d", i+1)
+	creator := cl.nodes[i%len(cl.nodes)]
+	v, err := creator.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: "ext4"})
+	if err != nil {
+		t.err = fmt.Errorf("create %s: %w", t.volume, err)
+		return t
+	}
+	ns := replicaNodes(v)
+	if len(ns) != 2 || ns[0] == ns[1] {
+		t.err = fmt.Errorf("%s: replicas on %v, want two nodes", t.volume, ns)
+		return t
+	}
+	t.from, t.to = ns[0], ns[1]
+	if want := cl.nodes[i%len(cl.nodes)]; ns[1] == want.args[slices.Index(want.args, "--node-id")+1] {
+		t.from, t.to = ns[1], ns[0]
+	}
+	x, y := cl.byID[t.from], cl.byID[t.to]
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if x.client == nil {
+			if err := x.start(cctx); err != nil {
+				t.err = errors.Join(t.err, fmt.Errorf("restart %s: %w", t.from, err))
+				return
+			}
+		}
+		if err := y.client.DetachVolume(cctx, t.volume); err != nil && t.err == nil {
+			y.log.Warn("detach", "volume", t.volume, "err", err)
+		}
+		if err := y.client.DeleteVolume(cctx, t.volume); err != nil {
+			y.log.Warn("delete", "volume", t.volume, "err", err)
+		}
+	}
+	defer cleanup()
+	att, err := x.client.AttachVolume(ctx, t.volume, api.AttachOptions{})
+	if err != nil {
+		t.err = fmt.Errorf("attach %s on %s: %w", t.volume, t.from, err)
+		return t
+	}
+	if err := ddWrite(ctx, filepath.Join(att.MountPath, "data"), failoverData); err != nil {
+		t.err = err
+		return t
+	}
+	x.kill9()
+	killed := time.Now()
+	var detected time.Time
+	for {
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		att, err = y.client.AttachVolume(cctx, t.volume, api.AttachOptions{})
+		cancel()
+		if !errors.Is(err, api.ErrInUse) && detected.IsZero() {
+			detected = start
+		}
+		if err == nil {
+			t.detect, t.attach = detected.Sub(killed), time.Since(detected)
+			break
+		}
+		if ctx.Err() != nil || time.Since(killed) > 2*time.Minute {
+			t.err = fmt.Errorf("attach %s on %s after %s was killed: %w", t.volume, t.to, t.from, err)
+			return t
+		}
+		if !errors.Is(err, api.ErrInUse) {
+			y.log.Warn("attach after kill", "volume", t.volume, "err", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := writeSync(filepath.Join(att.MountPath, "after-failover"), 4096); err != nil {
+		t.err = err
+		return t
+	}
+	t.write = time.Since(start)
+	t.times, t.logErr = lastAttached(y.logPath, t.volume)
+	return t
+}
+
+// writeSync writes n bytes to a new file and fsyncs it.
+func writeSync(path string, n int) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(make([]byte, n))
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// attachTimes are the durations the daemon logs with "volume attached":
+// claim (the etcd transaction), open (replicas opened and fenced) and
+// mount (export, filesystem check/journal replay, mount).
+type attachTimes struct {
+	claim, open, mount time.Duration
+}
+
+// lastAttached finds the last "volume attached" line for volume in a
+// daemon log and returns its durations.
+func lastAttached(logPath, volume string) (attachTimes, error) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return attachTimes{}, err
+	}
+	defer f.Close()
+	var last string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if l := sc.Text(); strings.Contains(l, `msg="volume attached"`) {
+			if kv := parseLogfmt(l); slices.Contains(kv["volume"], volume) {
+				last = l
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return attachTimes{}, err
+	}
+	if last == "" {
+		return attachTimes{}, fmt.Errorf("no \"volume attached\" line for %s in %s", volume, logPath)
+	}
+	return parseAttachedLine(last)
+}
+
+// parseAttachedLine reads claim=, open= and mount= durations from a
+// "volume attached" log line (slog's text format; mount= also appears
+// with the mount path, so the value that parses as a duration counts).
+func parseAttachedLine(line string) (attachTimes, error) {
+	kv := parseLogfmt(line)
+	if !slices.Contains(kv["msg"], "volume attached") {
+		return attachTimes{}, fmt.Errorf("not a \"volume attached\" line: %q", line)
+	}
+	var at attachTimes
+	for key, dst := range map[string]*time.Duration{"claim": &at.claim, "open": &at.open, "mount": &at.mount} {
+		found := false
+		for _, v := range kv[key] {
+			if d, err := time.ParseDuration(v); err == nil {
+				*dst, found = d, true
+				break
+			}
+		}
+		if !found {
+			return attachTimes{}, fmt.Errorf("no %s= duration in %q", key, line)
+		}
+	}
+	return at, nil
+}
+
+// parseLogfmt splits a slog text line into its key=value pairs (values
+// possibly quoted as Go strings); a key may occur more than once.
+func parseLogfmt(line string) map[string][]string {
+	kv := map[string][]string{}
+	s := line
+	for {
+		s = strings.TrimLeft(s, " ")
+		if s == "" {
+			return kv
+		}
+		eq := strings.IndexAny(s, "= ")
+		if eq < 0 || s[eq] == ' ' { // a bare word: skip it
+			if eq < 0 {
+				return kv
+			}
+			s = s[eq:]
+			continue
+		}
+		key, rest := s[:eq], s[eq+1:]
+		var val string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return kv // unterminated quote: stop
+			}
+			val, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else if sp := strings.IndexByte(rest, ' '); sp >= 0 {
+			val, rest = rest[:sp], rest[sp:]
+		} else {
+			val, rest = rest, ""
+		}
+		kv[key] = append(kv[key], val)
+		s = rest
+	}
+}
+
+// rebuildBench: a repl 2 volume with rebuildData written, attached on the
+// first replica's node (owner); a foreground fio run; kill -9 of the second
+// replica's node (peer); the rebuild onto the third (spare) is timed from
+// InspectVolume while the same fio job runs again; then a plain dd copy of
+// as many bytes from the owner's pool dir to the spare's.
+func rebuildBench(ctx context.Context, cl *cluster, fr *fioRunner, logger *slog.Logger) *rebuildResult {
+	r := &rebuildResult{}
+	a := cl.byID["a"]
+	const name = "rebuild"
+	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: name, Size: rebuildVolumeSize, Repl: 2, FS: "ext4"})
+	if err != nil {
+		r.err = fmt.Errorf("create %s: %w", name, err)
+		return r
+	}
+	ns := replicaNodes(v)
+	if len(ns) != 2 {
+		r.err = fmt.Errorf("%s: replicas on %v", name, ns)
+		return r
+	}
+	r.owner, r.peer = ns[0], ns[1]
+	if slices.Contains(ns, "a") && slices.Contains(ns, "b") {
+		r.owner, r.peer = "a", "b"
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if !slices.Contains(ns, id) {
+			r.spare = id
+		}
+	}
+	owner, peer, spare := cl.byID[r.owner], cl.byID[r.peer], cl.byID[r.spare]
+	logger.Info("rebuild", "owner", r.owner, "peer", r.peer, "spare", r.spare)
+	att, err := owner.client.AttachVolume(ctx, name, api.AttachOptions{})
+	if err != nil {
+		r.err = fmt.Errorf("attach %s: %w", name, err)
+		return r
+	}
+	if _, err := runFio(ctx, []string{"--name=fill", "--filename=" + filepath.Join(att.MountPath, "fill.dat"), "--size=" + rebuildData,
+		"--rw=write", "--bs=1M", "--iodepth=16", "--ioengine=libaio", "--direct=1", "--end_fsync=1", "--output-format=json"}); err != nil {
+		r.err = fmt.Errorf("write %s: %w", rebuildData, err)
+		return r
+	}
+	fg := jobs[0] // seq-write-1M
+	fgRun := func() result {
+		out, err := runFio(ctx, fr.baseArgs(fg.name, att.MountPath, true), fg.args...)
+		var res result
+		if err == nil {
+			res, err = parseFio(out, fg.read)
+		}
+		res.Err = err
+		return res
+	}
+	if err := fr.prefill(ctx, att.MountPath); err != nil {
+		r.err = err
+		return r
+	}
+	r.fgBefore = fgRun()
+	_ = exec.CommandContext(ctx, "sync").Run()
+	if vi, err := owner.client.InspectVolume(ctx, name); err == nil {
+		r.allocated = vi.Allocated
+	}
+
+	peer.kill9()
+	killed := time.Now()
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := peer.start(cctx); err != nil {
+			r.err = errors.Join(r.err, fmt.Errorf("restart %s: %w", r.peer, err))
+		}
+	}()
+	var started time.Time
+	fgDone := make(chan result, 1)
+	for {
+		vi, err := owner.client.InspectVolume(ctx, name)
+		if err != nil {
+			r.err = fmt.Errorf("inspect %s: %w", name, err)
+			return r
+		}
+		if vi.Rebuild != nil {
+			r.scanned, r.elapsed = vi.Rebuild.Total, vi.Rebuild.Elapsed
+			if started.IsZero() {
+				started = time.Now()
+				r.wait = started.Sub(killed)
+				logger.Info("rebuild started", "after", r.wait.Round(time.Millisecond), "total", vi.Rebuild.Total)
+				go func() { fgDone <- fgRun() }()
+			}
+		} else if !started.IsZero() && insync(vi) == "2/2" && slices.Contains(replicaNodes(vi), r.spare) {
+			r.took = time.Since(started)
+			break
+		}
+		if ctx.Err() != nil || time.Since(killed) > 10*time.Minute {
+			r.err = fmt.Errorf("no rebuild onto %s within 10 minutes (in sync %s)", r.spare, insync(vi))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !started.IsZero() {
+		select {
+		case r.fgDuring = <-fgDone:
+			r.fgShort = true
+		default:
+			r.fgDuring = <-fgDone
+		}
+	}
+	if r.err != nil {
+		return r
+	}
+	logger.Info("rebuild done", "took", r.took.Round(time.Millisecond), "allocated", r.allocated)
+
+	// A plain copy of as many bytes between the same two nodes' pool dirs.
+	src := filepath.Join(owner.root, "disk", "bench-copy.src")
+	dst := filepath.Join(spare.root, "disk", "bench-copy.dst")
+	defer os.Remove(src)
+	defer os.Remove(dst)
+	if err := ddWrite(ctx, src, rebuildBytes>>20); err != nil {
+		r.err = err
+		return r
+	}
+	_ = exec.CommandContext(ctx, "sync").Run()
+	start := time.Now()
+	if out, err := exec.CommandContext(ctx, "dd", "if="+src, "of="+dst, "bs=1M", "iflag=direct", "oflag=direct",
+		"conv=fsync", "status=none").CombinedOutput(); err != nil {
+		r.err = fmt.Errorf("dd copy: %w: %s", err, strings.TrimSpace(string(out)))
+		return r
+	}
+	r.copyTook = time.Since(start)
+	return r
+}
+
+// insync is "N/M": in-sync replicas of all.
+func insync(v *api.Volume) string {
+	n := 0
+	for _, r := range v.Replicas {
+		if r.InSync {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d/%d", n, len(v.Replicas))
+}

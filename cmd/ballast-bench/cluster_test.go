@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// attachedLine is what the daemon logs (slog text) after a takeover.
+const attachedLine = `time=2026-11-26T16:00:00.000Z level=INFO msg="volume attached" volume=failover-1 epoch=3 ` +
+	`mount="/var/tmp/ballast bench/node-b/data/mounts/failover-1" how=takeover claim=4.5ms open=120.25ms mount=1.5s`
+
+func TestParseAttachedLine(t *testing.T) {
+	at, err := parseAttachedLine(attachedLine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if at.claim != 4500*time.Microsecond || at.open != 120250*time.Microsecond || at.mount != 1500*time.Millisecond {
+		t.Errorf("parseAttachedLine = %+v", at)
+	}
+	for _, bad := range []string{
+		"",
+		`time=x level=INFO msg="volume detached" volume=v claim=1ms open=1ms mount=1ms`,
+		`time=x level=INFO msg="volume attached" volume=v claim=1ms open=1ms mount=/mnt/v`,
+		`time=x level=INFO msg="volume attached" volume=v claim=1ms open=1ms mount="/mnt/v`,
+	} {
+		if _, err := parseAttachedLine(bad); err == nil {
+			t.Errorf("parseAttachedLine(%q): want an error", bad)
+		}
+	}
+}
+
+func TestParseLogfmt(t *testing.T) {
+	kv := parseLogfmt(`a=1 b="two words" bare c=x=y b=3 d=""`)
+	if len(kv["a"]) != 1 || kv["a"][0] != "1" || strings.Join(kv["b"], ",") != "two words,3" || kv["c"][0] != "x=y" || kv["d"][0] != "" {
+		t.Errorf("parseLogfmt = %q", kv)
+	}
+	if _, ok := kv["bare"]; ok {
+		t.Error("a bare word became a key")
+	}
+}
+
+func TestLastAttached(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "daemon.log")
+	lines := []string{
+		`time=x level=INFO msg="volume attached" volume=failover-1 mount=/m claim=1ms open=1ms mount=1ms`,
+		`time=x level=INFO msg="volume attached" volume=failover-10 mount=/m claim=9ms open=9ms mount=9ms`,
+		attachedLine,
+		`time=x level=INFO msg="something else" volume=failover-1 claim=7ms open=7ms mount=7ms`,
+	}
+	if err := os.WriteFile(log, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	at, err := lastAttached(log, "failover-1")
+	if err != nil || at.mount != 1500*time.Millisecond {
+		t.Errorf("lastAttached = %+v, %v; want the last matching line", at, err)
+	}
+	if _, err := lastAttached(log, "failover-2"); err == nil {
+		t.Error("no line for the volume: want an error")
+	}
+}
+
+func TestClusterReport(t *testing.T) {
+	sel := selectJobs("")
+	base, r2 := map[string]result{}, map[string]result{}
+	for _, j := range sel {
+		base[j.name] = result{IOPS: 1000, MiBs: 1000}
+		r2[j.name] = result{IOPS: 600, MiBs: 600}
+	}
+	r2["rand-write-4k-qd16"] = result{IOPS: 400} // below 0.5
+	trial := func(d time.Duration) failoverTrial {
+		return failoverTrial{volume: "v", from: "a", to: "b", detect: d, attach: time.Second, write: 10 * time.Millisecond,
+			times: attachTimes{claim: time.Millisecond, open: 2 * time.Millisecond, mount: 3 * time.Millisecond}}
+	}
+	rp := &report{jobs: sel, targets: []fioTarget{{label: "baseline (loop)", res: base}}, skipSnap: true, skipRSS: true,
+		cluster: &clusterReport{
+			fio: []fioTarget{
+				{label: "cluster repl 2", repl: 2, res: r2, want: clusterFioTargets[2]},
+				{label: "cluster repl 3", repl: 3, res: r2},
+			},
+			trials: []failoverTrial{trial(2 * time.Second), trial(3 * time.Second), trial(5 * time.Second), {volume: "v", err: errors.New("boom")}},
+			rebuild: &rebuildResult{owner: "a", peer: "b", spare: "c", allocated: 1 << 30, took: 4 * time.Second, copyTook: 2 * time.Second,
+				fgBefore: result{MiBs: 100}, fgDuring: result{MiBs: 60}},
+		}}
+	out := rp.render()
+	// repl 2: seq write (0.6) and rand write (0.4) missed; failover median 4.01 s
+	// meets; rebuild 256 MiB/s vs 512: 0.5 missed; foreground 0.6 meets.
+	if rp.checked != 5 || len(rp.missed) != 3 {
+		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
+	}
+	for _, want := range []string{
+		"| seq-write-1M | MiB/s | 1000.0 | 600.0 | 0.60x | ≥ 0.70 **below** |",
+		"| rand-write-4k-qd16 | IOPS | 1000 | 400 | 0.40x | ≥ 0.50 **below** | 400 | 0.40x | — |",
+		"| 1 | v | a | b | 2.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 3.01 |",
+		"| 3 of 4 | 4.01 | 6.01 | median < 5s meets |",
+		"| Rebuild throughput | 256.0 MiB/s (1 GiB in 4.00 s) | 512.0 MiB/s (dd) | 0.50x | ≥ 0.70 **below** |",
+		"| 60.0 | 100.0 (before the failure) | 0.60x | ≥ 0.50 meets |",
+		"2 of 5 targets met.",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	rp.cluster = &clusterReport{skipped: true}
+	if out := rp.render(); !strings.Contains(out, "Skipped (--skip-cluster).") || rp.checked != 0 {
+		t.Errorf("skipped cluster: checked %d\n%s", rp.checked, out)
+	}
+}
