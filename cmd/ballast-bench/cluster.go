@@ -31,7 +31,7 @@ const (
 	failoverTarget     = 5 * time.Second // median kill -> first successful write
 	failoverVolumeSize = 1 << 30
 	failoverData       = 32 // MiB fsynced before the kill
-	rebuildVolumeSize  = 2 << 30
+	rebuildVolumeSize  = 4 << 30
 	rebuildData        = "1G"
 	rebuildBytes       = 1 << 30
 	rebuildTarget      = 0.7 // rebuild / plain copy

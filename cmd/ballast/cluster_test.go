@@ -320,3 +320,37 @@ func TestRebuildAfterNodeLoss(t *testing.T) {
 	got, _ := spare.client.InspectVolume(ctx, "heal")
 	t.Logf("after the takeover: %s in sync, replicas %+v", insync(*got), got.Replicas)
 }
+
+// TestIdleReplicaLoss: a replica node dies while its volume is idle; the
+// attach node learns it from the lost lease, not from a failed write, and
+// rebuilds the replica on the spare node.
+func TestIdleReplicaLoss(t *testing.T) {
+	nodes, _ := startCluster(t, 3, "--rebuild-delay", "1s")
+	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
+	ctx := nodes[0].ctx()
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "idle", Size: 256 << 20, Repl: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner, peer := byID[v.Replicas[0].Node], byID[v.Replicas[1].Node]
+	if _, err := owner.client.AttachVolume(ctx, "idle", api.AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	peer.kill9()
+	for start := time.Now(); ; time.Sleep(500 * time.Millisecond) {
+		got, err := owner.client.InspectVolume(ctx, "idle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		onPeer := false
+		for _, r := range got.Replicas {
+			onPeer = onPeer || r.Node == peer.node
+		}
+		if insync(*got) == "2/2" && !onPeer {
+			return
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("idle volume not healed 60s after its replica node died: %+v", got.Replicas)
+		}
+	}
+}

@@ -250,3 +250,14 @@ func (e *Engine) Quiesce(fn func([]Member) error) error {
 	}
 	return fn(e.snapshot())
 }
+
+// Drop removes replica id from the in-sync set because of cause (its node
+// is down, say), durably, as a failed write would.
+func (e *Engine) Drop(id string, cause error) error {
+	for _, m := range e.snapshot() {
+		if m.ID == id {
+			return e.fail(m, cause)
+		}
+	}
+	return nil
+}

@@ -5,15 +5,12 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/meta"
 )
 
 // ClusterStatus lists every node that ever joined, up or down.
 func (n *Node) ClusterStatus(ctx context.Context) ([]api.Node, error) {
-	nodes, err := n.meta.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	alive, err := n.meta.Alive(ctx)
+	nodes, alive, err := n.liveness(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -30,6 +27,19 @@ func (n *Node) ClusterStatus(ctx context.Context) ([]api.Node, error) {
 		out = append(out, an)
 	}
 	return out, nil
+}
+
+// liveness reads every node's record and which of them hold a live lease.
+func (n *Node) liveness(ctx context.Context) ([]meta.Node, map[string]bool, error) {
+	nodes, err := n.meta.Nodes(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	alive, err := n.meta.Alive(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nodes, alive, nil
 }
 
 // watchDeaths records when other nodes go down, for cluster status.

@@ -24,13 +24,7 @@ func (n *Node) healLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n.mu.Lock()
-		atts := make([]*attachment, 0, len(n.attached))
-		for _, a := range n.attached {
-			atts = append(atts, a)
-		}
-		n.mu.Unlock()
-		for _, a := range atts {
+		for _, a := range n.attachments() {
 			if err := n.heal(ctx, a, degraded); err != nil && ctx.Err() == nil {
 				n.log.Warn("cannot rebuild a lost replica yet", "volume", a.vol, "err", err)
 			}
@@ -47,6 +41,19 @@ func (n *Node) heal(ctx context.Context, a *attachment, degraded map[string]time
 	v, _, err := n.meta.Volume(ctx, a.vol)
 	if err != nil {
 		return err
+	}
+	// A replica whose node is down leaves the in-sync set even if no I/O
+	// has failed on it yet (an idle volume would never notice).
+	_, alive, err := n.liveness(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range v.Replicas {
+		if r.Node != n.cfg.ID && !alive[r.Node] && slices.Contains(a.engine.InSync(), r.ID) {
+			if err := a.engine.Drop(r.ID, fmt.Errorf("node %s is down", r.Node)); err != nil {
+				return err
+			}
+		}
 	}
 	inSync := a.engine.InSync()
 	if len(inSync) >= v.Repl {
@@ -219,13 +226,7 @@ func (n *Node) scrubLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n.mu.Lock()
-		atts := make([]*attachment, 0, len(n.attached))
-		for _, a := range n.attached {
-			atts = append(atts, a)
-		}
-		n.mu.Unlock()
-		for _, a := range atts {
+		for _, a := range n.attachments() {
 			if !a.start() {
 				continue
 			}

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -281,6 +282,13 @@ func (n *Node) register(ctx context.Context) error {
 	return nil
 }
 
+// attachments returns the volumes attached here now.
+func (n *Node) attachments() []*attachment {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Collect(maps.Values(n.attached))
+}
+
 // reportUsage refreshes this node's record (pool capacity and use) every
 // 10 s, so that other nodes place replicas by current figures.
 func (n *Node) reportUsage(ctx context.Context) {
@@ -301,14 +309,8 @@ func (n *Node) reportUsage(ctx context.Context) {
 // Close unmounts and closes every volume attached here but keeps their
 // attachment records: a restarted daemon attaches them again.
 func (n *Node) Close(ctx context.Context) error {
-	n.mu.Lock()
-	atts := make([]*attachment, 0, len(n.attached))
-	for _, a := range n.attached {
-		atts = append(atts, a)
-	}
-	n.mu.Unlock()
 	var errs []error
-	for _, a := range atts {
+	for _, a := range n.attachments() {
 		unlock := n.locks.lock(a.vol)
 		errs = append(errs, n.release(ctx, a))
 		unlock()

@@ -11,11 +11,7 @@ import (
 // capacity and use. This node's figures are live; other nodes' are what
 // they last registered.
 func (n *Node) ListPools(ctx context.Context) ([]api.Pool, error) {
-	nodes, err := n.meta.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	alive, err := n.meta.Alive(ctx)
+	nodes, alive, err := n.liveness(ctx)
 	if err != nil {
 		return nil, err
 	}

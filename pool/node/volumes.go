@@ -152,11 +152,7 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 // candidates lists the pools of every live node as placement candidates:
 // this node's with live figures, others' as they last reported them.
 func (n *Node) candidates(ctx context.Context) ([]candidate, error) {
-	nodes, err := n.meta.Nodes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	alive, err := n.meta.Alive(ctx)
+	nodes, alive, err := n.liveness(ctx)
 	if err != nil {
 		return nil, err
 	}
