@@ -18,6 +18,7 @@ func (n *Node) healLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	degraded := map[string]time.Time{} // volume -> when it was first seen short of replicas
+	nodeDown := map[string]time.Time{} // replica -> since when its node is seen down
 	for {
 		select {
 		case <-ctx.Done():
@@ -25,7 +26,7 @@ func (n *Node) healLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, a := range n.attachments() {
-			if err := n.heal(ctx, a, degraded); err != nil && ctx.Err() == nil {
+			if err := n.heal(ctx, a, degraded, nodeDown); err != nil && ctx.Err() == nil {
 				n.log.Warn("cannot rebuild a lost replica yet", "volume", a.vol, "err", err)
 			}
 		}
@@ -34,7 +35,7 @@ func (n *Node) healLoop(ctx context.Context) {
 
 // heal starts a rebuild of one replica of a when it has been short of its
 // replication factor for longer than the rebuild delay.
-func (n *Node) heal(ctx context.Context, a *attachment, degraded map[string]time.Time) error {
+func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[string]time.Time) error {
 	if a.engine.Rebuilding() != nil {
 		return nil
 	}
@@ -42,17 +43,29 @@ func (n *Node) heal(ctx context.Context, a *attachment, degraded map[string]time
 	if err != nil {
 		return err
 	}
-	// A replica whose node is down leaves the in-sync set even if no I/O
-	// has failed on it yet (an idle volume would never notice).
+	// A replica whose node has been down for the whole rebuild delay
+	// leaves the in-sync set even if no I/O has failed on it yet (an idle
+	// volume would never notice). Not sooner: after an etcd outage every
+	// lease lapses for a moment, and healthy replicas must stay.
 	_, alive, err := n.liveness(ctx)
 	if err != nil {
 		return err
 	}
 	for _, r := range v.Replicas {
-		if r.Node != n.cfg.ID && !alive[r.Node] && slices.Contains(a.engine.InSync(), r.ID) {
-			if err := a.engine.Drop(r.ID, fmt.Errorf("node %s is down", r.Node)); err != nil {
+		if r.Node == n.cfg.ID || alive[r.Node] || !slices.Contains(a.engine.InSync(), r.ID) {
+			delete(nodeDown, r.ID)
+			continue
+		}
+		since, seen := nodeDown[r.ID]
+		if !seen {
+			nodeDown[r.ID] = time.Now()
+			continue
+		}
+		if time.Since(since) >= n.cfg.RebuildDelay {
+			if err := a.engine.Drop(r.ID, fmt.Errorf("node %s is down since %s", r.Node, since.Format(time.RFC3339))); err != nil {
 				return err
 			}
+			delete(nodeDown, r.ID)
 		}
 	}
 	inSync := a.engine.InSync()
