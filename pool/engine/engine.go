@@ -41,9 +41,12 @@ type Engine struct {
 	// gate is held shared by every I/O and exclusively by Quiesce.
 	gate sync.RWMutex
 
-	mu      sync.Mutex // guards members and rebuild
+	mu      sync.Mutex // guards members
 	members []Member   // in-sync replicas; members[0] serves reads
-	rebuild *Rebuild   // a replica being filled, or nil
+	// rebuild is a replica being filled, or nil. It is set and cleared
+	// with gate held exclusively once copying starts, so an I/O (holding
+	// gate shared) sees the members and the target of one moment.
+	rebuild atomic.Pointer[Rebuild]
 
 	repairs atomic.Int64
 }

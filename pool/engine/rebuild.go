@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync/atomic"
@@ -57,33 +58,22 @@ func (e *Engine) Rebuild(ctx context.Context, target Member, bps int64, promote 
 	if target.Dev.Size() != e.size {
 		return nil, fmt.Errorf("rebuild %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
 	}
-	e.mu.Lock()
-	if e.rebuild != nil {
-		e.mu.Unlock()
-		return nil, fmt.Errorf("rebuild %s: replica %s is being rebuilt already", e.name, e.rebuild.target.ID)
-	}
 	rb := &Rebuild{target: target, total: e.size, start: time.Now(), over: make(chan struct{})}
-	e.rebuild = rb
-	e.mu.Unlock()
+	if !e.rebuild.CompareAndSwap(nil, rb) {
+		return nil, fmt.Errorf("rebuild %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
+	}
 	go func() {
 		rb.err = e.copyAll(ctx, rb, bps, promote)
-		e.mu.Lock()
-		e.rebuild = nil
-		if rb.err == nil {
-			e.members = append(e.members, target)
+		if rb.err != nil {
+			e.rebuild.Store(nil) // the target is abandoned
 		}
-		e.mu.Unlock()
 		close(rb.over)
 	}()
 	return rb, nil
 }
 
 // Rebuilding returns the rebuild under way, or nil.
-func (e *Engine) Rebuilding() *Rebuild {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.rebuild
-}
+func (e *Engine) Rebuilding() *Rebuild { return e.rebuild.Load() }
 
 func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, bps int64, promote func() error) error {
 	var lim *rate.Limiter
@@ -118,6 +108,12 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, bps int64, promote fu
 	if err := promote(); err != nil {
 		return fmt.Errorf("rebuild %s: promote %s: %w", e.name, rb.target.ID, err)
 	}
+	// The target turns from rebuild target into member while no I/O is in
+	// flight: a write sees it as one or the other, never neither.
+	e.mu.Lock()
+	e.members = append(e.members, rb.target)
+	e.mu.Unlock()
+	e.rebuild.Store(nil)
 	return nil
 }
 
@@ -137,7 +133,7 @@ func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64) error {
 	if err != nil {
 		return fmt.Errorf("read from every in-sync replica failed: %w", err)
 	}
-	if string(buf) == string(zero) {
+	if bytes.Equal(buf, zero) {
 		return nil
 	}
 	_, err = rb.target.Dev.WriteAt(buf, off)
@@ -147,9 +143,7 @@ func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64) error {
 // toTarget applies a foreground write or discard to the replica being
 // rebuilt, if any. Its failure ends the rebuild but not the write.
 func (e *Engine) toTarget(op func(block.Device) error) {
-	e.mu.Lock()
-	rb := e.rebuild
-	e.mu.Unlock()
+	rb := e.rebuild.Load()
 	if rb == nil {
 		return
 	}
