@@ -7,11 +7,10 @@
 package frontend
 
 import (
-	"fmt"
-	"regexp"
 	"runtime"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // Exporter exposes a block.Device as a kernel block device.
@@ -26,16 +25,9 @@ type Exporter interface {
 	Recover() error
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
-// ValidateName checks a volume name: 1-64 characters from [A-Za-z0-9_.-],
-// and not "." or "..".
-func ValidateName(name string) error {
-	if !nameRE.MatchString(name) || name == "." || name == ".." {
-		return fmt.Errorf("invalid volume name %q: want 1-64 characters from [A-Za-z0-9_.-]", name)
-	}
-	return nil
-}
+// ValidateName checks a volume name by the rules every front door uses
+// (spec.ValidateName): the name becomes a directory here.
+func ValidateName(name string) error { return spec.ValidateName("volume name", name) }
 
 // ReaderGOMAXPROCS is the GOMAXPROCS the daemon should run with: go-fuse
 // keeps up to GOMAXPROCS (capped at 16) idle request readers per mount, so

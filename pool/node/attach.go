@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"time"
@@ -147,7 +148,7 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 		n.log.Warn("in-sync replica unreachable: dropped from the in-sync set", "volume", v.Name, "replica", id, "cause", cause)
 	}
 	if len(members) == 0 {
-		return nil, fmt.Errorf("no in-sync replica of %s can be opened: %w", v.Name, errors.Join(mapErrs(lost)...))
+		return nil, fmt.Errorf("no in-sync replica of %s can be opened: %w", v.Name, errors.Join(slices.Collect(maps.Values(lost))...))
 	}
 	e, err := engine.New(v.Name, members, drop, n.log)
 	if err != nil {
@@ -288,12 +289,4 @@ func (n *Node) release(ctx context.Context, a *attachment) error {
 
 func toAPI(a *meta.Attachment) *api.Attachment {
 	return &api.Attachment{Volume: a.Volume, Node: a.Node, Epoch: a.Epoch, MountPath: a.MountPath, Since: a.Since}
-}
-
-func mapErrs(m map[string]error) []error {
-	var out []error
-	for _, e := range m {
-		out = append(out, e)
-	}
-	return out
 }

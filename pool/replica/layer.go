@@ -286,10 +286,10 @@ func (l *layer) settle(b int64, e entry) {
 	}
 }
 
-// put writes blocks [b, b+n) of p into the layer: new checksums first
-// (keeping the previous state of each block), then the data. Blocks with
-// zeroed[i] set (zeroed may be nil) are recorded as zeroed instead.
-func (l *layer) put(p []byte, b, n int64, zeroed []bool) error {
+// advance moves each entry of blocks [b, b+n) on: its current slot
+// becomes the previous one and next(i, current) the current one, so that
+// after a crash the data matches one of the two (see crc.go).
+func (l *layer) advance(b, n int64, next func(i int64, cur slot) slot) error {
 	ents, err := l.readEntries(b, n)
 	if err != nil {
 		return err
@@ -297,15 +297,23 @@ func (l *layer) put(p []byte, b, n int64, zeroed []bool) error {
 	for i := range n {
 		eb := ents[i*entrySize : (i+1)*entrySize]
 		e := decodeEntry(eb)
-		e.prev = e.cur
-		if zeroed != nil && zeroed[i] {
-			e.cur = slot{state: stateZeroed, crc: e.cur.crc}
-		} else {
-			e.cur = slot{state: stateData, crc: checksum(p[i*block.Size : (i+1)*block.Size])}
-		}
+		e.prev, e.cur = e.cur, next(i, e.cur)
 		e.encode(eb)
 	}
-	if err := l.writeEntries(ents, b); err != nil {
+	return l.writeEntries(ents, b)
+}
+
+// put writes blocks [b, b+n) of p into the layer: new checksums first
+// (keeping the previous state of each block), then the data. Blocks with
+// zeroed[i] set (zeroed may be nil) are recorded as zeroed instead.
+func (l *layer) put(p []byte, b, n int64, zeroed []bool) error {
+	err := l.advance(b, n, func(i int64, cur slot) slot {
+		if zeroed != nil && zeroed[i] {
+			return slot{state: stateZeroed, crc: cur.crc}
+		}
+		return slot{state: stateData, crc: checksum(p[i*block.Size : (i+1)*block.Size])}
+	})
+	if err != nil {
 		return err
 	}
 	if err := l.writeData(p[:n*block.Size], b); err != nil {
@@ -320,21 +328,14 @@ func (l *layer) put(p []byte, b, n int64, zeroed []bool) error {
 // punches the data afterwards.
 func (l *layer) discard(b int64, lower []bool) error {
 	n := int64(len(lower))
-	ents, err := l.readEntries(b, n)
-	if err != nil {
-		return err
-	}
-	for i := range n {
-		eb := ents[i*entrySize : (i+1)*entrySize]
-		e := decodeEntry(eb)
-		e.prev = e.cur
-		e.cur = slot{state: stateAbsent, crc: e.cur.crc} // crc: stale content until punched
+	err := l.advance(b, n, func(i int64, cur slot) slot {
+		next := slot{state: stateAbsent, crc: cur.crc} // crc: stale content until punched
 		if lower[i] {
-			e.cur.state = stateZeroed
+			next.state = stateZeroed
 		}
-		e.encode(eb)
-	}
-	if err := l.writeEntries(ents, b); err != nil {
+		return next
+	})
+	if err != nil {
 		return err
 	}
 	for i := int64(0); i < n; {
