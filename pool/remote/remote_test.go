@@ -743,7 +743,8 @@ func TestFenceReplicaLocally(t *testing.T) {
 		t.Fatalf("replica epoch %d, want 2 (persisted)", r.Epoch())
 	}
 	// Not served: the fence goes straight to the replica.
-	if err := srv.FenceReplica("other", 9, func() error { return nil }); err != nil {
-		t.Fatal(err)
+	called := false
+	if err := srv.FenceReplica("other", 9, func() error { called = true; return nil }); err != nil || !called {
+		t.Fatalf("fence of a replica the server does not serve: called %v, %v", called, err)
 	}
 }
