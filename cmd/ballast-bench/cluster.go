@@ -92,7 +92,7 @@ func startEtcd(ctx context.Context, root string, logger *slog.Logger) (_ *etcdSe
 		}
 	}()
 	logger.Info("started etcd", "pid", e.cmd.Process.Pid, "url", client)
-	cli, err := meta.Connect([]string{client})
+	cli, err := meta.Connect([]string{client}, nil)
 	if err != nil {
 		return nil, err
 	}

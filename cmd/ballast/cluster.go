@@ -32,9 +32,9 @@ func newClusterCmd(c *cli) *cobra.Command {
 					if !n.Since.IsZero() {
 						state += " since " + n.Since.Format("2006-01-02 15:04:05Z07:00")
 					}
-					rows = append(rows, []string{n.ID, orDash(n.Addr), state, labelText(n.Labels), fmt.Sprint(n.Pools), size(n.Capacity), size(n.Allocated), orDash(n.Version)})
+					rows = append(rows, []string{n.ID, orDash(n.Addr), state, labelText(n.Labels), fmt.Sprint(n.Pools), size(n.Capacity), size(n.Allocated), orDash(n.Etcd), orDash(n.Version)})
 				}
-				return table(cmd.OutOrStdout(), []string{"NODE", "ADDRESS", "STATE", "LABELS", "POOLS", "CAPACITY", "USED", "VERSION"}, rows)
+				return table(cmd.OutOrStdout(), []string{"NODE", "ADDRESS", "STATE", "LABELS", "POOLS", "CAPACITY", "USED", "ETCD", "VERSION"}, rows)
 			})
 		},
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/node"
+	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/version"
 )
@@ -43,6 +47,9 @@ type daemonFlags struct {
 	labels    string
 	metrics   string
 	listen    string
+	join      string
+	etcdCli   string
+	etcdPeer  string
 	secret    string
 	rebuildIn time.Duration
 	rebuildMB int64
@@ -78,6 +85,9 @@ different disks.`,
 	fl.IntVar(&f.maxWrite, "fuse-max-write", 0, "largest FUSE request in bytes; every in-flight request holds a buffer this big (default 256 KiB)")
 	fl.StringVar(&f.labels, "labels", "", "this node's labels, e.g. zone=a,rack=r1 (placement spreads replicas across them)")
 	fl.StringVar(&f.listen, "listen", "", "HOST:PORT where this node serves its replicas to the other nodes of the cluster; needs --cluster-secret-file")
+	fl.StringVar(&f.join, "join", "", "HOST:PORT (the --listen address) of a node of the cluster to join; the first three nodes run the cluster's etcd, later ones use it")
+	fl.StringVar(&f.etcdCli, "etcd-client-addr", "", "with --listen: HOST:PORT this node's etcd member serves clients on (default: the --listen port + 1)")
+	fl.StringVar(&f.etcdPeer, "etcd-peer-addr", "", "with --listen: HOST:PORT this node's etcd member talks to its peers on (default: the --listen port + 2)")
 	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")
 	fl.DurationVar(&f.rebuildIn, "rebuild-delay", time.Minute, "how long a volume may lack an in-sync replica before a new one is rebuilt on another node")
 	fl.Int64Var(&f.rebuildMB, "rebuild-mbps", 200, "rebuild copy limit in MiB/s, so the foreground keeps most of the disk (0: no limit)")
@@ -98,6 +108,86 @@ func newLogger(level string, asJSON bool) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+// openEtcd finds the cluster's etcd: the external endpoints given; else,
+// for a node of a multi-node cluster (--listen), its embedded member or the
+// cluster's members; else a lone embedded member on unix sockets.
+func openEtcd(ctx context.Context, f *daemonFlags, secret []byte, logger *slog.Logger) (*meta.Cluster, error) {
+	if f.join != "" && f.listen == "" {
+		return nil, fmt.Errorf("--join needs --listen: the address this node serves the cluster on")
+	}
+	if len(f.endpoints) > 0 {
+		if f.join != "" {
+			return nil, fmt.Errorf("--join and --etcd-endpoints: a cluster on external etcd needs no join; give every node the same --etcd-endpoints")
+		}
+		return &meta.Cluster{Endpoints: f.endpoints}, nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if f.listen == "" {
+		e, err := meta.StartEmbedded(sctx, meta.EmbedConfig{Name: f.nodeID, DataDir: filepath.Join(f.dataDir, "etcd")}, logger)
+		if err != nil {
+			return nil, err
+		}
+		return &meta.Cluster{Member: e, Endpoints: []string{e.Endpoint}}, nil
+	}
+	cc := meta.ClusterConfig{Name: f.nodeID, DataDir: filepath.Join(f.dataDir, "etcd"), Secret: secret, ClientAddr: f.etcdCli, PeerAddr: f.etcdPeer}
+	var err error
+	if cc.ClientAddr == "" {
+		if cc.ClientAddr, err = portAfter(f.listen, 1); err != nil {
+			return nil, err
+		}
+	}
+	if cc.PeerAddr == "" {
+		if cc.PeerAddr, err = portAfter(f.listen, 2); err != nil {
+			return nil, err
+		}
+	}
+	if f.join != "" {
+		cc.Join = func(ctx context.Context, req meta.JoinRequest) (meta.JoinAnswer, error) {
+			return joinThrough(ctx, f.join, f.nodeID, secret, req)
+		}
+	}
+	return meta.StartCluster(sctx, cc, logger)
+}
+
+// joinThrough asks the node at addr to let this node into its cluster.
+func joinThrough(ctx context.Context, addr, nodeID string, secret []byte, req meta.JoinRequest) (meta.JoinAnswer, error) {
+	var ans meta.JoinAnswer
+	a, err := remote.DialAdmin(ctx, addr, secret)
+	if errors.Is(err, remote.ErrAuth) {
+		return ans, fmt.Errorf("join the cluster through %s: the node there refused this node's cluster secret (or is not a Ballast node); check --cluster-secret-file: %w", addr, err)
+	}
+	if err != nil {
+		return ans, fmt.Errorf("join the cluster through %s: %w", addr, err)
+	}
+	defer a.Close()
+	b, err := json.Marshal(req)
+	if err != nil {
+		return ans, err
+	}
+	resp, err := a.Join(nodeID, b)
+	if err != nil {
+		return ans, fmt.Errorf("join the cluster through %s: %w", addr, err)
+	}
+	if err := json.Unmarshal(resp, &ans); err != nil {
+		return ans, fmt.Errorf("join the cluster through %s: bad answer: %w", addr, err)
+	}
+	return ans, nil
+}
+
+// portAfter returns addr with its port raised by d.
+func portAfter(addr string, d int) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("--listen %q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p+d > 65535 {
+		return "", fmt.Errorf("--listen %q: port %q: give --etcd-client-addr and --etcd-peer-addr", addr, port)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+d)), nil
 }
 
 func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
@@ -139,18 +229,12 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		}()
 	}
 
-	endpoints := f.endpoints
-	if len(endpoints) == 0 {
-		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		e, err := meta.StartEmbedded(sctx, meta.EmbedConfig{Name: f.nodeID, DataDir: filepath.Join(f.dataDir, "etcd")}, logger)
-		cancel()
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		endpoints = []string{e.Endpoint}
+	etcd, err := openEtcd(ctx, f, secret, logger)
+	if err != nil {
+		return err
 	}
-	cli, err := meta.Connect(endpoints)
+	defer etcd.Close()
+	cli, err := meta.Connect(etcd.Endpoints, etcd.TLS)
 	if err != nil {
 		return err
 	}
@@ -174,7 +258,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
-		Addr: f.listen, Secret: secret, RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20,
+		Addr: f.listen, Secret: secret, AdmitMembers: etcd.Member != nil && f.listen != "", RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20,
 		ScrubInterval: f.scrubIn, ScrubBPS: f.scrubMB << 20,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {

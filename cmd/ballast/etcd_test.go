@@ -58,7 +58,7 @@ func startEtcd(t *testing.T) *etcdServer {
 		cmd.Wait()
 		logf.Close()
 	})
-	cli, err := meta.Connect([]string{client})
+	cli, err := meta.Connect([]string{client}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestExternalEtcd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d.dir, "data", "etcd")); !os.IsNotExist(err) {
 		t.Fatalf("an embedded etcd dir exists although --etcd-endpoints was given: %v", err)
 	}
-	cli, err := meta.Connect([]string{endpoint})
+	cli, err := meta.Connect([]string{endpoint}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestFollowDeadOwner(t *testing.T) {
 	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "f1", Size: 256 << 20, Repl: 2}); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := meta.Connect([]string{"unix://" + filepath.Join(d.dir, "data", "etcd", "client.sock")})
+	cli, err := meta.Connect([]string{"unix://" + filepath.Join(d.dir, "data", "etcd", "client.sock")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func TestRecoverHalfDoneOps(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cli, err := meta.Connect([]string{"unix://" + filepath.Join(d.dir, "data", "etcd", "client.sock")})
+	cli, err := meta.Connect([]string{"unix://" + filepath.Join(d.dir, "data", "etcd", "client.sock")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,9 @@ type Node struct {
 	Pools     int       `json:"pools"`
 	Capacity  int64     `json:"capacity"`
 	Allocated int64     `json:"allocated"`
+	// Etcd is the node's part in the cluster's embedded etcd: "leader",
+	// "member" or "learner"; empty for a node that is only a client.
+	Etcd string `json:"etcd,omitempty"`
 }
 
 // Rebuild is the progress of a replica being rebuilt.

@@ -2,13 +2,17 @@ package meta
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -16,7 +20,8 @@ import (
 
 // Embedded is an etcd member running inside the daemon.
 type Embedded struct {
-	etcd *embed.Etcd
+	etcd  *embed.Etcd
+	close sync.Once
 	// Endpoint is the client URL other processes can reach it on.
 	Endpoint string
 }
@@ -29,6 +34,13 @@ type EmbedConfig struct {
 	// lone node needs no TCP port.
 	ClientURL string
 	PeerURL   string
+	// InitialCluster is etcd's --initial-cluster; empty: this member
+	// alone. Existing says the member joins a running cluster.
+	InitialCluster string
+	Existing       bool
+	// TLS, when set, makes the member require client and peer
+	// certificates signed by the cluster CA, and serve its own.
+	TLS *TLSFiles
 }
 
 // StartEmbedded starts (or restarts, from its data dir) a single-member
@@ -59,6 +71,17 @@ func StartEmbedded(ctx context.Context, c EmbedConfig, log *slog.Logger) (*Embed
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(c.Name)
+	if c.InitialCluster != "" {
+		cfg.InitialCluster = c.InitialCluster
+	}
+	if c.Existing {
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if c.TLS != nil {
+		info := transport.TLSInfo{CertFile: c.TLS.Cert, KeyFile: c.TLS.Key, TrustedCAFile: c.TLS.CA, ClientCertAuth: true}
+		cfg.ClientTLSInfo = info
+		cfg.PeerTLSInfo = info
+	}
 	// etcd logs every listener it closes at shutdown as an error; its real
 	// failures reach the daemon as errors from its client calls.
 	cfg.LogLevel = "fatal"
@@ -89,14 +112,33 @@ func StartEmbedded(ctx context.Context, c EmbedConfig, log *slog.Logger) (*Embed
 	return &Embedded{etcd: e, Endpoint: c.ClientURL}, nil
 }
 
-// Close stops the member.
-func (e *Embedded) Close() { e.etcd.Close() }
+// promote makes the member a voting one if it joined as a learner.
+func (e *Embedded) promote(ctx context.Context, endpoints []string, tlsc *tls.Config) error {
+	// The member's own endpoint answers only once it is a voter; ask the
+	// others.
+	cli, err := Connect(endpoints[1:], tlsc)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return promoteSelf(ctx, cli, uint64(e.etcd.Server.MemberID()))
+}
 
-// Connect opens a client to etcd endpoints.
-func Connect(endpoints []string) (*clientv3.Client, error) {
+// Close stops the member.
+func (e *Embedded) Close() { e.close.Do(e.etcd.Close) }
+
+// Connect opens a client to etcd endpoints, over TLS when tlsc is set.
+// The client learns the cluster's other members as they join.
+func Connect(endpoints []string, tlsc *tls.Config) (*clientv3.Client, error) {
 	// The client's own zap logging would bypass slog; its failures reach
 	// the daemon as errors from each call.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: tlsc}
+	if len(endpoints) > 0 && !strings.HasPrefix(endpoints[0], "unix") {
+		cfg.AutoSyncInterval = 30 * time.Second
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}

@@ -21,7 +21,7 @@ func startStore(t *testing.T) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Close)
-	cli, err := Connect([]string{e.Endpoint})
+	cli, err := Connect([]string{e.Endpoint}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

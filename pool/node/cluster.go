@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // ClusterStatus lists every node that ever joined, up or down.
@@ -14,9 +17,10 @@ func (n *Node) ClusterStatus(ctx context.Context) ([]api.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	roles := n.etcdRoles(ctx)
 	out := make([]api.Node, 0, len(nodes))
 	for _, nd := range nodes {
-		an := api.Node{ID: nd.ID, Addr: nd.Addr, Labels: nd.Labels, Version: nd.Version, Pools: len(nd.Pools), State: "down", Since: nd.DownSince}
+		an := api.Node{ID: nd.ID, Addr: nd.Addr, Labels: nd.Labels, Version: nd.Version, Pools: len(nd.Pools), State: "down", Since: nd.DownSince, Etcd: roles[nd.ID]}
 		if alive[nd.ID] {
 			an.State, an.Since = "up", nd.Started
 		}
@@ -55,4 +59,56 @@ func (n *Node) watchDeaths(ctx context.Context) {
 			n.log.Error("record node down", "node", id, "err", err)
 		}
 	})
+}
+
+// etcdRoles maps the node IDs that run an etcd member of the cluster to
+// "leader", "member" or "learner". With external etcd the member names
+// are not node IDs and nothing matches.
+func (n *Node) etcdRoles(ctx context.Context) map[string]string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cli := n.meta.Client()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return nil
+	}
+	var leader uint64
+	if len(cli.Endpoints()) > 0 {
+		if st, err := cli.Status(ctx, cli.Endpoints()[0]); err == nil {
+			leader = st.Leader
+		}
+	}
+	roles := map[string]string{}
+	for _, m := range list.Members {
+		switch {
+		case m.IsLearner:
+			roles[m.Name] = "learner"
+		case m.ID == leader:
+			roles[m.Name] = "leader"
+		default:
+			roles[m.Name] = "member"
+		}
+	}
+	return roles
+}
+
+// admit lets a new node into the cluster (remote.Joiner): as an etcd
+// member while the cluster has fewer than meta.MaxMembers, else as a
+// client.
+func (n *Node) admit(nodeID string, req []byte) ([]byte, error) {
+	var jr meta.JoinRequest
+	if err := json.Unmarshal(req, &jr); err != nil {
+		return nil, fmt.Errorf("join request: %w", err)
+	}
+	if err := spec.ValidateName("node ID", nodeID); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ans, err := meta.AdmitMember(ctx, n.meta.Client(), nodeID, jr)
+	if err != nil {
+		return nil, err
+	}
+	n.log.Info("node joins the cluster", "node", nodeID, "etcd_member", ans.Member)
+	return json.Marshal(ans)
 }

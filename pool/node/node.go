@@ -51,6 +51,10 @@ type Config struct {
 	// it serves none); Secret authenticates the nodes of the cluster.
 	Addr   string
 	Secret []byte
+	// AdmitMembers lets new nodes join through this node's replica
+	// server (ballast daemon --join): the cluster runs its etcd on its
+	// first nodes. With external etcd it is off and joins are refused.
+	AdmitMembers bool
 	// RebuildDelay is how long a volume attached here may lack an in-sync
 	// replica before a new one is rebuilt elsewhere; RebuildBPS caps the
 	// rebuild's copy in bytes per second (0: no cap).
@@ -178,6 +182,9 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 			return nil, err
 		}
 		srv.SetStore(nodeStore{n})
+		if cfg.AdmitMembers {
+			srv.SetJoiner(n.admit)
+		}
 		n.srv = srv
 	}
 	if err := os.MkdirAll(cfg.MountDir, 0o755); err != nil {

@@ -503,3 +503,30 @@ func TestStatusSentinels(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminJoin: a join reaches the server's joiner with the node ID and
+// request, and its answer or error comes back; without a joiner it is
+// refused.
+func TestAdminJoin(t *testing.T) {
+	_, srv, addr, _ := storeServer(t)
+	a := dialAdmin(t, addr, 0)
+	if _, err := a.Join("n2", []byte("hi")); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("join without a joiner: %v, want ErrUnsupported", err)
+	}
+	srv.SetJoiner(func(id string, req []byte) ([]byte, error) {
+		if id == "bad" {
+			return nil, errors.New("node bad is not welcome")
+		}
+		return append([]byte(id+":"), req...), nil
+	})
+	got, err := a.Join("n2", []byte("hi"))
+	if err != nil || string(got) != "n2:hi" {
+		t.Fatalf("join: %q, %v", got, err)
+	}
+	if _, err := a.Join("bad", nil); err == nil || !strings.Contains(err.Error(), "not welcome") {
+		t.Fatalf("refused join: %v", err)
+	}
+	if _, err := a.Join("", nil); err == nil {
+		t.Fatal("join with no node ID accepted")
+	}
+}

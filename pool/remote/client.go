@@ -562,6 +562,20 @@ func (a *Admin) Delete(id string) error {
 	return nil
 }
 
+// Join asks the server's node to let node nodeID into the cluster with
+// request req, and returns its answer.
+func (a *Admin) Join(nodeID string, req []byte) ([]byte, error) {
+	err := checkID(nodeID)
+	var resp *Frame
+	if err == nil {
+		resp, err = a.c.roundTrip(&Frame{Op: OpJoin, ReplicaID: nodeID, Payload: req})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remote %s: join as node %s: %w", a.c.name, nodeID, err)
+	}
+	return resp.Payload, nil
+}
+
 // Close closes the connection. Pending calls fail with an error wrapping
 // ErrClientClosed.
 func (a *Admin) Close() error { return a.c.Close() }

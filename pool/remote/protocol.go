@@ -14,7 +14,8 @@
 // A Hello naming no replica (an empty replica ID) opens an admin connection
 // instead (DialAdmin): it carries the operations on the server node's
 // replica store, Create, Clone and Delete, each naming its replica in the
-// frame's replica ID, and no I/O. Admin requests carry no epoch.
+// frame's replica ID, and Join, by which a new node enters the cluster;
+// no I/O. Admin requests carry no epoch.
 //
 // Frame format (all integers big-endian), see encodeHeader:
 //
@@ -64,11 +65,15 @@ const (
 	OpCreate Op = 10 // length: size in bytes
 	OpClone  Op = 11 // length: n; payload: source replica ID (n bytes), then snapshot name
 	OpDelete Op = 12
-	opMax       = OpDelete
+	// OpJoin asks the server's node to let a new node into the cluster;
+	// the frame's replica ID carries the joining node's ID, the payload
+	// the request, and the response payload the answer (see Joiner).
+	OpJoin Op = 13
+	opMax     = OpJoin
 )
 
 var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot",
-	"create", "clone", "delete"}
+	"create", "clone", "delete", "join"}
 
 func (o Op) String() string {
 	if o >= 1 && o <= opMax {

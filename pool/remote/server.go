@@ -102,7 +102,8 @@ type Server struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
-	store     Store // nil: admin operations are refused
+	store     Store  // nil: admin operations are refused
+	joiner    Joiner // nil: joins are refused
 	replicas  map[string]*served
 	busy      map[string]int // replicas being dropped or deleted: not opened meanwhile
 	listeners map[net.Listener]struct{}
@@ -290,6 +291,18 @@ func (s *Server) SetStore(st Store) {
 	s.mu.Unlock()
 }
 
+// Joiner lets new nodes into the cluster: it gets the joining node's ID and
+// its request, and returns the answer. Both are opaque to the server.
+type Joiner func(nodeID string, req []byte) ([]byte, error)
+
+// SetJoiner makes the server take OpJoin requests with j; nil (the
+// default) refuses them.
+func (s *Server) SetJoiner(j Joiner) {
+	s.mu.Lock()
+	s.joiner = j
+	s.mu.Unlock()
+}
+
 // Drop stops serving replicaID, so that the node can delete it or open it
 // itself: it waits for the requests running on it (a request blocked in
 // the replica blocks Drop too), closes it if it is an io.Closer and
@@ -437,7 +450,9 @@ func (c *sconn) reply(f *Frame) error {
 }
 
 // isAdmin reports whether op is an admin operation.
-func isAdmin(op Op) bool { return op == OpCreate || op == OpClone || op == OpDelete }
+func isAdmin(op Op) bool {
+	return op == OpCreate || op == OpClone || op == OpDelete || op == OpJoin
+}
 
 // check refuses a request that does not belong on c.
 func (c *sconn) check(req *Frame) error {
@@ -458,9 +473,20 @@ func (c *sconn) check(req *Frame) error {
 func (c *sconn) serveAdmin(req *Frame) *Frame {
 	s := c.s
 	s.mu.Lock()
-	st := s.store
+	st, join := s.store, s.joiner
 	s.mu.Unlock()
 	id := req.ReplicaID
+	if req.Op == OpJoin {
+		if join == nil {
+			return errorReply(req, fmt.Errorf("join of node %s: this node lets no node join: %w", id, errors.ErrUnsupported))
+		}
+		answer, err := join(id, req.Payload)
+		if err != nil {
+			return errorReply(req, fmt.Errorf("join of node %s: %w", id, err))
+		}
+		s.log.Info("remote: node joined", "node", id, "from", c.conn.RemoteAddr().String())
+		return &Frame{Op: req.Op, ID: req.ID, Payload: answer}
+	}
 	var err error
 	switch {
 	case st == nil:
