@@ -66,7 +66,7 @@ type Volume struct {
 	Repairs    int64       `json:"repairs"`   // blocks repaired from a peer after a checksum mismatch
 	Children   []string    `json:"children,omitempty"`
 	// Rebuild is the replica being rebuilt on the node the volume is
-	// attached on, when one is.
+	// attached on, or the last one rebuilt there.
 	Rebuild *Rebuild `json:"rebuild,omitempty"`
 }
 
@@ -128,9 +128,14 @@ type Node struct {
 	Etcd string `json:"etcd,omitempty"`
 }
 
-// Rebuild is the progress of a replica being rebuilt.
+// Rebuild is the progress of a replica being rebuilt, or the outcome of
+// the last rebuild since the volume was attached.
 type Rebuild struct {
 	Replica string `json:"replica"`
+	// Kind is "rebuild" (a full copy onto a new replica) or "catch-up"
+	// (a returning replica gets only what it missed).
+	Kind    string `json:"kind"`
+	State   string `json:"state"` // "running", "done" or "failed: ..."
 	Done    int64  `json:"done"`  // bytes copied or skipped
 	Total   int64  `json:"total"` // bytes to go through
 	Elapsed string `json:"elapsed"`

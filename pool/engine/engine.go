@@ -48,6 +48,17 @@ type Engine struct {
 	// gate shared) sees the members and the target of one moment.
 	rebuild atomic.Pointer[Rebuild]
 
+	// Delta tracking, guarded by mu, so that a replica that left the
+	// in-sync set can catch up by copying only what it missed (CatchUp).
+	// unflushed holds the chunks written since the last flush began, and
+	// flushes those of each flush under way: a replica that fails may have
+	// lost them from its cache. missed holds, per replica out of the
+	// in-sync set, every chunk it may lack.
+	unflushed chunkSet
+	flushes   map[int]chunkSet
+	flushSeq  int
+	missed    map[string]bitmap
+
 	repairs atomic.Int64
 }
 
@@ -62,7 +73,8 @@ func New(name string, members []Member, drop DropFunc, log *slog.Logger) (*Engin
 			return nil, fmt.Errorf("volume %s: replica %s has size %d, replica %s has %d", name, m.ID, m.Dev.Size(), members[0].ID, size)
 		}
 	}
-	return &Engine{name: name, size: size, drop: drop, log: log, members: members}, nil
+	return &Engine{name: name, size: size, drop: drop, log: log, members: members,
+		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitmap{}}, nil
 }
 
 // Size is the volume's size in bytes.
@@ -199,7 +211,57 @@ func (e *Engine) fail(m Member, cause error) error {
 	}
 	e.log.Error("replica dropped from the in-sync set", "volume", e.name, "replica", m.ID, "cause", cause)
 	e.members = append(e.members[:idx:idx], e.members[idx+1:]...)
+	// From now on m misses every write; it may also have lost what it had
+	// not flushed yet.
+	missed := e.missed[m.ID]
+	if missed == nil {
+		missed = newBitmap(e.size)
+		e.missed[m.ID] = missed
+	}
+	for c := range e.unflushed {
+		missed.set(c)
+	}
+	for _, set := range e.flushes {
+		for c := range set {
+			missed.set(c)
+		}
+	}
 	return nil
+}
+
+// mark records a write or discard of [off, off+length) as unflushed and as
+// missed by every replica out of the in-sync set. It is called after the
+// I/O completed, with gate held shared.
+func (e *Engine) mark(off, length int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	chunkRange(off, length, func(c int64) {
+		e.unflushed[c] = struct{}{}
+		for _, b := range e.missed {
+			b.set(c)
+		}
+	})
+}
+
+// flushAll flushes every in-sync replica. What was written before it began
+// is durable on each replica that is still in sync when it returns nil.
+func (e *Engine) flushAll() error {
+	e.mu.Lock()
+	e.flushSeq++
+	seq := e.flushSeq
+	e.flushes[seq] = e.unflushed
+	e.unflushed = chunkSet{}
+	e.mu.Unlock()
+	err := e.fanOut("flush", block.Device.Flush)
+	e.mu.Lock()
+	if err != nil { // not durable everywhere: still unflushed
+		for c := range e.flushes[seq] {
+			e.unflushed[c] = struct{}{}
+		}
+	}
+	delete(e.flushes, seq)
+	e.mu.Unlock()
+	return err
 }
 
 // WriteAt writes p to every in-sync replica.
@@ -213,10 +275,14 @@ func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
 		_, err := d.WriteAt(p, off)
 		return err
 	}
-	if err := e.fanOut("write", write); err != nil {
+	err := e.fanOut("write", write)
+	if err == nil {
+		e.toTarget(write)
+	}
+	e.mark(off, int64(len(p)))
+	if err != nil {
 		return 0, err
 	}
-	e.toTarget(write)
 	return len(p), nil
 }
 
@@ -224,7 +290,7 @@ func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
 func (e *Engine) Flush() error {
 	e.gate.RLock()
 	defer e.gate.RUnlock()
-	return e.fanOut("flush", block.Device.Flush)
+	return e.flushAll()
 }
 
 // Discard discards the range on every in-sync replica.
@@ -235,11 +301,12 @@ func (e *Engine) Discard(off, length int64) error {
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	discard := func(d block.Device) error { return d.Discard(off, length) }
-	if err := e.fanOut("discard", discard); err != nil {
-		return err
+	err := e.fanOut("discard", discard)
+	if err == nil {
+		e.toTarget(discard)
 	}
-	e.toTarget(discard)
-	return nil
+	e.mark(off, length)
+	return err
 }
 
 // Quiesce waits for in-flight I/O, holds new I/O back, flushes every
@@ -248,10 +315,30 @@ func (e *Engine) Discard(off, length int64) error {
 func (e *Engine) Quiesce(fn func([]Member) error) error {
 	e.gate.Lock()
 	defer e.gate.Unlock()
-	if err := e.fanOut("flush", block.Device.Flush); err != nil {
+	if err := e.flushAll(); err != nil {
 		return err
 	}
 	return fn(e.snapshot())
+}
+
+// Missed says whether the engine knows what replica id, out of the in-sync
+// set, missed since it left (CatchUp can bring it back), and how many bytes
+// that is.
+func (e *Engine) Missed(id string) (int64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.missed[id]
+	if !ok {
+		return 0, false
+	}
+	return min(b.count()*rebuildChunk, e.size), true
+}
+
+// Forget stops tracking what replica id misses: it is gone for good.
+func (e *Engine) Forget(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.missed, id)
 }
 
 // Drop removes replica id from the in-sync set because of cause (its node

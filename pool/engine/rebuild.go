@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"iter"
 	"sync/atomic"
 	"time"
 
@@ -20,10 +22,12 @@ const rebuildChunk = 1 << 20
 // stays in use.
 type Rebuild struct {
 	target Member
+	kind   string // "rebuild" or "catch-up"
 	total  int64
 	done   atomic.Int64
 	failed atomic.Pointer[error] // set when the target fails a foreground write
 	start  time.Time
+	took   time.Duration
 	err    error
 	over   chan struct{}
 }
@@ -31,6 +35,9 @@ type Rebuild struct {
 // Progress is how far a rebuild is.
 type Progress struct {
 	Replica string
+	Kind    string // "rebuild": a full copy; "catch-up": only what it missed
+	Over    bool   // the rebuild ended, with Err
+	Err     error
 	Done    int64 // bytes copied or skipped
 	Total   int64
 	Elapsed time.Duration
@@ -38,7 +45,13 @@ type Progress struct {
 
 // Progress says how far the rebuild is.
 func (r *Rebuild) Progress() Progress {
-	return Progress{Replica: r.target.ID, Done: r.done.Load(), Total: r.total, Elapsed: time.Since(r.start)}
+	p := Progress{Replica: r.target.ID, Kind: r.kind, Done: r.done.Load(), Total: r.total, Elapsed: time.Since(r.start)}
+	select {
+	case <-r.over:
+		p.Over, p.Err, p.Elapsed = true, r.err, r.took
+	default:
+	}
+	return p
 }
 
 // Wait returns when the rebuild ended, with its error.
@@ -58,31 +71,87 @@ func (e *Engine) Rebuild(ctx context.Context, target Member, bps int64, promote 
 	if target.Dev.Size() != e.size {
 		return nil, fmt.Errorf("rebuild %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
 	}
-	rb := &Rebuild{target: target, total: e.size, start: time.Now(), over: make(chan struct{})}
+	rb := &Rebuild{target: target, kind: "rebuild", total: e.size, start: time.Now(), over: make(chan struct{})}
 	if !e.rebuild.CompareAndSwap(nil, rb) {
 		return nil, fmt.Errorf("rebuild %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
 	}
-	go func() {
-		rb.err = e.copyAll(ctx, rb, bps, promote)
-		if rb.err != nil {
-			e.rebuild.Store(nil) // the target is abandoned
+	all := func(yield func(int64) bool) {
+		for off := int64(0); off < e.size; off += rebuildChunk {
+			if !yield(off) {
+				return
+			}
 		}
-		close(rb.over)
-	}()
+	}
+	go e.run(ctx, rb, all, true, bps, promote)
 	return rb, nil
+}
+
+// ErrNoDelta is the error of CatchUp for a replica whose missed writes the
+// engine does not know (it was not in sync when the volume was attached):
+// it needs a full rebuild.
+var ErrNoDelta = errors.New("what the replica missed is not known")
+
+// CatchUp brings target, a replica that left the in-sync set while this
+// engine ran (Missed), back in sync by copying only the chunks it missed,
+// like Rebuild otherwise: writes go to it from now on, promote is called
+// when the copy is complete, and it becomes a member.
+func (e *Engine) CatchUp(ctx context.Context, target Member, bps int64, promote func() error) (*Rebuild, error) {
+	if target.Dev.Size() != e.size {
+		return nil, fmt.Errorf("catch up %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
+	}
+	rb := &Rebuild{target: target, kind: "catch-up", start: time.Now(), over: make(chan struct{})}
+	// With no I/O in flight, the chunks missed so far are taken and the
+	// target starts receiving writes: each write is in one or the other.
+	e.gate.Lock()
+	e.mu.Lock()
+	missed, ok := e.missed[target.ID]
+	if ok {
+		missed = missed.clone()
+	}
+	e.mu.Unlock()
+	if !ok {
+		e.gate.Unlock()
+		return nil, fmt.Errorf("catch up %s onto %s: %w", e.name, target.ID, ErrNoDelta)
+	}
+	if !e.rebuild.CompareAndSwap(nil, rb) {
+		e.gate.Unlock()
+		return nil, fmt.Errorf("catch up %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
+	}
+	e.gate.Unlock()
+	rb.total = min(missed.count()*rebuildChunk, e.size)
+	chunks := func(yield func(int64) bool) {
+		for c := int64(0); c*rebuildChunk < e.size; c++ {
+			if missed.has(c) && !yield(c*rebuildChunk) {
+				return
+			}
+		}
+	}
+	go e.run(ctx, rb, chunks, false, bps, promote)
+	return rb, nil
+}
+
+// run copies the chunks at offsets onto rb's target (fresh: it is new and
+// empty) and ends rb.
+func (e *Engine) run(ctx context.Context, rb *Rebuild, offsets iter.Seq[int64], fresh bool, bps int64, promote func() error) {
+	rb.err = e.copyAll(ctx, rb, offsets, fresh, bps, promote)
+	if rb.err != nil {
+		e.rebuild.Store(nil) // the target is abandoned
+	}
+	rb.took = time.Since(rb.start)
+	close(rb.over)
 }
 
 // Rebuilding returns the rebuild under way, or nil.
 func (e *Engine) Rebuilding() *Rebuild { return e.rebuild.Load() }
 
-func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, bps int64, promote func() error) error {
+func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int64], fresh bool, bps int64, promote func() error) error {
 	var lim *rate.Limiter
 	if bps > 0 {
 		lim = rate.NewLimiter(rate.Limit(bps), rebuildChunk)
 	}
 	buf := make([]byte, rebuildChunk)
 	zero := make([]byte, rebuildChunk)
-	for off := int64(0); off < e.size; off += rebuildChunk {
+	for off := range offsets {
 		n := min(int64(rebuildChunk), e.size-off)
 		if lim != nil {
 			if err := lim.WaitN(ctx, int(n)); err != nil {
@@ -90,28 +159,29 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, bps int64, promote fu
 			}
 		}
 		if f := rb.failed.Load(); f != nil {
-			return fmt.Errorf("rebuild %s onto %s: %w", e.name, rb.target.ID, *f)
+			return fmt.Errorf("%s %s onto %s: %w", rb.kind, e.name, rb.target.ID, *f)
 		}
-		if err := e.copyChunk(rb, buf[:n], zero[:n], off); err != nil {
-			return fmt.Errorf("rebuild %s onto %s at %d: %w", e.name, rb.target.ID, off, err)
+		if err := e.copyChunk(rb, buf[:n], zero[:n], off, fresh); err != nil {
+			return fmt.Errorf("%s %s onto %s at %d: %w", rb.kind, e.name, rb.target.ID, off, err)
 		}
 		rb.done.Add(n)
 	}
 	e.gate.Lock() // nothing in flight while the target joins
 	defer e.gate.Unlock()
 	if f := rb.failed.Load(); f != nil {
-		return fmt.Errorf("rebuild %s onto %s: %w", e.name, rb.target.ID, *f)
+		return fmt.Errorf("%s %s onto %s: %w", rb.kind, e.name, rb.target.ID, *f)
 	}
 	if err := rb.target.Dev.Flush(); err != nil {
-		return fmt.Errorf("rebuild %s: flush %s: %w", e.name, rb.target.ID, err)
+		return fmt.Errorf("%s %s: flush %s: %w", rb.kind, e.name, rb.target.ID, err)
 	}
 	if err := promote(); err != nil {
-		return fmt.Errorf("rebuild %s: promote %s: %w", e.name, rb.target.ID, err)
+		return fmt.Errorf("%s %s: promote %s: %w", rb.kind, e.name, rb.target.ID, err)
 	}
 	// The target turns from rebuild target into member while no I/O is in
 	// flight: a write sees it as one or the other, never neither.
 	e.mu.Lock()
 	e.members = append(e.members, rb.target)
+	delete(e.missed, rb.target.ID)
 	e.mu.Unlock()
 	e.rebuild.Store(nil)
 	return nil
@@ -119,9 +189,10 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, bps int64, promote fu
 
 // copyChunk copies one chunk with foreground I/O held back, so that no
 // write can land between reading the chunk and writing it to the target.
-// All-zero chunks are skipped: the target is new and empty, so they read as
-// zeros already, and stay thin.
-func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64) error {
+// All-zero chunks are discarded on a target that is not fresh, and skipped
+// on a fresh one: it is new and empty, so they read as zeros already. Both
+// stay thin.
+func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64, fresh bool) error {
 	e.gate.Lock()
 	defer e.gate.Unlock()
 	var err error
@@ -134,7 +205,10 @@ func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64) error {
 		return fmt.Errorf("read from every in-sync replica failed: %w", err)
 	}
 	if bytes.Equal(buf, zero) {
-		return nil
+		if fresh {
+			return nil
+		}
+		return rb.target.Dev.Discard(off, int64(len(buf)))
 	}
 	_, err = rb.target.Dev.WriteAt(buf, off)
 	return err

@@ -119,3 +119,95 @@ func TestScrubRepairsEveryReplica(t *testing.T) {
 		t.Fatalf("second scrub repaired %d more", n)
 	}
 }
+
+// TestCatchUp: a replica drops out on a failed write, misses writes and a
+// discard, and had lost a write it never flushed; CatchUp copies exactly
+// the chunks it missed (plus the unflushed one) while writers go on, and
+// it ends byte-for-byte equal to the in-sync replica.
+func TestCatchUp(t *testing.T) {
+	const size = 16 << 20
+	const chunk = rebuildChunk
+	a := block.NewMem(size)
+	bmem := block.NewMem(size)
+	b := &flaky{Device: bmem}
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, func(string, error) error { return nil }, quiet)
+	for off := int64(0); off < size; off += chunk {
+		e.WriteAt(pattern(chunk, byte(off/chunk)), off)
+	}
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Chunk 1 is written but not flushed, and b loses it (its cache).
+	e.WriteAt(pattern(block.Size, 101), 1*chunk)
+	bmem.WriteAt(pattern(block.Size, 1), 1*chunk)
+	// b fails a write to chunk 3 and leaves the in-sync set.
+	b.mu.Lock()
+	b.failWrite = true
+	b.mu.Unlock()
+	if _, err := e.WriteAt(pattern(block.Size, 103), 3*chunk); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(e.InSync(), "b") {
+		t.Fatal("b still in sync after failing a write")
+	}
+	e.WriteAt(pattern(2*block.Size, 105), 5*chunk+8192)
+	e.Discard(7*chunk, chunk)
+	e.WriteAt(pattern(block.Size, 109), 9*chunk)
+	e.Flush()
+	if n, ok := e.Missed("b"); !ok || n != 5*chunk {
+		t.Fatalf("missed by b: %d bytes (%v), want chunks 1, 3, 5, 7 and 9", n, ok)
+	}
+	if _, err := e.CatchUp(context.Background(), Member{"z", block.NewMem(size)}, 0, nil); !errors.Is(err, ErrNoDelta) {
+		t.Fatalf("catch-up of an unknown replica: %v, want ErrNoDelta", err)
+	}
+
+	b.mu.Lock()
+	b.failWrite = false // b is back
+	b.mu.Unlock()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 3 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), 2))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				off := r.Int64N(size/block.Size) * block.Size
+				if _, err := e.WriteAt(pattern(block.Size, byte(r.Uint32())), off); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	promoted := false
+	rb, err := e.CatchUp(context.Background(), Member{"b", b}, 0, func() error { promoted = true; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if p := rb.Progress(); p.Kind != "catch-up" || p.Total != 5*chunk || p.Done != p.Total {
+		t.Fatalf("progress %+v: want 5 chunks copied", p)
+	}
+	if !promoted || !slices.Contains(e.InSync(), "b") {
+		t.Fatalf("promoted %v, in sync %v", promoted, e.InSync())
+	}
+	if _, ok := e.Missed("b"); ok {
+		t.Fatal("b is in sync but still tracked as missing writes")
+	}
+	x, y := make([]byte, size), make([]byte, size)
+	a.ReadAt(x, 0)
+	bmem.ReadAt(y, 0)
+	for off := 0; off < size; off += block.Size {
+		if !bytes.Equal(x[off:off+block.Size], y[off:off+block.Size]) {
+			t.Fatalf("b differs from a at %d after catching up", off)
+		}
+	}
+}

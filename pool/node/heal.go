@@ -68,6 +68,17 @@ func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[s
 			delete(nodeDown, r.ID)
 		}
 	}
+	// A replica that left the in-sync set while the volume was attached
+	// here and whose node is up again catches up on what it missed, at
+	// once: far cheaper than a rebuild elsewhere.
+	for _, r := range v.Replicas {
+		if slices.Contains(a.engine.InSync(), r.ID) || !(alive[r.Node] || r.Node == n.cfg.ID) {
+			continue
+		}
+		if _, ok := a.engine.Missed(r.ID); ok {
+			return n.startCatchUp(ctx, a, v, r)
+		}
+	}
 	inSync := a.engine.InSync()
 	if len(inSync) >= v.Repl {
 		delete(degraded, a.vol)
@@ -169,6 +180,7 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 		m.Close()
 		return fail(err)
 	}
+	a.setRebuild(rb)
 	go func() {
 		defer a.bg.Done()
 		start := time.Now()
@@ -180,10 +192,64 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 		}
 		n.log.Info("replica rebuilt and in sync", "volume", v.Name, "replica", r.ID, "took", time.Since(start))
 		for _, old := range lost {
+			a.engine.Forget(old.ID)
 			if err := n.removeReplica(ctx, old); err != nil {
 				n.log.Warn("could not delete the lost replica (its node may be down; it is no longer part of the volume)", "replica", old.ID, "node", old.Node, "err", err)
 			}
 		}
+	}()
+	return nil
+}
+
+// startCatchUp brings r, a replica of v that left the in-sync set while v
+// was attached here and whose node is back, in sync again by copying only
+// what it missed.
+func (n *Node) startCatchUp(ctx context.Context, a *attachment, v *meta.Volume, r meta.Replica) error {
+	m, err := n.openMember(ctx, r, a.epoch)
+	if err == nil {
+		if err = m.Fence(a.epoch); err != nil {
+			m.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("catch up replica %s: %w", r.ID, err)
+	}
+	missed, _ := a.engine.Missed(r.ID)
+	n.log.Info("replica is back: catching up on what it missed", "volume", v.Name, "replica", r.ID, "node", r.Node, "missed_bytes", missed)
+	promote := func() error {
+		return n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
+			if !slices.ContainsFunc(v.Replicas, func(x meta.Replica) bool { return x.ID == r.ID }) {
+				return fmt.Errorf("replica %s is no longer part of volume %s", r.ID, v.Name)
+			}
+			if !slices.Contains(v.InSync, r.ID) {
+				v.InSync = append(v.InSync, r.ID)
+			}
+			a.add(r.ID, m)
+			return nil
+		})
+	}
+	if !a.start() {
+		m.Close()
+		return a.ctx.Err()
+	}
+	rb, err := a.engine.CatchUp(a.ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
+	if err != nil {
+		a.bg.Done()
+		m.Close()
+		return err
+	}
+	a.setRebuild(rb)
+	go func() {
+		defer a.bg.Done()
+		if err := rb.Wait(); err != nil {
+			n.log.Error("catch-up failed; it will be tried again", "volume", v.Name, "replica", r.ID, "err", err)
+			if a.member(r.ID) != m {
+				m.Close()
+			}
+			return
+		}
+		p := rb.Progress()
+		n.log.Info("replica caught up and in sync", "volume", v.Name, "replica", r.ID, "copied_bytes", p.Total, "took", p.Elapsed)
 	}()
 	return nil
 }

@@ -109,6 +109,20 @@ type attachment struct {
 
 	mu       sync.Mutex        // guards replicas: a rebuilt replica joins them
 	replicas map[string]member // open replicas by ID, local or remote
+	last     *engine.Rebuild   // the last rebuild started, guarded by mu
+}
+
+// lastRebuild returns the last rebuild started on the volume, or nil.
+func (a *attachment) lastRebuild() *engine.Rebuild {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+func (a *attachment) setRebuild(rb *engine.Rebuild) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.last = rb
 }
 
 // start counts one piece of background work on the volume, unless it is
@@ -146,9 +160,14 @@ func (a *attachment) members() map[string]member {
 	return maps.Clone(a.replicas)
 }
 
+// add makes m the open replica id, closing the handle it replaces (the
+// one of a replica that left the in-sync set and came back).
 func (a *attachment) add(id string, m member) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if old := a.replicas[id]; old != nil && old != m {
+		old.Close()
+	}
 	a.replicas[id] = m
 }
 

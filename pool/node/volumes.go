@@ -354,9 +354,19 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 	n.mu.Unlock()
 	if att != nil {
 		out.Repairs += att.engine.Repairs()
-		if rb := att.engine.Rebuilding(); rb != nil {
+		rb := att.engine.Rebuilding()
+		if rb == nil {
+			rb = att.lastRebuild()
+		}
+		if rb != nil {
 			p := rb.Progress()
-			out.Rebuild = &api.Rebuild{Replica: p.Replica, Done: p.Done, Total: p.Total, Elapsed: p.Elapsed.Round(time.Millisecond).String()}
+			out.Rebuild = &api.Rebuild{Replica: p.Replica, Kind: p.Kind, State: "running", Done: p.Done, Total: p.Total, Elapsed: p.Elapsed.Round(time.Millisecond).String()}
+			switch {
+			case p.Over && p.Err != nil:
+				out.Rebuild.State = "failed: " + p.Err.Error()
+			case p.Over:
+				out.Rebuild.State = "done"
+			}
 		}
 	}
 	for _, r := range v.Replicas {
