@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Ballast's daemon and tests use, when missing:
 # fio (tests, benchmarks), e2fsprogs and xfsprogs (mkfs, fsck), fuse3
-# (fusermount3), util-linux (losetup, mount), etcd-server (tests against an
-# external etcd). Safe to run again.
+# (fusermount3), util-linux (losetup, mount, nsenter), etcd-server (tests
+# against an external etcd), iproute2 and iptables (the network-partition
+# test). Safe to run again.
 set -euo pipefail
 need=()
-for pair in etcd:etcd-server fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux; do
+for pair in etcd:etcd-server fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux nsenter:util-linux ip:iproute2 iptables:iptables; do
 	tool=${pair%%:*} pkg=${pair##*:}
 	command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/sbin:/usr/sbin command -v "$tool" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -18,4 +19,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux etcd-server
+apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux etcd-server iproute2 iptables

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -50,6 +51,9 @@ type daemon struct {
 	socket  string
 	client  *api.Client
 	logPath string
+	// wrap runs the daemon under another command, e.g. nsenter into a
+	// network namespace.
+	wrap []string
 }
 
 // startDaemon starts a single-node daemon with two pool dirs under a fresh
@@ -63,6 +67,14 @@ func startDaemon(t *testing.T, extra ...string) *daemon {
 
 // launch starts daemon node with one pool dir per name in disks.
 func launch(t *testing.T, node string, disks []string, extra ...string) *daemon {
+	t.Helper()
+	d := newDaemon(t, node, disks, extra...)
+	d.start()
+	return d
+}
+
+// newDaemon prepares daemon node without starting it.
+func newDaemon(t *testing.T, node string, disks []string, extra ...string) *daemon {
 	t.Helper()
 	testenv.RequirePrivileged(t)
 	testenv.RequireTools(t, "mkfs.ext4", "mkfs.xfs", "fio", "e2fsck")
@@ -86,7 +98,6 @@ func launch(t *testing.T, node string, disks []string, extra ...string) *daemon 
 		}
 		os.RemoveAll(dir)
 	})
-	d.start()
 	return d
 }
 
@@ -104,7 +115,8 @@ func (d *daemon) start() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	d.cmd = exec.Command(ballastBin, d.args...)
+	argv := append(append(slices.Clone(d.wrap), ballastBin), d.args...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// If the test binary dies without its cleanups (a panic), the daemon
 	// still stops, and SIGTERM makes it unmount its volumes on the way.
@@ -142,7 +154,52 @@ func (d *daemon) start() {
 // kill9 kills the daemon the hard way and waits for it to be gone.
 func (d *daemon) kill9() {
 	d.cmd.Process.Signal(syscall.SIGKILL)
-	<-d.done
+	select {
+	case <-d.done:
+		return
+	case <-time.After(15 * time.Second):
+	}
+	// A thread of it is stuck in the kernel on I/O to its own FUSE files
+	// (an unmount at shutdown, with a replica unreachable): abort them.
+	d.t.Logf("daemon %s did not exit 15s after SIGKILL; aborting its FUSE connections", d.node)
+	if err := abortFUSE(d.dir); err != nil {
+		d.t.Logf("abort FUSE connections: %v", err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		d.t.Errorf("daemon %s (pid %d) is still there 30s after its FUSE connections were aborted", d.node, d.cmd.Process.Pid)
+	}
+}
+
+// abortFUSE aborts the FUSE connections of the mounts under dir through
+// the fusectl filesystem (mounted for the purpose if it is not).
+func abortFUSE(dir string) error {
+	const ctl = "/sys/fs/fuse/connections"
+	if _, err := os.Stat(ctl); err != nil {
+		return err
+	}
+	if entries, _ := os.ReadDir(ctl); len(entries) == 0 {
+		if out, err := exec.Command("mount", "-t", "fusectl", "none", ctl).CombinedOutput(); err != nil {
+			return fmt.Errorf("mount fusectl: %v: %s", err, out)
+		}
+		defer exec.Command("umount", ctl).Run()
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || !strings.HasPrefix(f[4], dir) || !strings.Contains(line, " - fuse") {
+			continue
+		}
+		_, minor, _ := strings.Cut(f[2], ":") // the connection is named by the device minor
+		if err := os.WriteFile(filepath.Join(ctl, minor, "abort"), []byte("1"), 0o200); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // stop ends the daemon gracefully (SIGTERM), then by force after 30 s.

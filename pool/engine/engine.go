@@ -20,6 +20,11 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 )
 
+// ErrFenced is wrapped by the errors of a volume that another node took
+// over: the DropFunc returns it when it finds the attachment gone, and from
+// then on every I/O fails at once with it, touching no replica.
+var ErrFenced = errors.New("fenced: the volume was taken over by another node")
+
 // Member is one replica of the volume.
 type Member struct {
 	ID  string
@@ -60,6 +65,7 @@ type Engine struct {
 	missed    map[string]bitmap
 
 	repairs atomic.Int64
+	fenced  atomic.Bool
 }
 
 // New returns an engine over in-sync members, the local replica first.
@@ -103,7 +109,7 @@ func (e *Engine) snapshot() []Member {
 // ReadAt reads from the first in-sync replica that answers. Blocks failing
 // their checksum are read from another replica, rewritten and counted.
 func (e *Engine) ReadAt(p []byte, off int64) (int, error) {
-	if err := block.Check(off, int64(len(p)), e.size); err != nil {
+	if err := e.check("read", off, int64(len(p))); err != nil {
 		return 0, err
 	}
 	e.gate.RLock()
@@ -207,6 +213,9 @@ func (e *Engine) fail(m Member, cause error) error {
 		return fmt.Errorf("last in-sync replica %s failed: %w", m.ID, cause)
 	}
 	if err := e.drop(m.ID, cause); err != nil {
+		if errors.Is(err, ErrFenced) && !e.fenced.Swap(true) {
+			e.log.Error("volume taken over by another node: all I/O on it fails from now on", "volume", e.name, "err", err)
+		}
 		return fmt.Errorf("replica %s failed (%v) and could not be dropped from the in-sync set: %w", m.ID, cause, err)
 	}
 	e.log.Error("replica dropped from the in-sync set", "volume", e.name, "replica", m.ID, "cause", cause)
@@ -227,6 +236,14 @@ func (e *Engine) fail(m Member, cause error) error {
 		}
 	}
 	return nil
+}
+
+// check refuses I/O out of range, or on a fenced volume.
+func (e *Engine) check(op string, off, length int64) error {
+	if e.fenced.Load() {
+		return fmt.Errorf("%s %s: %w", op, e.name, ErrFenced)
+	}
+	return block.Check(off, length, e.size)
 }
 
 // mark records a write or discard of [off, off+length) as unflushed and as
@@ -266,7 +283,7 @@ func (e *Engine) flushAll() error {
 
 // WriteAt writes p to every in-sync replica.
 func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
-	if err := block.Check(off, int64(len(p)), e.size); err != nil {
+	if err := e.check("write", off, int64(len(p))); err != nil {
 		return 0, err
 	}
 	e.gate.RLock()
@@ -288,6 +305,9 @@ func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
 
 // Flush flushes every in-sync replica.
 func (e *Engine) Flush() error {
+	if err := e.check("flush", 0, 0); err != nil {
+		return err
+	}
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	return e.flushAll()
@@ -295,7 +315,7 @@ func (e *Engine) Flush() error {
 
 // Discard discards the range on every in-sync replica.
 func (e *Engine) Discard(off, length int64) error {
-	if err := block.Check(off, length, e.size); err != nil {
+	if err := e.check("discard", off, length); err != nil {
 		return err
 	}
 	e.gate.RLock()

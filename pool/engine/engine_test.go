@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -197,4 +198,30 @@ func TestQuiesceWaitsForWrites(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestFencedFailsFast: once the DropFunc reports the volume taken over,
+// every later I/O fails at once with ErrFenced and reaches no replica.
+func TestFencedFailsFast(t *testing.T) {
+	const size = 1 << 20
+	a := &flaky{Device: block.NewMem(size)}
+	b := &flaky{Device: block.NewMem(size), failWrite: true}
+	drop := func(string, error) error { return fmt.Errorf("taken over: %w", ErrFenced) }
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
+	if _, err := e.WriteAt(pattern(block.Size, 1), 0); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write whose drop was refused as fenced: %v", err)
+	}
+	a.mu.Lock()
+	a.failWrite = true // a write reaching a now would fail differently
+	a.mu.Unlock()
+	for name, err := range map[string]error{
+		"write":   func() error { _, err := e.WriteAt(pattern(block.Size, 2), 0); return err }(),
+		"read":    func() error { _, err := e.ReadAt(make([]byte, block.Size), 0); return err }(),
+		"flush":   e.Flush(),
+		"discard": e.Discard(0, block.Size),
+	} {
+		if !errors.Is(err, ErrFenced) {
+			t.Errorf("%s on a fenced volume: %v, want ErrFenced", name, err)
+		}
+	}
 }

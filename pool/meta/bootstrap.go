@@ -112,12 +112,15 @@ func StartCluster(ctx context.Context, c ClusterConfig, log *slog.Logger) (*Clus
 	if err != nil {
 		return nil, err
 	}
-	eps := append([]string{mc.ClientURL}, slices.DeleteFunc(ans.Endpoints, func(e string) bool { return e == mc.ClientURL })...)
 	if ans.Member {
-		if err := m.promote(ctx, eps, tlsc); err != nil {
+		others := slices.DeleteFunc(ans.Endpoints, func(e string) bool { return e == mc.ClientURL })
+		if err := m.promote(ctx, others, tlsc); err != nil {
 			m.Close()
 			return nil, err
 		}
 	}
-	return &Cluster{Member: m, Endpoints: eps, TLS: tlsc}, nil
+	// A member node talks to its own member only: cut off from the
+	// others, it must lose its lease like its member loses the quorum,
+	// and no request of it hangs on a peer it cannot reach.
+	return &Cluster{Member: m, Endpoints: []string{mc.ClientURL}, TLS: tlsc}, nil
 }

@@ -116,7 +116,7 @@ func StartEmbedded(ctx context.Context, c EmbedConfig, log *slog.Logger) (*Embed
 func (e *Embedded) promote(ctx context.Context, endpoints []string, tlsc *tls.Config) error {
 	// The member's own endpoint answers only once it is a voter; ask the
 	// others.
-	cli, err := Connect(endpoints[1:], tlsc)
+	cli, err := Connect(endpoints, tlsc)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,12 @@ func Connect(endpoints []string, tlsc *tls.Config) (*clientv3.Client, error) {
 	// the daemon as errors from each call.
 	cfg := clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: tlsc}
 	if len(endpoints) > 0 && !strings.HasPrefix(endpoints[0], "unix") {
-		cfg.AutoSyncInterval = 30 * time.Second
+		// A peer cut off by the network sends no reset: find out by
+		// keepalive, so that requests move to an endpoint that answers.
+		cfg.DialKeepAliveTime, cfg.DialKeepAliveTimeout = 2*time.Second, 2*time.Second
+		if len(endpoints) > 1 {
+			cfg.AutoSyncInterval = 30 * time.Second
+		}
 	}
 	cli, err := clientv3.New(cfg)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -193,6 +194,10 @@ func (a *attachment) close() error {
 // owner's replicas; it must not throw them out of the in-sync set.
 func (n *Node) dropper(vol string, epoch uint64) engine.DropFunc {
 	return func(id string, cause error) error {
+		if errors.Is(cause, remote.ErrFenced) {
+			// The replica carries a newer epoch: a takeover happened.
+			return fmt.Errorf("volume %s: replica %s was fenced by a newer owner: %w", vol, id, engine.ErrFenced)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		for {
@@ -201,7 +206,7 @@ func (n *Node) dropper(vol string, epoch uint64) engine.DropFunc {
 				return fmt.Errorf("volume %s: read attachment: %w", vol, err)
 			}
 			if att.Node != n.cfg.ID || att.Epoch != epoch {
-				return fmt.Errorf("volume %s was taken over by node %s at epoch %d (this node held epoch %d): fenced", vol, att.Node, att.Epoch, epoch)
+				return fmt.Errorf("volume %s was taken over by node %s at epoch %d (this node held epoch %d): %w", vol, att.Node, att.Epoch, epoch, engine.ErrFenced)
 			}
 			v, rev, err := n.meta.Volume(ctx, vol)
 			if err != nil {
