@@ -177,7 +177,7 @@ func startCluster(ctx context.Context, c config, extra []string, logger *slog.Lo
 			return cl, err
 		}
 		dr := filepath.Join(root, "node-"+id)
-		args := append([]string{"daemon", "--data-dir", filepath.Join(dr, "data"), "--node-id", id,
+		args := append([]string{"daemon", "--data-dir", filepath.Join(dr, "data"), "--node-id", id, "--docker-socket=",
 			"--pool-dir", filepath.Join(dr, "disk"), "--socket", filepath.Join(dr, "ballast.sock"),
 			"--etcd-endpoints", cl.etcd.url, "--cluster-secret-file", secret,
 			"--listen", fmt.Sprintf("127.0.0.1:%d", port)}, c.daemonArgs...)

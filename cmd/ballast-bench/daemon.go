@@ -35,7 +35,7 @@ type daemon struct {
 // startDaemon starts binary as a daemon under root and waits until it
 // answers on its socket. On error, whatever was started is stopped again.
 func startDaemon(ctx context.Context, binary, root string, extra []string, logger *slog.Logger) (*daemon, error) {
-	args := append([]string{"daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1",
+	args := append([]string{"daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1", "--docker-socket=",
 		"--pool-dir", filepath.Join(root, "disk1"), "--pool-dir", filepath.Join(root, "disk2"),
 		"--socket", filepath.Join(root, "ballast.sock")}, extra...)
 	d := &daemon{root: root, logPath: filepath.Join(root, "daemon.log"), log: logger, binary: binary, args: args}

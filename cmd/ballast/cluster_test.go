@@ -69,6 +69,9 @@ func TestClusterFailover(t *testing.T) {
 	if _, err := b.client.AttachVolume(ctx, "shared", api.AttachOptions{}); !errors.Is(err, api.ErrInUse) {
 		t.Fatalf("attach on b while a holds it: %v; want an in-use error naming a", err)
 	}
+	if out, err := b.cli("volume", "detach", "shared"); err == nil || !strings.Contains(out, "attached on node a, not on this node (b)") {
+		t.Fatalf("detach on b of a volume attached on a: %v %s; want an error naming a", err, out)
+	}
 
 	a.kill9()
 	killed := time.Now()

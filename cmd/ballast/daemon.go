@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/ballast-io/ballast/driver"
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
@@ -46,6 +47,7 @@ type daemonFlags struct {
 	maxWrite  int
 	labels    string
 	metrics   string
+	docker    string
 	listen    string
 	join      string
 	etcdCli   string
@@ -93,6 +95,7 @@ different disks.`,
 	fl.Int64Var(&f.rebuildMB, "rebuild-mbps", 200, "rebuild copy limit in MiB/s, so the foreground keeps most of the disk (0: no limit)")
 	fl.DurationVar(&f.scrubIn, "scrub-interval", 24*time.Hour, "how often every attached volume's replicas are read back in full and bad blocks repaired (0: never)")
 	fl.Int64Var(&f.scrubMB, "scrub-mbps", 50, "scrub read limit in MiB/s")
+	fl.StringVar(&f.docker, "docker-socket", driver.DefaultSocket, "serve the Docker volume plugin (docker volume create -d ballast) on this unix socket; empty: off")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
@@ -285,7 +288,28 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		}()
 		logger.Info("serving metrics", "addr", f.metrics)
 	}
-	serveErr := api.Serve(ctx, socket, n, logger)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	dockerDone := make(chan error, 1)
+	if f.docker != "" {
+		// The Docker volume plugin, next to the daemon's own socket; it
+		// stops first at shutdown, so Docker calls no longer reach the node.
+		go func() {
+			err := driver.Serve(sctx, driver.New(n, f.nodeID, logger.With("component", "docker")), f.docker)
+			if err != nil {
+				logger.Error("docker volume plugin failed; stopping", "err", err)
+				stop()
+			}
+			dockerDone <- err
+		}()
+	} else {
+		dockerDone <- nil
+	}
+	serveErr := api.Serve(sctx, socket, n, logger)
+	stop()
+	if err := <-dockerDone; err != nil && serveErr == nil {
+		serveErr = err
+	}
 	logger.Info("shutting down: unmounting volumes (they are attached again on restart)")
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

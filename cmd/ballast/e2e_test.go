@@ -242,7 +242,7 @@ func TestClusterStatus(t *testing.T) {
 	if err != nil || !strings.Contains(out, "rack=r1,zone=a") || !strings.Contains(out, "up since") {
 		t.Fatalf("ballast cluster status: %v\n%s", err, out)
 	}
-	bad, err := exec.Command(ballastBin, "daemon", "--data-dir", t.TempDir(), "--labels", "zone").CombinedOutput()
+	bad, err := exec.Command(ballastBin, "daemon", "--data-dir", t.TempDir(), "--docker-socket=", "--labels", "zone").CombinedOutput()
 	if err == nil || !strings.Contains(string(bad), "--labels") || !strings.Contains(string(bad), "key=value") {
 		t.Fatalf("daemon with bad labels: %v\n%s", err, bad)
 	}

@@ -84,7 +84,7 @@ func TestJoinEmbeddedEtcd(t *testing.T) {
 	ectx, ecancel := context.WithTimeout(context.Background(), time.Minute)
 	defer ecancel()
 	outE, err := exec.CommandContext(ectx, ballastBin, append([]string{"daemon", "--node-id", "e", "--data-dir", filepath.Join(dirE, "data"),
-		"--socket", filepath.Join(dirE, "sock"), "--join", listenA}, argsE...)...).CombinedOutput()
+		"--socket", filepath.Join(dirE, "sock"), "--docker-socket=", "--join", listenA}, argsE...)...).CombinedOutput()
 	if err == nil || !strings.Contains(string(outE), "refused this node's cluster secret") {
 		t.Fatalf("join with a wrong secret: %v\n%s", err, outE)
 	}

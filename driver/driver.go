@@ -1,0 +1,246 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// Driver answers Docker's volume plugin requests with calls on a node's
+// api.Service. It is an http.Handler (see handler.go); Serve puts it on a
+// unix socket.
+type Driver struct {
+	svc    api.Service
+	nodeID string // this node's ID: a volume attached here has a Mountpoint
+	log    *slog.Logger
+	mounts *mounts
+}
+
+// New returns a driver serving svc, the service of the node whose ID is
+// nodeID. A nil log discards the driver's messages.
+func New(svc api.Service, nodeID string, log *slog.Logger) *Driver {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{svc: svc, nodeID: nodeID, log: log.With("component", "docker-plugin"), mounts: newMounts()}
+}
+
+// volume is a volume as Docker's Get and List want it.
+type volume struct {
+	Name       string
+	Mountpoint string         `json:",omitempty"`
+	CreatedAt  string         `json:",omitempty"`
+	Status     map[string]any `json:",omitempty"`
+}
+
+// create creates a volume from a name or inline spec and --opt options.
+func (d *Driver) create(ctx context.Context, name string, opts map[string]string) error {
+	v, err := ParseSpec(name, opts)
+	if err != nil {
+		return err
+	}
+	got, err := d.svc.CreateVolume(ctx, v)
+	if err != nil {
+		return explain("create", v.Name, err)
+	}
+	d.log.Info("volume created", "volume", got.Name, "docker_name", name, "size", got.Size, "repl", got.Repl, "fs", got.FS)
+	return nil
+}
+
+// remove deletes a volume that no container uses, here or elsewhere. A
+// volume that is already gone is removed.
+func (d *Driver) remove(ctx context.Context, name string) error {
+	vol, err := volumeName(name)
+	if err != nil {
+		return err
+	}
+	return d.mounts.locked(vol, func(ids []string) error {
+		if len(ids) > 0 {
+			return fmt.Errorf("volume %q is mounted by %d container(s) on this node; stop them (docker ps --filter volume=%s) and remove it again: %w", vol, len(ids), name, api.ErrInUse)
+		}
+		v, err := d.svc.InspectVolume(ctx, vol)
+		if errors.Is(err, api.ErrNotFound) {
+			d.log.Info("removed volume was already gone", "volume", vol)
+			return nil
+		} else if err != nil {
+			return explain("remove", vol, err)
+		}
+		if a := v.Attachment; a != nil {
+			return fmt.Errorf("volume %q is attached on node %s (mounted at %s): stop the container using it there, or run 'ballast volume detach %s' on %s if none does, then remove it again: %w",
+				vol, a.Node, a.MountPath, vol, a.Node, api.ErrInUse)
+		}
+		if err := d.svc.DeleteVolume(ctx, vol); err != nil && !errors.Is(err, api.ErrNotFound) {
+			return explain("remove", vol, err)
+		}
+		d.log.Info("volume removed", "volume", vol)
+		return nil
+	})
+}
+
+// mount attaches the volume on this node for the mount ID, unless another
+// ID already did, and returns its mount path.
+func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
+	vol, err := volumeName(name)
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", invalid("the request has no mount ID")
+	}
+	path, err := d.mounts.mount(vol, id, func() (string, error) {
+		a, err := d.svc.AttachVolume(ctx, vol, api.AttachOptions{})
+		if err != nil {
+			return "", explain("mount", vol, err)
+		}
+		d.log.Info("volume attached for docker", "volume", vol, "mount", a.MountPath, "id", id)
+		return a.MountPath, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	d.log.Debug("volume mounted", "volume", vol, "mount", path, "id", id)
+	return path, nil
+}
+
+// unmount releases the mount ID; the last one detaches the volume. An
+// unknown ID succeeds: the counts are lost when the daemon restarts.
+func (d *Driver) unmount(ctx context.Context, name, id string) error {
+	vol, err := volumeName(name)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return invalid("the request has no mount ID")
+	}
+	known, err := d.mounts.unmount(vol, id, func() error {
+		err := d.svc.DetachVolume(ctx, vol)
+		switch {
+		case errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrInUse):
+			// Gone, or taken over by another node: nothing is left to release here.
+			d.log.Warn("volume was not attached here any more at its last unmount", "volume", vol, "err", err)
+			return nil
+		case err != nil:
+			return fmt.Errorf("detach volume %q after its last container stopped: %w; run 'ballast volume detach %s' to try again", vol, err, vol)
+		}
+		d.log.Info("volume detached, no container uses it", "volume", vol)
+		return nil
+	})
+	if !known {
+		d.log.Info("unmount of a mount ID this daemon does not know (started before a restart?); the volume stays attached", "volume", vol, "id", id)
+	}
+	return err
+}
+
+// path returns where the volume is mounted on this node, or "" when it is
+// not.
+func (d *Driver) path(ctx context.Context, name string) (string, error) {
+	vol, err := volumeName(name)
+	if err != nil {
+		return "", err
+	}
+	v, err := d.svc.InspectVolume(ctx, vol)
+	if err != nil {
+		return "", explain("inspect", vol, err)
+	}
+	return d.mountpoint(v), nil
+}
+
+// get describes one volume, under the name Docker asked for (which may be
+// an inline spec: Docker keeps volumes by that name).
+func (d *Driver) get(ctx context.Context, name string) (*volume, error) {
+	vol, err := volumeName(name)
+	if err != nil {
+		return nil, err
+	}
+	v, err := d.svc.InspectVolume(ctx, vol)
+	if err != nil {
+		return nil, explain("inspect", vol, err)
+	}
+	out := d.toDocker(v)
+	out.Name = name
+	return &out, nil
+}
+
+// list describes every volume of the cluster.
+func (d *Driver) list(ctx context.Context) ([]volume, error) {
+	vs, err := d.svc.ListVolumes(ctx)
+	if err != nil {
+		return nil, explain("list", "", err)
+	}
+	out := make([]volume, 0, len(vs))
+	for i := range vs {
+		v := d.toDocker(&vs[i])
+		v.Status = nil // docker volume ls shows names only
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (d *Driver) mountpoint(v *api.Volume) string {
+	if a := v.Attachment; a != nil && a.Node == d.nodeID {
+		return a.MountPath
+	}
+	return ""
+}
+
+func (d *Driver) toDocker(v *api.Volume) volume {
+	in := 0
+	var replicas []string
+	for _, r := range v.Replicas {
+		s := r.Node
+		if r.InSync {
+			in++
+		} else {
+			s += " (not in sync)"
+		}
+		replicas = append(replicas, s)
+	}
+	status := map[string]any{
+		"size":     spec.FormatSize(v.Size),
+		"used":     spec.FormatSize(v.Allocated),
+		"fs":       v.FS,
+		"repl":     v.Repl,
+		"in_sync":  fmt.Sprintf("%d/%d", in, len(v.Replicas)),
+		"replicas": strings.Join(replicas, ", "),
+		"state":    v.State,
+	}
+	if v.FromSnapshot != "" {
+		status["snapshot"] = v.FromSnapshot
+	}
+	if a := v.Attachment; a != nil {
+		status["attached"] = a.Node
+	}
+	out := volume{Name: v.Name, Mountpoint: d.mountpoint(v), Status: status}
+	if !v.Created.IsZero() {
+		out.CreatedAt = v.Created.Format(time.RFC3339)
+	}
+	return out
+}
+
+// explain adds to a service error what a Docker user can do about it. The
+// service's messages already name the volume and the node.
+func explain(op, vol string, err error) error {
+	switch {
+	case errors.Is(err, api.ErrNotFound) && op == "mount":
+		return fmt.Errorf("%w; create it first: docker volume create -d ballast --opt size=10G %s", err, vol)
+	case errors.Is(err, api.ErrInUse) && op == "mount":
+		return fmt.Errorf("%w (with Docker: stop the container using it on that node; its last unmount detaches it)", err)
+	case errors.Is(err, api.ErrNoCapacity):
+		return fmt.Errorf("%w; free space or add pool disks ('ballast pool list' shows them), or ask for a smaller size or fewer replicas", err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s volume %q did not finish before Docker gave up: %w", op, vol, err)
+	case errors.Is(err, spec.ErrInvalid) || errors.Is(err, api.ErrNotFound) || errors.Is(err, api.ErrExists) ||
+		errors.Is(err, api.ErrInUse) || errors.Is(err, api.ErrConflict):
+		return err
+	}
+	if vol == "" {
+		return fmt.Errorf("ballast could not %s volumes: %w ('ballast cluster status' shows the daemon's health)", op, err)
+	}
+	return fmt.Errorf("ballast could not %s volume %q: %w ('ballast cluster status' shows the daemon's health)", op, vol, err)
+}

@@ -1,0 +1,300 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ballast-io/ballast/pool/api"
+)
+
+// newTest returns a driver on node "n1" over a fake holding volume v1.
+func newTest(t *testing.T) (*Driver, *fake) {
+	t.Helper()
+	f := newFake("n1")
+	d := New(f, "n1", nil)
+	if err := d.create(context.Background(), "v1", map[string]string{"size": "1G", "repl": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	return d, f
+}
+
+func TestMountsShareOneAttach(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	p1, err := d.mount(ctx, "v1", "id1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := d.mount(ctx, "v1", "id2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != "/var/lib/ballast/mounts/v1" || p2 != p1 {
+		t.Fatalf("mount paths %q, %q", p1, p2)
+	}
+	if _, err := d.mount(ctx, "v1", "id1"); err != nil { // repeated: idempotent
+		t.Fatal(err)
+	}
+	if n := f.count("attach"); n != 1 {
+		t.Fatalf("%d attaches for two mount IDs, want 1", n)
+	}
+	if err := d.unmount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	if f.count("detach") != 0 || f.attachment("v1") == nil {
+		t.Fatal("detached while id2 still uses the volume")
+	}
+	if err := d.unmount(ctx, "v1", "id2"); err != nil {
+		t.Fatal(err)
+	}
+	if f.count("detach") != 1 || f.attachment("v1") != nil {
+		t.Fatalf("not detached after the last unmount (%d detaches)", f.count("detach"))
+	}
+	// A second unmount of the same ID, or of one from before a restart.
+	if err := d.unmount(ctx, "v1", "id2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.unmount(ctx, "v1", "unknown"); err != nil {
+		t.Fatal(err)
+	}
+	if f.count("detach") != 1 {
+		t.Fatal("unknown mount IDs detached the volume")
+	}
+	if len(d.mounts.vols) != 0 {
+		t.Fatalf("mount table not empty: %v", d.mounts.vols)
+	}
+}
+
+func TestMountFailureLeaksNothing(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	f.attachErr = errors.New("loop device setup failed")
+	_, err := d.mount(ctx, "v1", "id1")
+	if err == nil || !strings.Contains(err.Error(), "loop device setup failed") || !strings.Contains(err.Error(), `mount volume "v1"`) {
+		t.Fatalf("mount error %v", err)
+	}
+	if len(d.mounts.vols) != 0 {
+		t.Fatalf("failed mount left a count: %v", d.mounts.vols["v1"])
+	}
+	f.attachErr = nil
+	if err := d.remove(ctx, "v1"); err != nil {
+		t.Fatalf("remove after a failed mount: %v", err)
+	}
+	// A retry after a failure attaches again.
+	d, f = newTest(t)
+	f.attachErr = errors.New("boom")
+	_, _ = d.mount(ctx, "v1", "id1")
+	f.attachErr = nil
+	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	if f.count("attach") != 2 || f.attachment("v1") == nil {
+		t.Fatal("retry did not attach")
+	}
+}
+
+func TestMountAttachedElsewhere(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	f.attachOn("v1", "n2")
+	_, err := d.mount(ctx, "v1", "id1")
+	if !errors.Is(err, api.ErrInUse) {
+		t.Fatalf("mount of a volume held by n2: %v", err)
+	}
+	for _, want := range []string{"node n2", "stop the container using it on that node"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+	if len(d.mounts.vols) != 0 {
+		t.Fatal("failed mount left a count")
+	}
+	if _, err := d.mount(ctx, "nope", "id1"); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "docker volume create -d ballast") {
+		t.Fatalf("mount of a missing volume: %v", err)
+	}
+}
+
+func TestUnmountDetachFailure(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	f.detachErr = errors.New("device busy")
+	err := d.unmount(ctx, "v1", "id1")
+	if err == nil || !strings.Contains(err.Error(), "ballast volume detach v1") {
+		t.Fatalf("unmount with a failing detach: %v", err)
+	}
+	if len(d.mounts.vols) != 0 {
+		t.Fatal("the mount ID outlived its container")
+	}
+	// Taken over by another node meanwhile: nothing to release here.
+	d, f = newTest(t)
+	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	f.attachOn("v1", "n2")
+	if err := d.unmount(ctx, "v1", "id1"); err != nil {
+		t.Fatalf("unmount of a volume taken over by n2: %v", err)
+	}
+}
+
+func TestConcurrentMounts(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 50 {
+				id := fmt.Sprintf("c%d-%d", i, j)
+				if _, err := d.mount(ctx, "v1", id); err != nil {
+					t.Error(err)
+					return
+				}
+				if f.attachment("v1") == nil {
+					t.Error("volume detached while a mount ID uses it")
+					return
+				}
+				if err := d.unmount(ctx, "v1", id); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f.attachment("v1") != nil || len(d.mounts.vols) != 0 {
+		t.Fatal("volume still attached or counted after every unmount")
+	}
+	if a, dt := f.count("attach"), f.count("detach"); a != dt {
+		t.Fatalf("%d attaches, %d detaches", a, dt)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	err := d.remove(ctx, "v1")
+	if !errors.Is(err, api.ErrInUse) || !strings.Contains(err.Error(), "mounted by 1 container(s) on this node") {
+		t.Fatalf("remove of a mounted volume: %v", err)
+	}
+	if err := d.unmount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	f.attachOn("v1", "n2")
+	err = d.remove(ctx, "v1")
+	if !errors.Is(err, api.ErrInUse) || !strings.Contains(err.Error(), "attached on node n2") {
+		t.Fatalf("remove of a volume attached on n2: %v", err)
+	}
+	if f.count("delete") != 0 {
+		t.Fatal("remove of a volume in use called DeleteVolume")
+	}
+	f.vols["v1"].Attachment = nil
+	if err := d.remove(ctx, "size=1G,name=v1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.vols["v1"]; ok {
+		t.Fatal("not deleted")
+	}
+	if err := d.remove(ctx, "v1"); err != nil {
+		t.Fatalf("remove of a volume already gone: %v", err)
+	}
+}
+
+func TestGetListPath(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	if err := d.create(ctx, "size=1G,name=v2", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.create(ctx, "v3", map[string]string{"size": "1G"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
+		t.Fatal(err)
+	}
+	f.attachOn("v2", "n2")
+
+	vs, err := d.list(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, v := range vs {
+		got[v.Name] = v.Mountpoint
+	}
+	want := map[string]string{"v1": "/var/lib/ballast/mounts/v1", "v2": "", "v3": ""}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("list = %v, want %v", got, want)
+	}
+
+	v, err := d.get(ctx, "size=1G,name=v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Name != "size=1G,name=v2" || v.Mountpoint != "" || v.Status["attached"] != "n2" || v.Status["size"] != "1GiB" || v.CreatedAt == "" {
+		t.Fatalf("get v2 = %+v", v)
+	}
+	v, err = d.get(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Mountpoint != "/var/lib/ballast/mounts/v1" || v.Status["in_sync"] != "2/2" || v.Status["repl"] != 2 {
+		t.Fatalf("get v1 = %+v", v)
+	}
+	if _, err := d.get(ctx, "nope"); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("get of a missing volume: %v", err)
+	}
+
+	for name, want := range map[string]string{"v1": "/var/lib/ballast/mounts/v1", "name=v2": "", "v3": ""} {
+		if p, err := d.path(ctx, name); err != nil || p != want {
+			t.Errorf("path(%s) = %q, %v; want %q", name, p, err, want)
+		}
+	}
+}
+
+func TestCreateErrors(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	// The same spec again is fine; another one names the difference.
+	if err := d.create(ctx, "v1", map[string]string{"size": "1G", "repl": "2"}); err != nil {
+		t.Fatalf("create again with the same spec: %v", err)
+	}
+	if err := d.create(ctx, "v1", map[string]string{"size": "2G"}); !errors.Is(err, api.ErrExists) {
+		t.Fatalf("create again with another size: %v", err)
+	}
+	n := f.count("create")
+	for _, bad := range []map[string]string{{"size": "x"}, {"size": "1G", "bogus": "1"}, nil} {
+		if err := d.create(ctx, "v9", bad); err == nil {
+			t.Errorf("create with %v succeeded", bad)
+		}
+	}
+	if f.count("create") != n {
+		t.Fatal("invalid options reached CreateVolume")
+	}
+}
+
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("no pool can hold it: %w", api.ErrNoCapacity), "add pool disks"},
+		{context.DeadlineExceeded, `create volume "v1" did not finish before Docker gave up`},
+		{errors.New("etcd unreachable"), `ballast could not create volume "v1": etcd unreachable ('ballast cluster status'`},
+	} {
+		err := explain("create", "v1", tc.err)
+		if !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("explain(%v) = %v, want it to wrap and say %q", tc.err, err, tc.want)
+		}
+	}
+}
