@@ -238,6 +238,24 @@ func (e *Engine) fail(m Member, cause error) error {
 	return nil
 }
 
+// enterRebuild returns the rebuild under way, if any, with the write of
+// [off, off+length) counted on its chunks (it waits while one of them is
+// being copied). The caller holds gate shared, so the rebuild cannot start
+// meanwhile.
+func (e *Engine) enterRebuild(off, length int64) *Rebuild {
+	rb := e.rebuild.Load()
+	if rb != nil {
+		rb.locks.enter(off, length)
+	}
+	return rb
+}
+
+func (e *Engine) leaveRebuild(rb *Rebuild, off, length int64) {
+	if rb != nil {
+		rb.locks.leave(off, length)
+	}
+}
+
 // check refuses I/O out of range, or on a fenced volume.
 func (e *Engine) check(op string, off, length int64) error {
 	if e.fenced.Load() {
@@ -292,10 +310,12 @@ func (e *Engine) WriteAt(p []byte, off int64) (int, error) {
 		_, err := d.WriteAt(p, off)
 		return err
 	}
+	rb := e.enterRebuild(off, int64(len(p)))
 	err := e.fanOut("write", write)
 	if err == nil {
-		e.toTarget(write)
+		e.toTarget(rb, write)
 	}
+	e.leaveRebuild(rb, off, int64(len(p)))
 	e.mark(off, int64(len(p)))
 	if err != nil {
 		return 0, err
@@ -321,10 +341,12 @@ func (e *Engine) Discard(off, length int64) error {
 	e.gate.RLock()
 	defer e.gate.RUnlock()
 	discard := func(d block.Device) error { return d.Discard(off, length) }
+	rb := e.enterRebuild(off, length)
 	err := e.fanOut("discard", discard)
 	if err == nil {
-		e.toTarget(discard)
+		e.toTarget(rb, discard)
 	}
+	e.leaveRebuild(rb, off, length)
 	e.mark(off, length)
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,9 +15,13 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 )
 
-// rebuildChunk is how much the copier moves per step. Foreground I/O is
-// held back only for the copy of one chunk.
+// rebuildChunk is how much the copier moves per step. Foreground writes
+// to a chunk wait only while that chunk is copied.
 const rebuildChunk = 1 << 20
+
+// rebuildWorkers is how many chunks are copied at once, so that reading
+// the source, the network and writing the target overlap.
+const rebuildWorkers = 4
 
 // Rebuild is a replica being filled from an in-sync one while the volume
 // stays in use.
@@ -26,6 +31,7 @@ type Rebuild struct {
 	total  int64
 	done   atomic.Int64
 	failed atomic.Pointer[error] // set when the target fails a foreground write
+	locks  *chunkLocks
 	start  time.Time
 	took   time.Duration
 	err    error
@@ -71,8 +77,13 @@ func (e *Engine) Rebuild(ctx context.Context, target Member, bps int64, promote 
 	if target.Dev.Size() != e.size {
 		return nil, fmt.Errorf("rebuild %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
 	}
-	rb := &Rebuild{target: target, kind: "rebuild", total: e.size, start: time.Now(), over: make(chan struct{})}
-	if !e.rebuild.CompareAndSwap(nil, rb) {
+	rb := &Rebuild{target: target, kind: "rebuild", total: e.size, start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
+	// Set with no I/O in flight: every write from now on sees the target
+	// (and takes its chunk locks), from start to end.
+	e.gate.Lock()
+	ok := e.rebuild.CompareAndSwap(nil, rb)
+	e.gate.Unlock()
+	if !ok {
 		return nil, fmt.Errorf("rebuild %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
 	}
 	all := func(yield func(int64) bool) {
@@ -99,7 +110,7 @@ func (e *Engine) CatchUp(ctx context.Context, target Member, bps int64, promote 
 	if target.Dev.Size() != e.size {
 		return nil, fmt.Errorf("catch up %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
 	}
-	rb := &Rebuild{target: target, kind: "catch-up", start: time.Now(), over: make(chan struct{})}
+	rb := &Rebuild{target: target, kind: "catch-up", start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
 	// With no I/O in flight, the chunks missed so far are taken and the
 	// target starts receiving writes: each write is in one or the other.
 	e.gate.Lock()
@@ -149,22 +160,54 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 	if bps > 0 {
 		lim = rate.NewLimiter(rate.Limit(bps), rebuildChunk)
 	}
-	buf := make([]byte, rebuildChunk)
-	zero := make([]byte, rebuildChunk)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	todo := make(chan int64)
+	errs := make(chan error, rebuildWorkers)
+	var wg sync.WaitGroup
+	for range rebuildWorkers {
+		wg.Go(func() {
+			buf, zero := make([]byte, rebuildChunk), make([]byte, rebuildChunk)
+			for off := range todo {
+				n := min(int64(rebuildChunk), e.size-off)
+				err := e.copyChunk(rb, buf[:n], zero[:n], off, fresh)
+				if err != nil {
+					errs <- fmt.Errorf("%s %s onto %s at %d: %w", rb.kind, e.name, rb.target.ID, off, err)
+					cancel()
+					return
+				}
+				rb.done.Add(n)
+			}
+		})
+	}
+	var err error
 	for off := range offsets {
-		n := min(int64(rebuildChunk), e.size-off)
 		if lim != nil {
-			if err := lim.WaitN(ctx, int(n)); err != nil {
-				return fmt.Errorf("rebuild %s: %w", e.name, err)
+			if err = lim.WaitN(ctx, int(min(int64(rebuildChunk), e.size-off))); err != nil {
+				break
 			}
 		}
 		if f := rb.failed.Load(); f != nil {
-			return fmt.Errorf("%s %s onto %s: %w", rb.kind, e.name, rb.target.ID, *f)
+			err = *f
+			break
 		}
-		if err := e.copyChunk(rb, buf[:n], zero[:n], off, fresh); err != nil {
-			return fmt.Errorf("%s %s onto %s at %d: %w", rb.kind, e.name, rb.target.ID, off, err)
+		select {
+		case todo <- off:
+			continue
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
-		rb.done.Add(n)
+		break
+	}
+	close(todo)
+	wg.Wait()
+	select {
+	case werr := <-errs:
+		return werr
+	default:
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s onto %s: %w", rb.kind, e.name, rb.target.ID, err)
 	}
 	e.gate.Lock() // nothing in flight while the target joins
 	defer e.gate.Unlock()
@@ -187,14 +230,14 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 	return nil
 }
 
-// copyChunk copies one chunk with foreground I/O held back, so that no
+// copyChunk copies one chunk with the writes to it held back, so that no
 // write can land between reading the chunk and writing it to the target.
 // All-zero chunks are discarded on a target that is not fresh, and skipped
 // on a fresh one: it is new and empty, so they read as zeros already. Both
 // stay thin.
 func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64, fresh bool) error {
-	e.gate.Lock()
-	defer e.gate.Unlock()
+	rb.locks.lock(chunkOf(off))
+	defer rb.locks.unlock(chunkOf(off))
 	var err error
 	for _, m := range e.snapshot() {
 		if _, err = m.Dev.ReadAt(buf, off); err == nil {
@@ -214,10 +257,9 @@ func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64, fresh bool)
 	return err
 }
 
-// toTarget applies a foreground write or discard to the replica being
-// rebuilt, if any. Its failure ends the rebuild but not the write.
-func (e *Engine) toTarget(op func(block.Device) error) {
-	rb := e.rebuild.Load()
+// toTarget applies a foreground write or discard to rb's target (rb may be
+// nil: no rebuild). Its failure ends the rebuild but not the write.
+func (e *Engine) toTarget(rb *Rebuild, op func(block.Device) error) {
 	if rb == nil {
 		return
 	}

@@ -164,6 +164,13 @@ func TestCatchUp(t *testing.T) {
 	b.mu.Lock()
 	b.failWrite = false // b is back
 	b.mu.Unlock()
+	promoted := false
+	rb, err := e.CatchUp(context.Background(), Member{"b", b}, 0, func() error { promoted = true; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Writers go on while it catches up (they started after it took the
+	// chunks b missed: those they write go to b directly).
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 3 {
@@ -182,11 +189,6 @@ func TestCatchUp(t *testing.T) {
 				}
 			}
 		})
-	}
-	promoted := false
-	rb, err := e.CatchUp(context.Background(), Member{"b", b}, 0, func() error { promoted = true; return nil })
-	if err != nil {
-		t.Fatal(err)
 	}
 	if err := rb.Wait(); err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ type Client struct {
 	timeout time.Duration
 	conn    net.Conn
 
-	wmu sync.Mutex // serializes frame writes
+	w *frameWriter // sends requests, batching those of concurrent callers
 
 	mu      sync.Mutex
 	pending map[uint64]chan *Frame // by request ID
@@ -99,6 +99,7 @@ func (d *Dialer) dial(ctx context.Context, addr string, secret []byte, replicaID
 		return nil, fmt.Errorf("remote %s: dial: %w", name, err)
 	}
 	c.name, c.timeout = name, timeout
+	c.w = &frameWriter{conn: c.conn, timeout: timeout}
 	go c.readLoop(bufio.NewReaderSize(conn, 64<<10))
 	return c, nil
 }
@@ -201,10 +202,7 @@ func (c *Client) start(req *Frame) (call, error) {
 	c.pending[req.ID] = cl.ch
 	c.mu.Unlock()
 
-	c.wmu.Lock()
-	c.conn.SetWriteDeadline(cl.deadline)
-	err := writeFrame(c.conn, req)
-	c.wmu.Unlock()
+	err := c.w.send(req)
 	if err != nil {
 		if errors.Is(err, ErrBadFrame) { // nothing was written
 			c.mu.Lock()

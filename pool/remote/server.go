@@ -363,8 +363,8 @@ func (s *Server) deleteReplica(st Store, id string) error {
 type sconn struct {
 	s    *Server
 	conn net.Conn
-	sv   *served    // nil on an admin connection
-	wmu  sync.Mutex // serializes response writes
+	sv   *served      // nil on an admin connection
+	w    *frameWriter // sends responses, batching those ready together
 }
 
 func (s *Server) serveConn(conn net.Conn) {
@@ -382,7 +382,7 @@ func (s *Server) serveConn(conn net.Conn) {
 		s.log.Warn("remote: bad hello", "remote", addr, "err", err)
 		return
 	}
-	c := &sconn{s: s, conn: conn}
+	c := &sconn{s: s, conn: conn, w: &frameWriter{conn: conn, timeout: writeTimeout}}
 	if hello.Op != OpHello {
 		c.reply(errorReply(hello, fmt.Errorf("first request is %v, want hello", hello.Op)))
 		return
@@ -443,10 +443,7 @@ func (s *Server) serveConn(conn net.Conn) {
 
 // reply sends one response.
 func (c *sconn) reply(f *Frame) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return writeFrame(c.conn, f)
+	return c.w.send(f)
 }
 
 // isAdmin reports whether op is an admin operation.

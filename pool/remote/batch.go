@@ -1,0 +1,81 @@
+package remote
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// frameWriter sends frames on a connection for many goroutines, gathering
+// the frames queued while a write is under way into the next single write
+// (one writev for many small requests or answers, instead of one each).
+// The goroutine that finds no write under way writes for everyone until
+// the queue is empty; the others wait for the write that carried theirs.
+type frameWriter struct {
+	conn    net.Conn
+	timeout time.Duration // per write
+
+	mu      sync.Mutex
+	queue   []pendingFrame
+	writing bool
+}
+
+type pendingFrame struct {
+	f    *Frame
+	done chan error // nil for the writer's own frame
+}
+
+// send writes f, possibly together with other frames, and returns when the
+// write that carried it returned: the connection then no longer references
+// f's payload. An encoding error is ErrBadFrame and nothing was written.
+func (w *frameWriter) send(f *Frame) error {
+	if err := checkEncodable(f); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	if w.writing {
+		done := make(chan error, 1)
+		w.queue = append(w.queue, pendingFrame{f, done})
+		w.mu.Unlock()
+		return <-done
+	}
+	w.writing = true
+	batch := []pendingFrame{{f: f}}
+	var own error
+	for len(batch) > 0 {
+		w.mu.Unlock()
+		err := w.write(batch)
+		for _, p := range batch {
+			if p.done == nil {
+				own = err
+			} else {
+				p.done <- err
+			}
+		}
+		w.mu.Lock()
+		batch, w.queue = w.queue, nil
+	}
+	w.writing = false
+	w.mu.Unlock()
+	return own
+}
+
+// write sends the frames of batch in one vectored write.
+func (w *frameWriter) write(batch []pendingFrame) error {
+	bufs := make(net.Buffers, 0, 3*len(batch))
+	hdrs := make([]byte, HeaderSize*len(batch))
+	for i, p := range batch {
+		hdr := hdrs[i*HeaderSize : (i+1)*HeaderSize]
+		encodeHeader(hdr, p.f)
+		bufs = append(bufs, hdr)
+		if p.f.ReplicaID != "" {
+			bufs = append(bufs, []byte(p.f.ReplicaID))
+		}
+		if len(p.f.Payload) > 0 {
+			bufs = append(bufs, p.f.Payload)
+		}
+	}
+	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	_, err := bufs.WriteTo(w.conn)
+	return err
+}
