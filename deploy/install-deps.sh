@@ -3,10 +3,11 @@
 # fio (tests, benchmarks), e2fsprogs and xfsprogs (mkfs, fsck), fuse3
 # (fusermount3), util-linux (losetup, mount, nsenter), etcd-server (tests
 # against an external etcd), iproute2 and iptables (the network-partition
-# test). Safe to run again.
+# test), busybox-static (the Docker tests build their container image from
+# its static /bin/busybox). Safe to run again.
 set -euo pipefail
 need=()
-for pair in etcd:etcd-server fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux nsenter:util-linux ip:iproute2 iptables:iptables; do
+for pair in etcd:etcd-server fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux nsenter:util-linux ip:iproute2 iptables:iptables busybox:busybox-static; do
 	tool=${pair%%:*} pkg=${pair##*:}
 	command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/sbin:/usr/sbin command -v "$tool" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -19,4 +20,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux etcd-server iproute2 iptables
+apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux etcd-server iproute2 iptables busybox-static

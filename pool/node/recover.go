@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
@@ -78,25 +79,31 @@ func (n *Node) recoverSnapshots(ctx context.Context, v *meta.Volume) error {
 		n.log.Warn("finishing a snapshot operation interrupted by a crash", "volume", v.Name, "snapshot", s.Name, "state", s.State)
 		errs = append(errs, n.dropSnapshot(ctx, v, s.Name))
 	}
-	err = n.withReplicas(v, func(reps map[string]member) error {
-		for id, m := range reps {
-			r, ok := m.(localRef) // this node's own replicas; others recover theirs
-			if !ok {
+	// Only this node's own replicas: the others recover theirs, and a
+	// peer that is down must not keep this node from starting.
+	for _, r := range v.Replicas {
+		if r.Node != n.cfg.ID || !slices.Contains(v.InSync, r.ID) {
+			continue
+		}
+		m, err := n.openMember(ctx, r, v.Epoch)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ref := m.(localRef)
+		for _, s := range ref.Snapshots() {
+			if ready[s.Name] {
 				continue
 			}
-			for _, s := range r.Snapshots() {
-				if ready[s.Name] {
-					continue
-				}
-				n.log.Warn("removing a snapshot interrupted by a crash", "volume", v.Name, "replica", id, "snapshot", s.Name)
-				if err := r.DeleteSnapshot(s.Name); err != nil {
-					return fmt.Errorf("replica %s: %w", id, err)
-				}
+			n.log.Warn("removing a snapshot interrupted by a crash", "volume", v.Name, "replica", r.ID, "snapshot", s.Name)
+			if err := ref.DeleteSnapshot(s.Name); err != nil {
+				errs = append(errs, fmt.Errorf("replica %s: %w", r.ID, err))
+				break
 			}
 		}
-		return nil
-	})
-	return errors.Join(append(errs, err)...)
+		errs = append(errs, ref.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (n *Node) hasReplicaOf(v *meta.Volume) bool {

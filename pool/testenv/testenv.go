@@ -1,13 +1,17 @@
-// Package testenv lets tests that need root, FUSE, loop devices or external
-// tools skip cleanly on machines without them, and fail instead of skipping
-// when BALLAST_REQUIRE_PRIVILEGED=1 is set (CI on a privileged runner).
+// Package testenv lets tests that need root, FUSE, loop devices, external
+// tools or a Docker engine skip cleanly on machines without them, and fail
+// instead of skipping when BALLAST_REQUIRE_PRIVILEGED=1 is set (CI on a
+// privileged runner).
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 )
 
 // RequireEnv is the environment variable that turns skips into failures.
@@ -66,4 +70,20 @@ func LookTool(name string) (string, error) {
 		}
 	}
 	return "", exec.ErrNotFound
+}
+
+// RequireDocker skips (or fails) the test unless the docker CLI is on PATH
+// and a Docker engine answers it (docker info, within 30 s).
+func RequireDocker(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		skipOrFail(t, "test needs the docker CLI: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		skipOrFail(t, "test needs a running Docker engine; docker info: %v: %s", err, strings.TrimSpace(string(out)))
+	}
 }
