@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -92,6 +93,10 @@ func (f *fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 	f.vols[s.Name] = v
 	c := *v
 	return &c, nil
+}
+
+func (f *fake) ResizeVolume(context.Context, string, int64) (*api.Volume, error) {
+	return nil, errors.ErrUnsupported
 }
 
 func (f *fake) DeleteVolume(_ context.Context, name string) error {

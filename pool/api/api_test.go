@@ -31,6 +31,10 @@ func (f *fake) CreateVolume(_ context.Context, v spec.Volume) (*Volume, error) {
 	f.vols[v.Name] = v
 	return &Volume{Volume: v, State: "ready"}, nil
 }
+func (f *fake) ResizeVolume(context.Context, string, int64) (*Volume, error) {
+	return nil, errors.ErrUnsupported
+}
+
 func (f *fake) DeleteVolume(_ context.Context, name string) error {
 	if _, ok := f.vols[name]; !ok {
 		return fmt.Errorf("volume %s: %w", name, ErrNotFound)

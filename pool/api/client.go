@@ -51,6 +51,10 @@ func (c *Client) DeleteVolume(ctx context.Context, name string) error {
 	return err
 }
 
+func (c *Client) ResizeVolume(ctx context.Context, name string, size int64) (*Volume, error) {
+	return call[*Volume](ctx, c, "ResizeVolume", &ResizeReq{Name: name, Size: size})
+}
+
 func (c *Client) InspectVolume(ctx context.Context, name string) (*Volume, error) {
 	return call[*Volume](ctx, c, "InspectVolume", &NameReq{Name: name})
 }

@@ -23,6 +23,10 @@ type (
 		Opts AttachOptions
 	}
 	SnapshotReq struct{ Volume, Name string }
+	ResizeReq   struct {
+		Name string
+		Size int64
+	}
 	Empty       struct{}
 )
 
@@ -56,6 +60,9 @@ var methods = []method{
 	unary("CreateVolume", func(s Service, ctx context.Context, r *spec.Volume) (*Volume, error) { return s.CreateVolume(ctx, *r) }),
 	unary("DeleteVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
 		return noAnswer(s.DeleteVolume(ctx, r.Name))
+	}),
+	unary("ResizeVolume", func(s Service, ctx context.Context, r *ResizeReq) (*Volume, error) {
+		return s.ResizeVolume(ctx, r.Name, r.Size)
 	}),
 	unary("InspectVolume", func(s Service, ctx context.Context, r *NameReq) (*Volume, error) { return s.InspectVolume(ctx, r.Name) }),
 	unary("ListVolumes", func(s Service, ctx context.Context, _ *Empty) ([]Volume, error) { return s.ListVolumes(ctx) }),

@@ -17,6 +17,9 @@ import (
 type Service interface {
 	CreateVolume(ctx context.Context, v spec.Volume) (*Volume, error)
 	DeleteVolume(ctx context.Context, name string) error
+	// ResizeVolume grows a volume to size bytes (rounded up to 4 KiB) and,
+	// where it is attached and mounted, its filesystem, online.
+	ResizeVolume(ctx context.Context, name string, size int64) (*Volume, error)
 	InspectVolume(ctx context.Context, name string) (*Volume, error)
 	ListVolumes(ctx context.Context) ([]Volume, error)
 	// AttachVolume attaches a volume on this node, formats it on first use,

@@ -408,3 +408,10 @@ func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 	}
 	return a
 }
+
+// ResizeVolume grows a volume. Not implemented yet: the replica layers
+// keep their checksum table right after their data, so growing one means
+// moving the table (see the note).
+func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.Volume, error) {
+	return nil, fmt.Errorf("resize volume %s: %w", name, errors.ErrUnsupported)
+}
