@@ -3,6 +3,7 @@ package replica
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,9 +22,21 @@ type meta struct {
 	// Epoch is the highest attachment epoch this replica was fenced at;
 	// I/O from an older attachment is refused by the replica's server.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// LayerSizes holds the size of each layer made before the replica
+	// grew (Resize): a layer's size is fixed when it is made. Layers not
+	// listed have Size.
+	LayerSizes map[string]int64 `json:"layer_sizes,omitempty"`
 }
 
 func (m *meta) head() string { return m.Layers[len(m.Layers)-1] }
+
+// layerSize is the size layer lid was made with.
+func (m *meta) layerSize(lid string) int64 {
+	if sz, ok := m.LayerSizes[lid]; ok {
+		return sz
+	}
+	return m.Size
+}
 
 func (m *meta) clone() meta {
 	c := *m
@@ -36,6 +49,7 @@ func (m *meta) clone() meta {
 	for k, v := range m.Created {
 		c.Created[k] = v
 	}
+	c.LayerSizes = maps.Clone(m.LayerSizes)
 	return c
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ballast-io/ballast/pool/block"
 )
@@ -16,7 +17,7 @@ import (
 type Replica struct {
 	s    *Store
 	id   string
-	size int64
+	size atomic.Int64 // grows by Resize
 
 	mu     sync.RWMutex
 	layers []*layer // bottom..head, guarded by mu
@@ -32,7 +33,7 @@ var _ block.Device = (*Replica)(nil)
 func (r *Replica) ID() string { return r.id }
 
 // Size returns the volume size in bytes.
-func (r *Replica) Size() int64 { return r.size }
+func (r *Replica) Size() int64 { return r.size.Load() }
 
 func (r *Replica) checkOpen() error {
 	if r.closed {
@@ -45,7 +46,7 @@ func (r *Replica) checkOpen() error {
 // are zeroed in p and reported by a *block.ChecksumError; the other blocks
 // are read normally.
 func (r *Replica) ReadAt(p []byte, off int64) (int, error) {
-	if err := block.Check(off, int64(len(p)), r.size); err != nil {
+	if err := block.Check(off, int64(len(p)), r.size.Load()); err != nil {
 		return 0, fmt.Errorf("replica %s: read: %w", r.id, err)
 	}
 	r.mu.RLock()
@@ -119,7 +120,7 @@ func (r *Replica) owners(top int, b, n int64) []int16 {
 // WriteAt writes p at off into the head layer: one checksum read, one
 // checksum write and one data write.
 func (r *Replica) WriteAt(p []byte, off int64) (int, error) {
-	if err := block.Check(off, int64(len(p)), r.size); err != nil {
+	if err := block.Check(off, int64(len(p)), r.size.Load()); err != nil {
 		return 0, fmt.Errorf("replica %s: write: %w", r.id, err)
 	}
 	if len(p) == 0 {
@@ -159,7 +160,7 @@ func (r *Replica) Flush() error {
 // out, and blocks a lower layer holds are recorded as zeroed in the head so
 // that they read as zeros rather than falling through.
 func (r *Replica) Discard(off, length int64) error {
-	if err := block.Check(off, length, r.size); err != nil {
+	if err := block.Check(off, length, r.size.Load()); err != nil {
 		return fmt.Errorf("replica %s: discard: %w", r.id, err)
 	}
 	if length == 0 {
@@ -201,7 +202,7 @@ func (r *Replica) Discard(off, length int64) error {
 // returned for them, with fresh checksums. Each block is rewritten in the
 // layer that holds it (the head if none does).
 func (r *Replica) Repair(off int64, good []byte) error {
-	if err := block.Check(off, int64(len(good)), r.size); err != nil {
+	if err := block.Check(off, int64(len(good)), r.size.Load()); err != nil {
 		return fmt.Errorf("replica %s: repair: %w", r.id, err)
 	}
 	r.mu.RLock()

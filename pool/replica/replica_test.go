@@ -863,3 +863,80 @@ func TestFencePersists(t *testing.T) {
 		t.Fatalf("epoch after reopen %d, want 5", r2.Epoch())
 	}
 }
+
+// TestResize grows a replica with snapshots: old content stays, the new
+// space reads as zeros and takes writes, it all survives a reopen, clones
+// of snapshots taken before and after have the sizes of their time, a
+// snapshot below the resize still merges away, and shrinking is refused.
+func TestResize(t *testing.T) {
+	s := newStore(t)
+	const small, big = 64 * bs, 160 * bs
+	r := create(t, s, "v", small)
+	a := write(t, r, "a", 0, 64)
+	if err := r.Snapshot("s1"); err != nil {
+		t.Fatal(err)
+	}
+	b := write(t, r, "b", 8, 8)
+	if err := r.Resize(big); err != nil {
+		t.Fatal(err)
+	}
+	if r.Size() != big {
+		t.Fatalf("size %d after resize to %d", r.Size(), big)
+	}
+	want := append([]byte{}, a...)
+	copy(want[8*bs:], b)
+	expect(t, r, 0, want)
+	expect(t, r, 64, zeros(96))
+	c := write(t, r, "c", 60, 40) // across the old end
+	if err := r.Snapshot("s2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resize(small); !errors.Is(err, ErrShrink) {
+		t.Fatalf("shrink: %v, want ErrShrink", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Open("v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Size() != big {
+		t.Fatalf("size %d after reopen", r.Size())
+	}
+	copy(want[60*bs:], c[:4*bs])
+	expect(t, r, 0, want)
+	expect(t, r, 64, c[4*bs:])
+	expect(t, r, 100, zeros(60))
+
+	old, err := s.Clone("old", "v", "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if old.Size() != small {
+		t.Fatalf("clone of a snapshot before the resize has size %d, want %d", old.Size(), small)
+	}
+	expect(t, old, 0, a)
+	fresh, err := s.Clone("fresh", "v", "s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if fresh.Size() != big {
+		t.Fatalf("clone of a snapshot after the resize has size %d", fresh.Size())
+	}
+	expect(t, fresh, 0, want)
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DeleteSnapshot("s1"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, r, 0, want)
+	expect(t, r, 64, c[4*bs:])
+}

@@ -44,10 +44,10 @@ func (r *Replica) Snapshot(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lid := newLayerID()
-	if err := createLayer(s.dir, lid, r.size); err != nil {
+	if err := createLayer(s.dir, lid, r.size.Load()); err != nil {
 		return fmt.Errorf("replica %s: snapshot %s: %w", r.id, name, err)
 	}
-	l, err := openLayer(s.dir, lid, r.size)
+	l, err := openLayer(s.dir, lid, r.size.Load())
 	if err != nil {
 		removeLayerFiles(s.dir, lid)
 		return fmt.Errorf("replica %s: snapshot %s: %w", r.id, name, err)
@@ -65,6 +65,63 @@ func (r *Replica) Snapshot(name string) error {
 	s.layers[lid] = l
 	r.layers = append(slices.Clip(r.layers), l)
 	r.meta = m
+	return nil
+}
+
+// Resize grows the replica to size bytes, in O(1) like a snapshot: the
+// head is frozen (unnamed) and a new, larger head starts; reads of blocks
+// beyond a lower layer's size fall through it as absent, so the new space
+// reads as zeros. Shrinking is refused.
+func (r *Replica) Resize(size int64) error {
+	if size%block.Size != 0 {
+		return fmt.Errorf("replica %s: resize to %d: %w", r.id, size, block.ErrUnaligned)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.checkOpen(); err != nil {
+		return err
+	}
+	switch {
+	case size == r.size.Load():
+		return nil
+	case size < r.size.Load():
+		return fmt.Errorf("replica %s: resize from %d to %d bytes: %w", r.id, r.size.Load(), size, ErrShrink)
+	}
+	head := r.layers[len(r.layers)-1]
+	if err := head.sync(); err != nil {
+		return fmt.Errorf("replica %s: resize: %w", r.id, err)
+	}
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	lid := newLayerID()
+	if err := createLayer(s.dir, lid, size); err != nil {
+		return fmt.Errorf("replica %s: resize: %w", r.id, err)
+	}
+	l, err := openLayer(s.dir, lid, size)
+	if err != nil {
+		removeLayerFiles(s.dir, lid)
+		return fmt.Errorf("replica %s: resize: %w", r.id, err)
+	}
+	m := r.meta.clone()
+	if m.LayerSizes == nil {
+		m.LayerSizes = map[string]int64{}
+	}
+	for _, old := range m.Layers {
+		m.LayerSizes[old] = m.layerSize(old)
+	}
+	m.Size = size
+	m.Layers = append(m.Layers, lid)
+	if err := writeMeta(s.dir, m); err != nil {
+		l.close()
+		removeLayerFiles(s.dir, lid)
+		return fmt.Errorf("replica %s: resize: %w", r.id, err)
+	}
+	l.refs = 1
+	s.layers[lid] = l
+	r.layers = append(slices.Clip(r.layers), l)
+	r.meta = m
+	r.size.Store(size)
 	return nil
 }
 

@@ -22,6 +22,8 @@ var (
 	ErrExists   = errors.New("already exists")
 	ErrNotFound = errors.New("not found")
 	ErrInUse    = errors.New("in use")
+	// ErrShrink is the error of a Resize to a smaller size.
+	ErrShrink = errors.New("a replica cannot shrink")
 )
 
 // Store is the set of replicas in one pool directory. It owns the layer files
@@ -101,7 +103,17 @@ func (s *Store) Clone(id, srcID, snap string) (*Replica, error) {
 		return nil, fmt.Errorf("clone replica %s: snapshot %s@%s: layer %s not in chain", id, srcID, snap, lid)
 	}
 	layers := append(append([]string{}, src.Layers[:i+1]...), newLayerID())
-	m := meta{ID: id, Size: src.Size, Layers: layers, Snapshots: map[string]string{}, Created: map[string]time.Time{}, Origin: srcID + "@" + snap}
+	// The clone has the size the source had at the snapshot.
+	size := src.layerSize(lid)
+	m := meta{ID: id, Size: size, Layers: layers, Snapshots: map[string]string{}, Created: map[string]time.Time{}, Origin: srcID + "@" + snap}
+	for _, l := range layers[:i+1] {
+		if sz := src.layerSize(l); sz != size {
+			if m.LayerSizes == nil {
+				m.LayerSizes = map[string]int64{}
+			}
+			m.LayerSizes[l] = sz
+		}
+	}
 	return s.createLocked(m)
 }
 
@@ -140,7 +152,7 @@ func (s *Store) openLocked(m meta) (*Replica, error) {
 		l := s.layers[lid]
 		if l == nil {
 			var err error
-			if l, err = openLayer(s.dir, lid, m.Size); err != nil {
+			if l, err = openLayer(s.dir, lid, m.layerSize(lid)); err != nil {
 				for _, l := range ls {
 					s.releaseLocked(l)
 				}
@@ -151,7 +163,8 @@ func (s *Store) openLocked(m meta) (*Replica, error) {
 		l.refs++
 		ls = append(ls, l)
 	}
-	r := &Replica{s: s, id: m.ID, size: m.Size, layers: ls, meta: m}
+	r := &Replica{s: s, id: m.ID, layers: ls, meta: m}
+	r.size.Store(m.Size)
 	s.open[m.ID] = r
 	return r, nil
 }
