@@ -571,7 +571,7 @@ func rebuildBench(ctx context.Context, cl *cluster, fr *fioRunner, logger *slog.
 			r.err = fmt.Errorf("inspect %s: %w", name, err)
 			return r
 		}
-		if vi.Rebuild != nil {
+		if vi.Rebuild != nil && vi.Rebuild.State == "running" {
 			r.scanned, r.elapsed = vi.Rebuild.Total, vi.Rebuild.Elapsed
 			if started.IsZero() {
 				started = time.Now()
