@@ -41,4 +41,19 @@ func (m *Mem) Discard(off, length int64) error {
 	return nil
 }
 
-func (m *Mem) Size() int64 { return int64(len(m.data)) }
+func (m *Mem) Size() int64 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return int64(len(m.data))
+}
+
+// Resize grows the device to size bytes; the new space reads as zeros.
+func (m *Mem) Resize(size int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if size < int64(len(m.data)) {
+		return ErrOutOfRange
+	}
+	m.data = append(m.data, make([]byte, size-int64(len(m.data)))...)
+	return nil
+}

@@ -39,7 +39,7 @@ type DropFunc func(id string, cause error) error
 // Engine is a volume made of replicas. It implements block.Device.
 type Engine struct {
 	name string
-	size int64
+	size atomic.Int64 // grows by Grow
 	drop DropFunc
 	log  *slog.Logger
 
@@ -79,12 +79,14 @@ func New(name string, members []Member, drop DropFunc, log *slog.Logger) (*Engin
 			return nil, fmt.Errorf("volume %s: replica %s has size %d, replica %s has %d", name, m.ID, m.Dev.Size(), members[0].ID, size)
 		}
 	}
-	return &Engine{name: name, size: size, drop: drop, log: log, members: members,
-		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitmap{}}, nil
+	e := &Engine{name: name, drop: drop, log: log, members: members,
+		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitmap{}}
+	e.size.Store(size)
+	return e, nil
 }
 
 // Size is the volume's size in bytes.
-func (e *Engine) Size() int64 { return e.size }
+func (e *Engine) Size() int64 { return e.size.Load() }
 
 // Repairs is how many blocks were repaired from another replica.
 func (e *Engine) Repairs() int64 { return e.repairs.Load() }
@@ -224,7 +226,7 @@ func (e *Engine) fail(m Member, cause error) error {
 	// not flushed yet.
 	missed := e.missed[m.ID]
 	if missed == nil {
-		missed = newBitmap(e.size)
+		missed = newBitmap(e.size.Load())
 		e.missed[m.ID] = missed
 	}
 	for c := range e.unflushed {
@@ -261,7 +263,7 @@ func (e *Engine) check(op string, off, length int64) error {
 	if e.fenced.Load() {
 		return fmt.Errorf("%s %s: %w", op, e.name, ErrFenced)
 	}
-	return block.Check(off, length, e.size)
+	return block.Check(off, length, e.size.Load())
 }
 
 // mark records a write or discard of [off, off+length) as unflushed and as
@@ -363,6 +365,35 @@ func (e *Engine) Quiesce(fn func([]Member) error) error {
 	return fn(e.snapshot())
 }
 
+// Grow grows the volume to size bytes: every in-sync replica first (each
+// must have a Resize method), with no I/O in flight. Not while a rebuild
+// runs. Replicas out of the in-sync set are not resized: what they missed
+// is forgotten, so they come back by a full rebuild, not a catch-up.
+func (e *Engine) Grow(size int64) error {
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if size < e.size.Load() {
+		return fmt.Errorf("grow %s to %d bytes: it has %d already", e.name, size, e.size.Load())
+	}
+	if rb := e.rebuild.Load(); rb != nil {
+		return fmt.Errorf("grow %s: replica %s is being rebuilt; try again when it is done", e.name, rb.target.ID)
+	}
+	for _, m := range e.snapshot() {
+		r, ok := m.Dev.(interface{ Resize(int64) error })
+		if !ok {
+			return fmt.Errorf("grow %s: replica %s cannot grow: %w", e.name, m.ID, errors.ErrUnsupported)
+		}
+		if err := r.Resize(size); err != nil {
+			return fmt.Errorf("grow %s: %w", e.name, err)
+		}
+	}
+	e.size.Store(size)
+	e.mu.Lock()
+	clear(e.missed) // what they missed is now everything beyond their size too
+	e.mu.Unlock()
+	return nil
+}
+
 // Missed says whether the engine knows what replica id, out of the in-sync
 // set, missed since it left (CatchUp can bring it back), and how many bytes
 // that is.
@@ -373,7 +404,7 @@ func (e *Engine) Missed(id string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	return min(b.count()*rebuildChunk, e.size), true
+	return min(b.count()*rebuildChunk, e.size.Load()), true
 }
 
 // Forget stops tracking what replica id misses: it is gone for good.

@@ -225,3 +225,28 @@ func TestFencedFailsFast(t *testing.T) {
 		}
 	}
 }
+
+// TestGrow: the volume and every in-sync replica grow; the new space
+// reads as zeros and takes writes on all of them; shrinking is refused.
+func TestGrow(t *testing.T) {
+	a, b := block.NewMem(1<<20), block.NewMem(1<<20)
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, nil, quiet)
+	if err := e.Grow(3 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if e.Size() != 3<<20 || a.Size() != 3<<20 || b.Size() != 3<<20 {
+		t.Fatalf("sizes after grow: volume %d, replicas %d %d", e.Size(), a.Size(), b.Size())
+	}
+	p := pattern(block.Size, 7)
+	if _, err := e.WriteAt(p, 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, block.Size)
+	b.ReadAt(got, 2<<20)
+	if !bytes.Equal(got, p) {
+		t.Fatal("a write in the grown space did not reach every replica")
+	}
+	if err := e.Grow(1 << 20); err == nil {
+		t.Fatal("shrink accepted")
+	}
+}

@@ -74,10 +74,10 @@ func (r *Rebuild) Wait() error {
 // called (it must add target to the in-sync set durably); on success target
 // becomes an in-sync member. One rebuild at a time.
 func (e *Engine) Rebuild(ctx context.Context, target Member, bps int64, promote func() error) (*Rebuild, error) {
-	if target.Dev.Size() != e.size {
-		return nil, fmt.Errorf("rebuild %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
+	if target.Dev.Size() != e.size.Load() {
+		return nil, fmt.Errorf("rebuild %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size.Load())
 	}
-	rb := &Rebuild{target: target, kind: "rebuild", total: e.size, start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
+	rb := &Rebuild{target: target, kind: "rebuild", total: e.size.Load(), start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
 	// Set with no I/O in flight: every write from now on sees the target
 	// (and takes its chunk locks), from start to end.
 	e.gate.Lock()
@@ -87,7 +87,7 @@ func (e *Engine) Rebuild(ctx context.Context, target Member, bps int64, promote 
 		return nil, fmt.Errorf("rebuild %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
 	}
 	all := func(yield func(int64) bool) {
-		for off := int64(0); off < e.size; off += rebuildChunk {
+		for off := int64(0); off < e.size.Load(); off += rebuildChunk {
 			if !yield(off) {
 				return
 			}
@@ -107,8 +107,8 @@ var ErrNoDelta = errors.New("what the replica missed is not known")
 // like Rebuild otherwise: writes go to it from now on, promote is called
 // when the copy is complete, and it becomes a member.
 func (e *Engine) CatchUp(ctx context.Context, target Member, bps int64, promote func() error) (*Rebuild, error) {
-	if target.Dev.Size() != e.size {
-		return nil, fmt.Errorf("catch up %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size)
+	if target.Dev.Size() != e.size.Load() {
+		return nil, fmt.Errorf("catch up %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size.Load())
 	}
 	rb := &Rebuild{target: target, kind: "catch-up", start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
 	// With no I/O in flight, the chunks missed so far are taken and the
@@ -129,9 +129,9 @@ func (e *Engine) CatchUp(ctx context.Context, target Member, bps int64, promote 
 		return nil, fmt.Errorf("catch up %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
 	}
 	e.gate.Unlock()
-	rb.total = min(missed.count()*rebuildChunk, e.size)
+	rb.total = min(missed.count()*rebuildChunk, e.size.Load())
 	chunks := func(yield func(int64) bool) {
-		for c := int64(0); c*rebuildChunk < e.size; c++ {
+		for c := int64(0); c*rebuildChunk < e.size.Load(); c++ {
 			if missed.has(c) && !yield(c*rebuildChunk) {
 				return
 			}
@@ -169,7 +169,7 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 		wg.Go(func() {
 			buf, zero := make([]byte, rebuildChunk), make([]byte, rebuildChunk)
 			for off := range todo {
-				n := min(int64(rebuildChunk), e.size-off)
+				n := min(int64(rebuildChunk), e.size.Load()-off)
 				err := e.copyChunk(rb, buf[:n], zero[:n], off, fresh)
 				if err != nil {
 					errs <- fmt.Errorf("%s %s onto %s at %d: %w", rb.kind, e.name, rb.target.ID, off, err)
@@ -183,7 +183,7 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 	var err error
 	for off := range offsets {
 		if lim != nil {
-			if err = lim.WaitN(ctx, int(min(int64(rebuildChunk), e.size-off))); err != nil {
+			if err = lim.WaitN(ctx, int(min(int64(rebuildChunk), e.size.Load()-off))); err != nil {
 				break
 			}
 		}

@@ -22,8 +22,8 @@ func (e *Engine) Scrub(ctx context.Context, bps int64) (int64, error) {
 	}
 	before := e.repairs.Load()
 	buf := make([]byte, rebuildChunk)
-	for off := int64(0); off < e.size; off += rebuildChunk {
-		n := min(int64(rebuildChunk), e.size-off)
+	for off := int64(0); off < e.size.Load(); off += rebuildChunk {
+		n := min(int64(rebuildChunk), e.size.Load()-off)
 		for _, m := range e.snapshot() {
 			if err := ctx.Err(); err != nil {
 				return e.repairs.Load() - before, fmt.Errorf("scrub %s: %w", e.name, err)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
@@ -41,7 +42,7 @@ type Client struct {
 	name    string // replicaID@addr, for errors
 	id      string
 	epoch   uint64
-	size    int64
+	size    atomic.Int64 // grows by Resize
 	timeout time.Duration
 	conn    net.Conn
 
@@ -134,16 +135,17 @@ func handshake(ctx context.Context, conn net.Conn, secret []byte, replicaID stri
 		return nil, ctx.Err()
 	}
 	conn.SetDeadline(time.Time{})
-	return &Client{
+	c := &Client{
 		id:         replicaID,
 		epoch:      epoch,
-		size:       resp.Length,
 		conn:       conn,
 		pending:    map[uint64]chan *Frame{},
 		nextID:     1,
 		dead:       make(chan struct{}),
 		readerDone: make(chan struct{}),
-	}, nil
+	}
+	c.size.Store(resp.Length)
+	return c, nil
 }
 
 // readLoop delivers each response to the call waiting for it.
@@ -306,7 +308,7 @@ func statusError(f *Frame) error {
 }
 
 // Size returns the size of the replica.
-func (c *Client) Size() int64 { return c.size }
+func (c *Client) Size() int64 { return c.size.Load() }
 
 // Epoch returns the epoch the client sends with every request.
 func (c *Client) Epoch() uint64 { return c.epoch }
@@ -316,7 +318,7 @@ func (c *Client) Epoch() uint64 { return c.epoch }
 // zeroed in p and reported by a *block.ChecksumError (not wrapped), while
 // the other blocks are read.
 func (c *Client) ReadAt(p []byte, off int64) (int, error) {
-	if err := block.Check(off, int64(len(p)), c.size); err != nil {
+	if err := block.Check(off, int64(len(p)), c.size.Load()); err != nil {
 		return 0, fmt.Errorf("remote %s: read: %w", c.name, err)
 	}
 	var calls []call
@@ -367,7 +369,7 @@ func (c *Client) ReadAt(p []byte, off int64) (int, error) {
 // WriteAt writes p at off, in requests of at most MaxIO bytes sent
 // together, and returns when the replica has written all of them.
 func (c *Client) WriteAt(p []byte, off int64) (int, error) {
-	if err := block.Check(off, int64(len(p)), c.size); err != nil {
+	if err := block.Check(off, int64(len(p)), c.size.Load()); err != nil {
 		return 0, fmt.Errorf("remote %s: write: %w", c.name, err)
 	}
 	if err := c.sendChunked(OpWrite, p, off); err != nil {
@@ -379,7 +381,7 @@ func (c *Client) WriteAt(p []byte, off int64) (int, error) {
 // Repair rewrites the blocks at off with good, content read from another
 // replica, with fresh checksums.
 func (c *Client) Repair(off int64, good []byte) error {
-	if err := block.Check(off, int64(len(good)), c.size); err != nil {
+	if err := block.Check(off, int64(len(good)), c.size.Load()); err != nil {
 		return fmt.Errorf("remote %s: repair: %w", c.name, err)
 	}
 	if err := c.sendChunked(OpRepair, good, off); err != nil {
@@ -423,7 +425,7 @@ func (c *Client) Flush() error {
 
 // Discard returns [off, off+length) to the replica's pool.
 func (c *Client) Discard(off, length int64) error {
-	if err := block.Check(off, length, c.size); err != nil {
+	if err := block.Check(off, length, c.size.Load()); err != nil {
 		return fmt.Errorf("remote %s: discard: %w", c.name, err)
 	}
 	if _, err := c.roundTrip(&Frame{Op: OpDiscard, Offset: off, Length: length}); err != nil {
@@ -437,6 +439,16 @@ func (c *Client) Snapshot(name string) error {
 	if _, err := c.roundTrip(&Frame{Op: OpSnapshot, Payload: []byte(name)}); err != nil {
 		return fmt.Errorf("remote %s: snapshot %q: %w", c.name, name, err)
 	}
+	return nil
+}
+
+// Resize grows the replica to size bytes.
+func (c *Client) Resize(size int64) error {
+	resp, err := c.roundTrip(&Frame{Op: OpResize, Length: size})
+	if err != nil {
+		return fmt.Errorf("remote %s: resize to %d: %w", c.name, size, err)
+	}
+	c.size.Store(resp.Length)
 	return nil
 }
 

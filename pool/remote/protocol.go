@@ -69,11 +69,14 @@ const (
 	// the frame's replica ID carries the joining node's ID, the payload
 	// the request, and the response payload the answer (see Joiner).
 	OpJoin Op = 13
-	opMax     = OpJoin
+	// OpResize grows the replica to length bytes (a replica connection's
+	// op, with an epoch like I/O); response length: the new size.
+	OpResize Op = 14
+	opMax       = OpResize
 )
 
 var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot",
-	"create", "clone", "delete", "join"}
+	"create", "clone", "delete", "join", "resize"}
 
 func (o Op) String() string {
 	if o >= 1 && o <= opMax {

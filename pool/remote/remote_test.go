@@ -179,11 +179,30 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("delete missing snapshot: %v, want ErrNotFound", err)
 	}
 
+	// The replica grows; the client sees the new size and can write there.
+	old := c.Size()
+	if err := c.Resize(old + 16*bs); err != nil {
+		t.Fatal(err)
+	}
+	if c.Size() != old+16*bs {
+		t.Fatalf("size %d after resize, want %d", c.Size(), old+16*bs)
+	}
+	grown := fill("grown", old/bs, 16)
+	if _, err := c.WriteAt(grown, old); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBack(t, c, old/bs, 16); !bytes.Equal(got, grown) {
+		t.Fatal("the grown space does not read back what was written")
+	}
+	if err := c.Resize(old); err == nil {
+		t.Fatal("shrink accepted")
+	}
+
 	// Bad requests.
 	if _, err := c.WriteAt(make([]byte, 100), 0); !errors.Is(err, block.ErrUnaligned) {
 		t.Fatalf("unaligned write: %v", err)
 	}
-	if _, err := c.ReadAt(make([]byte, bs), size); !errors.Is(err, block.ErrOutOfRange) {
+	if _, err := c.ReadAt(make([]byte, bs), c.Size()); !errors.Is(err, block.ErrOutOfRange) {
 		t.Fatalf("read past the end: %v", err)
 	}
 	if n, err := c.ReadAt(nil, 0); n != 0 || err != nil {
@@ -273,6 +292,7 @@ func (s *stub) WriteAt(p []byte, off int64) (int, error) {
 func (s *stub) Repair(off int64, good []byte) error { _, err := s.WriteAt(good, off); return err }
 func (s *stub) Snapshot(string) error               { return nil }
 func (s *stub) DeleteSnapshot(string) error         { return nil }
+func (s *stub) Resize(int64) error                  { return errors.ErrUnsupported }
 func (s *stub) Epoch() uint64                       { return 0 }
 func (s *stub) Fence(uint64) error                  { return nil }
 

@@ -22,6 +22,8 @@ type Replica interface {
 	Repair(off int64, good []byte) error
 	Snapshot(name string) error
 	DeleteSnapshot(name string) error
+	// Resize grows the replica to size bytes.
+	Resize(size int64) error
 	// Epoch and Fence keep the replica's fenced epoch durably, so that a
 	// restarted server still refuses a former owner.
 	Epoch() uint64
@@ -577,6 +579,10 @@ func (c *sconn) serve(req *Frame) *Frame {
 		err = sv.rep.Snapshot(string(req.Payload))
 	case OpDeleteSnapshot:
 		err = sv.rep.DeleteSnapshot(string(req.Payload))
+	case OpResize:
+		if err = sv.rep.Resize(req.Length); err == nil {
+			resp.Length = sv.rep.Size()
+		}
 	default:
 		err = fmt.Errorf("unknown op %v", req.Op)
 	}
