@@ -170,7 +170,12 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 			buf, zero := make([]byte, rebuildChunk), make([]byte, rebuildChunk)
 			for off := range todo {
 				n := min(int64(rebuildChunk), e.size.Load()-off)
-				err := e.copyChunk(rb, buf[:n], zero[:n], off, fresh)
+				wrote, err := e.copyChunk(rb, buf[:n], zero[:n], off, fresh)
+				if err == nil && wrote && lim != nil {
+					// Only what is written counts against the limit:
+					// skipping empty chunks costs the disk nothing.
+					err = lim.WaitN(ctx, int(n))
+				}
 				if err != nil {
 					errs <- fmt.Errorf("%s %s onto %s at %d: %w", rb.kind, e.name, rb.target.ID, off, err)
 					cancel()
@@ -182,11 +187,6 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 	}
 	var err error
 	for off := range offsets {
-		if lim != nil {
-			if err = lim.WaitN(ctx, int(min(int64(rebuildChunk), e.size.Load()-off))); err != nil {
-				break
-			}
-		}
 		if f := rb.failed.Load(); f != nil {
 			err = *f
 			break
@@ -235,26 +235,25 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 // All-zero chunks are discarded on a target that is not fresh, and skipped
 // on a fresh one: it is new and empty, so they read as zeros already. Both
 // stay thin.
-func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64, fresh bool) error {
+func (e *Engine) copyChunk(rb *Rebuild, buf, zero []byte, off int64, fresh bool) (wrote bool, err error) {
 	rb.locks.lock(chunkOf(off))
 	defer rb.locks.unlock(chunkOf(off))
-	var err error
 	for _, m := range e.snapshot() {
 		if _, err = m.Dev.ReadAt(buf, off); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("read from every in-sync replica failed: %w", err)
+		return false, fmt.Errorf("read from every in-sync replica failed: %w", err)
 	}
 	if bytes.Equal(buf, zero) {
 		if fresh {
-			return nil
+			return false, nil
 		}
-		return rb.target.Dev.Discard(off, int64(len(buf)))
+		return false, rb.target.Dev.Discard(off, int64(len(buf)))
 	}
 	_, err = rb.target.Dev.WriteAt(buf, off)
-	return err
+	return true, err
 }
 
 // toTarget applies a foreground write or discard to rb's target (rb may be
