@@ -27,7 +27,7 @@ type (
 		Name string
 		Size int64
 	}
-	Empty       struct{}
+	Empty struct{}
 )
 
 // method binds one Service call to gRPC. A generic constructor keeps every
