@@ -1,4 +1,43 @@
-// Package csi will serve Ballast volumes through the Container Storage
-// Interface, one file per CSI service, as a thin adapter over api.Service
-// (issue 5). Nothing is here yet.
+// Package csi serves Ballast volumes through the Container Storage
+// Interface (CSI 1.x, github.com/container-storage-interface/spec), so that
+// Kubernetes, Nomad or Mesos can provision, attach, snapshot, clone and
+// expand them. Like the Docker plugin in driver/, it is a thin adapter: every
+// request becomes calls on api.Service, the volume service of the node the
+// daemon runs on, and the package keeps no state of its own. One file per
+// CSI service: identity.go, controller.go, node.go; server.go puts them on a
+// unix socket (ballast daemon --csi-endpoint unix:///path/csi.sock).
+//
+// IDs. A volume's ID is its Ballast name: the CO's name when it is a valid
+// Ballast name, else "csi-" and a hash of it (CSI names may be 128
+// characters of anything; Ballast names are 64 of [A-Za-z0-9_.-]). A
+// snapshot's ID is "VOLUME@SNAPSHOT", what --from-snapshot takes.
+//
+// Attach. Ballast attaches a volume on the node whose daemon is asked
+// (api.Service.AttachVolume), taking it over from a dead owner after fencing
+// and refusing while a live one holds it. So the attach happens in
+// NodeStageVolume, on the node itself: it attaches the volume there (the
+// daemon formats it on first use and mounts it under its mount dir) and
+// bind-mounts that mount onto the staging path. NodeUnstageVolume undoes
+// both. ControllerPublishVolume, which any node's daemon may serve, only
+// checks: the volume and the node exist, and the volume is not attached on
+// another node that is up (FAILED_PRECONDITION naming it). A volume held by
+// a dead node passes, and NodeStageVolume on the new node takes it over once
+// the dead node's lease has expired. ControllerUnpublishVolume detaches the
+// volume when it is still attached on that node and this daemon is that
+// node; when it is attached on another node that is down there is nothing
+// to do (the next attach fences it), and on another node that is up it
+// fails, naming the node, so the CO retries after NodeUnstageVolume there.
+//
+// Only the mount access type is served: Ballast formats and mounts every
+// volume when it attaches it, so a raw block device is not available
+// without changes to pool/, and block capabilities are refused with
+// INVALID_ARGUMENT.
+//
+// Topology. NodeGetInfo reports the segment topology.ballast.io/node (the
+// node ID) and one segment per node label: topology.ballast.io/zone for
+// the label zone, or the label's own key when it already has a prefix
+// (example.com/rack). Volumes are reachable from every node over the
+// replica protocol, so CreateVolume returns no accessible_topology (the
+// CO may schedule their users anywhere); GetCapacity sums the free space of
+// the pools of the nodes in a segment.
 package csi

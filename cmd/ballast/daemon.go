@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"github.com/ballast-io/ballast/csi"
 	"github.com/ballast-io/ballast/driver"
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/frontend"
@@ -48,6 +49,7 @@ type daemonFlags struct {
 	labels    string
 	metrics   string
 	docker    string
+	csi       string
 	listen    string
 	join      string
 	etcdCli   string
@@ -96,6 +98,7 @@ different disks.`,
 	fl.DurationVar(&f.scrubIn, "scrub-interval", 24*time.Hour, "how often every attached volume's replicas are read back in full and bad blocks repaired (0: never)")
 	fl.Int64Var(&f.scrubMB, "scrub-mbps", 50, "scrub read limit in MiB/s")
 	fl.StringVar(&f.docker, "docker-socket", driver.DefaultSocket, "serve the Docker volume plugin (docker volume create -d ballast) on this unix socket; empty: off")
+	fl.StringVar(&f.csi, "csi-endpoint", "", "serve the CSI driver "+csi.DriverName+" (identity, controller and node services) on this unix socket, e.g. unix:///var/lib/kubelet/plugins/"+csi.DriverName+"/csi.sock; off by default")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
@@ -219,6 +222,11 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	if f.nodeID == "" {
 		return fmt.Errorf("--node-id is empty and the hostname is unknown; give --node-id")
 	}
+	if f.csi != "" {
+		if _, err := csi.SocketPath(f.csi); err != nil {
+			return fmt.Errorf("--csi-endpoint: %w", err)
+		}
+	}
 	klog.SetSlogLogger(logger.With("component", "mount"))
 	prev := frontend.TuneGOMAXPROCS()
 	logger.Info("starting ballast daemon", "version", version.String(), "node", f.nodeID, "data_dir", f.dataDir, "gomaxprocs_was", prev)
@@ -305,9 +313,26 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	} else {
 		dockerDone <- nil
 	}
+	csiDone := make(chan error, 1)
+	if f.csi != "" {
+		// The CSI driver, likewise: it stops before the node does.
+		go func() {
+			err := csi.Serve(sctx, csi.New(n, f.nodeID, logger), f.csi)
+			if err != nil {
+				logger.Error("csi driver failed; stopping", "err", err)
+				stop()
+			}
+			csiDone <- err
+		}()
+	} else {
+		csiDone <- nil
+	}
 	serveErr := api.Serve(sctx, socket, n, logger)
 	stop()
 	if err := <-dockerDone; err != nil && serveErr == nil {
+		serveErr = err
+	}
+	if err := <-csiDone; err != nil && serveErr == nil {
 		serveErr = err
 	}
 	logger.Info("shutting down: unmounting volumes (they are attached again on restart)")

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/ballast-io/ballast/pool/frontend"
+)
+
+// csiNode is a daemon serving the CSI driver, with clients for its three
+// services and a directory for staging and target paths.
+type csiNode struct {
+	*daemon
+	ident   csipb.IdentityClient
+	ctrl    csipb.ControllerClient
+	nodeSvc csipb.NodeClient
+	paths   string // staging and target paths go under it
+}
+
+// launchCSI starts daemon node with --csi-endpoint and waits until its
+// driver answers Probe. Whatever the test leaves mounted under the node's
+// paths dir is unmounted before the daemon stops.
+func launchCSI(t *testing.T, node string, disks []string, extra ...string) *csiNode {
+	t.Helper()
+	base, err := os.MkdirTemp("/var/tmp", "ballast-csi-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(base, "csi.sock")
+	d := launch(t, node, disks, append([]string{"--csi-endpoint", "unix://" + sock}, extra...)...)
+	t.Cleanup(func() { // runs before the daemon's cleanup stops it
+		if _, err := frontend.UnmountAllUnder(base); err != nil {
+			t.Logf("unmount CSI paths: %v", err)
+		}
+		os.RemoveAll(base)
+	})
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	n := &csiNode{daemon: d, ident: csipb.NewIdentityClient(conn), ctrl: csipb.NewControllerClient(conn), nodeSvc: csipb.NewNodeClient(conn), paths: base}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		r, err := n.ident.Probe(ctx, &csipb.ProbeRequest{})
+		cancel()
+		if err == nil && r.GetReady().GetValue() {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("csi driver of node %s not ready after 30s: %v", node, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCSISanity runs the CSI sanity suite (kubernetes-csi/csi-test) against
+// a real daemon: real volumes, attaches, filesystems and bind mounts.
+func TestCSISanity(t *testing.T) {
+	n := launchCSI(t, "n1", []string{"disk1", "disk2"})
+	cfg := sanity.NewTestConfig()
+	cfg.Address = "unix://" + filepath.Join(n.paths, "csi.sock")
+	cfg.TargetPath = filepath.Join(n.paths, "target")
+	cfg.StagingPath = filepath.Join(n.paths, "staging")
+	cfg.TestVolumeSize = 256 << 20
+	cfg.IdempotentCount = 3
+	sanity.Test(t, cfg)
+
+	// The node specs went through real attaches and mounts.
+	log, err := os.ReadFile(n.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	staged, published := strings.Count(string(log), `msg="volume staged"`), strings.Count(string(log), `msg="volume published"`)
+	t.Logf("the daemon staged %d and published %d volumes", staged, published)
+	if staged == 0 || published == 0 {
+		t.Errorf("the sanity run staged %d and published %d volumes; the node specs did not reach the daemon", staged, published)
+	}
+}
+
+var mountCap = &csipb.VolumeCapability{
+	AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{}},
+	AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+}
+
+// createCSI creates a volume through the controller.
+func (n *csiNode) create(ctx context.Context, name string, size int64, params map[string]string, src *csipb.VolumeContentSource) *csipb.Volume {
+	n.t.Helper()
+	r, err := n.ctrl.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: name, CapacityRange: &csipb.CapacityRange{RequiredBytes: size},
+		VolumeCapabilities: []*csipb.VolumeCapability{mountCap}, Parameters: params, VolumeContentSource: src})
+	if err != nil {
+		n.t.Fatalf("CreateVolume %s: %v", name, err)
+	}
+	return r.GetVolume()
+}
+
+// stage stages and publishes a volume on n as the CO would and returns
+// its target path. It retries while the volume is held elsewhere (the
+// driver's answer is FAILED_PRECONDITION until the old owner's lease
+// expires), for up to wait.
+func (n *csiNode) stage(ctx context.Context, id string, wait time.Duration) string {
+	n.t.Helper()
+	staging := filepath.Join(n.paths, "staging-"+id)
+	target := filepath.Join(n.paths, "target-"+id)
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		n.t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		_, err := n.nodeSvc.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: mountCap})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.FailedPrecondition || time.Since(start) > wait {
+			n.t.Fatalf("NodeStageVolume %s on %s: %v", id, n.daemon.node, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := n.nodeSvc.NodePublishVolume(ctx, &csipb.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: mountCap}); err != nil {
+		n.t.Fatalf("NodePublishVolume %s: %v", id, err)
+	}
+	return target
+}
+
+// unstage unpublishes and unstages a volume staged by stage.
+func (n *csiNode) unstage(ctx context.Context, id string) {
+	n.t.Helper()
+	if _, err := n.nodeSvc.NodeUnpublishVolume(ctx, &csipb.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: filepath.Join(n.paths, "target-"+id)}); err != nil {
+		n.t.Fatalf("NodeUnpublishVolume %s: %v", id, err)
+	}
+	if _, err := n.nodeSvc.NodeUnstageVolume(ctx, &csipb.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: filepath.Join(n.paths, "staging-"+id)}); err != nil {
+		n.t.Fatalf("NodeUnstageVolume %s: %v", id, err)
+	}
+}
+
+// writeRandom writes size random bytes to path, fsyncs them and returns
+// their sha256.
+func writeRandom(t *testing.T, path string, size int) string {
+	t.Helper()
+	b := make([]byte, size)
+	rand.Read(b)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return sha(t, path)
+}
+
+// TestCSICloneAndRestore writes through a published volume, snapshots it,
+// changes it, then restores the snapshot and clones the volume through
+// CreateVolume: each new volume, staged and published, holds exactly the
+// content of its source at that point. Deleting follows the dependencies.
+func TestCSICloneAndRestore(t *testing.T) {
+	n := launchCSI(t, "n1", []string{"disk1", "disk2"})
+	ctx := n.ctx()
+	src := n.create(ctx, "pvc-source", 256<<20, map[string]string{"repl": "2"}, nil)
+	dir := n.stage(ctx, src.VolumeId, 0)
+	before := writeRandom(t, filepath.Join(dir, "data"), 24<<20)
+
+	snap, err := n.ctrl.CreateSnapshot(ctx, &csipb.CreateSnapshotRequest{Name: "snapshot-1", SourceVolumeId: src.VolumeId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := snap.GetSnapshot().GetSnapshotId(); id != "pvc-source@snapshot-1" || !snap.GetSnapshot().GetReadyToUse() || snap.GetSnapshot().GetSizeBytes() != 256<<20 {
+		t.Fatalf("snapshot: %v", snap.GetSnapshot())
+	}
+	after := writeRandom(t, filepath.Join(dir, "data"), 24<<20)
+	stats, err := n.nodeSvc.NodeGetVolumeStats(ctx, &csipb.NodeGetVolumeStatsRequest{VolumeId: src.VolumeId, VolumePath: dir})
+	if err != nil || len(stats.GetUsage()) != 2 || stats.GetUsage()[0].GetTotal() < 200<<20 || stats.GetUsage()[0].GetUsed() < 24<<20 || stats.GetUsage()[1].GetTotal() == 0 {
+		t.Fatalf("NodeGetVolumeStats: %v, %v", stats.GetUsage(), err)
+	}
+	// Node expansion with nothing to grow: the filesystem fills its device already.
+	if r, err := n.nodeSvc.NodeExpandVolume(ctx, &csipb.NodeExpandVolumeRequest{VolumeId: src.VolumeId, VolumePath: dir}); err != nil || r.GetCapacityBytes() != 256<<20 {
+		t.Fatalf("NodeExpandVolume to the same size: %v, %v", r, err)
+	}
+
+	restored := n.create(ctx, "pvc-restored", 256<<20, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Snapshot{
+		Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: snap.GetSnapshot().GetSnapshotId()}}})
+	cloned := n.create(ctx, "pvc-cloned", 256<<20, nil, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
+		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: src.VolumeId}}})
+	if restored.GetContentSource().GetSnapshot().GetSnapshotId() != "pvc-source@snapshot-1" || cloned.GetContentSource().GetVolume().GetVolumeId() != "pvc-source" {
+		t.Fatalf("content sources: %v / %v", restored.GetContentSource(), cloned.GetContentSource())
+	}
+	if got := sha(t, filepath.Join(n.stage(ctx, restored.VolumeId, 0), "data")); got != before {
+		t.Errorf("the volume restored from the snapshot holds %s, the source held %s when it was taken", got, before)
+	}
+	if got := sha(t, filepath.Join(n.stage(ctx, cloned.VolumeId, 0), "data")); got != after {
+		t.Errorf("the clone of the volume holds %s, the source holds %s", got, after)
+	}
+	// The clone's own snapshot of the source is not a CSI snapshot.
+	list, err := n.ctrl.ListSnapshots(ctx, &csipb.ListSnapshotsRequest{SourceVolumeId: src.VolumeId})
+	if err != nil || len(list.GetEntries()) != 1 {
+		t.Fatalf("ListSnapshots of the source: %v, %v; want snapshot-1 only", list.GetEntries(), err)
+	}
+
+	for _, id := range []string{src.VolumeId, restored.VolumeId, cloned.VolumeId} {
+		n.unstage(ctx, id)
+	}
+	_, err = n.ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: src.VolumeId})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "snapshot") {
+		t.Fatalf("delete the source while it has a snapshot and clones: %v; want FAILED_PRECONDITION", err)
+	}
+	for _, id := range []string{cloned.VolumeId, restored.VolumeId} {
+		if _, err := n.ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: id}); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+	if _, err := n.ctrl.DeleteSnapshot(ctx, &csipb.DeleteSnapshotRequest{SnapshotId: snap.GetSnapshot().GetSnapshotId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: src.VolumeId}); err != nil {
+		t.Fatalf("delete the source once its clones and snapshot are gone: %v", err)
+	}
+	if vols, _ := n.client.ListVolumes(ctx); len(vols) != 0 {
+		t.Fatalf("volumes left: %v", vols)
+	}
+}
+
+// startCSICluster starts n daemons (a, b, ...) sharing an external etcd,
+// as startCluster does, each serving the CSI driver.
+func startCSICluster(t *testing.T, n int) []*csiNode {
+	t.Helper()
+	etcd := startEtcd(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("a cluster secret for the tests"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*csiNode
+	for i := range n {
+		id := string(rune('a' + i))
+		nodes = append(nodes, launchCSI(t, id, []string{"disk"}, "--etcd-endpoints", etcd.URL, "--cluster-secret-file", secret,
+			"--lease-ttl", "2s", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--labels", "zone=z"+id))
+	}
+	return nodes
+}
+
+// TestCSIFailover stages a repl 2 volume on node a and writes to it, kills
+// a with SIGKILL, and publishes and stages the volume on node b as
+// Kubernetes would after rescheduling the pod: refused while a's lease
+// lives, then b takes it over and the data is there.
+func TestCSIFailover(t *testing.T) {
+	nodes := startCSICluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := a.ctx()
+
+	info, err := b.nodeSvc.NodeGetInfo(ctx, &csipb.NodeGetInfoRequest{})
+	if err != nil || info.GetNodeId() != "b" || info.GetAccessibleTopology().GetSegments()["topology.ballast.io/zone"] != "zb" ||
+		info.GetAccessibleTopology().GetSegments()["topology.ballast.io/node"] != "b" {
+		t.Fatalf("NodeGetInfo on b: %v, %v", info, err)
+	}
+	capa, err := a.ctrl.GetCapacity(ctx, &csipb.GetCapacityRequest{AccessibleTopology: &csipb.Topology{Segments: map[string]string{"topology.ballast.io/zone": "zb"}}})
+	if err != nil || capa.GetAvailableCapacity() <= 0 {
+		t.Fatalf("GetCapacity of zone zb: %v, %v", capa, err)
+	}
+
+	vol := a.create(ctx, "pvc-moving", 512<<20, map[string]string{"repl": "2"}, nil)
+	if _, err := a.ctrl.ControllerPublishVolume(ctx, &csipb.ControllerPublishVolumeRequest{VolumeId: vol.VolumeId, NodeId: "a", VolumeCapability: mountCap}); err != nil {
+		t.Fatal(err)
+	}
+	want := writeRandom(t, filepath.Join(a.stage(ctx, vol.VolumeId, 0), "data"), 32<<20)
+	_, err = b.ctrl.ControllerPublishVolume(ctx, &csipb.ControllerPublishVolumeRequest{VolumeId: vol.VolumeId, NodeId: "b", VolumeCapability: mountCap})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "node a") {
+		t.Fatalf("publish on b while a is up and holds the volume: %v; want FAILED_PRECONDITION naming a", err)
+	}
+
+	a.kill9()
+	killed := time.Now()
+	for {
+		_, err := b.ctrl.ControllerPublishVolume(ctx, &csipb.ControllerPublishVolumeRequest{VolumeId: vol.VolumeId, NodeId: "b", VolumeCapability: mountCap})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.FailedPrecondition || time.Since(killed) > 30*time.Second {
+			t.Fatalf("publish on b after a died: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	dir := b.stage(ctx, vol.VolumeId, 30*time.Second)
+	t.Logf("b staged the volume %s after a was killed", time.Since(killed).Round(time.Millisecond))
+	if got := sha(t, filepath.Join(dir, "data")); got != want {
+		t.Fatalf("after the takeover the data reads %s, a wrote %s", got, want)
+	}
+	if _, err := b.ctrl.ControllerUnpublishVolume(ctx, &csipb.ControllerUnpublishVolumeRequest{VolumeId: vol.VolumeId, NodeId: "a"}); err != nil {
+		t.Fatalf("unpublish from the dead a: %v", err)
+	}
+	h, err := b.ctrl.ControllerGetVolumeHealth(ctx, &csipb.ControllerGetVolumeHealthRequest{VolumeId: vol.VolumeId})
+	if err != nil || len(h.GetVolumeHealth().GetHealthStatuses()) == 0 || h.GetVolumeHealth().GetHealthStatuses()[0].GetStatus() != csipb.VolumeHealthErrorType_DEGRADED {
+		t.Fatalf("health with a's replica lost: %v, %v; want DEGRADED", h, err)
+	}
+	t.Logf("health: %v", h.GetVolumeHealth().GetHealthStatuses())
+	b.unstage(ctx, vol.VolumeId)
+	if v, err := b.client.InspectVolume(ctx, vol.VolumeId); err != nil || v.Attachment != nil {
+		t.Fatalf("after NodeUnstageVolume on b: %+v, %v; want it detached", v, err)
+	}
+}
