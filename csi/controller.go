@@ -1025,7 +1025,9 @@ func encodeToken(lastID string) string {
 func decodeToken(token string) (string, error) {
 	rest, ok := strings.CutPrefix(token, tokenPrefix)
 	b, err := base64.RawURLEncoding.Strict().DecodeString(rest)
-	if !ok || err != nil || len(b) == 0 {
+	// The decoder skips \r and \n: only the one encoding a token has is
+	// accepted.
+	if !ok || err != nil || len(b) == 0 || encodeToken(string(b)) != token {
 		return "", status.Errorf(codes.Aborted, "starting_token %q was not made by this driver; list again from the start", token)
 	}
 	return string(b), nil
