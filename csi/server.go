@@ -168,28 +168,7 @@ func toStatus(err error) error {
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
-	code := codes.Internal
-	switch {
-	case errors.Is(err, api.ErrInvalid):
-		code = codes.InvalidArgument
-	case errors.Is(err, api.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, api.ErrExists):
-		code = codes.AlreadyExists
-	case errors.Is(err, api.ErrInUse):
-		code = codes.FailedPrecondition
-	case errors.Is(err, api.ErrNoCapacity):
-		code = codes.ResourceExhausted
-	case errors.Is(err, api.ErrConflict):
-		code = codes.Aborted
-	case errors.Is(err, errors.ErrUnsupported):
-		code = codes.Unimplemented
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	}
-	return status.Error(code, err.Error())
+	return status.Error(api.Code(err), err.Error())
 }
 
 // invalid is an INVALID_ARGUMENT error.

@@ -18,8 +18,20 @@ var codeOf = []struct {
 	{ErrInUse, codes.FailedPrecondition},
 	{ErrNoCapacity, codes.ResourceExhausted},
 	{ErrConflict, codes.Aborted},
+	{errors.ErrUnsupported, codes.Unimplemented},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
+}
+
+// Code is the gRPC code of a service error: the one its sentinel maps to,
+// Internal for any other error. The CSI driver answers with the same codes.
+func Code(err error) codes.Code {
+	for _, c := range codeOf {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return codes.Internal
 }
 
 // toStatus turns a service error into a gRPC status with the matching code.
@@ -27,12 +39,7 @@ func toStatus(err error) error {
 	if err == nil {
 		return nil
 	}
-	for _, c := range codeOf {
-		if errors.Is(err, c.err) {
-			return status.Error(c.code, err.Error())
-		}
-	}
-	return status.Error(codes.Internal, err.Error())
+	return status.Error(Code(err), err.Error())
 }
 
 // remoteError is a service error that crossed the socket: its message is

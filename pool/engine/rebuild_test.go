@@ -12,6 +12,31 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 )
 
+// startWriters starts n goroutines writing random 4 KiB blocks to e until
+// the returned stop is called (it waits for them).
+func startWriters(t *testing.T, e *Engine, n int, seed uint64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), seed))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				off := r.Int64N(e.Size()/block.Size) * block.Size
+				if _, err := e.WriteAt(pattern(block.Size, byte(r.Uint32())), off); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
+}
+
 // TestRebuildDuringWrites fills a new replica while writers keep changing
 // the volume: when the rebuild ends, the new replica is byte-for-byte the
 // old one and serves as an in-sync member.
@@ -26,25 +51,7 @@ func TestRebuildDuringWrites(t *testing.T) {
 	promoted := false
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 1))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				off := r.Int64N(size/block.Size) * block.Size
-				if _, err := e.WriteAt(pattern(block.Size, byte(r.Uint32())), off); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
+	stop := startWriters(t, e, 4, 1)
 	rb, err := e.Rebuild(ctx, Member{"c", target}, 0, func() error { promoted = true; return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -55,8 +62,7 @@ func TestRebuildDuringWrites(t *testing.T) {
 	if err := rb.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if !promoted || !slices.Contains(e.InSync(), "c") {
 		t.Fatalf("promoted %v, in sync %v", promoted, e.InSync())
 	}
@@ -171,30 +177,11 @@ func TestCatchUp(t *testing.T) {
 	}
 	// Writers go on while it catches up (they started after it took the
 	// chunks b missed: those they write go to b directly).
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 3 {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 2))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				off := r.Int64N(size/block.Size) * block.Size
-				if _, err := e.WriteAt(pattern(block.Size, byte(r.Uint32())), off); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
+	stop := startWriters(t, e, 3, 2)
 	if err := rb.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if p := rb.Progress(); p.Kind != "catch-up" || p.Total != 5*chunk || p.Done != p.Total {
 		t.Fatalf("progress %+v: want 5 chunks copied", p)
 	}

@@ -120,13 +120,7 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 		if !slices.Contains(v.InSync, r.ID) {
 			continue
 		}
-		m, err := n.openMember(ctx, r, v.Epoch)
-		if err == nil {
-			if err = m.Fence(v.Epoch); err != nil {
-				m.Close()
-				err = fmt.Errorf("fence replica %s at epoch %d: %w", r.ID, v.Epoch, err)
-			}
-		}
+		m, err := n.openFenced(ctx, r, v.Epoch)
 		if err != nil {
 			lost[r.ID] = err
 			continue

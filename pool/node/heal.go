@@ -143,13 +143,7 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 	if err := n.makeReplica(ctx, r, v.Size, "", ""); err != nil {
 		return fail(err)
 	}
-	epoch := a.epoch
-	m, err := n.openMember(ctx, r, epoch)
-	if err == nil {
-		if err = m.Fence(epoch); err != nil {
-			m.Close()
-		}
-	}
+	m, err := n.openFenced(ctx, r, a.epoch)
 	if err != nil {
 		return fail(err)
 	}
@@ -205,12 +199,7 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 // was attached here and whose node is back, in sync again by copying only
 // what it missed.
 func (n *Node) startCatchUp(ctx context.Context, a *attachment, v *meta.Volume, r meta.Replica) error {
-	m, err := n.openMember(ctx, r, a.epoch)
-	if err == nil {
-		if err = m.Fence(a.epoch); err != nil {
-			m.Close()
-		}
-	}
+	m, err := n.openFenced(ctx, r, a.epoch)
 	if err != nil {
 		return fmt.Errorf("catch up replica %s: %w", r.ID, err)
 	}

@@ -127,6 +127,20 @@ func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (me
 	return c, nil
 }
 
+// openFenced opens replica r and fences it at epoch: once it returns, no
+// I/O of an older attachment runs on the replica, and none ever will.
+func (n *Node) openFenced(ctx context.Context, r meta.Replica, epoch uint64) (member, error) {
+	m, err := n.openMember(ctx, r, epoch)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Fence(epoch); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("fence replica %s at epoch %d: %w", r.ID, epoch, err)
+	}
+	return m, nil
+}
+
 // nodeAddr is where another node serves its replicas.
 func (n *Node) nodeAddr(ctx context.Context, id string) (string, error) {
 	nodes, err := n.meta.Nodes(ctx)

@@ -409,9 +409,11 @@ func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 	return a
 }
 
-// ResizeVolume grows a volume. Not implemented yet: the replica layers
-// keep their checksum table right after their data, so growing one means
-// moving the table (see the note).
+// ResizeVolume refuses, as unsupported, until a volume can grow end to end:
+// replicas (replica.Resize), the replica protocol (remote.Client.Resize)
+// and the engine (Engine.Grow) can, but growing the etcd record, an
+// attached volume's FUSE file, loop device and filesystem is not written
+// yet. The CSI driver does not advertise expansion meanwhile.
 func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.Volume, error) {
 	return nil, fmt.Errorf("resize volume %s: %w", name, errors.ErrUnsupported)
 }
