@@ -1,0 +1,127 @@
+// Package kafka is the embedded Kafka-protocol broker Ballast's workload
+// runs on a machine with no Kafka installed: a single kfake broker
+// (github.com/twmb/franz-go/pkg/kfake) whose log, topics and committed group
+// offsets live in a data directory (in the demo, a Ballast volume), so a
+// restarted broker carries on where it stopped.
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Topic is a topic the broker creates on its first start.
+type Topic struct {
+	Name       string
+	Partitions int32
+}
+
+// Config says where the broker keeps its data and where it listens.
+type Config struct {
+	// Dir holds the log, topics and group offsets; it is created if
+	// missing and reloaded if it holds an earlier broker's state.
+	Dir string
+	// Listen is the host:port to listen on ("127.0.0.1:9092"); the
+	// broker advertises the address it listens on, so give one clients
+	// can reach. Port 0 picks a free port (see Broker.Addr).
+	Listen string
+	// Topics are created on the first start (an existing Dir keeps its
+	// own topics). Other topics are created on first use with
+	// DefaultPartitions partitions.
+	Topics            []Topic
+	DefaultPartitions int
+	// SyncWrites fsyncs every produced batch before acknowledging it, so
+	// an acknowledged record survives a machine crash, not only a crash
+	// of the broker process (the page cache keeps that).
+	SyncWrites bool
+	Logger     *slog.Logger
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	cluster *kfake.Cluster
+	addr    string
+}
+
+// Start opens (or creates) the broker's data dir and starts serving.
+func Start(cfg Config) (*Broker, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("kafka broker: no data dir given")
+	}
+	if cfg.Listen == "" {
+		return nil, errors.New("kafka broker: no listen address given")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("kafka broker: listen address %q: %w", cfg.Listen, err)
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("kafka broker: data dir: %w", err)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	parts := cfg.DefaultPartitions
+	if parts <= 0 {
+		parts = 6
+	}
+	// kfake listens on 127.0.0.1:port; ListenFn puts it on the address
+	// asked for instead. One broker: one listener.
+	listen := func(network, _ string) (net.Listener, error) {
+		return net.Listen(network, cfg.Listen)
+	}
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.ListenFn(listen),
+		kfake.DataDir(cfg.Dir),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(parts),
+		kfake.WithLogger(slogLogger{logger}),
+	}
+	for _, t := range cfg.Topics {
+		opts = append(opts, kfake.SeedTopics(t.Partitions, t.Name))
+	}
+	if cfg.SyncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka broker on %s (data %s): %w", cfg.Listen, cfg.Dir, err)
+	}
+	addrs := c.ListenAddrs()
+	if len(addrs) != 1 {
+		c.Close()
+		return nil, fmt.Errorf("kafka broker: %d listeners, want 1", len(addrs))
+	}
+	return &Broker{cluster: c, addr: addrs[0]}, nil
+}
+
+// Addr is the host:port the broker listens on.
+func (b *Broker) Addr() string { return b.addr }
+
+// Close stops the broker and writes its state to the data dir.
+func (b *Broker) Close() { b.cluster.Close() }
+
+// slogLogger passes kfake's log lines to slog (its info level logs every
+// request, so it is logged at debug).
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Logf(level kfake.LogLevel, format string, args ...any) {
+	var lv slog.Level
+	switch level {
+	case kfake.LogLevelError:
+		lv = slog.LevelError
+	case kfake.LogLevelWarn:
+		lv = slog.LevelWarn
+	case kfake.LogLevelNone:
+		return
+	default:
+		lv = slog.LevelDebug
+	}
+	s.l.Log(nil, lv, "kfake: "+fmt.Sprintf(format, args...)) //nolint:staticcheck // no context here
+}

@@ -1,0 +1,66 @@
+package sensors
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Backoff is an exponential retry delay: Min after the first failure,
+// doubling up to Max.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+// DefaultBackoff is what the pipeline waits between retries of a write to
+// a broker or store that is down.
+var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+
+// Delay is the wait before retry number attempt (0 for the first retry).
+func (b Backoff) Delay(attempt int) time.Duration {
+	d := b.Min
+	if d <= 0 {
+		d = time.Millisecond
+	}
+	for range attempt {
+		d *= 2
+		if b.Max > 0 && d >= b.Max {
+			return b.Max
+		}
+	}
+	if b.Max > 0 && d > b.Max {
+		return b.Max
+	}
+	return d
+}
+
+// Retry calls op until it succeeds or ctx ends, waiting b.Delay between
+// attempts and logging each failure (at warn from the third on, so a
+// single hiccup stays quiet). It returns ctx's error if ctx ended first.
+func Retry(ctx context.Context, b Backoff, log *slog.Logger, what string, op func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := op(ctx)
+		if err == nil {
+			if attempt > 0 {
+				log.Info("retry succeeded", "op", what, "attempts", attempt+1)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := b.Delay(attempt)
+		lv := slog.LevelDebug
+		if attempt >= 2 {
+			lv = slog.LevelWarn
+		}
+		log.Log(ctx, lv, "retrying", "op", what, "attempt", attempt+1, "in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,501 @@
+package sensors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	kafka "github.com/segmentio/kafka-go"
+)
+
+// DefaultThreshold is the temperature (°C) above which a reading is an
+// alert.
+const DefaultThreshold = 30.0
+
+// IngestConfig configures the ingester. Zero values take the defaults
+// given.
+type IngestConfig struct {
+	Kafka        KafkaConfig
+	Cassandra    CassandraConfig
+	CreateSchema bool // create the keyspace and tables if missing
+
+	Topic           string  // default Topic
+	Group           string  // default Group
+	DeadLetterTopic string  // default DeadLetterTopic
+	LagTopic        string  // default LagTopic
+	Threshold       float64 // alert threshold, default DefaultThreshold
+
+	ChunkRows int           // most messages handled (and committed) at once, default 8192
+	Linger    time.Duration // how long a chunk waits to fill, default 20 ms
+	BatchRows int           // most readings per unlogged batch, default 64
+	Writers   int           // batches written at once, default 16
+
+	SessionTimeout time.Duration // consumer group session, default 10 s
+	LagInterval    time.Duration // lag reports, default 5 s
+	Progress       time.Duration // progress lines, default 5 s (negative: none)
+	Backoff        Backoff       // retries, default DefaultBackoff
+	Logger         *slog.Logger
+}
+
+func (c *IngestConfig) defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&c.Topic, Topic)
+	def(&c.Group, Group)
+	def(&c.DeadLetterTopic, DeadLetterTopic)
+	def(&c.LagTopic, LagTopic)
+	if c.Threshold == 0 {
+		c.Threshold = DefaultThreshold
+	}
+	if c.ChunkRows <= 0 {
+		c.ChunkRows = 8192
+	}
+	if c.Linger <= 0 {
+		c.Linger = 20 * time.Millisecond
+	}
+	if c.BatchRows <= 0 {
+		c.BatchRows = 64
+	}
+	if c.Writers <= 0 {
+		c.Writers = 16
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.LagInterval <= 0 {
+		c.LagInterval = 5 * time.Second
+	}
+	if c.Progress == 0 {
+		c.Progress = 5 * time.Second
+	}
+	if c.Backoff == (Backoff{}) {
+		c.Backoff = DefaultBackoff
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// IngestStats counts what an ingester did.
+type IngestStats struct {
+	Stored       int64 // readings written (a redelivered one counts again)
+	Malformed    int64 // messages sent to the dead-letter topic
+	Alerts       int64 // alert rows written
+	Batches      int64 // unlogged batches written
+	Chunks       int64 // chunks committed
+	StoreRetries int64 // store writes retried
+}
+
+// Ingester moves readings from the consumer group into the store. See Run.
+type Ingester struct {
+	cfg     IngestConfig
+	kc      *kafkaClient
+	log     *slog.Logger
+	lag     *LagTracker
+	latency Histogram
+	alerts  alertBook
+
+	stored, malformed, alertRows, batches, chunks, storeRetries atomic.Int64
+}
+
+// NewIngester checks cfg and returns an ingester; nothing is contacted yet.
+func NewIngester(cfg IngestConfig) (*Ingester, error) {
+	cfg.defaults()
+	kc, err := cfg.Kafka.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cfg.Cassandra.cluster(); err != nil {
+		return nil, err
+	}
+	return &Ingester{cfg: cfg, kc: kc, log: cfg.Logger, lag: NewLagTracker(cfg.Group), alerts: alertBook{last: map[string]int64{}}}, nil
+}
+
+// Stats returns the counters so far.
+func (in *Ingester) Stats() IngestStats {
+	return IngestStats{Stored: in.stored.Load(), Malformed: in.malformed.Load(), Alerts: in.alertRows.Load(),
+		Batches: in.batches.Load(), Chunks: in.chunks.Load(), StoreRetries: in.storeRetries.Load()}
+}
+
+// Latency is the histogram of produce-to-stored times: for each reading,
+// from its Kafka timestamp (set by the producer) to the end of the batch
+// write that stored it.
+func (in *Ingester) Latency() *Histogram { return &in.latency }
+
+// Lag returns the partitions' lag as last seen.
+func (in *Ingester) Lag() []PartitionLag { return in.lag.Report(time.Now()) }
+
+// Run consumes until ctx ends, then leaves the group and returns nil (or
+// the error that stopped it early). Messages are taken in chunks; a chunk
+// is committed only once all its readings are stored (unlogged batches per
+// store partition, written in parallel), its alerts written and its
+// malformed messages in the dead-letter topic. Every write is retried with
+// backoff until it succeeds: while the broker or the store is down the
+// ingester waits, and it loses nothing. Stopped or killed mid-chunk, the
+// chunk is delivered again and rewritten (idempotent upserts).
+func (in *Ingester) Run(ctx context.Context) error {
+	cfg := in.cfg
+	var store *Store
+	err := Retry(ctx, cfg.Backoff, in.log, "connect to the store", func(ctx context.Context) error {
+		var err error
+		store, err = OpenStore(ctx, cfg.Cassandra, cfg.CreateSchema)
+		return err
+	})
+	if err != nil {
+		return nil // ctx ended
+	}
+	defer store.Close()
+	for _, t := range []string{cfg.DeadLetterTopic, cfg.LagTopic} {
+		// Auto-creation would do on the embedded broker; a real cluster
+		// may have it off. Not fatal: the writes retry.
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := ensureTopic(tctx, in.kc, t, 1); err != nil {
+			in.log.Warn("could not create topic (writes to it will retry)", "topic", t, "err", err)
+		}
+		cancel()
+	}
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:               in.kc.brokers,
+		GroupID:               cfg.Group,
+		Topic:                 cfg.Topic,
+		Dialer:                in.kc.dialer(),
+		QueueCapacity:         cfg.ChunkRows,
+		MinBytes:              1,
+		MaxBytes:              8 << 20,
+		MaxWait:               100 * time.Millisecond,
+		StartOffset:           kafka.FirstOffset, // a new group starts at the beginning: nothing produced is skipped
+		HeartbeatInterval:     time.Second,
+		SessionTimeout:        cfg.SessionTimeout,
+		RebalanceTimeout:      cfg.SessionTimeout,
+		JoinGroupBackoff:      500 * time.Millisecond,
+		ReadBackoffMin:        100 * time.Millisecond,
+		ReadBackoffMax:        time.Second,
+		CommitInterval:        0, // synchronous commits, only ever of stored readings
+		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { in.log.Debug("kafka reader: " + fmt.Sprintf(f, a...)) }),
+		WatchPartitionChanges: true,
+	})
+	side := &kafka.Writer{
+		Addr:                   kafka.TCP(in.kc.brokers...),
+		Balancer:               &kafka.Murmur2Balancer{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           time.Millisecond,
+		MaxAttempts:            3,
+		Transport:              in.kc.transport(),
+		AllowAutoTopicCreation: true,
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	fetched := make(chan kafka.Message, cfg.ChunkRows)
+	wg.Add(2)
+	go func() { defer wg.Done(); in.fetch(runCtx, reader, fetched) }()
+	go func() { defer wg.Done(); in.publishLag(runCtx, side) }()
+	defer func() {
+		cancel()
+		wg.Wait()
+		side.Close()
+		if err := reader.Close(); err != nil {
+			in.log.Debug("close kafka reader", "err", err)
+		}
+	}()
+
+	prog := newProgress(in, cfg.Progress)
+	for {
+		chunk := collect(runCtx, fetched, cfg.ChunkRows, cfg.Linger)
+		if len(chunk) == 0 {
+			return nil // ctx ended
+		}
+		if err := in.handle(runCtx, store, side, chunk); err != nil {
+			return nil // ctx ended mid-chunk: it is not committed
+		}
+		points := CommitPoints(chunk)
+		err := Retry(runCtx, cfg.Backoff, in.log, "commit offsets", func(ctx context.Context) error {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return reader.CommitMessages(cctx, points...)
+		})
+		if err != nil {
+			return nil
+		}
+		for _, m := range points {
+			in.lag.Committed(TopicPartition{m.Topic, m.Partition}, m.Offset+1)
+		}
+		in.chunks.Add(1)
+		prog.tick()
+	}
+}
+
+// fetch feeds messages from the reader to out until ctx ends. Errors (the
+// broker down, a rebalance) are logged and retried: the reader reconnects
+// by itself.
+func (in *Ingester) fetch(ctx context.Context, r *kafka.Reader, out chan<- kafka.Message) {
+	attempt := 0
+	for {
+		m, err := r.FetchMessage(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			d := in.cfg.Backoff.Delay(attempt)
+			in.log.Warn("fetch from kafka failed, retrying", "in", d, "err", err)
+			attempt++
+			if !sleepCtx(ctx, d) {
+				return
+			}
+			continue
+		}
+		attempt = 0
+		in.lag.Fetched(TopicPartition{m.Topic, m.Partition}, m.Offset, m.HighWaterMark)
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// collect waits for a first message, then takes more until max or until
+// linger has passed. Empty when ctx ended.
+func collect(ctx context.Context, in <-chan kafka.Message, max int, linger time.Duration) []kafka.Message {
+	var chunk []kafka.Message
+	select {
+	case m := <-in:
+		chunk = append(make([]kafka.Message, 0, max), m)
+	case <-ctx.Done():
+		return nil
+	}
+	t := time.NewTimer(linger)
+	defer t.Stop()
+	for len(chunk) < max {
+		select {
+		case m := <-in:
+			chunk = append(chunk, m)
+		case <-t.C:
+			return chunk
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return chunk
+}
+
+// handle stores a chunk: readings in batches, alerts, malformed messages
+// to the dead-letter topic. It returns only when all of it is written, or
+// with ctx's error.
+func (in *Ingester) handle(ctx context.Context, store *Store, side *kafka.Writer, chunk []kafka.Message) error {
+	readings := make([]Stamped, 0, len(chunk))
+	var dead []kafka.Message
+	for _, m := range chunk {
+		r, err := Decode(m.Value)
+		if err != nil {
+			dead = append(dead, deadLetter(in.cfg.DeadLetterTopic, m, err))
+			continue
+		}
+		readings = append(readings, Stamped{Reading: r, Produced: m.Time})
+	}
+	if len(dead) > 0 {
+		in.log.Warn("malformed messages to the dead-letter topic", "count", len(dead), "topic", in.cfg.DeadLetterTopic,
+			"first", string(headerValue(dead[0], HeaderError)))
+		if _, _, err := writeAll(ctx, side, dead, in.cfg.Backoff, in.log); err != nil {
+			return err
+		}
+		in.malformed.Add(int64(len(dead)))
+	}
+
+	batches := Batches(readings, in.cfg.BatchRows)
+	work := make(chan Batch)
+	var wg sync.WaitGroup
+	for range min(in.cfg.Writers, len(batches)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				attempts := 0
+				err := Retry(ctx, in.cfg.Backoff, in.log, "write batch", func(ctx context.Context) error {
+					attempts++
+					return store.WriteBatch(ctx, b)
+				})
+				if err != nil {
+					continue // ctx ended; drain
+				}
+				in.storeRetries.Add(int64(attempts - 1))
+				now := time.Now()
+				for _, p := range b.Produced {
+					in.latency.Add(now.Sub(p))
+				}
+				in.stored.Add(int64(len(b.Readings)))
+				in.batches.Add(1)
+			}
+		}()
+	}
+feed:
+	for _, b := range batches {
+		select {
+		case work <- b:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return in.writeAlerts(ctx, store, Alerts(readings, in.cfg.Threshold))
+}
+
+// writeAlerts writes the alerts newer than the sensors' last ones.
+func (in *Ingester) writeAlerts(ctx context.Context, store *Store, alerts []Reading) error {
+	for _, a := range alerts {
+		if !in.alerts.known(a.SensorID) {
+			var last Reading
+			err := Retry(ctx, in.cfg.Backoff, in.log, "read last alert", func(ctx context.Context) error {
+				var err error
+				last, err = store.LastAlert(ctx, a.SensorID)
+				if errors.Is(err, ErrNoAlert) {
+					return nil
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			in.alerts.set(last)
+		}
+		if !in.alerts.newer(a) {
+			continue
+		}
+		if err := Retry(ctx, in.cfg.Backoff, in.log, "write alert", func(ctx context.Context) error {
+			return store.WriteAlert(ctx, a)
+		}); err != nil {
+			return err
+		}
+		in.alerts.set(a)
+		in.alertRows.Add(1)
+	}
+	return nil
+}
+
+// alertBook remembers each sensor's last alert time (ms), so an older
+// alert (a redelivery) never overwrites a newer one. One ingester owns a
+// sensor at a time (its Kafka partition), so this view is current.
+type alertBook struct{ last map[string]int64 }
+
+func (b *alertBook) known(sensor string) bool { _, ok := b.last[sensor]; return ok }
+
+// set records r; a zero Reading with a sensor id records "no alert yet".
+func (b *alertBook) set(r Reading) {
+	if r.SensorID == "" {
+		return
+	}
+	ms := int64(-1 << 62)
+	if !r.Time.IsZero() {
+		ms = r.Time.UnixMilli()
+	}
+	if old, ok := b.last[r.SensorID]; !ok || ms > old {
+		b.last[r.SensorID] = ms
+	}
+}
+
+func (b *alertBook) newer(r Reading) bool {
+	old, ok := b.last[r.SensorID]
+	return !ok || r.Time.UnixMilli() > old
+}
+
+// Headers of a dead-lettered message.
+const (
+	HeaderError     = "ballast-error"
+	HeaderTopic     = "ballast-source-topic"
+	HeaderPartition = "ballast-source-partition"
+	HeaderOffset    = "ballast-source-offset"
+)
+
+// deadLetter is m as it goes to the dead-letter topic: key and value
+// unchanged, headers saying where it came from and what was wrong.
+func deadLetter(topic string, m kafka.Message, err error) kafka.Message {
+	return kafka.Message{
+		Topic: topic,
+		Key:   m.Key,
+		Value: m.Value,
+		Time:  m.Time,
+		Headers: append(append([]kafka.Header(nil), m.Headers...),
+			kafka.Header{Key: HeaderError, Value: []byte(err.Error())},
+			kafka.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
+			kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
+			kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))}),
+	}
+}
+
+func headerValue(m kafka.Message, key string) []byte {
+	for i := len(m.Headers) - 1; i >= 0; i-- {
+		if m.Headers[i].Key == key {
+			return m.Headers[i].Value
+		}
+	}
+	return nil
+}
+
+// publishLag writes every partition's lag to the lag topic every
+// LagInterval. A failed write is logged and skipped: the next report
+// supersedes it.
+func (in *Ingester) publishLag(ctx context.Context, w *kafka.Writer) {
+	t := time.NewTicker(in.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			lags := in.lag.Report(now)
+			if len(lags) == 0 {
+				continue
+			}
+			msgs := make([]kafka.Message, len(lags))
+			for i, l := range lags {
+				msgs[i] = kafka.Message{Topic: in.cfg.LagTopic, Key: []byte(l.Key()), Value: l.Encode(), Time: now}
+			}
+			wctx, cancel := context.WithTimeout(ctx, in.cfg.LagInterval)
+			if err := w.WriteMessages(wctx, msgs...); err != nil && ctx.Err() == nil {
+				in.log.Warn("publish lag", "topic", in.cfg.LagTopic, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// progress logs a rate line every interval.
+type progress struct {
+	in    *Ingester
+	every time.Duration
+	last  time.Time
+	lastN int64
+}
+
+func newProgress(in *Ingester, every time.Duration) *progress {
+	return &progress{in: in, every: every, last: time.Now()}
+}
+
+func (p *progress) tick() {
+	if p.every < 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(p.last) < p.every {
+		return
+	}
+	st := p.in.Stats()
+	h := p.in.Latency()
+	p.in.log.Info("ingesting", "stored", st.Stored, "rate_per_s", int(float64(st.Stored-p.lastN)/now.Sub(p.last).Seconds()),
+		"malformed", st.Malformed, "lag", Total(p.in.lag.Report(now)),
+		"p99_ms", fmt.Sprintf("%.1f", float64(h.Quantile(0.99))/1e6), "store_retries", st.StoreRetries)
+	p.last, p.lastN = now, st.Stored
+}
