@@ -90,4 +90,3 @@ func (n *NaiveIngester) Run(ctx context.Context) error {
 		}
 	}
 }
-
