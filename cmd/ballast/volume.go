@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 
@@ -12,7 +13,7 @@ import (
 
 func newVolumeCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{Use: "volume", Aliases: []string{"v", "volumes"}, Short: "Create, attach and manage volumes"}
-	cmd.AddCommand(volumeCreate(c), volumeList(c), volumeInspect(c), volumeAttach(c), volumeDetach(c), volumeDelete(c))
+	cmd.AddCommand(volumeCreate(c), volumeList(c), volumeInspect(c), volumeAttach(c), volumeDetach(c), volumeResize(c), volumeDelete(c))
 	return cmd
 }
 
@@ -76,8 +77,11 @@ func volumeList(c *cli) *cobra.Command {
 				var rows [][]string
 				for _, v := range vols {
 					att := "-"
-					if v.Attachment != nil {
-						att = v.Attachment.Node + ":" + v.Attachment.MountPath
+					if a := v.Attachment; a != nil {
+						att = a.Node + ":" + a.MountPath
+						if a.Block {
+							att = a.Node + ":" + cmp.Or(a.Device, "(block)")
+						}
 					}
 					rows = append(rows, []string{v.Name, size(v.Size), size(v.Allocated), fmt.Sprint(v.Repl), insync(v), v.FS, v.State, att})
 				}
@@ -120,8 +124,15 @@ func volumeInspect(c *cli) *cobra.Command {
 				if v.FromSnapshot != "" {
 					fmt.Fprintf(w, "Clone of:    %s\n", v.FromSnapshot)
 				}
-				if v.Attachment != nil {
-					fmt.Fprintf(w, "Attached:    node %s at %s, epoch %d, since %s\n", v.Attachment.Node, v.Attachment.MountPath, v.Attachment.Epoch, ago(v.Attachment.Since))
+				if a := v.Attachment; a != nil {
+					where := "at " + a.MountPath
+					if a.Block {
+						where = "as a raw block device"
+					}
+					if a.Device != "" {
+						where += " (" + a.Device + ")"
+					}
+					fmt.Fprintf(w, "Attached:    node %s %s, epoch %d, since %s\n", a.Node, where, a.Epoch, ago(a.Since))
 				} else {
 					fmt.Fprintf(w, "Attached:    no\n")
 				}
@@ -148,8 +159,8 @@ func volumeInspect(c *cli) *cobra.Command {
 func volumeAttach(c *cli) *cobra.Command {
 	var opts api.AttachOptions
 	cmd := &cobra.Command{
-		Use:   "attach NAME",
-		Short: "Attach a volume on this node and print its mount path (formats it on first attach)",
+		Use:   "attach NAME [--block]",
+		Short: "Attach a volume on this node and print its mount path (formats it on first attach), or with --block its raw block device",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.withClient(func(cl *api.Client) error {
@@ -160,12 +171,13 @@ func volumeAttach(c *cli) *cobra.Command {
 				if c.json {
 					return printJSON(cmd.OutOrStdout(), a)
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), a.MountPath)
+				fmt.Fprintln(cmd.OutOrStdout(), cmp.Or(a.MountPath, a.Device))
 				return nil
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "take the volume over from the node that holds it")
+	cmd.Flags().BoolVar(&opts.Block, "block", false, "attach as a raw block device: no filesystem is made or mounted; prints the device")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the attachment as JSON")
 	return cmd
 }
@@ -179,6 +191,50 @@ func volumeDetach(c *cli) *cobra.Command {
 			return c.withClient(func(cl *api.Client) error { return cl.DetachVolume(cmd.Context(), args[0]) })
 		},
 	}
+}
+
+func volumeResize(c *cli) *cobra.Command {
+	var sizeStr string
+	cmd := &cobra.Command{
+		Use:   "resize NAME --size SIZE",
+		Short: "Grow a volume, and its filesystem online where it is mounted (volumes never shrink)",
+		Long: `Grow a volume to SIZE. Where it is attached, on this node, the volume and its
+mounted filesystem grow online. A detached volume grows when it is next
+attached, and its filesystem with it. A volume attached on another node is
+resized on that node (run the command there). Online growth of ext4 needs the daemon to hold
+CAP_SYS_RESOURCE; without it the filesystem grows at the next attach.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if sizeStr == "" {
+				return fmt.Errorf("--size is required (e.g. --size 20G)")
+			}
+			n, err := spec.ParseSize(sizeStr)
+			if err != nil {
+				return err
+			}
+			return c.withClient(func(cl *api.Client) error {
+				v, err := cl.ResizeVolume(cmd.Context(), args[0], n)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), v)
+				}
+				what := "grows when next attached"
+				if v.Attachment != nil {
+					what = "filesystem grown online"
+					if v.Attachment.Block {
+						what = "block device grown"
+					}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s is %s (%s)\n", v.Name, size(v.Size), what)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&sizeStr, "size", "", "the new size, e.g. 20G (binary units); at least the current size")
+	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
+	return cmd
 }
 
 func volumeDelete(c *cli) *cobra.Command {

@@ -53,6 +53,9 @@ var (
 type AttachOptions struct {
 	// Force takes the volume over from another node that still holds it.
 	Force bool `json:"force,omitempty"`
+	// Block attaches the volume as a raw block device: no filesystem is
+	// made or mounted, and the attachment names the device.
+	Block bool `json:"block,omitempty"`
 }
 
 // Volume describes a volume as a user sees it.
@@ -84,11 +87,17 @@ type Replica struct {
 
 // Attachment says where a volume is attached and mounted.
 type Attachment struct {
-	Volume    string    `json:"volume"`
-	Node      string    `json:"node"`
-	Epoch     uint64    `json:"epoch"`
-	MountPath string    `json:"mount_path"`
-	Since     time.Time `json:"since"`
+	Volume string `json:"volume"`
+	Node   string `json:"node"`
+	Epoch  uint64 `json:"epoch"`
+	// MountPath is where the filesystem is mounted; empty for a raw block
+	// attachment (Block).
+	MountPath string `json:"mount_path,omitempty"`
+	Block     bool   `json:"block,omitempty"`
+	// Device is the volume's block device on the node it is attached on
+	// (e.g. /dev/loop3); only that node's daemon knows it.
+	Device string    `json:"device,omitempty"`
+	Since  time.Time `json:"since"`
 }
 
 // Snapshot is a point-in-time, read-only copy of a volume.
@@ -97,6 +106,9 @@ type Snapshot struct {
 	Name    string    `json:"name"`
 	State   string    `json:"state"`
 	Created time.Time `json:"created"`
+	// Size is the volume's size when the snapshot was taken: the size of
+	// its clones.
+	Size int64 `json:"size"`
 	// Clones lists volumes created from this snapshot.
 	Clones []string `json:"clones,omitempty"`
 }

@@ -366,25 +366,43 @@ func (e *Engine) Quiesce(fn func([]Member) error) error {
 }
 
 // Grow grows the volume to size bytes: every in-sync replica first (each
-// must have a Resize method), with no I/O in flight. Not while a rebuild
-// runs. Replicas out of the in-sync set are not resized: what they missed
-// is forgotten, so they come back by a full rebuild, not a catch-up.
+// must have a Resize method), with no I/O in flight. A replica that fails
+// to grow leaves the in-sync set, as on a failed write; Grow fails when
+// that is refused (it was the last one, say), and the volume keeps its
+// size, though replicas grown before stay grown (the caller records the
+// new size first, so that they all grow to it when next opened). Not
+// while a rebuild runs. Replicas out of the in-sync set are not resized: what
+// they missed is forgotten, so they come back by a full rebuild, not a
+// catch-up.
 func (e *Engine) Grow(size int64) error {
+	if err := e.check("grow", 0, 0); err != nil {
+		return err
+	}
 	e.gate.Lock()
 	defer e.gate.Unlock()
-	if size < e.size.Load() {
-		return fmt.Errorf("grow %s to %d bytes: it has %d already", e.name, size, e.size.Load())
+	switch have := e.size.Load(); {
+	case size%block.Size != 0:
+		return fmt.Errorf("grow %s to %d bytes: %w", e.name, size, block.ErrUnaligned)
+	case size < have:
+		return fmt.Errorf("grow %s to %d bytes: it has %d already", e.name, size, have)
+	case size == have:
+		return nil
 	}
 	if rb := e.rebuild.Load(); rb != nil {
 		return fmt.Errorf("grow %s: replica %s is being rebuilt; try again when it is done", e.name, rb.target.ID)
 	}
 	for _, m := range e.snapshot() {
-		r, ok := m.Dev.(interface{ Resize(int64) error })
-		if !ok {
-			return fmt.Errorf("grow %s: replica %s cannot grow: %w", e.name, m.ID, errors.ErrUnsupported)
+		var err error
+		if r, ok := m.Dev.(interface{ Resize(int64) error }); ok {
+			err = r.Resize(size)
+		} else {
+			err = fmt.Errorf("replica %s cannot grow: %w", m.ID, errors.ErrUnsupported)
 		}
-		if err := r.Resize(size); err != nil {
-			return fmt.Errorf("grow %s: %w", e.name, err)
+		if err == nil {
+			continue
+		}
+		if derr := e.fail(m, err); derr != nil {
+			return fmt.Errorf("grow %s: %w", e.name, derr)
 		}
 	}
 	e.size.Store(size)

@@ -250,3 +250,33 @@ func TestGrow(t *testing.T) {
 		t.Fatal("shrink accepted")
 	}
 }
+
+// noGrow is a replica whose Resize fails.
+type noGrow struct{ *block.Mem }
+
+func (noGrow) Resize(int64) error { return errors.New("disk full") }
+
+// TestGrowDropsReplicaThatCannotGrow: a replica failing to grow leaves the
+// in-sync set before Grow returns, and the volume grows on the rest; when
+// no replica may be dropped, Grow fails and the size stays.
+func TestGrowDropsReplicaThatCannotGrow(t *testing.T) {
+	a, b := block.NewMem(1<<20), noGrow{block.NewMem(1 << 20)}
+	var dropped []string
+	drop := func(id string, _ error) error { dropped = append(dropped, id); return nil }
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
+	if err := e.Grow(2 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if e.Size() != 2<<20 || fmt.Sprint(dropped) != "[b]" || fmt.Sprint(e.InSync()) != "[a]" {
+		t.Fatalf("after grow: size %d, dropped %v, in sync %v", e.Size(), dropped, e.InSync())
+	}
+
+	refuse := func(string, error) error { return errors.New("below the minimum") }
+	e, _ = New("w", []Member{{"b", noGrow{block.NewMem(1 << 20)}}, {"a", block.NewMem(1 << 20)}}, refuse, quiet)
+	if err := e.Grow(2 << 20); err == nil || e.Size() != 1<<20 {
+		t.Fatalf("grow with a replica that can neither grow nor be dropped: err %v, size %d", err, e.Size())
+	}
+	if err := e.Grow(2<<20 + 1); !errors.Is(err, block.ErrUnaligned) {
+		t.Fatalf("unaligned grow: %v", err)
+	}
+}

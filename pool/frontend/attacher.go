@@ -19,12 +19,19 @@ type Attacher struct {
 	MountOptions map[string][]string
 
 	mu       sync.Mutex
-	attached map[string]string // volume name -> mount path
+	attached map[string]attached // by volume name
+}
+
+// attached is a volume attached here: its device, and where its
+// filesystem is mounted ("" for a raw block device).
+type attached struct {
+	devPath   string
+	mountPath string
 }
 
 // NewAttacher returns an Attacher over exp.
 func NewAttacher(exp Exporter) *Attacher {
-	return &Attacher{exp: exp, attached: map[string]string{}}
+	return &Attacher{exp: exp, attached: map[string]attached{}}
 }
 
 // Exporter returns the Exporter the Attacher uses.
@@ -32,36 +39,74 @@ func (a *Attacher) Exporter() Exporter { return a.exp }
 
 // Attach exports dev as volume name and mounts its filesystem (fstype ext4
 // or xfs, "" meaning ext4) at mountPath, formatting the volume first if it
-// is blank. Attaching an attached volume at the same path again succeeds
-// and does nothing. On error, nothing Attach set up is left behind.
-func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) (err error) {
+// is blank, and returns the device. Attaching an attached volume at the
+// same path again succeeds and does nothing. On error, nothing Attach set
+// up is left behind.
+func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) (devPath string, err error) {
 	if err := ValidateName(name); err != nil {
-		return err
+		return "", err
 	}
 	fstype, err = CheckFSType(fstype)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if mountPath, err = filepath.Abs(mountPath); err != nil {
+		return "", err
+	}
+	return a.attach(ctx, name, dev, func(devPath string) error {
+		return mountGrown(devPath, mountPath, fstype, a.MountOptions[fstype])
+	}, mountPath)
+}
+
+// mountGrown formats (if blank) and mounts devPath, growing a filesystem
+// smaller than its device, which a volume that grew while detached has:
+// ext4 before it is mounted, xfs (which grows only mounted) after.
+func mountGrown(devPath, mountPath, fstype string, opts []string) error {
+	size, err := DeviceSize(devPath)
+	if err != nil {
 		return err
 	}
+	if _, err := growFSOffline(devPath, size); err != nil {
+		return err
+	}
+	if err := FormatAndMount(devPath, mountPath, fstype, opts); err != nil {
+		return err
+	}
+	if fstype == FSXFS {
+		_, err = growFSOnline(devPath, mountPath, size)
+	}
+	return err
+}
+
+// AttachBlock exports dev as volume name and returns the block device,
+// with no filesystem made or mounted: a raw block volume. Attaching it
+// again succeeds and does nothing.
+func (a *Attacher) AttachBlock(ctx context.Context, name string, dev block.Device) (devPath string, err error) {
+	if err := ValidateName(name); err != nil {
+		return "", err
+	}
+	return a.attach(ctx, name, dev, nil, "")
+}
+
+// attach exports dev and runs mount on its device, if given, undoing the
+// export (and the mount) on error.
+func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mount func(devPath string) error, mountPath string) (devPath string, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := ctx.Err(); err != nil {
-		return err
+		return "", err
 	}
-	if prev, ok := a.attached[name]; ok && prev != mountPath {
-		return fmt.Errorf("volume %s is already attached at %s", name, prev)
+	prev, wasAttached := a.attached[name]
+	if wasAttached && prev.mountPath != mountPath {
+		return "", fmt.Errorf("volume %s is already attached %s", name, prev.where())
 	}
-	_, wasAttached := a.attached[name]
-
-	devPath, err := a.exp.Export(name, dev)
+	devPath, err = a.exp.Export(name, dev)
 	if err != nil {
-		return fmt.Errorf("attach %s: %w", name, err)
+		return "", fmt.Errorf("attach %s: %w", name, err)
 	}
 	defer func() {
 		if err != nil && !wasAttached {
-			if src, _ := MountSource(mountPath); src == devPath {
+			if src, _ := MountSource(mountPath); mountPath != "" && src == devPath {
 				if uerr := Unmount(mountPath); uerr != nil {
 					err = errors.Join(err, uerr)
 				}
@@ -72,17 +117,61 @@ func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fs
 		}
 	}()
 	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if mount != nil {
+		if err := mount(devPath); err != nil {
+			return "", fmt.Errorf("attach %s: %w", name, err)
+		}
+	}
+	a.attached[name] = attached{devPath: devPath, mountPath: mountPath}
+	return devPath, nil
+}
+
+func (at attached) where() string {
+	if at.mountPath == "" {
+		return "as the raw block device " + at.devPath
+	}
+	return "at " + at.mountPath
+}
+
+// Grow makes a grown volume's new size seen: by its block device, and by
+// its filesystem when it is mounted (resize2fs or xfs_growfs, online; an
+// ext4 filesystem that the kernel does not let this process grow online
+// fails with ErrGrowAtAttach and grows at its next attach). Idempotent: a
+// filesystem that fills its device already is left as it is.
+func (a *Attacher) Grow(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if err := FormatAndMount(devPath, mountPath, fstype, a.MountOptions[fstype]); err != nil {
-		return fmt.Errorf("attach %s: %w", name, err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.attached[name]
+	if !ok {
+		return fmt.Errorf("grow %s: not attached on this node", name)
 	}
-	a.attached[name] = mountPath
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := a.exp.Grow(name); err != nil {
+		return fmt.Errorf("grow %s: %w", name, err)
+	}
+	if at.mountPath == "" {
+		return nil
+	}
+	size, err := DeviceSize(at.devPath)
+	if err != nil {
+		return fmt.Errorf("grow %s: %w", name, err)
+	}
+	if _, err := growFSOnline(at.devPath, at.mountPath, size); err != nil {
+		return fmt.Errorf("grow %s: %w", name, err)
+	}
 	return nil
 }
 
-// Detach unmounts the filesystem at mountPath and unexports volume name.
-// Detaching a detached volume succeeds. A busy filesystem is unmounted
+// Detach unmounts the filesystem at mountPath (none for a raw block
+// volume: mountPath "") and unexports volume name. Detaching a detached
+// volume succeeds. A busy filesystem is unmounted
 // lazily; the export then lingers until the kernel lets go of it, and
 // Detach returns an error if that takes longer than the Exporter allows
 // (call Detach again).
@@ -90,17 +179,19 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	mountPath, err := filepath.Abs(mountPath)
-	if err != nil {
-		return err
-	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := Unmount(mountPath); err != nil {
-		return fmt.Errorf("detach %s: %w", name, err)
+	if mountPath != "" {
+		mountPath, err := filepath.Abs(mountPath)
+		if err != nil {
+			return err
+		}
+		if err := Unmount(mountPath); err != nil {
+			return fmt.Errorf("detach %s: %w", name, err)
+		}
 	}
 	if err := a.exp.Unexport(name); err != nil {
 		return fmt.Errorf("detach %s: %w", name, err)

@@ -49,14 +49,14 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 	en := newEnv(t, "mkfs."+fstype)
 	mem := block.NewMem(size)
 	mp := filepath.Join(en.mountRoot, "v")
-	if err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
 		t.Fatal(err)
 	}
 	if src, _ := frontend.MountSource(mp); !strings.HasPrefix(src, "/dev/loop") {
 		t.Fatalf("mount source %q", src)
 	}
 	// Idempotent.
-	if err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
 		t.Fatalf("second Attach: %v", err)
 	}
 	files := writeFiles(t, mp, 20)
@@ -77,7 +77,7 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 		t.Fatal("file visible after detach")
 	}
 	// Re-attach: the existing filesystem is mounted, not reformatted.
-	if err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
 		t.Fatal(err)
 	}
 	checkFiles(t, files)
@@ -93,12 +93,12 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	en := newEnv(t, "mkfs.xfs")
 	mp := filepath.Join(en.mountRoot, "v")
 	// Unsupported filesystem type: rejected before anything is set up.
-	if err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "bogusfs", mp); err == nil {
+	if _, err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "bogusfs", mp); err == nil {
 		t.Fatal("Attach with a bogus fstype succeeded")
 	}
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
 	// mkfs fails after the export exists: XFS needs at least 300 MB.
-	err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "xfs", mp)
+	_, err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "xfs", mp)
 	if err == nil {
 		t.Fatal("Attach of a too-small xfs succeeded")
 	}
@@ -108,12 +108,12 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	// And a canceled context fails before doing anything.
 	ctx, cancel := contextWithCancel()
 	cancel()
-	if err := en.att.Attach(ctx, "bad", block.NewMem(64<<20), "ext4", mp); err == nil {
+	if _, err := en.att.Attach(ctx, "bad", block.NewMem(64<<20), "ext4", mp); err == nil {
 		t.Fatal("Attach with a canceled context succeeded")
 	}
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
 	// The name is usable afterwards.
-	if err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "ext4", mp); err != nil {
+	if _, err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "ext4", mp); err != nil {
 		t.Fatal(err)
 	}
 	if err := en.att.Detach(bg, "bad", mp); err != nil {
@@ -125,7 +125,7 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 func TestFioSmoke(t *testing.T) {
 	en := newEnv(t, "mkfs.ext4", "fio")
 	mp := filepath.Join(en.mountRoot, "fio")
-	if err := en.att.Attach(bg, "fio", block.NewMem(256<<20), "ext4", mp); err != nil {
+	if _, err := en.att.Attach(bg, "fio", block.NewMem(256<<20), "ext4", mp); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

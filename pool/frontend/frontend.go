@@ -20,6 +20,9 @@ type Exporter interface {
 	Export(name string, dev block.Device) (devPath string, err error)
 	// Unexport removes the block device of name. Idempotent.
 	Unexport(name string) error
+	// Grow makes the kernel see the new size of name's device after the
+	// block.Device exported as name grew. Idempotent.
+	Grow(name string) error
 	// Recover cleans up after a crash of a previous daemon: detaches block
 	// devices and lazily unmounts FUSE mounts it left under its state dir.
 	Recover() error

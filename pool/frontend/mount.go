@@ -78,6 +78,16 @@ func FormatAndMount(devPath, target, fstype string, options []string) error {
 	return nil
 }
 
+// GrowFS grows the filesystem on devPath, mounted at target, to fill the
+// device, online (k8s.io/mount-utils ResizeFs: resize2fs for ext4,
+// xfs_growfs for xfs).
+func GrowFS(devPath, target string) error {
+	if _, err := mount.NewResizeFs(utilexec.New()).Resize(devPath, target); err != nil {
+		return fmt.Errorf("grow the filesystem on %s at %s: %w", devPath, target, err)
+	}
+	return nil
+}
+
 // mountAt returns the topmost mount whose mount point is exactly target,
 // or nil.
 func mountAt(target string) (*mountinfo.Info, error) {

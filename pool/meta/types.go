@@ -76,10 +76,13 @@ type Volume struct {
 
 // Attachment says where a volume is attached.
 type Attachment struct {
-	Volume    string    `json:"volume"`
-	Node      string    `json:"node"`
-	Epoch     uint64    `json:"epoch"`
+	Volume string `json:"volume"`
+	Node   string `json:"node"`
+	Epoch  uint64 `json:"epoch"`
+	// MountPath is where its filesystem is mounted; empty when it is
+	// attached as a raw block device (Block).
 	MountPath string    `json:"mount_path"`
+	Block     bool      `json:"block,omitempty"`
 	Since     time.Time `json:"since"`
 }
 
@@ -89,4 +92,7 @@ type Snapshot struct {
 	Name    string    `json:"name"`
 	State   State     `json:"state"`
 	Created time.Time `json:"created"`
+	// Size is the volume's size when the snapshot was taken (0 in records
+	// made before volumes could grow: then the volume's size).
+	Size int64 `json:"size,omitempty"`
 }

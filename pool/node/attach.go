@@ -32,10 +32,21 @@ func (n *Node) AttachVolume(ctx context.Context, name string, opts api.AttachOpt
 	if have != nil {
 		a, _, err := n.meta.Attachment(ctx, name)
 		if err == nil && a.Node == n.cfg.ID {
-			return toAPI(a), nil
+			if a.Block != opts.Block {
+				return nil, fmt.Errorf("volume %q is attached on this node %s already; detach it first: %w", name, howAttached(a), api.ErrInUse)
+			}
+			return have.toAPI(a), nil
 		}
 	}
 	return n.attach(ctx, name, opts)
+}
+
+// howAttached says how a volume is attached, for errors.
+func howAttached(a *meta.Attachment) string {
+	if a.Block {
+		return "as a raw block device"
+	}
+	return "with its filesystem mounted at " + a.MountPath
 }
 
 func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
@@ -68,8 +79,10 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	if how == claimDeadNode || how == claimForced {
 		n.log.Warn("taking volume over", "volume", name, "from", old.Node, "why", how.String(), "old_epoch", old.Epoch)
 	}
-	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1,
-		MountPath: filepath.Join(n.cfg.MountDir, name), Since: time.Now().UTC()}
+	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1, Block: opts.Block, Since: time.Now().UTC()}
+	if !opts.Block {
+		att.MountPath = filepath.Join(n.cfg.MountDir, name)
+	}
 	v.Epoch = att.Epoch
 	// Claim first: from here on the volume is ours, and a crash leaves a
 	// record that the restarted node finishes.
@@ -85,7 +98,11 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 		if n.cfg.IO != nil {
 			dev = n.cfg.IO.Wrap(name, dev)
 		}
-		err = n.front.Attach(ctx, name, dev, v.FS, a.mountPath)
+		if opts.Block {
+			a.device, err = n.front.AttachBlock(ctx, name, dev)
+		} else {
+			a.device, err = n.front.Attach(ctx, name, dev, v.FS, a.mountPath)
+		}
 		if err != nil {
 			a.close()
 		}
@@ -103,9 +120,9 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	n.mu.Unlock()
 	// claim: the etcd transaction; open: replicas opened and fenced;
 	// mount: export, filesystem check (journal replay) and mount.
-	n.log.Info("volume attached", "volume", name, "epoch", att.Epoch, "mount", att.MountPath, "how", how.String(),
+	n.log.Info("volume attached", "volume", name, "epoch", att.Epoch, "mount", att.MountPath, "device", a.device, "how", how.String(),
 		"claim", t1.Sub(t0), "open", t2.Sub(t1), "mount", time.Since(t2))
-	return toAPI(att), nil
+	return a.toAPI(att), nil
 }
 
 // openVolume opens v's in-sync replicas at v's epoch, fences each of them
@@ -121,6 +138,12 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 			continue
 		}
 		m, err := n.openFenced(ctx, r, v.Epoch)
+		if err == nil {
+			err = growTo(m, v.Size)
+			if err != nil {
+				m.Close()
+			}
+		}
 		if err != nil {
 			lost[r.ID] = err
 			continue
@@ -152,6 +175,23 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 	}
 	a.engine = e
 	return a, nil
+}
+
+// growTo grows an in-sync replica to the volume's recorded size: a resize
+// records the new size before it grows the replicas, so a replica may be
+// smaller after a crash (or after a resize while detached). Growing is
+// O(1) and idempotent.
+func growTo(m member, size int64) error {
+	switch have := m.Size(); {
+	case have == size:
+		return nil
+	case have > size:
+		return fmt.Errorf("replica has %d bytes, more than the volume's %d", have, size)
+	}
+	if err := m.Resize(size); err != nil {
+		return fmt.Errorf("grow replica to the volume's %d bytes: %w", size, err)
+	}
+	return nil
 }
 
 // localFirst orders replicas so those on node self come first: the engine
@@ -286,6 +326,12 @@ func (n *Node) release(ctx context.Context, a *attachment) error {
 	return nil
 }
 
-func toAPI(a *meta.Attachment) *api.Attachment {
-	return &api.Attachment{Volume: a.Volume, Node: a.Node, Epoch: a.Epoch, MountPath: a.MountPath, Since: a.Since}
+// toAPI describes a's record to users; at, when the volume is attached on
+// this node, adds what only this node knows (its device).
+func (at *attachment) toAPI(a *meta.Attachment) *api.Attachment {
+	out := &api.Attachment{Volume: a.Volume, Node: a.Node, Epoch: a.Epoch, MountPath: a.MountPath, Block: a.Block, Since: a.Since}
+	if at != nil {
+		out.Device = at.device
+	}
+	return out
 }

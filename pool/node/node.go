@@ -28,10 +28,16 @@ import (
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
-// Frontend attaches a device as a mounted filesystem on this node.
-// frontend.Attacher is the real one.
+// Frontend attaches a device on this node, as a mounted filesystem or as
+// a raw block device, and grows it. frontend.Attacher is the real one.
 type Frontend interface {
-	Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) error
+	Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) (devPath string, err error)
+	AttachBlock(ctx context.Context, name string, dev block.Device) (devPath string, err error)
+	// Grow makes the device, and the filesystem mounted on it, take the
+	// new size of dev; see frontend.Attacher.Grow.
+	Grow(ctx context.Context, name string) error
+	// Detach unmounts mountPath ("" for a raw block device) and removes
+	// the device.
 	Detach(ctx context.Context, name, mountPath string) error
 	Recover(mountRoot string) error
 }
@@ -99,7 +105,8 @@ type attachment struct {
 	vol       string
 	epoch     uint64 // of the attachment: I/O and record changes carry it
 	engine    *engine.Engine
-	mountPath string
+	mountPath string // "" for a raw block attachment
+	device    string // the block device, e.g. /dev/loop3
 
 	// ctx ends when the volume is released here; bg counts the background
 	// work on it (scrub, rebuild), waited for before its replicas close.

@@ -48,17 +48,17 @@ func (n *Node) recover(ctx context.Context) error {
 		if a.Node != n.cfg.ID {
 			continue
 		}
-		n.log.Info("re-attaching after restart", "volume", a.Volume, "mount", a.MountPath)
-		if _, err := n.attachLocked(ctx, a.Volume); err != nil {
+		n.log.Info("re-attaching after restart", "volume", a.Volume, "mount", a.MountPath, "block", a.Block)
+		if _, err := n.attachLocked(ctx, a.Volume, api.AttachOptions{Block: a.Block}); err != nil {
 			errs = append(errs, fmt.Errorf("re-attach %s: %w", a.Volume, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (n *Node) attachLocked(ctx context.Context, name string) (*api.Attachment, error) {
+func (n *Node) attachLocked(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
 	defer n.locks.lock(name)()
-	return n.attach(ctx, name, api.AttachOptions{})
+	return n.attach(ctx, name, opts)
 }
 
 // recoverSnapshots finishes snapshot deletes interrupted by a crash and

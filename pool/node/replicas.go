@@ -19,6 +19,7 @@ type member interface {
 	Repair(off int64, good []byte) error
 	Snapshot(name string) error
 	DeleteSnapshot(name string) error
+	Resize(size int64) error
 	Fence(epoch uint64) error
 	Close() error
 }

@@ -48,7 +48,7 @@ func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snaps
 		return nil, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
 	}
 	recorded := time.Now()
-	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateReady, Created: time.Now().UTC()}
+	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateReady, Created: time.Now().UTC(), Size: v.Size}
 	if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, 0)); err != nil {
 		if rerr := n.withReplicas(v, func(reps map[string]member) error { return deleteSnapshotAll(reps, name) }); rerr != nil {
 			n.log.Error("roll back snapshot whose record failed", "volume", vol, "snapshot", name, "err", rerr)
@@ -57,7 +57,7 @@ func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snaps
 	}
 	n.log.Info("snapshot created", "volume", vol, "snapshot", name, "freeze", took.freeze, "replicas", took.replicas,
 		"record", time.Since(recorded), "total", time.Since(start))
-	return &api.Snapshot{Volume: vol, Name: name, State: string(sn.State), Created: sn.Created}, nil
+	return &api.Snapshot{Volume: vol, Name: name, State: string(sn.State), Created: sn.Created, Size: sn.Size}, nil
 }
 
 // phases says how long the parts of a snapshot took, for the log.
@@ -76,14 +76,16 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 		return took, err
 	}
 	start := time.Now()
-	if err := frontend.Freeze(att.mountPath); err != nil {
-		return took, fmt.Errorf("freeze %s: %w", att.mountPath, err)
-	}
-	defer func() {
-		if err := frontend.Thaw(att.mountPath); err != nil {
-			n.log.Error("thaw after snapshot", "volume", v.Name, "err", err)
+	if att.mountPath != "" { // a raw block volume's user flushes its own writes
+		if err := frontend.Freeze(att.mountPath); err != nil {
+			return took, fmt.Errorf("freeze %s: %w", att.mountPath, err)
 		}
-	}()
+		defer func() {
+			if err := frontend.Thaw(att.mountPath); err != nil {
+				n.log.Error("thaw after snapshot", "volume", v.Name, "err", err)
+			}
+		}()
+	}
 	took.freeze = time.Since(start)
 	start = time.Now()
 	err := att.engine.Quiesce(func(in []engine.Member) error {
@@ -252,10 +254,13 @@ func (n *Node) ListSnapshots(ctx context.Context, vol string) ([]api.Snapshot, e
 	}
 	out := make([]api.Snapshot, 0, len(snaps))
 	for _, s := range snaps {
-		as := api.Snapshot{Volume: s.Volume, Name: s.Name, State: string(s.State), Created: s.Created}
+		as := api.Snapshot{Volume: s.Volume, Name: s.Name, State: string(s.State), Created: s.Created, Size: s.Size}
 		for _, v := range vols {
 			if v.FromSnapshot == s.Volume+"@"+s.Name {
 				as.Clones = append(as.Clones, v.Name)
+			}
+			if v.Name == s.Volume && as.Size == 0 {
+				as.Size = v.Size // a record from before volumes could grow
 			}
 		}
 		out = append(out, as)

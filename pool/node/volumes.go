@@ -125,8 +125,9 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 	} else if err != nil {
 		return nil, err
 	}
+	size := cmp.Or(sn.Size, src.Size) // records older than resize have no size
 	if s.Size == 0 {
-		s.Size = src.Size
+		s.Size = size
 	}
 	if s.FS == "" {
 		s.FS = src.FS
@@ -140,8 +141,8 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 	if s.MinInSync > s.Repl {
 		return nil, fmt.Errorf("%w: minimum in-sync count %d is above the clone's replication factor %d", api.ErrInvalid, s.MinInSync, s.Repl)
 	}
-	if s.Size != src.Size {
-		return nil, fmt.Errorf("%w: a clone of %s has its size %s; leave --size out", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(src.Size))
+	if s.Size != size {
+		return nil, fmt.Errorf("%w: a clone of %s has its size %s; leave --size out (and grow it after with 'ballast volume resize')", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(size))
 	}
 	if s.Repl > len(src.Replicas) {
 		return nil, fmt.Errorf("%w: a clone shares its source's disks, so its --repl can be at most %d, the repl of %s", api.ErrInvalid, len(src.Replicas), vol)
@@ -376,7 +377,10 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 		out.Replicas = append(out.Replicas, ar)
 	}
 	if a, _, err := n.meta.Attachment(ctx, v.Name); err == nil {
-		out.Attachment = toAPI(a)
+		if a.Node != n.cfg.ID || att != nil && att.epoch != a.Epoch {
+			att = nil // another node's, or a newer one than this node's
+		}
+		out.Attachment = att.toAPI(a)
 	} else if !errors.Is(err, meta.ErrNotFound) {
 		return nil, err
 	}
@@ -407,13 +411,4 @@ func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 		return -1
 	}
 	return a
-}
-
-// ResizeVolume refuses, as unsupported, until a volume can grow end to end:
-// replicas (replica.Resize), the replica protocol (remote.Client.Resize)
-// and the engine (Engine.Grow) can, but growing the etcd record, an
-// attached volume's FUSE file, loop device and filesystem is not written
-// yet. The CSI driver does not advertise expansion meanwhile.
-func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.Volume, error) {
-	return nil, fmt.Errorf("resize volume %s: %w", name, errors.ErrUnsupported)
 }

@@ -81,6 +81,7 @@ type export struct {
 	name    string
 	mnt     string
 	dev     block.Device
+	fs      *diskFS
 	srv     *fuse.Server
 	served  chan struct{} // closed when srv.Serve returns
 	loop    *os.File      // open loop device (nil after detach)
@@ -182,7 +183,8 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 		}
 	}()
 
-	srv, err := fuse.NewServer(newDiskFS(dev, e.opts.Logger), mnt, e.mountOptions(name))
+	x.fs = newDiskFS(dev, e.opts.Logger)
+	srv, err := fuse.NewServer(x.fs, mnt, e.mountOptions(name))
 	if err != nil {
 		close(x.served)
 		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
@@ -209,6 +211,43 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	x.devPath = lf.Name()
 	e.vols[name] = x
 	return x.devPath, nil
+}
+
+// Grow makes the kernel see the new size of volume name after its device
+// grew: the FUSE file takes the size (the kernel's cached attributes are
+// invalidated and read again) and the loop device its new capacity
+// (LOOP_SET_CAPACITY). A filesystem on the device is left as it is.
+func (e *Exporter) Grow(name string) error {
+	if err := frontend.ValidateName(name); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.vols[name]
+	if !ok || x.loop == nil {
+		return fmt.Errorf("fuseloop: grow %s: not exported", name)
+	}
+	size := x.fs.grow()
+	if st := x.srv.InodeNotify(diskIno, -1, 0); !st.Ok() && st != fuse.ENOENT {
+		return fmt.Errorf("fuseloop: grow %s: invalidate the file's attributes: %v", name, st)
+	}
+	disk := filepath.Join(x.mnt, DiskFile)
+	fi, err := os.Stat(disk) // reads the attributes again: the kernel's i_size
+	if err != nil {
+		return fmt.Errorf("fuseloop: grow %s: %w", name, err)
+	}
+	if uint64(fi.Size()) != size {
+		return fmt.Errorf("fuseloop: grow %s: the kernel sees %s with %d bytes, not %d", name, disk, fi.Size(), size)
+	}
+	if err := unix.IoctlSetInt(int(x.loop.Fd()), unix.LOOP_SET_CAPACITY, 0); err != nil {
+		return fmt.Errorf("fuseloop: grow %s: LOOP_SET_CAPACITY on %s: %w", name, x.devPath, err)
+	}
+	if got, err := frontend.DeviceSize(x.devPath); err != nil {
+		return fmt.Errorf("fuseloop: grow %s: %w", name, err)
+	} else if uint64(got) != size {
+		return fmt.Errorf("fuseloop: grow %s: %s has %d bytes after LOOP_SET_CAPACITY, not %d", name, x.devPath, got, size)
+	}
+	return nil
 }
 
 // Unexport detaches the loop device of volume name and unmounts its FUSE

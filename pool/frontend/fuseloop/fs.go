@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,8 +19,8 @@ const DiskFile = "disk"
 const (
 	rootIno = fuse.FUSE_ROOT_ID
 	diskIno = 2
-	// Attributes never change (the size of a volume is fixed while it is
-	// exported), so let the kernel cache them for a long time.
+	// Attributes change only when a volume grows, and then the exporter
+	// tells the kernel (Exporter.Grow), so let it cache them for long.
 	attrTimeout = time.Hour
 )
 
@@ -28,7 +29,7 @@ const (
 type diskFS struct {
 	fuse.RawFileSystem
 	dev    block.Device
-	size   uint64
+	size   atomic.Uint64 // the device's size; grows with it (Exporter.Grow)
 	logger *log.Logger
 	// rmwMu serialises read-modify-write of unaligned writes (which the loop
 	// driver, with 4096-byte sectors, never sends; only direct users of the
@@ -38,12 +39,23 @@ type diskFS struct {
 }
 
 func newDiskFS(dev block.Device, logger *log.Logger) *diskFS {
-	return &diskFS{
+	fs := &diskFS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		dev:           dev,
-		size:          uint64(dev.Size()),
 		logger:        logger,
 		mtime:         uint64(time.Now().Unix()),
+	}
+	fs.size.Store(uint64(dev.Size()))
+	return fs
+}
+
+// grow takes the device's new size. It only grows.
+func (fs *diskFS) grow() uint64 {
+	for {
+		old, size := fs.size.Load(), uint64(fs.dev.Size())
+		if size <= old || fs.size.CompareAndSwap(old, size) {
+			return max(old, size)
+		}
 	}
 }
 
@@ -60,8 +72,8 @@ func (fs *diskFS) fill(ino uint64, a *fuse.Attr) bool {
 		a.Nlink = 2
 	case diskIno:
 		a.Mode = syscall.S_IFREG | 0o600
-		a.Size = fs.size
-		a.Blocks = fs.size / 512
+		a.Size = fs.size.Load()
+		a.Blocks = a.Size / 512
 	default:
 		return false
 	}
@@ -94,8 +106,8 @@ func (fs *diskFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.
 	if !fs.fill(in.NodeId, &out.Attr) {
 		return fuse.ENOENT
 	}
-	if sz, ok := in.GetSize(); ok && sz != fs.size {
-		return fuse.Status(syscall.EPERM) // a volume's size is fixed
+	if sz, ok := in.GetSize(); ok && sz != fs.size.Load() {
+		return fuse.Status(syscall.EPERM) // only the volume itself grows
 	}
 	// mode, owner and times are accepted and ignored.
 	out.SetTimeout(attrTimeout)
@@ -132,10 +144,11 @@ func (fs *diskFS) ioStatus(op string, off int64, n int, err error) fuse.Status {
 
 // clamp limits [off, off+n) to the device and returns the new length.
 func (fs *diskFS) clamp(off uint64, n int) int {
-	if off >= fs.size {
+	size := fs.size.Load()
+	if off >= size {
 		return 0
 	}
-	if rest := fs.size - off; uint64(n) > rest {
+	if rest := size - off; uint64(n) > rest {
 		return int(rest)
 	}
 	return n
@@ -185,8 +198,8 @@ func (fs *diskFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte
 		total += len(d)
 	}
 	off := int64(in.Offset)
-	if uint64(off)+uint64(total) > fs.size {
-		return 0, fuse.Status(syscall.ENOSPC) // cannot grow a volume
+	if uint64(off)+uint64(total) > fs.size.Load() {
+		return 0, fuse.Status(syscall.ENOSPC) // writes do not grow a volume
 	}
 	var p []byte
 	if len(data) == 1 {
@@ -253,11 +266,11 @@ func (fs *diskFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.S
 		return fuse.EISDIR
 	}
 	off, n := int64(in.Offset), int64(in.Length)
-	if in.Offset+in.Length > fs.size {
+	if size := fs.size.Load(); in.Offset+in.Length > size {
 		if in.Mode&fallocKeepSize == 0 {
 			return fuse.Status(syscall.EFBIG)
 		}
-		n = int64(fs.clamp(in.Offset, int(min(in.Length, fs.size))))
+		n = int64(fs.clamp(in.Offset, int(min(in.Length, size))))
 	}
 	switch in.Mode &^ fallocKeepSize {
 	case 0: // preallocate: the whole device already "exists".
@@ -358,7 +371,7 @@ func (fs *diskFS) StatFs(cancel <-chan struct{}, in *fuse.InHeader, out *fuse.St
 	// The loop driver takes its discard granularity from f_bsize.
 	out.Bsize = block.Size
 	out.Frsize = block.Size
-	out.Blocks = fs.size / block.Size
+	out.Blocks = fs.size.Load() / block.Size
 	out.NameLen = 255
 	out.Files = 2
 	return fuse.OK
