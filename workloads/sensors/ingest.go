@@ -94,9 +94,18 @@ type IngestStats struct {
 	StoreRetries int64 // store writes retried
 }
 
+// sink is where the ingester writes: the CQL store, or a fake in tests.
+type sink interface {
+	WriteBatch(ctx context.Context, b Batch) error
+	WriteAlert(ctx context.Context, r Reading) error
+	LastAlert(ctx context.Context, sensor string) (Reading, error)
+	Close()
+}
+
 // Ingester moves readings from the consumer group into the store. See Run.
 type Ingester struct {
 	cfg     IngestConfig
+	open    func(ctx context.Context) (sink, error)
 	kc      *kafkaClient
 	log     *slog.Logger
 	lag     *LagTracker
@@ -116,7 +125,8 @@ func NewIngester(cfg IngestConfig) (*Ingester, error) {
 	if _, err := cfg.Cassandra.cluster(); err != nil {
 		return nil, err
 	}
-	return &Ingester{cfg: cfg, kc: kc, log: cfg.Logger, lag: NewLagTracker(cfg.Group), alerts: alertBook{last: map[string]int64{}}}, nil
+	open := func(ctx context.Context) (sink, error) { return OpenStore(ctx, cfg.Cassandra, cfg.CreateSchema) }
+	return &Ingester{cfg: cfg, open: open, kc: kc, log: cfg.Logger, lag: NewLagTracker(cfg.Group), alerts: alertBook{last: map[string]int64{}}}, nil
 }
 
 // Stats returns the counters so far.
@@ -143,10 +153,10 @@ func (in *Ingester) Lag() []PartitionLag { return in.lag.Report(time.Now()) }
 // chunk is delivered again and rewritten (idempotent upserts).
 func (in *Ingester) Run(ctx context.Context) error {
 	cfg := in.cfg
-	var store *Store
+	var store sink
 	err := Retry(ctx, cfg.Backoff, in.log, "connect to the store", func(ctx context.Context) error {
 		var err error
-		store, err = OpenStore(ctx, cfg.Cassandra, cfg.CreateSchema)
+		store, err = in.open(ctx)
 		return err
 	})
 	if err != nil {
@@ -291,7 +301,7 @@ func collect(ctx context.Context, in <-chan kafka.Message, max int, linger time.
 // handle stores a chunk: readings in batches, alerts, malformed messages
 // to the dead-letter topic. It returns only when all of it is written, or
 // with ctx's error.
-func (in *Ingester) handle(ctx context.Context, store *Store, side *kafka.Writer, chunk []kafka.Message) error {
+func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, chunk []kafka.Message) error {
 	readings := make([]Stamped, 0, len(chunk))
 	var dead []kafka.Message
 	for _, m := range chunk {
@@ -354,7 +364,7 @@ feed:
 }
 
 // writeAlerts writes the alerts newer than the sensors' last ones.
-func (in *Ingester) writeAlerts(ctx context.Context, store *Store, alerts []Reading) error {
+func (in *Ingester) writeAlerts(ctx context.Context, store sink, alerts []Reading) error {
 	for _, a := range alerts {
 		if !in.alerts.known(a.SensorID) {
 			var last Reading

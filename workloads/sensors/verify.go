@@ -192,6 +192,16 @@ type source struct {
 // report's OK is false if any reading is missing, stored with another
 // temperature or overwritten, or a malformed message was not dead-lettered.
 func Verify(ctx context.Context, cfg VerifyConfig) (VerifyReport, error) {
+	return verify(ctx, cfg, func(ctx context.Context) (dayReader, error) { return OpenStore(ctx, cfg.Cassandra, false) })
+}
+
+// dayReader reads a store partition: the CQL store, or a fake in tests.
+type dayReader interface {
+	ReadDay(ctx context.Context, p PartitionKey) (map[int64]float64, error)
+	Close()
+}
+
+func verify(ctx context.Context, cfg VerifyConfig, open func(context.Context) (dayReader, error)) (VerifyReport, error) {
 	if cfg.Topic == "" {
 		cfg.Topic = Topic
 	}
@@ -254,7 +264,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (VerifyReport, error) {
 		rep.NotDeadLettered = rep.Malformed - rep.DeadLettered
 	}
 
-	store, err := OpenStore(ctx, cfg.Cassandra, false)
+	store, err := open(ctx)
 	if err != nil {
 		return rep, err
 	}
@@ -300,7 +310,7 @@ func missingDays(p produced, stored map[PartitionKey]map[int64]float64) []Partit
 }
 
 // readDays reads the partitions pks, concurrency at a time, into stored.
-func readDays(ctx context.Context, store *Store, pks []PartitionKey, concurrency int, stored map[PartitionKey]map[int64]float64) error {
+func readDays(ctx context.Context, store dayReader, pks []PartitionKey, concurrency int, stored map[PartitionKey]map[int64]float64) error {
 	var mu sync.Mutex
 	var firstErr error
 	work := make(chan PartitionKey)
