@@ -2,9 +2,31 @@ package sensors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 )
+
+// permanentError marks an error no retry can fix (a statement the store
+// refuses, bad credentials).
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks err as one Retry gives up on at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}
 
 // Backoff is an exponential retry delay: Min after the first failure,
 // doubling up to Max.
@@ -36,7 +58,8 @@ func (b Backoff) Delay(attempt int) time.Duration {
 
 // Retry calls op until it succeeds or ctx ends, waiting b.Delay between
 // attempts and logging each failure (at warn from the third on, so a
-// single hiccup stays quiet). It returns ctx's error if ctx ended first.
+// single hiccup stays quiet). It returns ctx's error if ctx ended first,
+// and op's error at once if it is permanent (see Permanent).
 func Retry(ctx context.Context, b Backoff, log *slog.Logger, what string, op func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
 		err := op(ctx)
@@ -48,6 +71,9 @@ func Retry(ctx context.Context, b Backoff, log *slog.Logger, what string, op fun
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if IsPermanent(err) {
+			return err
 		}
 		d := b.Delay(attempt)
 		lv := slog.LevelDebug

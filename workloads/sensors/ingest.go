@@ -160,7 +160,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		return err
 	})
 	if err != nil {
-		return nil // ctx ended
+		return stopped(ctx, err)
 	}
 	defer store.Close()
 	for _, t := range []string{cfg.DeadLetterTopic, cfg.LagTopic} {
@@ -225,7 +225,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 			return nil // ctx ended
 		}
 		if err := in.handle(runCtx, store, side, chunk); err != nil {
-			return nil // ctx ended mid-chunk: it is not committed
+			return stopped(ctx, err) // the chunk is not committed
 		}
 		points := CommitPoints(chunk)
 		err := Retry(runCtx, cfg.Backoff, in.log, "commit offsets", func(ctx context.Context) error {
@@ -234,7 +234,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 			return reader.CommitMessages(cctx, points...)
 		})
 		if err != nil {
-			return nil
+			return stopped(ctx, err)
 		}
 		for _, m := range points {
 			in.lag.Committed(TopicPartition{m.Topic, m.Partition}, m.Offset+1)
@@ -242,6 +242,15 @@ func (in *Ingester) Run(ctx context.Context) error {
 		in.chunks.Add(1)
 		prog.tick()
 	}
+}
+
+// stopped is what Run returns when err stopped it: nil if ctx ended (a
+// normal stop), else err.
+func stopped(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("ingest: %w", err)
 }
 
 // fetch feeds messages from the reader to out until ctx ends. Errors (the
@@ -323,6 +332,8 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 
 	batches := Batches(readings, in.cfg.BatchRows)
 	work := make(chan Batch)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
 	for range min(in.cfg.Writers, len(batches)) {
 		wg.Add(1)
@@ -335,7 +346,8 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 					return store.WriteBatch(ctx, b)
 				})
 				if err != nil {
-					continue // ctx ended; drain
+					cancel(err) // permanent, or ctx ended; drain
+					continue
 				}
 				in.storeRetries.Add(int64(attempts - 1))
 				now := time.Now()
@@ -358,7 +370,7 @@ feed:
 	close(work)
 	wg.Wait()
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 	return in.writeAlerts(ctx, store, Alerts(readings, in.cfg.Threshold))
 }

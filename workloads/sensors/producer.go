@@ -96,36 +96,37 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 	}
 	defer w.Close()
 
-	var st ProduceStats
+	// A generator emits readings as the clock and the rate allow; the
+	// writer sends whatever has piled up (up to chunkSize) in one call, so
+	// batches grow while a write is in flight.
+	gctx, stopGen := context.WithCancel(ctx)
+	defer stopGen()
+	queue := make(chan kafka.Message, 2*chunkSize)
+	genErr := make(chan error, 1)
 	start := time.Now()
-	pace := newPacer(cfg.Rate, start)
+	go func() { genErr <- generate(gctx, fleet, newPacer(cfg.Rate, start), cfg.Count, queue) }()
+
+	var st ProduceStats
 	lastLog, lastN := start, int64(0)
-	buf := make([]Reading, 0, chunkSize)
 	msgs := make([]kafka.Message, 0, chunkSize)
-	for cfg.Count == 0 || st.Produced < cfg.Count {
-		want := chunkSize
-		if cfg.Count > 0 {
-			want = int(min(int64(want), cfg.Count-st.Produced))
-		}
-		now := time.Now()
-		want = pace.allow(now, want)
-		buf = fleet.Emit(now, want, buf[:0])
-		if len(buf) == 0 {
-			// Rate limit, or every sensor has a reading in this
-			// millisecond: wait a little.
-			if !sleepCtx(ctx, pace.wait(now)) {
-				break
-			}
-			continue
-		}
-		pace.took(len(buf))
+	for {
 		msgs = msgs[:0]
-		for _, r := range buf {
-			v, err := Encode(r)
-			if err != nil {
-				return st, fmt.Errorf("produce: %w", err) // the fleet makes only valid readings
+		m, ok := <-queue
+		if !ok {
+			break // generator done: Count reached or ctx ended
+		}
+		msgs = append(msgs, m)
+	drain:
+		for len(msgs) < chunkSize {
+			select {
+			case m, ok := <-queue:
+				if !ok {
+					break drain
+				}
+				msgs = append(msgs, m)
+			default:
+				break drain
 			}
-			msgs = append(msgs, kafka.Message{Key: []byte(r.SensorID), Value: v, Time: now})
 		}
 		n, retries, err := writeAll(ctx, w, msgs, cfg.Backoff, log)
 		st.Produced += int64(n)
@@ -133,12 +134,15 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 		if err != nil {
 			break // ctx ended
 		}
-		st.Elapsed = time.Since(start)
 		if t := time.Now(); t.Sub(lastLog) >= progress {
 			log.Info("producing", "produced", st.Produced, "rate_per_s", int(float64(st.Produced-lastN)/t.Sub(lastLog).Seconds()),
 				"retries", st.Retries)
 			lastLog, lastN = t, st.Produced
 		}
+	}
+	stopGen()
+	if err := <-genErr; err != nil {
+		return st, err
 	}
 	st.Elapsed = time.Since(start)
 	log.Info("produced", "readings", st.Produced, "seconds", fmt.Sprintf("%.1f", st.Elapsed.Seconds()),
@@ -147,6 +151,46 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 		return st, fmt.Errorf("produce: stopped after %d of %d readings: %w", st.Produced, cfg.Count, context.Cause(ctx))
 	}
 	return st, nil
+}
+
+// generate emits readings of fleet at pace into out, as messages stamped
+// with the time they were taken, until count (0: no limit) or ctx ends,
+// then closes out.
+func generate(ctx context.Context, fleet *Fleet, pace *pacer, count int64, out chan<- kafka.Message) error {
+	defer close(out)
+	var sent int64
+	buf := make([]Reading, 0, 1024)
+	for count == 0 || sent < count {
+		want := cap(buf)
+		if count > 0 {
+			want = int(min(int64(want), count-sent))
+		}
+		now := time.Now()
+		want = pace.allow(now, want)
+		buf = fleet.Emit(now, want, buf[:0])
+		if len(buf) == 0 {
+			// The rate, or every sensor has a reading in this
+			// millisecond: wait a little.
+			if !sleepCtx(ctx, pace.wait(now)) {
+				return nil
+			}
+			continue
+		}
+		pace.took(len(buf))
+		for _, r := range buf {
+			v, err := Encode(r)
+			if err != nil {
+				return fmt.Errorf("produce: %w", err) // the fleet makes only valid readings
+			}
+			select {
+			case out <- kafka.Message{Key: []byte(r.SensorID), Value: v, Time: now}:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		sent += int64(len(buf))
+	}
+	return nil
 }
 
 // writeAll writes msgs, retrying the ones that failed until all are

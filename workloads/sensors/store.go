@@ -48,14 +48,14 @@ func OpenStore(ctx context.Context, cfg CassandraConfig, createSchema bool) (*St
 		for _, stmt := range Schema(ks, cfg.ReplicationFactor) {
 			if err := s.Query(stmt).WithContext(ctx).Consistency(gocql.All).Exec(); err != nil {
 				s.Close()
-				return nil, fmt.Errorf("create schema: %s: %w", stmt, err)
+				return nil, classify(fmt.Errorf("create schema: %s: %w", stmt, err))
 			}
 		}
 	}
 	return &Store{
 		s:         s,
 		insert:    fmt.Sprintf("INSERT INTO %s.temperature_by_day (sensor_id, event_date, event_time, temperature) VALUES (?, ?, ?, ?)", ks),
-		alert:     fmt.Sprintf("INSERT INTO %s.last_alert_per_sensor (sensor_id, event_time, temperature) VALUES (?, ?, ?) USING TIMESTAMP ?", ks),
+		alert:     fmt.Sprintf("INSERT INTO %s.last_alert_per_sensor (sensor_id, event_time, temperature) VALUES (?, ?, ?)", ks),
 		selectDay: fmt.Sprintf("SELECT event_time, temperature FROM %s.temperature_by_day WHERE sensor_id = ? AND event_date = ?", ks),
 		lastAlert: fmt.Sprintf("SELECT event_time, temperature FROM %s.last_alert_per_sensor WHERE sensor_id = ?", ks),
 	}, nil
@@ -77,8 +77,8 @@ func (s *Store) WriteBatch(ctx context.Context, b Batch) error {
 		batch.Query(s.insert, r.SensorID, r.Day(), r.Time, r.Temperature)
 	}
 	if err := s.s.ExecuteBatch(batch); err != nil {
-		return fmt.Errorf("write %d readings of %s on %s: %w", len(b.Readings), b.Partition.SensorID,
-			b.Partition.Day.Format(time.DateOnly), err)
+		return classify(fmt.Errorf("write %d readings of %s on %s: %w", len(b.Readings), b.Partition.SensorID,
+			b.Partition.Day.Format(time.DateOnly), err))
 	}
 	return nil
 }
@@ -86,19 +86,33 @@ func (s *Store) WriteBatch(ctx context.Context, b Batch) error {
 // Insert writes one reading on its own (the naive consumer's way).
 func (s *Store) Insert(ctx context.Context, r Reading) error {
 	if err := s.s.Query(s.insert, r.SensorID, r.Day(), r.Time, r.Temperature).WithContext(ctx).Exec(); err != nil {
-		return fmt.Errorf("insert reading of %s at %s: %w", r.SensorID, r.Time.Format(TimeLayout), err)
+		return classify(fmt.Errorf("insert reading of %s at %s: %w", r.SensorID, r.Time.Format(TimeLayout), err))
 	}
 	return nil
 }
 
-// WriteAlert records r as its sensor's last alert. The write carries the
-// reading's event time as its CQL timestamp, so the latest reading wins
-// whatever order the writes arrive in (redeliveries, several ingesters).
+// WriteAlert records r as its sensor's last alert. (The ingester writes
+// only alerts newer than the stored one; USING TIMESTAMP would let the
+// store decide, but the embedded CQL server does not take it.)
 func (s *Store) WriteAlert(ctx context.Context, r Reading) error {
-	if err := s.s.Query(s.alert, r.SensorID, r.Time, r.Temperature, r.Time.UnixMicro()).WithContext(ctx).Exec(); err != nil {
-		return fmt.Errorf("write alert of %s: %w", r.SensorID, err)
+	if err := s.s.Query(s.alert, r.SensorID, r.Time, r.Temperature).WithContext(ctx).Exec(); err != nil {
+		return classify(fmt.Errorf("write alert of %s: %w", r.SensorID, err))
 	}
 	return nil
+}
+
+// classify marks the errors no retry can fix as permanent: the store
+// refused the statement or the credentials. Timeouts, unavailable nodes
+// and connection errors stay transient.
+func classify(err error) error {
+	var re gocql.RequestError
+	if errors.As(err, &re) {
+		switch re.Code() {
+		case gocql.ErrCodeSyntax, gocql.ErrCodeUnauthorized, gocql.ErrCodeInvalid, gocql.ErrCodeConfig, gocql.ErrCodeCredentials:
+			return Permanent(err)
+		}
+	}
+	return err
 }
 
 // ReadDay returns the readings stored in one partition: temperature by
@@ -112,7 +126,7 @@ func (s *Store) ReadDay(ctx context.Context, p PartitionKey) (map[int64]float64,
 		out[t.UnixMilli()] = temp
 	}
 	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("read %s on %s: %w", p.SensorID, p.Day.Format(time.DateOnly), err)
+		return nil, classify(fmt.Errorf("read %s on %s: %w", p.SensorID, p.Day.Format(time.DateOnly), err))
 	}
 	return out, nil
 }
@@ -128,7 +142,7 @@ func (s *Store) LastAlert(ctx context.Context, sensor string) (Reading, error) {
 		return Reading{}, ErrNoAlert
 	}
 	if err != nil {
-		return Reading{}, fmt.Errorf("read alert of %s: %w", sensor, err)
+		return Reading{}, classify(fmt.Errorf("read alert of %s: %w", sensor, err))
 	}
 	r.Time = r.Time.UTC()
 	return r, nil
