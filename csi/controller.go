@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -115,24 +116,25 @@ func labelList(key, s string) (string, error) {
 	return s, nil
 }
 
-// checkCapability refuses what Ballast cannot serve: raw block access and
-// access modes for several nodes at once. It returns the filesystem the
-// capability asks for ("" for any).
+// checkCapability refuses what Ballast cannot serve: access modes for
+// several nodes at once, and filesystems other than ext4 and xfs. It
+// returns the filesystem a mount capability asks for ("" for any, and for
+// raw block access, which any volume serves: see isBlock).
 func checkCapability(c *csipb.VolumeCapability) (string, error) {
 	if c == nil {
 		return "", invalid("a volume capability is empty")
 	}
-	if c.GetBlock() != nil {
-		return "", invalid("raw block volumes are not supported: Ballast formats and mounts every volume it attaches; ask for a filesystem (mount) volume")
-	}
 	m := c.GetMount()
-	if m == nil {
-		return "", invalid("a volume capability has no access type; only mount is supported")
-	}
-	switch m.GetFsType() {
-	case "", "ext4", "xfs":
+	switch {
+	case c.GetBlock() != nil:
+	case m == nil:
+		return "", invalid("a volume capability has no access type; use mount or block")
 	default:
-		return "", invalid("filesystem %q is not supported; use ext4 or xfs", m.GetFsType())
+		switch m.GetFsType() {
+		case "", "ext4", "xfs":
+		default:
+			return "", invalid("filesystem %q is not supported; use ext4 or xfs", m.GetFsType())
+		}
 	}
 	switch mode := c.GetAccessMode().GetMode(); mode {
 	case csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
@@ -146,6 +148,11 @@ func checkCapability(c *csipb.VolumeCapability) (string, error) {
 	}
 	return m.GetFsType(), nil
 }
+
+// isBlock reports whether a capability asks for raw block access: the
+// volume is attached as a block device, with no filesystem made or
+// mounted.
+func isBlock(c *csipb.VolumeCapability) bool { return c.GetBlock() != nil }
 
 // checkCapabilities checks every capability and returns the filesystem
 // they ask for, which must be the same in all that name one.
@@ -332,10 +339,6 @@ func (s *Controller) createClone(ctx context.Context, v spec.Volume, srcVol stri
 		if derr := s.svc.DeleteVolume(ctx, v.Name); derr != nil {
 			s.log.Warn("remove a clone that could not be grown", "volume", v.Name, "err", derr)
 		}
-	}
-	if errors.Is(err, errors.ErrUnsupported) {
-		return nil, status.Errorf(codes.OutOfRange, "a clone of %s has its size %s; growing it to the %s asked for is not supported by this Ballast build: %v",
-			v.FromSnapshot, spec.FormatSize(got.Size), spec.FormatSize(want), err)
 	}
 	return nil, fmt.Errorf("grow clone %s of %s to %s: %w", v.Name, v.FromSnapshot, spec.FormatSize(want), err)
 }
@@ -732,17 +735,12 @@ func (s *Controller) CreateSnapshot(ctx context.Context, req *csipb.CreateSnapsh
 		if sn.Volume != vol {
 			return nil, status.Errorf(codes.AlreadyExists, "snapshot name %q is taken by a snapshot of volume %s", req.GetName(), sn.Volume)
 		}
-		v, err := s.volume(ctx, vol)
-		if err != nil {
-			return nil, err
-		}
-		return &csipb.CreateSnapshotResponse{Snapshot: toCSISnapshot(sn, v.Size)}, nil
+		return &csipb.CreateSnapshotResponse{Snapshot: toCSISnapshot(sn)}, nil
 	}
 	if spec.ValidateName("volume name", vol) != nil {
 		return nil, status.Errorf(codes.NotFound, "source volume %q does not exist", vol)
 	}
-	v, err := s.volume(ctx, vol)
-	if err != nil {
+	if _, err := s.volume(ctx, vol); err != nil {
 		return nil, err
 	}
 	sn, err := s.svc.CreateSnapshot(ctx, vol, name)
@@ -750,15 +748,15 @@ func (s *Controller) CreateSnapshot(ctx context.Context, req *csipb.CreateSnapsh
 		return nil, toStatus(err)
 	}
 	s.log.Info("snapshot created", "volume", vol, "snapshot", name, "csi_name", req.GetName())
-	return &csipb.CreateSnapshotResponse{Snapshot: toCSISnapshot(*sn, v.Size)}, nil
+	return &csipb.CreateSnapshotResponse{Snapshot: toCSISnapshot(*sn)}, nil
 }
 
-// toCSISnapshot describes a snapshot of a volume of size bytes.
-func toCSISnapshot(sn api.Snapshot, size int64) *csipb.Snapshot {
+// toCSISnapshot describes a snapshot.
+func toCSISnapshot(sn api.Snapshot) *csipb.Snapshot {
 	return &csipb.Snapshot{
 		SnapshotId:     sn.Volume + "@" + sn.Name,
 		SourceVolumeId: sn.Volume,
-		SizeBytes:      size,
+		SizeBytes:      sn.Size,
 		CreationTime:   timestamppb.New(sn.Created),
 		ReadyToUse:     sn.State == "ready",
 	}
@@ -822,13 +820,9 @@ func (s *Controller) ListSnapshots(ctx context.Context, req *csipb.ListSnapshots
 	if err != nil {
 		return nil, err
 	}
-	sizes, err := s.sizes(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := &csipb.ListSnapshotsResponse{NextToken: next}
 	for _, sn := range snaps {
-		out.Entries = append(out.Entries, &csipb.ListSnapshotsResponse_Entry{Snapshot: toCSISnapshot(sn, sizes[sn.Volume])})
+		out.Entries = append(out.Entries, &csipb.ListSnapshotsResponse_Entry{Snapshot: toCSISnapshot(sn)})
 	}
 	return out, nil
 }
@@ -849,23 +843,13 @@ func (s *Controller) GetSnapshot(ctx context.Context, req *csipb.GetSnapshotRequ
 	return &csipb.GetSnapshotResponse{Snapshot: resp.Entries[0].Snapshot}, nil
 }
 
-// sizes maps every volume to its size.
-func (s *Controller) sizes(ctx context.Context) (map[string]int64, error) {
-	vols, err := s.svc.ListVolumes(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	out := make(map[string]int64, len(vols))
-	for _, v := range vols {
-		out[v.Name] = v.Size
-	}
-	return out, nil
-}
-
 // ControllerExpandVolume grows a volume (never shrinks it: one already as
-// large succeeds). The daemon grows the filesystem too where the volume is
-// mounted; node expansion is asked for all the same, since NodeExpandVolume
-// checks and grows it where that did not happen.
+// large succeeds). A volume attached on this node, or on none, grows here,
+// with its mounted filesystem (a detached one's grows at its next attach).
+// A volume attached on another node grows there: node expansion is
+// required, and NodeExpandVolume, which the CO calls on that node, does
+// it all. Node expansion is asked for every filesystem volume, so that a
+// filesystem the daemon could not grow online is tried again there.
 func (s *Controller) ControllerExpandVolume(ctx context.Context, req *csipb.ControllerExpandVolumeRequest) (*csipb.ControllerExpandVolumeResponse, error) {
 	id := req.GetVolumeId()
 	switch {
@@ -892,13 +876,25 @@ func (s *Controller) ControllerExpandVolume(ctx context.Context, req *csipb.Cont
 	if err != nil {
 		return nil, err
 	}
-	if want > v.Size {
-		if v, err = s.svc.ResizeVolume(ctx, id, want); err != nil {
-			return nil, toStatus(err)
-		}
-		s.log.Info("volume grown", "volume", id, "size", v.Size)
+	nodeExpansion := !isBlock(req.GetVolumeCapability())
+	if a := v.Attachment; a != nil && a.Node != s.nodeID {
+		s.log.Info("volume to grow is attached on another node: it grows there at node expansion", "volume", id, "node", a.Node, "size", want)
+		return &csipb.ControllerExpandVolumeResponse{CapacityBytes: want, NodeExpansionRequired: true}, nil
 	}
-	return &csipb.ControllerExpandVolumeResponse{CapacityBytes: v.Size, NodeExpansionRequired: true}, nil
+	if want > v.Size {
+		grown, err := s.svc.ResizeVolume(ctx, id, want)
+		switch {
+		case errors.Is(err, frontend.ErrGrowAtAttach):
+			s.log.Warn("volume grew; its filesystem did not grow online", "volume", id, "size", want, "err", err)
+			nodeExpansion = true
+		case err != nil:
+			return nil, toStatus(err)
+		default:
+			v = grown
+		}
+		s.log.Info("volume grown", "volume", id, "size", want)
+	}
+	return &csipb.ControllerExpandVolumeResponse{CapacityBytes: max(want, v.Size), NodeExpansionRequired: nodeExpansion}, nil
 }
 
 // expandSize is the size to grow a volume of size bytes to: the required
@@ -928,7 +924,7 @@ func expandSize(r *csipb.CapacityRange, size int64) (int64, error) {
 // PUBLISH_READONLY (a Ballast attach has no read-only mode; NodePublish
 // honours readonly with a read-only bind mount), LIST_VOLUMES_PUBLISHED_NODES
 // (publishing records nothing; the attach happens at NodeStage) and
-// MODIFY_VOLUME.
+// MODIFY_VOLUME (a volume's parameters are fixed at creation).
 func (s *Controller) ControllerGetCapabilities(context.Context, *csipb.ControllerGetCapabilitiesRequest) (*csipb.ControllerGetCapabilitiesResponse, error) {
 	var caps []*csipb.ControllerServiceCapability
 	for _, t := range []csipb.ControllerServiceCapability_RPC_Type{
@@ -940,7 +936,7 @@ func (s *Controller) ControllerGetCapabilities(context.Context, *csipb.Controlle
 		csipb.ControllerServiceCapability_RPC_LIST_SNAPSHOTS,
 		csipb.ControllerServiceCapability_RPC_GET_SNAPSHOT,
 		csipb.ControllerServiceCapability_RPC_CLONE_VOLUME,
-		// EXPAND_VOLUME once ResizeVolume is implemented.
+		csipb.ControllerServiceCapability_RPC_EXPAND_VOLUME,
 		csipb.ControllerServiceCapability_RPC_GET_VOLUME,
 		csipb.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 		csipb.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH,

@@ -47,9 +47,14 @@ func TestCreateVolume(t *testing.T) {
 	}
 	block := &csipb.VolumeCapability{AccessType: &csipb.VolumeCapability_Block{Block: &csipb.VolumeCapability_BlockVolume{}},
 		AccessMode: testCap.AccessMode}
-	_, err = c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "raw", VolumeCapabilities: []*csipb.VolumeCapability{block}})
-	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "raw block") {
-		t.Fatalf("block volume: %v; want INVALID_ARGUMENT saying raw block is not supported", err)
+	if _, err = c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "raw", VolumeCapabilities: []*csipb.VolumeCapability{block}}); err != nil {
+		t.Fatalf("block volume: %v", err)
+	}
+	nfs := &csipb.VolumeCapability{AccessType: &csipb.VolumeCapability_Mount{Mount: &csipb.VolumeCapability_MountVolume{FsType: "nfs"}},
+		AccessMode: testCap.AccessMode}
+	_, err = c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "nfs", VolumeCapabilities: []*csipb.VolumeCapability{nfs}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "ext4 or xfs") {
+		t.Fatalf("nfs volume: %v; want INVALID_ARGUMENT naming the filesystems offered", err)
 	}
 	_, err = c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "bad", VolumeCapabilities: []*csipb.VolumeCapability{testCap}, Parameters: map[string]string{"replicas": "2"}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "repl") {
@@ -97,13 +102,22 @@ func TestCloneAndSnapshots(t *testing.T) {
 	if err != nil || len(list.Entries) != 1 {
 		t.Fatalf("the clone's snapshot is listed: %v", list)
 	}
-	// A bigger restore needs a resize, which the fake cannot do: the clone
-	// is removed again and the answer is OUT_OF_RANGE.
-	_, err = c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "bigger", VolumeCapabilities: []*csipb.VolumeCapability{testCap},
+	// A bigger restore is a clone, grown.
+	bigger, err := c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "bigger", VolumeCapabilities: []*csipb.VolumeCapability{testCap},
 		CapacityRange:       &csipb.CapacityRange{RequiredBytes: 2 << 30},
 		VolumeContentSource: &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Snapshot{Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: "src@s1"}}}})
-	if status.Code(err) != codes.OutOfRange || f.vols["bigger"] != nil {
-		t.Fatalf("bigger restore: %v (left %v)", err, f.vols["bigger"])
+	if err != nil || bigger.Volume.CapacityBytes != 2<<30 || f.vols["bigger"].Size != 2<<30 {
+		t.Fatalf("bigger restore: %v, %v", bigger, err)
+	}
+	// The snapshot keeps the size the volume had when it was taken.
+	if _, err := c.ControllerExpandVolume(ctx, &csipb.ControllerExpandVolumeRequest{VolumeId: "src", CapacityRange: &csipb.CapacityRange{RequiredBytes: 3 << 30}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.GetSnapshot(ctx, &csipb.GetSnapshotRequest{SnapshotId: "src@s1"}); err != nil || got.Snapshot.SizeBytes != 1<<30 {
+		t.Fatalf("snapshot after its volume grew: %v, %v", got, err)
+	}
+	if _, err := c.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: "bigger"}); err != nil {
+		t.Fatal(err)
 	}
 
 	if _, err := c.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: "src"}); status.Code(err) != codes.FailedPrecondition {
@@ -169,6 +183,45 @@ func TestPublish(t *testing.T) {
 	f.attachOn("v", "a")
 	if err := unpublish("a"); err != nil || f.vols["v"].Attachment != nil {
 		t.Fatalf("unpublish from this node: %v; attachment %v", err, f.vols["v"].Attachment)
+	}
+}
+
+// TestExpand: a detached volume (or one attached on this node) grows in
+// the controller; one attached on another node is left to node expansion
+// there; volumes never shrink; a limit below the size is OUT_OF_RANGE.
+func TestExpand(t *testing.T) {
+	f := newFake("a")
+	f.up["b"] = true
+	c := newController(f)
+	ctx := context.Background()
+	if _, err := create(t, c, "v", nil); err != nil {
+		t.Fatal(err)
+	}
+	expand := func(req, limit int64) (*csipb.ControllerExpandVolumeResponse, error) {
+		return c.ControllerExpandVolume(ctx, &csipb.ControllerExpandVolumeRequest{VolumeId: "v", VolumeCapability: testCap,
+			CapacityRange: &csipb.CapacityRange{RequiredBytes: req, LimitBytes: limit}})
+	}
+	r, err := expand(2<<30+1, 0)
+	if err != nil || r.CapacityBytes != 2<<30+4096 || !r.NodeExpansionRequired || f.vols["v"].Size != 2<<30+4096 {
+		t.Fatalf("expand a detached volume: %v, %v (size %d)", r, err, f.vols["v"].Size)
+	}
+	if r, err := expand(1<<30, 0); err != nil || r.CapacityBytes != 2<<30+4096 {
+		t.Fatalf("expand to less than it has: %v, %v", r, err)
+	}
+	if _, err := expand(1<<30, 1<<30); status.Code(err) != codes.OutOfRange {
+		t.Fatalf("limit below the size: %v", err)
+	}
+	f.attachOn("v", "b")
+	f.resized = nil
+	r, err = expand(4<<30, 0)
+	if err != nil || r.CapacityBytes != 4<<30 || !r.NodeExpansionRequired || len(f.resized) != 0 {
+		t.Fatalf("expand a volume attached on b from a: %v, %v (resized %v)", r, err, f.resized)
+	}
+	if _, err := c.ControllerExpandVolume(ctx, &csipb.ControllerExpandVolumeRequest{VolumeId: "nope", CapacityRange: &csipb.CapacityRange{RequiredBytes: 1}}); status.Code(err) != codes.NotFound {
+		t.Fatalf("expand a missing volume: %v", err)
+	}
+	if _, err := c.ControllerExpandVolume(ctx, &csipb.ControllerExpandVolumeRequest{VolumeId: "v"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("expand without a capacity range: %v", err)
 	}
 }
 

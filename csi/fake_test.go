@@ -2,7 +2,6 @@ package csi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ type fake struct {
 	up    map[string]bool // the nodes of the cluster
 	vols  map[string]*api.Volume
 	snaps map[string]api.Snapshot // by VOL@SNAP
+	// resized lists the volumes ResizeVolume grew, in order.
+	resized []string
 }
 
 var _ api.Service = (*fake)(nil)
@@ -43,7 +44,7 @@ func (f *fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 			return nil, fmt.Errorf("snapshot %s: %w", s.FromSnapshot, api.ErrNotFound)
 		}
 		src := f.vols[sn.Volume]
-		s.Size, s.FS, s.Repl = src.Size, src.FS, max(s.Repl, src.Repl)
+		s.Size, s.FS, s.Repl = sn.Size, src.FS, max(s.Repl, src.Repl)
 	}
 	if old := f.vols[s.Name]; old != nil {
 		if old.Volume != s {
@@ -83,8 +84,24 @@ func (f *fake) DeleteVolume(_ context.Context, name string) error {
 	return nil
 }
 
-func (f *fake) ResizeVolume(context.Context, string, int64) (*api.Volume, error) {
-	return nil, fmt.Errorf("resize: %w", errors.ErrUnsupported)
+// ResizeVolume grows a volume that is detached or attached on this node;
+// one attached on another node is api.ErrInUse, as in the real service.
+func (f *fake) ResizeVolume(_ context.Context, name string, size int64) (*api.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.vols[name]
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("volume %q: %w", name, api.ErrNotFound)
+	case size < v.Size:
+		return nil, fmt.Errorf("%w: volumes only grow", api.ErrInvalid)
+	case v.Attachment != nil && v.Attachment.Node != f.node:
+		return nil, fmt.Errorf("volume %q is attached on node %s: %w", name, v.Attachment.Node, api.ErrInUse)
+	}
+	v.Size = (size + 4095) &^ 4095
+	f.resized = append(f.resized, name)
+	c := *v
+	return &c, nil
 }
 
 func (f *fake) InspectVolume(_ context.Context, name string) (*api.Volume, error) {
@@ -150,7 +167,7 @@ func (f *fake) CreateSnapshot(_ context.Context, vol, name string) (*api.Snapsho
 	if _, ok := f.snaps[vol+"@"+name]; ok {
 		return nil, api.ErrExists
 	}
-	sn := api.Snapshot{Volume: vol, Name: name, State: "ready", Created: time.Now()}
+	sn := api.Snapshot{Volume: vol, Name: name, State: "ready", Created: time.Now(), Size: f.vols[vol].Size}
 	f.snaps[vol+"@"+name] = sn
 	return &sn, nil
 }

@@ -33,9 +33,8 @@ func (s *Identity) GetPluginCapabilities(context.Context, *csipb.GetPluginCapabi
 	return &csipb.GetPluginCapabilitiesResponse{Capabilities: []*csipb.PluginCapability{
 		service(csipb.PluginCapability_Service_CONTROLLER_SERVICE),
 		service(csipb.PluginCapability_Service_VOLUME_ACCESSIBILITY_CONSTRAINTS),
-		// Volume expansion is not offered until the node can grow a
-		// volume (api.Service.ResizeVolume answers unsupported): then
-		// PluginCapability_VolumeExpansion_ONLINE goes here.
+		{Type: &csipb.PluginCapability_VolumeExpansion_{VolumeExpansion: &csipb.PluginCapability_VolumeExpansion{
+			Type: csipb.PluginCapability_VolumeExpansion_ONLINE}}},
 	}}, nil
 }
 

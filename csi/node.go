@@ -7,15 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
-	utilexec "k8s.io/utils/exec"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/frontend"
@@ -31,8 +30,10 @@ type Node struct {
 
 // NodeStageVolume attaches the volume on this node (taking it over from a
 // node that is down, after fencing; refused with FAILED_PRECONDITION while
-// a node that is up holds it), which mounts it under the daemon's mount
-// dir, and bind-mounts that mount onto the staging path.
+// a node that is up holds it). For a mount capability the daemon mounts it
+// under its mount dir and that mount is bind-mounted onto the staging
+// path; for raw block access it is attached as a block device, and the
+// staging path is left as it is.
 func (s *Node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRequest) (*csipb.NodeStageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
 	switch {
@@ -55,6 +56,14 @@ func (s *Node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRe
 	v, err := s.volume(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if isBlock(req.GetVolumeCapability()) {
+		att, err := s.svc.AttachVolume(ctx, id, api.AttachOptions{Block: true})
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		s.log.Info("volume staged", "volume", id, "epoch", att.Epoch, "device", att.Device, "staging", staging)
+		return &csipb.NodeStageVolumeResponse{}, nil
 	}
 	if fs != "" && fs != v.FS {
 		return nil, invalid("volume %q holds %s, not the %s its capability asks for", id, v.FS, fs)
@@ -119,17 +128,18 @@ func (s *Node) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolu
 	return done, nil
 }
 
-// detach detaches a volume attached on this node, unless its filesystem is
-// still mounted somewhere besides the daemon's own mount (a target path
-// not unpublished yet): detaching would pull it from under its users.
+// detach detaches a volume attached on this node, unless it is still in
+// use besides the daemon's own mount: its filesystem mounted at a target
+// path not unpublished yet, or its device bound to one. Detaching would
+// pull it from under its users.
 func (s *Driver) detach(ctx context.Context, v *api.Volume) error {
 	if dev := s.device(v); dev != "" {
-		users, err := s.mountsOf(dev, v.Attachment.MountPath)
+		users, err := s.usersOf(v, dev)
 		if err != nil {
 			return status.Errorf(codes.Internal, "list mounts: %v", err)
 		}
 		if len(users) > 0 {
-			return status.Errorf(codes.FailedPrecondition, "volume %q is still mounted at %s on node %s; unpublish it there first", v.Name, strings.Join(users, ", "), s.nodeID)
+			return status.Errorf(codes.FailedPrecondition, "volume %q is still published at %s on node %s; unpublish it there first", v.Name, strings.Join(users, ", "), s.nodeID)
 		}
 	}
 	err := s.svc.DetachVolume(ctx, v.Name)
@@ -139,9 +149,19 @@ func (s *Driver) detach(ctx context.Context, v *api.Volume) error {
 	return toStatus(err)
 }
 
-// NodePublishVolume bind-mounts the staging path onto the target path,
-// read-only when asked. With the SINGLE_NODE_SINGLE_WRITER access mode a
-// second target is FAILED_PRECONDITION.
+// usersOf lists where volume v, attached here on device dev, is mounted
+// or bound besides the daemon's own mount and the paths in except.
+func (s *Driver) usersOf(v *api.Volume, dev string, except ...string) ([]string, error) {
+	if v.Attachment.Block {
+		return blockBinds(dev, except...)
+	}
+	return s.mountsOf(dev, append(except, v.Attachment.MountPath)...)
+}
+
+// NodePublishVolume bind-mounts the staging path (for raw block access:
+// the volume's device) onto the target path, read-only when asked. With
+// the SINGLE_NODE_SINGLE_WRITER access mode a second target is
+// FAILED_PRECONDITION.
 func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolumeRequest) (*csipb.NodePublishVolumeResponse, error) {
 	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
 	switch {
@@ -166,25 +186,29 @@ func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolu
 	if err != nil {
 		return nil, err
 	}
+	block := isBlock(req.GetVolumeCapability())
 	dev := s.device(v)
-	if st, _ := s.mountedAt(staging); dev == "" || st == nil || st.Device != dev {
+	src := staging
+	if block {
+		if dev == "" || !v.Attachment.Block {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %q is not staged as a block device on node %s; NodeStageVolume with a block capability first", id, s.nodeID)
+		}
+		src = dev
+	} else if st, _ := s.mountedAt(staging); dev == "" || v.Attachment.Block || st == nil || st.Device != dev {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %q is not staged at %s on node %s; NodeStageVolume first", id, staging, s.nodeID)
 	}
 	mode := req.GetVolumeCapability().GetAccessMode().GetMode()
 	readOnly := req.GetReadonly() || mode == csipb.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
-	if have, err := s.mountedAt(target); err != nil {
-		return nil, status.Errorf(codes.Internal, "list mounts: %v", err)
+	if have, err := s.published(v, dev, target); err != nil {
+		return nil, err
 	} else if have != nil {
-		if have.Device != dev {
-			return nil, status.Errorf(codes.AlreadyExists, "target %s is a mount of %s, not of volume %q", target, have.Device, id)
-		}
 		if slices.Contains(have.Opts, "ro") != readOnly {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %q is published at %s with readonly=%t already", id, target, !readOnly)
 		}
 		return &csipb.NodePublishVolumeResponse{}, nil
 	}
 	if mode == csipb.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
-		others, err := s.mountsOf(dev, v.Attachment.MountPath, staging, target)
+		others, err := s.usersOf(v, dev, staging, target)
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "list mounts: %v", err)
 		}
@@ -192,7 +216,7 @@ func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolu
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %q is published at %s already, and its access mode SINGLE_NODE_SINGLE_WRITER allows one target", id, strings.Join(others, ", "))
 		}
 	}
-	if err := os.MkdirAll(target, 0o750); err != nil {
+	if err := makeTarget(target, block); err != nil {
 		return nil, status.Errorf(codes.Internal, "target path: %v", err)
 	}
 	opts := []string{"bind"}
@@ -200,12 +224,51 @@ func (s *Node) NodePublishVolume(ctx context.Context, req *csipb.NodePublishVolu
 		opts = append(opts, "ro")
 	}
 	opts = append(opts, req.GetVolumeCapability().GetMount().GetMountFlags()...)
-	if err := s.mounter.Mount(staging, target, "", opts); err != nil {
+	if err := s.mounter.Mount(src, target, "", opts); err != nil {
 		os.Remove(target)
 		return nil, status.Errorf(codes.Internal, "bind-mount volume %q on %s: %v", id, target, err)
 	}
-	s.log.Info("volume published", "volume", id, "target", target, "readonly", readOnly)
+	s.log.Info("volume published", "volume", id, "target", target, "readonly", readOnly, "block", block)
 	return &csipb.NodePublishVolumeResponse{}, nil
+}
+
+// published returns the mount at target if it is a publish of volume v
+// (device dev), nil if nothing is mounted there, and ALREADY_EXISTS when
+// something else is.
+func (s *Driver) published(v *api.Volume, dev, target string) (*mount.MountPoint, error) {
+	have, err := s.mountedAt(target)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "list mounts: %v", err)
+	}
+	if have == nil {
+		return nil, nil
+	}
+	if v.Attachment.Block {
+		if same, err := sameDevice(target, dev); err != nil || !same {
+			return nil, status.Errorf(codes.AlreadyExists, "target %s is a mount of something other than the device %s of volume %q", target, dev, v.Name)
+		}
+		return have, nil
+	}
+	if have.Device != dev {
+		return nil, status.Errorf(codes.AlreadyExists, "target %s is a mount of %s, not of volume %q", target, have.Device, v.Name)
+	}
+	return have, nil
+}
+
+// makeTarget creates a target path: a directory for a filesystem, a file
+// for a block device to be bound onto.
+func makeTarget(target string, block bool) error {
+	if !block {
+		return os.MkdirAll(target, 0o750)
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // NodeUnpublishVolume unmounts the target path and removes it. A target
@@ -240,7 +303,8 @@ func (s *Node) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublish
 }
 
 // NodeGetVolumeStats reports the space and inodes of the filesystem at the
-// volume path, which must be a mount of the volume on this node.
+// volume path, which must be a mount of the volume on this node; for a
+// raw block volume, the size of its device.
 func (s *Node) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeStatsRequest) (*csipb.NodeGetVolumeStatsResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
 	switch {
@@ -256,6 +320,13 @@ func (s *Node) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeS
 	if err := s.checkMount(v, path); err != nil {
 		return nil, err
 	}
+	if v.Attachment.Block {
+		size, err := frontend.DeviceSize(s.device(v))
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "%v", err)
+		}
+		return &csipb.NodeGetVolumeStatsResponse{Usage: []*csipb.VolumeUsage{{Unit: csipb.VolumeUsage_BYTES, Total: size}}}, nil
+	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
 		return nil, status.Errorf(codes.Internal, "statfs %s: %v", path, err)
@@ -267,9 +338,11 @@ func (s *Node) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeS
 	}}, nil
 }
 
-// NodeExpandVolume grows the filesystem of a volume mounted on this node
-// to fill its device (resize2fs or xfs_growfs, online), first growing the
-// volume if the request asks for more than it has.
+// NodeExpandVolume grows a volume attached on this node to the size asked
+// for, and the filesystem mounted on it, online; asked for no more than it
+// has, it grows whatever has not grown yet (a filesystem the controller
+// could not grow, or a volume grown while attached elsewhere). A raw block
+// volume's device grows with the volume.
 func (s *Node) NodeExpandVolume(ctx context.Context, req *csipb.NodeExpandVolumeRequest) (*csipb.NodeExpandVolumeResponse, error) {
 	id, path := req.GetVolumeId(), req.GetVolumePath()
 	switch {
@@ -299,21 +372,16 @@ func (s *Node) NodeExpandVolume(ctx context.Context, req *csipb.NodeExpandVolume
 	if err != nil {
 		return nil, err
 	}
-	if want > v.Size {
-		if v, err = s.svc.ResizeVolume(ctx, id, want); err != nil {
-			return nil, toStatus(err)
-		}
+	if v, err = s.svc.ResizeVolume(ctx, id, want); err != nil {
+		return nil, toStatus(err)
 	}
 	dev := s.device(v)
-	if size, err := deviceSize(dev); err != nil {
-		return nil, status.Errorf(codes.Internal, "size of %s: %v", dev, err)
+	if size, err := frontend.DeviceSize(dev); err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
 	} else if size < v.Size {
 		return nil, status.Errorf(codes.Internal, "volume %q is %d bytes but its device %s here has %d; the daemon did not grow it", id, v.Size, dev, size)
 	}
-	if _, err := mount.NewResizeFs(utilexec.New()).Resize(dev, path); err != nil {
-		return nil, status.Errorf(codes.Internal, "grow the filesystem of volume %q: %v", id, err)
-	}
-	s.log.Info("volume filesystem grown", "volume", id, "size", v.Size, "path", path)
+	s.log.Info("volume expanded on the node", "volume", id, "size", v.Size, "path", path)
 	return &csipb.NodeExpandVolumeResponse{CapacityBytes: v.Size}, nil
 }
 
@@ -338,8 +406,9 @@ func (s *Node) NodeGetVolumeHealth(ctx context.Context, req *csipb.NodeGetVolume
 		h.HealthStatuses = append(h.HealthStatuses, &csipb.VolumeHealth_VolumeHealthEntry{
 			Status: csipb.VolumeHealthErrorType_INACCESSIBLE, Reason: reason, Message: fmt.Sprintf(format, args...)})
 	}
+	block := v.Attachment != nil && v.Attachment.Block
 	for _, p := range []string{req.GetVolumePublishPath(), req.GetStagingTargetPath()} {
-		if p == "" {
+		if p == "" || block && p == req.GetStagingTargetPath() { // a block volume's staging path holds nothing
 			continue
 		}
 		if err := s.checkMount(v, p); err != nil {
@@ -347,7 +416,7 @@ func (s *Node) NodeGetVolumeHealth(ctx context.Context, req *csipb.NodeGetVolume
 			return &csipb.NodeGetVolumeHealthResponse{VolumeHealth: h}, nil
 		}
 	}
-	if a := v.Attachment; a != nil && a.Node == s.nodeID {
+	if a := v.Attachment; a != nil && a.Node == s.nodeID && !block {
 		var st unix.Statfs_t
 		if err := unix.Statfs(a.MountPath, &st); err != nil {
 			inaccessible("IOError", "the filesystem of volume %s on node %s fails: %v", id, s.nodeID, err)
@@ -394,7 +463,7 @@ func (s *Node) NodeGetCapabilities(context.Context, *csipb.NodeGetCapabilitiesRe
 	for _, t := range []csipb.NodeServiceCapability_RPC_Type{
 		csipb.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csipb.NodeServiceCapability_RPC_GET_VOLUME_STATS,
-		// EXPAND_VOLUME once ResizeVolume is implemented.
+		csipb.NodeServiceCapability_RPC_EXPAND_VOLUME,
 		csipb.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 		csipb.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
 		csipb.NodeServiceCapability_RPC_GET_STORAGE_HEALTH,
@@ -421,11 +490,14 @@ func (s *Node) NodeGetInfo(ctx context.Context, _ *csipb.NodeGetInfoRequest) (*c
 }
 
 // device returns the block device of a volume attached on this node, ""
-// when it is not attached (and mounted) here.
+// when it is not attached (and, for a filesystem, mounted) here.
 func (s *Driver) device(v *api.Volume) string {
 	a := v.Attachment
 	if a == nil || a.Node != s.nodeID {
 		return ""
+	}
+	if a.Block {
+		return a.Device
 	}
 	m, err := s.mountedAt(a.MountPath)
 	if err != nil || m == nil {
@@ -434,12 +506,19 @@ func (s *Driver) device(v *api.Volume) string {
 	return m.Device
 }
 
-// checkMount makes sure path is a mount of volume v on this node:
-// NOT_FOUND when it is not.
+// checkMount makes sure path is a mount of volume v on this node (for a
+// raw block volume: its device bound there, or the staging path it was
+// staged with): NOT_FOUND when it is not.
 func (s *Driver) checkMount(v *api.Volume, path string) error {
 	dev := s.device(v)
 	if dev == "" {
 		return status.Errorf(codes.NotFound, "volume %q is not attached on node %s", v.Name, s.nodeID)
+	}
+	if v.Attachment.Block {
+		if same, err := sameDevice(path, dev); err != nil || !same {
+			return status.Errorf(codes.NotFound, "%s is not the block device of volume %q on node %s", path, v.Name, s.nodeID)
+		}
+		return nil
 	}
 	m, err := s.mountedAt(path)
 	if err != nil {
@@ -449,6 +528,38 @@ func (s *Driver) checkMount(v *api.Volume, path string) error {
 		return status.Errorf(codes.NotFound, "%s is not a mount of volume %q on node %s", path, v.Name, s.nodeID)
 	}
 	return nil
+}
+
+// sameDevice reports whether path is the block device dev (a device node
+// of it, or a bind mount of one).
+func sameDevice(path, dev string) (bool, error) {
+	var a, b unix.Stat_t
+	if err := unix.Stat(path, &a); err != nil {
+		return false, err
+	}
+	if err := unix.Stat(dev, &b); err != nil {
+		return false, err
+	}
+	return a.Mode&unix.S_IFMT == unix.S_IFBLK && a.Rdev == b.Rdev, nil
+}
+
+// blockBinds lists the paths the device node dev is bind-mounted on, but
+// those in except.
+func blockBinds(dev string, except ...string) ([]string, error) {
+	root := "/" + filepath.Base(dev)
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Root != root || m.FSType != "devtmpfs" && m.FSType != "tmpfs", false
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if same, _ := sameDevice(m.Mountpoint, dev); same && !slices.Contains(except, m.Mountpoint) {
+			out = append(out, m.Mountpoint)
+		}
+	}
+	return out, nil
 }
 
 // mountedAt returns the topmost mount at path, or nil.
@@ -482,18 +593,4 @@ func (s *Driver) mountsOf(dev string, except ...string) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// deviceSize returns the size in bytes of a block device such as
-// /dev/loop3, from sysfs.
-func deviceSize(dev string) (int64, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(dev), "size"))
-	if err != nil {
-		return 0, err
-	}
-	sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	return sectors * 512, nil
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -68,15 +71,46 @@ func launchCSI(t *testing.T, node string, disks []string, extra ...string) *csiN
 	}
 }
 
+// sanityAccessEnv selects the access type of a TestCSISanity run.
+const sanityAccessEnv = "BALLAST_TEST_CSI_ACCESS"
+
 // TestCSISanity runs the CSI sanity suite (kubernetes-csi/csi-test) against
-// a real daemon: real volumes, attaches, filesystems and bind mounts.
+// a real daemon: real volumes, attaches, filesystems and bind mounts; with
+// filesystem (mount) volumes, then, in a child process (Ginkgo runs one
+// suite per process), with raw block volumes.
 func TestCSISanity(t *testing.T) {
+	access := cmp.Or(os.Getenv(sanityAccessEnv), "mount")
+	runSanity(t, access)
+	if access != "mount" || t.Failed() {
+		return
+	}
+	t.Run("block", func(t *testing.T) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCSISanity$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), sanityAccessEnv+"=block")
+		out, err := cmd.CombinedOutput()
+		plain := regexp.MustCompile("\x1b\\[[0-9;]*m").ReplaceAllString(string(out), "")
+		for _, line := range strings.Split(plain, "\n") {
+			if strings.Contains(line, "Specs in") || strings.Contains(line, "Passed") || strings.Contains(line, "csi_test.go") {
+				t.Log(strings.TrimSpace(line))
+			}
+		}
+		if err != nil || !strings.Contains(plain, "0 Failed") {
+			t.Fatalf("the block sanity run failed: %v\n%s", err, lastLines(plain, 100))
+		}
+	})
+}
+
+// runSanity runs the sanity suite once, with volumes of the access type
+// "mount" or "block".
+func runSanity(t *testing.T, access string) {
 	n := launchCSI(t, "n1", []string{"disk1", "disk2"})
 	cfg := sanity.NewTestConfig()
 	cfg.Address = "unix://" + filepath.Join(n.paths, "csi.sock")
 	cfg.TargetPath = filepath.Join(n.paths, "target")
 	cfg.StagingPath = filepath.Join(n.paths, "staging")
 	cfg.TestVolumeSize = 256 << 20
+	cfg.TestVolumeExpandSize = 512 << 20
+	cfg.TestVolumeAccessType = access
 	cfg.IdempotentCount = 3
 	sanity.Test(t, cfg)
 
@@ -85,10 +119,15 @@ func TestCSISanity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	staged, published := strings.Count(string(log), `msg="volume staged"`), strings.Count(string(log), `msg="volume published"`)
-	t.Logf("the daemon staged %d and published %d volumes", staged, published)
-	if staged == 0 || published == 0 {
-		t.Errorf("the sanity run staged %d and published %d volumes; the node specs did not reach the daemon", staged, published)
+	text := string(log)
+	staged, published := strings.Count(text, `msg="volume staged"`), strings.Count(text, `msg="volume published"`)
+	grown := strings.Count(text, `msg="volume grown"`)
+	t.Logf("%s volumes: the daemon staged %d, published %d and grew %d", access, staged, published, grown)
+	if staged == 0 || published == 0 || grown == 0 {
+		t.Errorf("the sanity run staged %d, published %d and grew %d volumes; the node specs did not reach the daemon", staged, published, grown)
+	}
+	if access == "block" && !strings.Contains(text, "block=true") {
+		t.Errorf("the block run published no block volume")
 	}
 }
 

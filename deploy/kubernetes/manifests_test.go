@@ -101,6 +101,7 @@ func TestManifests(t *testing.T) {
 		pods        []*corev1.PodTemplateSpec
 		claimNames  = map[*corev1.PodTemplateSpec][]string{} // a StatefulSet's volume claim templates
 		claims      []corev1.PersistentVolumeClaimSpec
+		claimByName = map[string]*corev1.PersistentVolumeClaim{}
 		bindings    []runtime.Object
 	)
 	for _, o := range objs {
@@ -133,12 +134,15 @@ func TestManifests(t *testing.T) {
 			}
 		case *corev1.PersistentVolumeClaim:
 			claims = append(claims, x.Spec)
+			claimByName[x.Name] = x
+		case *corev1.Pod:
+			pods = append(pods, &corev1.PodTemplateSpec{ObjectMeta: x.ObjectMeta, Spec: x.Spec})
 		case *snapv1.VolumeSnapshot:
 			if c := x.Spec.VolumeSnapshotClassName; c == nil || snapClasses[*c] == nil && !hasSnapClass(objs, *c) {
 				t.Errorf("VolumeSnapshot %s names no VolumeSnapshotClass of these manifests", x.Name)
 			}
 		}
-		if m, ok := o.obj.(interface{ GetNamespace() string }); ok && o.file != "example-statefulset.yaml" && o.file != "example-snapshot.yaml" {
+		if m, ok := o.obj.(interface{ GetNamespace() string }); ok && !strings.HasPrefix(o.file, "example-") {
 			if ns := m.GetNamespace(); ns != "" && ns != namespace {
 				t.Errorf("%s: %T in namespace %q, not %s", o.file, o.obj, ns, namespace)
 			}
@@ -199,6 +203,18 @@ func TestManifests(t *testing.T) {
 			for _, m := range c.VolumeMounts {
 				if volume(p, m.Name) == nil && !slices.Contains(claimNames[p], m.Name) {
 					t.Errorf("container %s mounts volume %s, which its pod does not have", c.Name, m.Name)
+				}
+			}
+			// A raw block device comes from a claim of volumeMode Block.
+			for _, d := range c.VolumeDevices {
+				v := volume(p, d.Name)
+				if v == nil || v.PersistentVolumeClaim == nil {
+					t.Errorf("container %s uses device %s, which is no claim of its pod", c.Name, d.Name)
+					continue
+				}
+				pvc := claimByName[v.PersistentVolumeClaim.ClaimName]
+				if pvc == nil || pvc.Spec.VolumeMode == nil || *pvc.Spec.VolumeMode != corev1.PersistentVolumeBlock {
+					t.Errorf("container %s uses claim %s as a block device; it must be here with volumeMode Block", c.Name, v.PersistentVolumeClaim.ClaimName)
 				}
 			}
 		}
