@@ -315,11 +315,29 @@ func TestCSIFailover(t *testing.T) {
 		t.Fatalf("GetCapacity of zone zb: %v, %v", capa, err)
 	}
 
-	vol := a.create(ctx, "pvc-moving", 512<<20, map[string]string{"repl": "2"}, nil)
+	vol := a.create(ctx, "pvc-moving", 512<<20, map[string]string{"repl": "2", "fs": "xfs"}, nil)
 	if _, err := a.ctrl.ControllerPublishVolume(ctx, &csipb.ControllerPublishVolumeRequest{VolumeId: vol.VolumeId, NodeId: "a", VolumeCapability: mountCap}); err != nil {
 		t.Fatal(err)
 	}
-	want := writeRandom(t, filepath.Join(a.stage(ctx, vol.VolumeId, 0), "data"), 32<<20)
+	dirA := a.stage(ctx, vol.VolumeId, 0)
+	want := writeRandom(t, filepath.Join(dirA, "data"), 32<<20)
+
+	// Expansion from b's controller of a volume attached on a: nothing
+	// changes until node expansion on a, which grows it all.
+	before := dfBytes(t, dirA)
+	er, err := b.ctrl.ControllerExpandVolume(ctx, &csipb.ControllerExpandVolumeRequest{VolumeId: vol.VolumeId, CapacityRange: &csipb.CapacityRange{RequiredBytes: 1 << 30}})
+	if err != nil || !er.GetNodeExpansionRequired() || er.GetCapacityBytes() != 1<<30 {
+		t.Fatalf("expand from b a volume attached on a: %v, %v", er, err)
+	}
+	if v, _ := b.client.InspectVolume(ctx, vol.VolumeId); v.Size != 512<<20 {
+		t.Fatalf("b's controller grew a volume attached on a to %d bytes itself", v.Size)
+	}
+	if _, err := a.nodeSvc.NodeExpandVolume(ctx, &csipb.NodeExpandVolumeRequest{VolumeId: vol.VolumeId, VolumePath: dirA, CapacityRange: &csipb.CapacityRange{RequiredBytes: 1 << 30}}); err != nil {
+		t.Fatalf("node expansion on a: %v", err)
+	}
+	if after := dfBytes(t, dirA); after < before+400<<20 {
+		t.Fatalf("df on a after node expansion: %d bytes, before %d", after, before)
+	}
 	_, err = b.ctrl.ControllerPublishVolume(ctx, &csipb.ControllerPublishVolumeRequest{VolumeId: vol.VolumeId, NodeId: "b", VolumeCapability: mountCap})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "node a") {
 		t.Fatalf("publish on b while a is up and holds the volume: %v; want FAILED_PRECONDITION naming a", err)
