@@ -287,6 +287,7 @@ func workloadVerify() *cobra.Command {
 	fl.StringVar(&cfg.Topic, "topic", sensors.Topic, "topic the readings were produced to")
 	fl.StringVar(&cfg.DeadLetterTopic, "dead-letter-topic", sensors.DeadLetterTopic, "topic the ingester sends malformed messages to")
 	fl.DurationVar(&cfg.Wait, "wait", 0, "keep re-reading the store while readings are missing, up to this long")
+	fl.Float64Var(&cfg.Threshold, "threshold", sensors.DefaultThreshold, "the ingester's alert threshold (°C)")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	mkLog := logFlag(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -308,8 +309,10 @@ func workloadVerify() *cobra.Command {
 			printVerify(out, rep)
 		}
 		if !rep.OK {
-			return fmt.Errorf("verify: %d of %d readings not stored as produced (%d missing, %d with another temperature, %d overwritten), %d malformed messages not dead-lettered",
-				rep.Total.Lost(), rep.Total.Produced+rep.Total.Overwritten, rep.Total.Missing, rep.Total.Mismatched, rep.Total.Overwritten, rep.NotDeadLettered)
+			return fmt.Errorf("verify: %d of %d readings not stored as produced (%d missing, %d with another temperature, %d overwritten), "+
+				"%d malformed messages not dead-lettered, %d sensors without their last alert",
+				rep.Total.Lost(), rep.Total.Produced+rep.Total.Overwritten, rep.Total.Missing, rep.Total.Mismatched, rep.Total.Overwritten,
+				rep.NotDeadLettered, len(rep.WrongAlerts))
 		}
 		return nil
 	}
@@ -325,6 +328,8 @@ func printVerify(w io.Writer, rep sensors.VerifyReport) {
 	table(w, []string{"SENSOR", "MESSAGES", "PRODUCED", "STORED", "MISSING", "MISMATCHED", "OVERWRITTEN", "EXTRA", "FIRST MISSING"}, rows)
 	fmt.Fprintf(w, "\ntopic %s: %d messages in %d partitions, %d sensors; %d malformed (%d dead-lettered)\n",
 		rep.Topic, rep.Messages, rep.Partitions, len(rep.Sensors), rep.Malformed, rep.DeadLettered)
+	fmt.Fprintf(w, "alerts: %d sensors went over the threshold, %d without their last alert stored %v\n",
+		rep.Alerts, len(rep.WrongAlerts), rep.WrongAlerts)
 	if rep.OK {
 		fmt.Fprintf(w, "OK: all %d readings stored\n", rep.Total.Produced)
 	} else {

@@ -54,3 +54,36 @@ func TestCompare(t *testing.T) {
 		t.Errorf("%d partitions, want 4", n)
 	}
 }
+
+func TestLastAlerts(t *testing.T) {
+	p := produced{}
+	for _, r := range []Reading{
+		{SensorID: "a", Temperature: 31, Time: time.UnixMilli(5)},
+		{SensorID: "a", Temperature: 35, Time: time.UnixMilli(3)},
+		{SensorID: "a", Temperature: 20, Time: time.UnixMilli(9)},
+		{SensorID: "b", Temperature: 20, Time: time.UnixMilli(9)},
+	} {
+		p.add(r)
+	}
+	got := p.lastAlerts(30)
+	if len(got) != 1 || got["a"].Time.UnixMilli() != 5 || got["a"].Temperature != 31 {
+		t.Fatalf("last alerts %+v, want a's at 5 ms", got)
+	}
+	want := got["a"]
+	at := func(ms int64, temp float64) Reading { return Reading{SensorID: "a", Temperature: temp, Time: time.UnixMilli(ms)} }
+	for _, c := range []struct {
+		got Reading
+		ok  bool
+		res bool
+	}{
+		{Reading{}, false, false},
+		{at(5, 31), true, true},
+		{at(5, 32), true, false},
+		{at(3, 35), true, false}, // an older alert left in place
+		{at(7, 40), true, true},  // a newer one from elsewhere
+	} {
+		if alertOK(want, c.got, c.ok) != c.res {
+			t.Errorf("alertOK(%+v, %v) = %v", c.got, c.ok, !c.res)
+		}
+	}
+}

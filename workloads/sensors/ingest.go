@@ -206,9 +206,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	fetched := make(chan kafka.Message, cfg.ChunkRows)
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); in.fetch(runCtx, reader, fetched) }()
 	go func() { defer wg.Done(); in.publishLag(runCtx, side) }()
+	go func() { defer wg.Done(); in.logProgress(runCtx) }()
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -218,7 +219,6 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 	}()
 
-	prog := newProgress(in, cfg.Progress)
 	for {
 		chunk := collect(runCtx, fetched, cfg.ChunkRows, cfg.Linger)
 		if len(chunk) == 0 {
@@ -240,7 +240,6 @@ func (in *Ingester) Run(ctx context.Context) error {
 			in.lag.Committed(TopicPartition{m.Topic, m.Partition}, m.Offset+1)
 		}
 		in.chunks.Add(1)
-		prog.tick()
 	}
 }
 
@@ -494,30 +493,28 @@ func (in *Ingester) publishLag(ctx context.Context, w *kafka.Writer) {
 	}
 }
 
-// progress logs a rate line every interval.
-type progress struct {
-	in    *Ingester
-	every time.Duration
-	last  time.Time
-	lastN int64
-}
-
-func newProgress(in *Ingester, every time.Duration) *progress {
-	return &progress{in: in, every: every, last: time.Now()}
-}
-
-func (p *progress) tick() {
-	if p.every < 0 {
+// logProgress logs a rate line every Progress interval in which
+// something was stored or dead-lettered.
+func (in *Ingester) logProgress(ctx context.Context) {
+	if in.cfg.Progress < 0 {
 		return
 	}
-	now := time.Now()
-	if now.Sub(p.last) < p.every {
-		return
+	t := time.NewTicker(in.cfg.Progress)
+	defer t.Stop()
+	last, lastSt := time.Now(), in.Stats()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			st := in.Stats()
+			if st == lastSt {
+				continue
+			}
+			in.log.Info("ingesting", "stored", st.Stored, "rate_per_s", int(float64(st.Stored-lastSt.Stored)/now.Sub(last).Seconds()),
+				"malformed", st.Malformed, "lag", Total(in.lag.Report(now)),
+				"p99_ms", fmt.Sprintf("%.1f", float64(in.latency.Quantile(0.99))/1e6), "store_retries", st.StoreRetries)
+			last, lastSt = now, st
+		}
 	}
-	st := p.in.Stats()
-	h := p.in.Latency()
-	p.in.log.Info("ingesting", "stored", st.Stored, "rate_per_s", int(float64(st.Stored-p.lastN)/now.Sub(p.last).Seconds()),
-		"malformed", st.Malformed, "lag", Total(p.in.lag.Report(now)),
-		"p99_ms", fmt.Sprintf("%.1f", float64(h.Quantile(0.99))/1e6), "store_retries", st.StoreRetries)
-	p.last, p.lastN = now, st.Stored
 }

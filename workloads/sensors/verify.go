@@ -23,6 +23,10 @@ type VerifyConfig struct {
 	// to this long (an ingester still catching up).
 	Wait        time.Duration
 	Concurrency int // store partitions read at once, default 16
+	// Threshold is the ingester's alert threshold (default
+	// DefaultThreshold): each sensor's last reading over it must be in
+	// last_alert_per_sensor.
+	Threshold float64
 	Logger      *slog.Logger
 }
 
@@ -61,7 +65,12 @@ type VerifyReport struct {
 	NotDeadLettered int            `json:"not_dead_lettered"`
 	Sensors         []SensorResult `json:"sensors"`
 	Total           SensorResult   `json:"total"`
-	OK              bool           `json:"ok"`
+	// Alerts is the number of sensors with a reading over the threshold;
+	// WrongAlerts lists those whose last_alert_per_sensor row is missing
+	// or older than their last such reading.
+	Alerts      int      `json:"alerts"`
+	WrongAlerts []string `json:"wrong_alerts,omitempty"`
+	OK          bool     `json:"ok"`
 }
 
 // produced is what the topic holds: per sensor, per millisecond.
@@ -101,6 +110,38 @@ func (p produced) add(r Reading) {
 	c.messages++
 	if !c.has(r.Temperature) {
 		c.others = append(c.others, r.Temperature)
+	}
+}
+
+// lastAlerts returns each sensor's latest reading over threshold.
+func (p produced) lastAlerts(threshold float64) map[string]Reading {
+	out := map[string]Reading{}
+	for s, m := range p {
+		for ms, c := range m {
+			for _, t := range append([]float64{c.temp}, c.others...) {
+				if t <= threshold {
+					continue
+				}
+				if old, ok := out[s]; !ok || ms > old.Time.UnixMilli() {
+					out[s] = Reading{SensorID: s, Temperature: t, Time: time.UnixMilli(ms).UTC()}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// alertOK reports whether the stored alert (ok false: none) records the
+// expected one. A newer stored alert (from readings outside the topic) is
+// accepted; an older or missing one is not.
+func alertOK(want Reading, got Reading, ok bool) bool {
+	switch {
+	case !ok:
+		return false
+	case got.Time.UnixMilli() > want.Time.UnixMilli():
+		return true
+	default:
+		return got.Time.UnixMilli() == want.Time.UnixMilli() && got.Temperature == want.Temperature
 	}
 }
 
@@ -190,14 +231,16 @@ type source struct {
 // each stored partition the readings fall in and compares them reading by
 // reading. Malformed messages must be in the dead-letter topic. The
 // report's OK is false if any reading is missing, stored with another
-// temperature or overwritten, or a malformed message was not dead-lettered.
+// temperature or overwritten, a malformed message was not dead-lettered,
+// or a sensor's last alert is not its last reading over the threshold.
 func Verify(ctx context.Context, cfg VerifyConfig) (VerifyReport, error) {
 	return verify(ctx, cfg, func(ctx context.Context) (dayReader, error) { return OpenStore(ctx, cfg.Cassandra, false) })
 }
 
-// dayReader reads a store partition: the CQL store, or a fake in tests.
+// dayReader reads the store: the CQL store, or a fake in tests.
 type dayReader interface {
 	ReadDay(ctx context.Context, p PartitionKey) (map[int64]float64, error)
+	LastAlert(ctx context.Context, sensor string) (Reading, error)
 	Close()
 }
 
@@ -210,6 +253,9 @@ func verify(ctx context.Context, cfg VerifyConfig, open func(context.Context) (d
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
+	}
+	if cfg.Threshold == 0 {
+		cfg.Threshold = DefaultThreshold
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -287,7 +333,19 @@ func verify(ctx context.Context, cfg VerifyConfig, open func(context.Context) (d
 		// Re-read only the partitions still missing readings.
 		pks = missingDays(prod, stored)
 	}
-	rep.OK = rep.Total.Lost() == 0 && rep.NotDeadLettered == 0
+	alerts := prod.lastAlerts(cfg.Threshold)
+	rep.Alerts = len(alerts)
+	for s, want := range alerts {
+		got, err := store.LastAlert(ctx, s)
+		if err != nil && !errors.Is(err, ErrNoAlert) {
+			return rep, err
+		}
+		if !alertOK(want, got, err == nil) {
+			rep.WrongAlerts = append(rep.WrongAlerts, s)
+		}
+	}
+	sort.Strings(rep.WrongAlerts)
+	rep.OK = rep.Total.Lost() == 0 && rep.NotDeadLettered == 0 && len(rep.WrongAlerts) == 0
 	return rep, nil
 }
 
