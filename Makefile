@@ -37,6 +37,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./driver
 	$(GO) test -run '^$$' -fuzz '^FuzzParameters$$' -fuzztime $(FUZZTIME) ./csi
 	$(GO) test -run '^$$' -fuzz '^FuzzPageToken$$' -fuzztime $(FUZZTIME) ./csi
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./workloads/cql
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./workloads/cql
 
 # fio against ext4 on a plain loop device (the baseline) and against
 # Ballast volumes, printed as ratios; see README "Benchmarks".

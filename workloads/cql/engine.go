@@ -237,6 +237,7 @@ func (e *engine) prepare(sess *session, m *message.Prepare) (message.Message, er
 func (e *engine) execute(sess *session, m *message.Execute) (message.Message, error) {
 	sp := e.prepared.get(m.QueryId)
 	if sp == nil {
+		e.log.Debug("EXECUTE of an unknown prepared id: answering Unprepared", "id", hexID(m.QueryId))
 		return nil, &Error{Code: codeUnprepared, Message: "Prepared query with ID " + hexID(m.QueryId) + " not found (either the query was not prepared on this host (maybe the host has been restarted?) or you have prepared too many queries and it has been evicted from the internal cache)", ID: m.QueryId}
 	}
 	return e.run(sess, sp, m.Options)

@@ -50,6 +50,8 @@ func errorMessage(err error) message.Error {
 		return &message.SyntaxError{ErrorMessage: e.Message}
 	case codeInvalid:
 		return &message.Invalid{ErrorMessage: e.Message}
+	case primitive.ErrorCodeConfigError:
+		return &message.ConfigError{ErrorMessage: e.Message}
 	case codeAlreadyExists:
 		return &message.AlreadyExists{ErrorMessage: e.Message, Keyspace: e.Keyspace, Table: e.Table}
 	case codeUnprepared:

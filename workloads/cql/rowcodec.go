@@ -64,13 +64,11 @@ func (r *cellReader) next() (id int, v []byte, null, ok bool) {
 	return int(cid), v, false, true
 }
 
-// mergeRowValues folds a newer row value over an older one.
+// mergeRowValues folds a newer row value over an older one into a new
+// slice.
 func mergeRowValues(older, newer []byte) ([]byte, error) {
-	if len(older) == 0 {
-		return newer, nil
-	}
-	if len(newer) == 0 {
-		return older, nil
+	if len(older) == 0 || len(newer) == 0 {
+		return append(append([]byte(nil), older...), newer...), nil
 	}
 	out := make([]byte, 1, len(older)+len(newer))
 	out[0] = older[0] | newer[0]
@@ -112,34 +110,26 @@ func appendMergedCell(dst []byte, id int, v []byte, null bool) []byte {
 var rowMerger = &pebble.Merger{
 	Name: "ballast.cql.row.v1",
 	Merge: func(key, value []byte) (pebble.ValueMerger, error) {
-		m := &rowValueMerger{}
-		m.ops = append(m.ops, append([]byte(nil), value...))
-		return m, nil
+		return &rowValueMerger{acc: append([]byte(nil), value...)}, nil
 	},
 }
 
-// rowValueMerger collects operands oldest first and folds them at Finish.
-type rowValueMerger struct{ ops [][]byte }
+// rowValueMerger folds operands as they come, so a key with many operands
+// costs one pass per operand.
+type rowValueMerger struct{ acc []byte }
 
-func (m *rowValueMerger) MergeNewer(value []byte) error {
-	m.ops = append(m.ops, append([]byte(nil), value...))
-	return nil
+func (m *rowValueMerger) MergeNewer(value []byte) (err error) {
+	m.acc, err = mergeRowValues(m.acc, value)
+	return err
 }
 
-func (m *rowValueMerger) MergeOlder(value []byte) error {
-	m.ops = append([][]byte{append([]byte(nil), value...)}, m.ops...)
-	return nil
+func (m *rowValueMerger) MergeOlder(value []byte) (err error) {
+	m.acc, err = mergeRowValues(value, m.acc)
+	return err
 }
 
 func (m *rowValueMerger) Finish(includesBase bool) ([]byte, io.Closer, error) {
-	acc := m.ops[0]
-	for _, op := range m.ops[1:] {
-		var err error
-		if acc, err = mergeRowValues(acc, op); err != nil {
-			return nil, nil, err
-		}
-	}
-	return acc, nil, nil
+	return m.acc, nil, nil
 }
 
 // rowLive reports whether a row value holds a live row: written by INSERT,
