@@ -34,9 +34,10 @@ func BenchmarkBatchInsert(b *testing.B) {
 		}
 		m := sp.plan.(*mutation)
 		runWriters(b, batchRows, writers, func(w, seq int) error {
+			sensor := []byte(fmt.Sprintf("sensor-%d-%d", w, seq))
 			_, err := ts.eng.write(func(pb *pebble.Batch, buf *mutationBuf) error {
 				for i := 0; i < batchRows; i++ {
-					vals := benchValues(w, seq, i)
+					vals := benchValues(sensor, i)
 					if err := m.apply(pb, vals, buf); err != nil {
 						return err
 					}
@@ -74,11 +75,11 @@ func benchCreate(b *testing.B, s *gocql.Session) {
 	}
 }
 
-func benchValues(w, seq, i int) []*primitive.Value {
+func benchValues(sensor []byte, i int) []*primitive.Value {
 	day := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	ts := day.Add(time.Duration(i) * time.Millisecond).UnixMilli()
 	return []*primitive.Value{
-		primitive.NewValue([]byte(fmt.Sprintf("sensor-%d-%d", w, seq))),
+		primitive.NewValue(sensor),
 		primitive.NewValue(int32Value(int32(uint32(day.Unix()/86400 + 1<<31)))),
 		primitive.NewValue(int64Value(ts)),
 		primitive.NewValue(int64Value(int64(i))),

@@ -2,6 +2,7 @@ package cql
 
 import (
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/datastax/go-cassandra-native-protocol/datatype"
 	"github.com/datastax/go-cassandra-native-protocol/message"
 	"github.com/datastax/go-cassandra-native-protocol/primitive"
 )
@@ -147,7 +148,7 @@ func createTable(c *catalog, b *pebble.Batch, s *createTableStmt, sessKS string)
 		if col.kind != kindRegular {
 			return nil, invalidf("Column %s appears twice in the PRIMARY KEY", name)
 		}
-		if !orderable(col.typ) && col.typ.Code() >= primitive.DataTypeCodeList {
+		if isCollection(col.typ) {
 			return nil, unsupported("a collection in the PRIMARY KEY (" + name + ")")
 		}
 		return col, nil
@@ -259,4 +260,12 @@ func truncate(c *catalog, b *pebble.Batch, s *truncateStmt, sessKS string) error
 		return invalidf("unconfigured table %s", s.table.name)
 	}
 	return b.DeleteRange(t.prefix, prefixEnd(t.prefix), nil)
+}
+
+func isCollection(dt datatype.DataType) bool {
+	switch dt.Code() {
+	case primitive.DataTypeCodeList, primitive.DataTypeCodeSet, primitive.DataTypeCodeMap:
+		return true
+	}
+	return false
 }

@@ -233,6 +233,18 @@ func TestRawProtocol(t *testing.T) {
 		t.Fatalf("count after pipelined inserts: %v", rows)
 	}
 
+	// Named bind markers with named values.
+	r.send(14, &message.Query{Query: `SELECT temperature FROM last_alert_per_sensor WHERE sensor_id = :id`, Options: &message.QueryOptions{
+		NamedValues: map[string]*primitive.Value{"id": primitive.NewValue([]byte("xxx"))},
+	}})
+	if rows, ok := r.mustRecv().Body.Message.(*message.RowsResult); !ok || len(rows.Data) != 1 || !bytes.Equal(rows.Data[0][0], doubleValue(2)) {
+		t.Fatalf("named values: %v", rows)
+	}
+	r.send(15, &message.Query{Query: `SELECT temperature FROM last_alert_per_sensor WHERE sensor_id = :id`, Options: &message.QueryOptions{
+		NamedValues: map[string]*primitive.Value{"other": primitive.NewValue([]byte("xxx"))},
+	}})
+	expectError(t, r.mustRecv(), 15, primitive.ErrorCodeInvalid, "No value has been provided for bind variable id")
+
 	// Wrong value count and wrong value size for a bound value.
 	r.send(11, &message.Query{Query: `SELECT * FROM last_alert_per_sensor WHERE sensor_id = ?`, Options: &message.QueryOptions{}})
 	expectError(t, r.mustRecv(), 11, primitive.ErrorCodeInvalid, "There were 1 markers(?) in CQL but 0 bound variables")

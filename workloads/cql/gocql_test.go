@@ -541,6 +541,10 @@ func TestUpsertSemantics(t *testing.T) {
 	expect("partial insert keeps other columns", 1, 1, "a3", "b2", true)
 	exec(t, s, `INSERT INTO sensors.kv (k, c, a, b) VALUES (?, ?, ?, ?)`, 1, 1, gocql.UnsetValue, "b4")
 	expect("unset value keeps the column", 1, 1, "a3", "b4", true)
+	exec(t, s, `INSERT INTO sensors.kv (k, c, a) VALUES (1, 1, '')`)
+	if a, _, _ := row(1, 1); a == nil || *a != "" {
+		t.Errorf("an empty string read back as %v, want \"\" (not null)", a)
+	}
 	exec(t, s, `INSERT INTO sensors.kv (k, c, a) VALUES (1, 1, null)`)
 	expect("null deletes the cell", 1, 1, "<null>", "b4", true)
 	exec(t, s, `DELETE b FROM sensors.kv WHERE k = 1 AND c = 1`)
