@@ -58,6 +58,8 @@ type config struct {
 	skipSnapshots bool
 	skipRSS       bool
 	skipCluster   bool
+	skipWorkload  bool
+	workload      workloadConfig
 	out           string
 	keep          bool
 	daemonArgs    []string
@@ -77,10 +79,12 @@ func main() {
 	flag.StringVar(&size, "size", "4G", "size of the baseline file and of the benchmarked volumes")
 	flag.StringVar(&c.fileSize, "filesize", "1G", "size of the file fio works on (fio --size)")
 	flag.DurationVar(&c.runtime, "runtime", 10*time.Second, "fio runtime per job")
-	flag.StringVar(&c.only, "only", "", "run only the fio jobs whose name contains this")
+	flag.StringVar(&c.only, "only", "", "run only the fio jobs whose name contains this; \"workload\": only the workload section (no root needed)")
 	flag.BoolVar(&c.skipSnapshots, "skip-snapshots", false, "skip the snapshot timing")
 	flag.BoolVar(&c.skipRSS, "skip-rss", false, "skip the daemon memory measurement")
 	flag.BoolVar(&c.skipCluster, "skip-cluster", false, "skip the 3-node cluster part (needs the etcd binary)")
+	flag.BoolVar(&c.skipWorkload, "skip-workload", false, "skip the sensor pipeline workload section")
+	workloadFlags(&c.workload)
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
 	flag.Var((*argList)(&c.daemonArgs), "daemon-arg", "extra argument for the ballast daemon (repeatable), e.g. --daemon-arg=--fuse-max-write=262144")
 	flag.BoolVar(&c.keep, "keep", false, "keep --dir (daemon logs, pool files) at the end")
@@ -155,6 +159,9 @@ func isExecutable(p string) bool {
 }
 
 func run(c config, logger *slog.Logger) (err error) {
+	if c.only == "workload" {
+		return runWorkloadOnly(c, logger)
+	}
 	if err := preflight(&c); err != nil {
 		return err
 	}
@@ -276,6 +283,7 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 	} else {
 		rp.cluster = measureCluster(ctx, c, fr, sel, logger)
 	}
+	rp.workload = measureWorkload(ctx, c, logger)
 	return ctx.Err()
 }
 

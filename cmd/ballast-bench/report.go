@@ -86,6 +86,7 @@ type report struct {
 	mems     []memResult
 	skipRSS  bool
 	cluster  *clusterReport
+	workload *workloadReport
 	errs     []string // failures outside the tables
 	checked  int      // targets checked
 	missed   []string // targets missed
@@ -225,6 +226,7 @@ func (rp *report) render() string {
 	}
 
 	rp.renderCluster(p)
+	rp.renderWorkload(p)
 
 	p("\n## Summary\n\n")
 	p("%d of %d targets met.\n", rp.checked-len(rp.missed), rp.checked)

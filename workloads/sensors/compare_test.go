@@ -70,7 +70,9 @@ func TestLastAlerts(t *testing.T) {
 		t.Fatalf("last alerts %+v, want a's at 5 ms", got)
 	}
 	want := got["a"]
-	at := func(ms int64, temp float64) Reading { return Reading{SensorID: "a", Temperature: temp, Time: time.UnixMilli(ms)} }
+	at := func(ms int64, temp float64) Reading {
+		return Reading{SensorID: "a", Temperature: temp, Time: time.UnixMilli(ms)}
+	}
 	for _, c := range []struct {
 		got Reading
 		ok  bool

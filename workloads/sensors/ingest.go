@@ -38,8 +38,12 @@ type IngestConfig struct {
 	SessionTimeout time.Duration // consumer group session, default 10 s
 	LagInterval    time.Duration // lag reports, default 5 s
 	Progress       time.Duration // progress lines, default 5 s (negative: none)
-	Backoff        Backoff       // retries, default DefaultBackoff
-	Logger         *slog.Logger
+	// StatsFile, if set, receives the counters and the latency histogram
+	// as JSON (StatsFile) every StatsInterval (default 1 s).
+	StatsFile     string
+	StatsInterval time.Duration
+	Backoff       Backoff // retries, default DefaultBackoff
+	Logger        *slog.Logger
 }
 
 func (c *IngestConfig) defaults() {
@@ -113,6 +117,20 @@ type Ingester struct {
 	alerts  alertBook
 
 	stored, malformed, alertRows, batches, chunks, storeRetries atomic.Int64
+	lastStored                                                  atomic.Int64 // unix ns
+}
+
+// Snapshot returns the counters, the latency histogram and when readings
+// were last stored.
+func (in *Ingester) Snapshot() StatsFile {
+	return StatsFile{IngestStats: in.Stats(), Latency: in.latency.Snapshot(), LastStored: unixNano(in.lastStored.Load()), Written: time.Now()}
+}
+
+func unixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // NewIngester checks cfg and returns an ingester; nothing is contacted yet.
@@ -205,11 +223,13 @@ func (in *Ingester) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	fetched := make(chan kafka.Message, cfg.ChunkRows)
 	wg.Add(3)
-	go func() { defer wg.Done(); in.fetch(runCtx, reader, fetched) }()
 	go func() { defer wg.Done(); in.publishLag(runCtx, side) }()
 	go func() { defer wg.Done(); in.logProgress(runCtx) }()
+	go func() {
+		defer wg.Done()
+		publishStats(runCtx, cfg.StatsFile, cfg.StatsInterval, in.Snapshot, func(err error) { in.log.Warn("write stats file", "err", err) })
+	}()
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -220,7 +240,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	}()
 
 	for {
-		chunk := collect(runCtx, fetched, cfg.ChunkRows, cfg.Linger)
+		chunk := in.collect(runCtx, reader)
 		if len(chunk) == 0 {
 			return nil // ctx ended
 		}
@@ -252,56 +272,45 @@ func stopped(ctx context.Context, err error) error {
 	return fmt.Errorf("ingest: %w", err)
 }
 
-// fetch feeds messages from the reader to out until ctx ends. Errors (the
-// broker down, a rebalance) are logged and retried: the reader reconnects
-// by itself.
-func (in *Ingester) fetch(ctx context.Context, r *kafka.Reader, out chan<- kafka.Message) {
+// collect waits for a first message, then takes more until ChunkRows or
+// until Linger has passed since the first. Empty when ctx ended. (The
+// reader keeps fetching in the background, up to ChunkRows messages ahead,
+// while a chunk is written.) Fetch errors (the broker down, a rebalance)
+// are logged and retried: the reader reconnects by itself.
+func (in *Ingester) collect(ctx context.Context, r *kafka.Reader) []kafka.Message {
+	chunk := make([]kafka.Message, 0, in.cfg.ChunkRows)
+	lctx, cancel := context.WithCancel(ctx) // cancelled Linger after the first message
+	defer cancel()
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	attempt := 0
-	for {
-		m, err := r.FetchMessage(ctx)
+	for len(chunk) < in.cfg.ChunkRows {
+		m, err := r.FetchMessage(lctx)
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if err != nil {
+			if lctx.Err() != nil {
+				return chunk // linger over
+			}
 			d := in.cfg.Backoff.Delay(attempt)
 			in.log.Warn("fetch from kafka failed, retrying", "in", d, "err", err)
 			attempt++
-			if !sleepCtx(ctx, d) {
-				return
+			if !sleepCtx(lctx, d) && ctx.Err() != nil {
+				return nil
 			}
 			continue
 		}
 		attempt = 0
 		in.lag.Fetched(TopicPartition{m.Topic, m.Partition}, m.Offset, m.HighWaterMark)
-		select {
-		case out <- m:
-		case <-ctx.Done():
-			return
+		if len(chunk) == 0 {
+			linger = time.AfterFunc(in.cfg.Linger, cancel)
 		}
-	}
-}
-
-// collect waits for a first message, then takes more until max or until
-// linger has passed. Empty when ctx ended.
-func collect(ctx context.Context, in <-chan kafka.Message, max int, linger time.Duration) []kafka.Message {
-	var chunk []kafka.Message
-	select {
-	case m := <-in:
-		chunk = append(make([]kafka.Message, 0, max), m)
-	case <-ctx.Done():
-		return nil
-	}
-	t := time.NewTimer(linger)
-	defer t.Stop()
-	for len(chunk) < max {
-		select {
-		case m := <-in:
-			chunk = append(chunk, m)
-		case <-t.C:
-			return chunk
-		case <-ctx.Done():
-			return nil
-		}
+		chunk = append(chunk, m)
 	}
 	return chunk
 }
@@ -355,6 +364,7 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 				}
 				in.stored.Add(int64(len(b.Readings)))
 				in.batches.Add(1)
+				in.lastStored.Store(now.UnixNano())
 			}
 		}()
 	}

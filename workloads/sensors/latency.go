@@ -95,3 +95,64 @@ func (h *Histogram) Max() time.Duration {
 	defer h.mu.Unlock()
 	return h.max
 }
+
+// HistogramSnapshot is a histogram's counts at one moment, in a form that
+// goes through JSON (bucket index -> count, empty buckets left out), so a
+// process can publish it and another subtract an earlier one.
+type HistogramSnapshot struct {
+	Counts map[int]uint64 `json:"counts"`
+	MaxNs  int64          `json:"max_ns"`
+}
+
+// Snapshot returns h's counts now.
+func (h *Histogram) Snapshot() HistogramSnapshot {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := HistogramSnapshot{Counts: map[int]uint64{}, MaxNs: int64(h.max)}
+	for i, c := range h.counts {
+		if c > 0 {
+			s.Counts[i] = c
+		}
+	}
+	return s
+}
+
+// Sub returns what was recorded between earlier and s. Its maximum is the
+// upper edge of the highest bucket still counted (the exact maximum of the
+// interval is not known), capped by s's maximum.
+func (s HistogramSnapshot) Sub(earlier HistogramSnapshot) HistogramSnapshot {
+	out := HistogramSnapshot{Counts: map[int]uint64{}}
+	top := -1
+	for i, c := range s.Counts {
+		if d := c - min(c, earlier.Counts[i]); d > 0 {
+			out.Counts[i] = d
+			top = max(top, i)
+		}
+	}
+	if top >= 0 {
+		out.MaxNs = min(int64(upper(top))*int64(time.Microsecond), s.MaxNs)
+	}
+	return out
+}
+
+// Count is the number of durations in s.
+func (s HistogramSnapshot) Count() uint64 {
+	var n uint64
+	for _, c := range s.Counts {
+		n += c
+	}
+	return n
+}
+
+// Quantile is as Histogram.Quantile, for the snapshot.
+func (s HistogramSnapshot) Quantile(q float64) time.Duration {
+	var h Histogram
+	for i, c := range s.Counts {
+		if i >= 0 && i < len(h.counts) {
+			h.counts[i] = c
+			h.n += c
+		}
+	}
+	h.max = time.Duration(s.MaxNs)
+	return h.Quantile(q)
+}

@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -72,4 +73,38 @@ func pow10(x float64) float64 {
 		e += term
 	}
 	return r * e
+}
+
+// A snapshot goes through JSON, and the difference of two is what was
+// recorded in between.
+func TestHistogramSnapshotSub(t *testing.T) {
+	var h Histogram
+	for i := range 100 {
+		h.Add(time.Duration(i+1) * time.Second) // slow: the warm-up
+	}
+	before := h.Snapshot()
+	for i := range 1000 {
+		h.Add(time.Duration(i%10+1) * time.Millisecond)
+	}
+	b, err := json.Marshal(h.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after HistogramSnapshot
+	if err := json.Unmarshal(b, &after); err != nil {
+		t.Fatal(err)
+	}
+	d := after.Sub(before)
+	if d.Count() != 1000 {
+		t.Fatalf("count %d, want 1000", d.Count())
+	}
+	if q := d.Quantile(0.99); q < 9*time.Millisecond || q > 11*time.Millisecond {
+		t.Errorf("p99 of the interval %v, want about 10ms (the warm-up left out)", q)
+	}
+	if d.MaxNs > int64(11*time.Millisecond) {
+		t.Errorf("max of the interval %v", time.Duration(d.MaxNs))
+	}
+	if after.Quantile(0.99) < time.Second {
+		t.Errorf("p99 of everything %v, want the warm-up's seconds", after.Quantile(0.99))
+	}
 }

@@ -16,10 +16,18 @@ import (
 // is over the threshold. It has no batching, no dead-letter topic and no
 // retries: a failed insert stops it.
 type NaiveIngester struct {
-	cfg     IngestConfig
-	kc      *kafkaClient
-	latency Histogram
-	stored  atomic.Int64
+	cfg        IngestConfig
+	kc         *kafkaClient
+	latency    Histogram
+	stored     atomic.Int64
+	lastStored atomic.Int64 // unix ns
+}
+
+// Snapshot returns the count, the latency histogram and when a reading
+// was last stored.
+func (n *NaiveIngester) Snapshot() StatsFile {
+	return StatsFile{IngestStats: IngestStats{Stored: n.stored.Load()}, Latency: n.latency.Snapshot(),
+		LastStored: unixNano(n.lastStored.Load()), Written: time.Now()}
 }
 
 // NewNaiveIngester takes the same settings as NewIngester (the batching
@@ -57,6 +65,13 @@ func (n *NaiveIngester) Run(ctx context.Context) error {
 		JoinGroupBackoff: 500 * time.Millisecond, CommitInterval: time.Second,
 	})
 	defer r.Close()
+	pctx, stopStats := context.WithCancel(ctx)
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		publishStats(pctx, cfg.StatsFile, cfg.StatsInterval, n.Snapshot, func(err error) { cfg.Logger.Warn("write stats file", "err", err) })
+	}()
+	defer func() { stopStats(); <-statsDone }()
 	last, lastN := time.Now(), int64(0)
 	for {
 		m, err := r.ReadMessage(ctx)
@@ -82,9 +97,11 @@ func (n *NaiveIngester) Run(ctx context.Context) error {
 				return fmt.Errorf("naive consumer: %w", err)
 			}
 		}
-		n.latency.Add(time.Since(m.Time))
+		now := time.Now()
+		n.latency.Add(now.Sub(m.Time))
+		n.lastStored.Store(now.UnixNano())
 		st := n.stored.Add(1)
-		if now := time.Now(); cfg.Progress > 0 && now.Sub(last) >= cfg.Progress {
+		if cfg.Progress > 0 && now.Sub(last) >= cfg.Progress {
 			cfg.Logger.Info("naive ingesting", "stored", st, "rate_per_s", int(float64(st-lastN)/now.Sub(last).Seconds()))
 			last, lastN = now, st
 		}

@@ -113,6 +113,9 @@ func (m *memStore) count() int {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("SENSORS_TEST_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -338,7 +341,7 @@ func TestIngestCommitsOnlyWhatIsStored(t *testing.T) {
 	waitFor(t, "the store to hang", time.Minute, func() bool {
 		store.mu.Lock()
 		defer store.mu.Unlock()
-		return store.writes > 310 // 300 through, then the 16 writers hang
+		return store.writes > 300 // 300 through, then the writes hang
 	})
 	time.Sleep(200 * time.Millisecond)
 	c := committed(t, addr, Group, Topic)

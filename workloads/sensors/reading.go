@@ -70,6 +70,9 @@ func Encode(r Reading) ([]byte, error) {
 	if err := validate(r); err != nil {
 		return nil, err
 	}
+	if plainID(r.SensorID) {
+		return appendReading(make([]byte, 0, 80+len(r.SensorID)), r), nil
+	}
 	ts := r.Time.UTC().Format(TimeLayout)
 	return json.Marshal(wire{MachineID: &r.SensorID, Temperature: &r.Temperature, EventDate: &ts})
 }
@@ -79,6 +82,17 @@ func Encode(r Reading) ([]byte, error) {
 // than a millisecond, or an impossible temperature is an error wrapping
 // ErrMalformed that names the problem.
 func Decode(b []byte) (Reading, error) {
+	if r, ok := decodeFast(b); ok {
+		if err := validate(r); err != nil {
+			return Reading{}, err
+		}
+		return r, nil
+	}
+	return decodeJSON(b)
+}
+
+// decodeJSON is Decode with encoding/json, for any form of the value.
+func decodeJSON(b []byte) (Reading, error) {
 	var w wire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Reading{}, fmt.Errorf("%w: %v", ErrMalformed, err)

@@ -83,6 +83,71 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// The fast path takes what the producer writes and leaves every variation
+// to encoding/json, which gives the same reading.
+func TestDecodeFastPath(t *testing.T) {
+	at := time.Date(2026, 9, 18, 10, 11, 12, 345e6, time.UTC)
+	for _, r := range []Reading{
+		{SensorID: "sensor-0001", Temperature: 21.37, Time: at},
+		{SensorID: "s", Temperature: -273.15, Time: at},
+		{SensorID: "x", Temperature: 1e21, Time: at},
+		{SensorID: "x", Temperature: 0, Time: at},
+	} {
+		b, err := Encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fast, ok := decodeFast(b)
+		slow, err := decodeJSON(b)
+		if !ok || err != nil || fast != slow {
+			t.Errorf("%s: fast %+v (%v), encoding/json %+v (%v)", b, fast, ok, slow, err)
+		}
+	}
+	for _, in := range []string{
+		`{"temperature":1,"machineid":"s","eventdate":"2026-09-18T10:11:12Z"}`,
+		`{"machineid":"s\u0041","temperature":1,"eventdate":"2026-09-18T10:11:12Z"}`,
+		`{"machineid":"s","temperature":1,"eventdate":"2026-09-18T10:11:12Z","x":1}`,
+		`{"machineid":"s","temperature":1.,"eventdate":"2026-09-18T10:11:12Z"}`,
+		`{"machineid":"s","temperature":NaN,"eventdate":"2026-09-18T10:11:12Z"}`,
+		`{"machineid":"s","temperature":0x1p3,"eventdate":"2026-09-18T10:11:12Z"}`,
+		`{"machineid":"s","temperature":1,"eventdate":"2026-09-18T10:11:12Z"}x`,
+		`{"machineid":"é","temperature":1,"eventdate":"2026-09-18T10:11:12Z"}`,
+		` {"machineid":"s","temperature":1,"eventdate":"2026-09-18T10:11:12Z"}`,
+	} {
+		if r, ok := decodeFast([]byte(in)); ok {
+			t.Errorf("fast path took %s as %+v", in, r)
+		}
+	}
+	// Ids that need escaping go through encoding/json both ways.
+	r := Reading{SensorID: `a"b<c`, Temperature: 1, Time: at}
+	b, err := Encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Decode(b)
+	if err != nil || back.SensorID != r.SensorID {
+		t.Fatalf("%s -> %+v, %v", b, back, err)
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	v, _ := Encode(Reading{SensorID: "sensor-0001", Temperature: 21.37, Time: time.Date(2026, 9, 18, 10, 11, 12, 345e6, time.UTC)})
+	b.Run("fast", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := Decode(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := decodeJSON(v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 func TestEncodeRejects(t *testing.T) {
 	at := time.Date(2026, 9, 18, 10, 11, 12, 0, time.UTC)
 	for _, r := range []Reading{
@@ -96,14 +161,29 @@ func TestEncodeRejects(t *testing.T) {
 	}
 }
 
-// FuzzDecode: Decode never panics, and what it accepts encodes and decodes
-// back to the same reading.
+// FuzzDecode: Decode never panics, the hand-written fast path agrees with
+// encoding/json on every input, and what Decode accepts encodes and
+// decodes back to the same reading.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"machineid":"sensor-0001","temperature":21.37,"eventdate":"2026-09-18T10:11:12.345Z"}`))
 	f.Add([]byte(`{"machineid":"s","temperature":-5.5,"eventdate":"2026-09-18T12:11:12.5+02:00","x":null}`))
 	f.Add([]byte(`{"machineid":"s","temperature":20,"eventdate":"2026-09-18T10:11:12.3456Z"}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"machineid":"a<b","temperature":-0.5e+3,"eventdate":"2026-09-18T10:11:12Z"} `))
+	f.Add([]byte(`{"machineid":"s","temperature":01,"eventdate":"2026-09-18T10:11:12Z"}`))
+	f.Add([]byte(`{"machineid":"s","temperature":1,"eventdate":"2026-02-29T10:11:12.000Z"}`))
+	f.Add([]byte(`{"machineid":"s","temperature":1,"eventdate":"2024-02-29T23:59:60.999Z"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if fast, ok := decodeFast(b); ok {
+			slow, err := decodeJSON(b)
+			ferr := validate(fast)
+			if (err == nil) != (ferr == nil) {
+				t.Fatalf("%q: fast path validity %v, encoding/json %v", b, ferr, err)
+			}
+			if err == nil && (slow.SensorID != fast.SensorID || slow.Temperature != fast.Temperature || !slow.Time.Equal(fast.Time)) {
+				t.Fatalf("%q: fast path %+v, encoding/json %+v", b, fast, slow)
+			}
+		}
 		r, err := Decode(b)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {

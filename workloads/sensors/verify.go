@@ -27,7 +27,7 @@ type VerifyConfig struct {
 	// DefaultThreshold): each sensor's last reading over it must be in
 	// last_alert_per_sensor.
 	Threshold float64
-	Logger      *slog.Logger
+	Logger    *slog.Logger
 }
 
 // SensorResult is one sensor's line of the report.

@@ -1,0 +1,553 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ballast-io/ballast/workloads/sensors"
+)
+
+// The workload section (DESIGN.md, "Workloads"): the sensor pipeline end to
+// end on this machine, produce -> embedded Kafka broker -> ingest ->
+// embedded CQL server, every part its own ballast process as deployed
+// (ballast workload kafka|cql|produce|ingest). Two consumers on the same
+// setup in the same run: the pipeline's ingester (chunks, unlogged batches
+// per partition, parallel writes) and the reference design's naive
+// consumer (ballast workload ingest --naive: one synchronous INSERT per
+// message). Each consumer gets a fresh topic, group and keyspace.
+//
+// Two measurements per consumer:
+//   - saturation: the producer writes N readings as fast as it can while
+//     the consumer runs; readings/s is N over the time from the producer's
+//     start to the last reading stored, and the latency of each reading
+//     runs from its Kafka timestamp (set when the producer took it) to the
+//     end of the write that stored it, so under saturation it includes the
+//     backlog;
+//   - paced: the producer writes at a fixed rate both consumers sustain;
+//     the latency then is the pipeline's own.
+//
+// Before each measurement a few warm-up readings go through, so the
+// consumer has joined its group and prepared its statements; the counters
+// and the latency histogram of the measurement are the consumer's
+// (--stats-file) minus what they were after the warm-up.
+
+// Targets from the issue.
+const (
+	workloadRateTarget  = 100000.0 // readings/s, pipeline, end to end
+	workloadRatioTarget = 20.0     // pipeline / naive
+)
+
+type workloadConfig struct {
+	readings      int64   // saturation run of the pipeline
+	naiveReadings int64   // saturation run of the naive consumer
+	sensors       int     // sensors of the producer
+	pacedRate     float64 // readings/s of the paced runs
+	pacedFor      time.Duration
+}
+
+// workloadFlags registers the workload section's flags.
+func workloadFlags(w *workloadConfig) {
+	flag.Int64Var(&w.readings, "workload-readings", 1000000, "readings the pipeline's saturation run produces")
+	flag.Int64Var(&w.naiveReadings, "workload-naive-readings", 20000, "readings the naive consumer's saturation run produces")
+	flag.IntVar(&w.sensors, "workload-sensors", 1000, "simulated sensors (each takes at most 1000 readings/s)")
+	flag.Float64Var(&w.pacedRate, "workload-paced-rate", 1000, "readings/s of the paced latency runs")
+	flag.DurationVar(&w.pacedFor, "workload-paced-for", 10*time.Second, "length of the paced latency runs")
+}
+
+// workloadRun is one measurement.
+type workloadRun struct {
+	consumer string // "pipeline" or "naive"
+	paced    bool
+	readings int64
+	elapsed  time.Duration // producer start -> last reading stored
+	produced time.Duration // producer start -> producer done
+	latency  sensors.HistogramSnapshot
+	cpu      map[string]time.Duration // CPU time (user+sys) per process during the measurement
+	err      error
+}
+
+func (r workloadRun) rate() float64 {
+	if r.err != nil || r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.readings) / r.elapsed.Seconds()
+}
+
+type workloadReport struct {
+	skipped bool
+	cfg     workloadConfig
+	err     error // the section could not run
+	runs    []workloadRun
+}
+
+// workloadProcs are the processes whose CPU the report shows, in order.
+var workloadProcs = []string{"producer", "broker", "ingester", "CQL server"}
+
+// bproc is a ballast process the workload section started.
+type bproc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func startBallast(ballast, dir, name string, args ...string) (*bproc, error) {
+	p := &bproc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(ballast, append([]string{"workload"}, args...)...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	// Its own process group (Ctrl-C reaches only the benchmark, which
+	// stops it); SIGTERM if the benchmark dies.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
+}
+
+func (p *bproc) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM, then SIGKILL after 30 s, and waits.
+func (p *bproc) stop() {
+	if !p.running() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *bproc) tail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// cpu is the process's CPU time so far (user + system), from /proc.
+func (p *bproc) cpu() time.Duration {
+	if !p.running() {
+		if st := p.cmd.ProcessState; st != nil {
+			return st.UserTime() + st.SystemTime()
+		}
+		return 0
+	}
+	d, _ := procCPU(p.cmd.Process.Pid)
+	return d
+}
+
+// procCPU reads utime + stime of pid from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad utime/stime", pid)
+	}
+	const ticks = 100 // USER_HZ
+	return time.Duration(ut+st) * time.Second / ticks, nil
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(ctx context.Context, p *bproc, addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if !p.running() {
+			return fmt.Errorf("%s exited before listening on %s; its log:\n%s", p.name, addr, p.tail(20))
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s not listening on %s: %v", p.name, addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// measureWorkload runs the section: both servers, then each measurement
+// with a fresh consumer.
+func measureWorkload(ctx context.Context, c config, logger *slog.Logger) *workloadReport {
+	wr := &workloadReport{cfg: c.workload}
+	if c.skipWorkload {
+		wr.skipped = true
+		return wr
+	}
+	dir := filepath.Join(c.dir, "workload")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		wr.err = err
+		return wr
+	}
+	var addrs [2]string
+	for i := range addrs {
+		port, err := freePort()
+		if err != nil {
+			wr.err = err
+			return wr
+		}
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	kafkaAddr, cqlAddr := addrs[0], addrs[1]
+	logger.Info("workload: starting the embedded broker and CQL server", "dir", dir)
+	broker, err := startBallast(c.ballast, dir, "broker", "kafka", "--data-dir", filepath.Join(dir, "kafka"), "--listen", kafkaAddr)
+	if err != nil {
+		wr.err = err
+		return wr
+	}
+	defer broker.stop()
+	store, err := startBallast(c.ballast, dir, "cql", "cql", "--data-dir", filepath.Join(dir, "cql"), "--listen", cqlAddr)
+	if err != nil {
+		wr.err = err
+		return wr
+	}
+	defer store.stop()
+	for _, w := range []struct {
+		p    *bproc
+		addr string
+	}{{broker, kafkaAddr}, {store, cqlAddr}} {
+		if err := waitListening(ctx, w.p, w.addr); err != nil {
+			wr.err = err
+			return wr
+		}
+	}
+	env := &workloadEnv{ballast: c.ballast, dir: dir, kafkaAddr: kafkaAddr, cqlAddr: cqlAddr, broker: broker, store: store, log: logger, sensors: c.workload.sensors}
+	paced := int64(c.workload.pacedRate * c.workload.pacedFor.Seconds())
+	for _, m := range []struct {
+		consumer string
+		readings int64
+		rate     float64
+	}{
+		{"pipeline", c.workload.readings, 0},
+		{"naive", c.workload.naiveReadings, 0},
+		{"pipeline", paced, c.workload.pacedRate},
+		{"naive", paced, c.workload.pacedRate},
+	} {
+		if m.readings <= 0 {
+			continue
+		}
+		r := env.run(ctx, m.consumer, m.readings, m.rate)
+		wr.runs = append(wr.runs, r)
+		if r.err != nil {
+			logger.Error("workload run failed", "consumer", r.consumer, "paced", r.paced, "err", r.err)
+		} else {
+			logger.Info("workload run", "consumer", r.consumer, "paced", r.paced, "readings", r.readings,
+				"seconds", fmt.Sprintf("%.2f", r.elapsed.Seconds()), "readings_per_s", int(r.rate()),
+				"p99_ms", ms(r.latency.Quantile(0.99)))
+		}
+		if ctx.Err() != nil || !broker.running() || !store.running() {
+			if wr.err == nil && ctx.Err() == nil {
+				wr.err = fmt.Errorf("a server died: broker running %v, CQL server running %v", broker.running(), store.running())
+			}
+			break
+		}
+	}
+	return wr
+}
+
+// workloadEnv is the running servers the measurements share.
+type workloadEnv struct {
+	ballast, dir       string
+	kafkaAddr, cqlAddr string
+	broker, store      *bproc
+	sensors            int
+	log                *slog.Logger
+	n                  int // measurements so far: names topics, groups, keyspaces
+}
+
+// warmup is how many readings go through a consumer before a measurement.
+const warmup = 200
+
+// run is one measurement with a fresh consumer on a fresh topic.
+func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, rate float64) (r workloadRun) {
+	e.n++
+	r = workloadRun{consumer: consumer, paced: rate > 0, readings: readings, cpu: map[string]time.Duration{}}
+	name := fmt.Sprintf("bench%d-%s", e.n, consumer)
+	topic, keyspace := name, strings.ReplaceAll(name, "-", "_")
+	stats := filepath.Join(e.dir, name+".stats.json")
+	args := []string{"ingest", "--brokers", e.kafkaAddr, "--cassandra", e.cqlAddr, "--topic", topic, "--group", name,
+		"--keyspace", keyspace, "--stats-file", stats, "--stats-interval", "50ms", "--progress", "2s", "--consistency", "ONE"}
+	if consumer == "naive" {
+		args = append(args, "--naive")
+	}
+	e.log.Info("workload: measuring", "consumer", consumer, "readings", readings, "rate", rate, "topic", topic)
+	in, err := startBallast(e.ballast, e.dir, name+"-ingest", args...)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer in.stop()
+
+	produce := func(count int64, sensors int, prefix string, rate float64) (*bproc, error) {
+		a := []string{"produce", "--brokers", e.kafkaAddr, "--topic", topic, "--partitions", "6", "--count", strconv.FormatInt(count, 10),
+			"--sensors", strconv.Itoa(sensors), "--sensor-prefix", prefix, "--progress", "2s"}
+		if rate > 0 {
+			a = append(a, "--rate", strconv.FormatFloat(rate, 'f', -1, 64))
+		}
+		return startBallast(e.ballast, e.dir, name+"-produce-"+prefix, a...)
+	}
+	// Warm-up: the consumer joins its group and prepares its statements.
+	p, err := produce(warmup, 10, "warmup", 0)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	<-p.done
+	if !p.cmd.ProcessState.Success() {
+		r.err = fmt.Errorf("warm-up producer: %s; its log:\n%s", p.cmd.ProcessState, p.tail(10))
+		return r
+	}
+	before, err := waitStored(ctx, in, stats, warmup, time.Minute)
+	if err != nil {
+		r.err = fmt.Errorf("warm-up: %w", err)
+		return r
+	}
+	cpu0 := map[string]time.Duration{"broker": e.broker.cpu(), "ingester": in.cpu(), "CQL server": e.store.cpu()}
+
+	start := time.Now()
+	p, err = produce(readings, e.sensors, "sensor", rate)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	prodDone := make(chan time.Duration, 1)
+	go func() { <-p.done; prodDone <- time.Since(start) }()
+	// Generous: the naive consumer of a large run is slow.
+	limit := 2*time.Minute + time.Duration(readings)*time.Millisecond
+	after, err := waitStored(ctx, in, stats, before.Stored+readings, limit)
+	if err != nil {
+		p.stop()
+	}
+	r.produced = <-prodDone
+	if err != nil {
+		r.err = err
+		return r
+	}
+	if !p.cmd.ProcessState.Success() {
+		r.err = fmt.Errorf("producer: %s; its log:\n%s", p.cmd.ProcessState, p.tail(10))
+		return r
+	}
+	r.elapsed = after.LastStored.Sub(start)
+	r.latency = after.Latency.Sub(before.Latency)
+	r.cpu["producer"] = p.cpu()
+	for k, v := range map[string]time.Duration{"broker": e.broker.cpu(), "ingester": in.cpu(), "CQL server": e.store.cpu()} {
+		r.cpu[k] = v - cpu0[k]
+	}
+	return r
+}
+
+// waitStored polls the consumer's stats file until it has stored at least
+// n readings and the file was written after that, and returns it.
+func waitStored(ctx context.Context, in *bproc, path string, n int64, limit time.Duration) (sensors.StatsFile, error) {
+	deadline := time.Now().Add(limit)
+	var st sensors.StatsFile
+	for {
+		var err error
+		st, err = sensors.ReadStatsFile(path)
+		if err == nil && st.Stored >= n {
+			return st, nil
+		}
+		if !in.running() {
+			return st, fmt.Errorf("%s exited (%s); its log:\n%s", in.name, in.cmd.ProcessState, in.tail(15))
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("%s stored %d readings in %v, want %d", in.name, st.Stored, limit, n)
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// renderWorkload prints the workload section.
+func (rp *report) renderWorkload(p func(string, ...any)) {
+	wr := rp.workload
+	p("\n## Workload: sensor pipeline, end to end\n\n")
+	if wr == nil {
+		p("Not run.\n")
+		return
+	}
+	if wr.skipped {
+		p("Skipped (--skip-workload).\n")
+		return
+	}
+	p("Produce -> Kafka -> ingest -> CQL store on this machine: `ballast workload kafka` (embedded broker) and `ballast workload cql` "+
+		"(embedded CQL server) each with a data dir in the scratch dir, `ballast workload produce` (%d sensors, JSON readings) and "+
+		"`ballast workload ingest`, every one its own process, on a fresh topic (6 partitions), group and keyspace per run. "+
+		"**pipeline** is the ingester (chunks of up to 8192 messages, unlogged batches of up to 64 readings per partition, 16 batches "+
+		"in flight, offsets committed after the writes); **naive** is the reference design (`ingest --naive`: one synchronous INSERT "+
+		"per message, auto-commit), on the same servers in the same run. Consistency ONE. "+
+		"Readings/s: readings over the time from the producer's start to the last reading stored. "+
+		"Latency: from a reading's Kafka timestamp (the producer sets it when it takes the reading) to the end of the write that "+
+		"stored it; under saturation it includes the backlog. CPU: user+system time of each process during the measurement, "+
+		"per reading.\n\n", wr.cfg.sensors)
+	if wr.err != nil {
+		p("Not measured: %s\n\n", oneLine(wr.err))
+	}
+	p("| Run | Consumer | Readings | Seconds | Readings/s | p50 ms | p99 ms | max ms | CPU µs/reading: %s |\n|---|---|--:|--:|--:|--:|--:|--:|---|\n",
+		strings.Join(workloadProcs, ", "))
+	var pipe, naive *workloadRun
+	for i := range wr.runs {
+		r := &wr.runs[i]
+		kind := "saturation"
+		if r.paced {
+			kind = fmt.Sprintf("paced, %.0f/s", wr.cfg.pacedRate)
+		}
+		if r.err != nil {
+			p("| %s | %s | %d | — | — | — | — | — | failed: %s |\n", kind, r.consumer, r.readings, oneLine(r.err))
+			continue
+		}
+		var cpu []string
+		for _, name := range workloadProcs {
+			cpu = append(cpu, fmt.Sprintf("%.1f", float64(r.cpu[name].Microseconds())/float64(r.readings)))
+		}
+		p("| %s | %s | %d | %.2f | %.0f | %s | %s | %s | %s |\n", kind, r.consumer, r.readings, r.elapsed.Seconds(), r.rate(),
+			ms(r.latency.Quantile(0.5)), ms(r.latency.Quantile(0.99)), ms(time.Duration(r.latency.MaxNs)), strings.Join(cpu, ", "))
+		if !r.paced {
+			switch r.consumer {
+			case "pipeline":
+				pipe = r
+			case "naive":
+				naive = r
+			}
+		}
+	}
+	p("\n")
+	pipeRate := 0.0
+	if pipe != nil {
+		pipeRate = pipe.rate()
+	}
+	p("- Pipeline throughput: %.0f readings/s, target %s\n", pipeRate,
+		rp.judge("workload pipeline readings/s", fmt.Sprintf("≥ %.0f", workloadRateTarget), pipe != nil, pipeRate >= workloadRateTarget,
+			fmt.Sprintf("%.0f/s < %.0f/s", pipeRate, workloadRateTarget)))
+	ratio := 0.0
+	if pipe != nil && naive != nil && naive.rate() > 0 {
+		ratio = pipe.rate() / naive.rate()
+	}
+	p("- Pipeline / naive: %.1fx, target %s\n", ratio,
+		rp.judge("workload pipeline/naive", fmt.Sprintf("≥ %.0fx", workloadRatioTarget), ratio > 0, ratio >= workloadRatioTarget,
+			fmt.Sprintf("%.1fx < %.0fx", ratio, workloadRatioTarget)))
+}
+
+// runWorkloadOnly is ballast-bench --only workload: the workload section
+// alone. It needs neither root nor fio, only the ballast binary.
+func runWorkloadOnly(c config, logger *slog.Logger) (err error) {
+	if c.ballast == "" {
+		c.ballast = "ballast"
+		if self, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(self), "ballast"); isExecutable(p) {
+				c.ballast = p
+			}
+		}
+	}
+	p, err := exec.LookPath(c.ballast)
+	if err != nil {
+		return fmt.Errorf("the ballast binary %q: %w (build it with make build and pass --ballast bin/ballast)", c.ballast, err)
+	}
+	if c.ballast, err = filepath.Abs(p); err != nil {
+		return err
+	}
+	if c.dir, err = filepath.Abs(c.dir); err != nil {
+		return err
+	}
+	if c.dir == "/" || c.dir == filepath.Dir(c.dir) {
+		return fmt.Errorf("--dir %s: give a scratch directory of its own", c.dir)
+	}
+	if c.skipWorkload {
+		return errors.New("--only workload and --skip-workload: nothing to run")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.RemoveAll(c.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		return err
+	}
+	defer func() {
+		if c.keep {
+			logger.Info("kept scratch dir", "dir", c.dir)
+			return
+		}
+		if rerr := os.RemoveAll(c.dir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	rp := &report{context: machineContext(c)}
+	rp.workload = measureWorkload(ctx, c, logger)
+	if ctx.Err() != nil {
+		rp.errs = append(rp.errs, "interrupted: the report is partial")
+	}
+	var b strings.Builder
+	pr := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	pr("# Ballast benchmark: workload only\n\n")
+	for _, kv := range rp.context {
+		pr("- %s: %s\n", kv[0], kv[1])
+	}
+	rp.renderWorkload(pr)
+	pr("\n## Summary\n\n%d of %d targets met.\n", rp.checked-len(rp.missed), rp.checked)
+	for _, m := range rp.missed {
+		pr("- below target: %s\n", m)
+	}
+	for _, e := range rp.errs {
+		pr("- error: %s\n", oneLine(e))
+	}
+	text := b.String()
+	fmt.Print(text)
+	if c.out != "" {
+		if werr := os.WriteFile(c.out, []byte(text), 0o644); werr != nil {
+			return werr
+		}
+		logger.Info("wrote report", "file", c.out)
+	}
+	if rp.workload.err != nil {
+		return rp.workload.err
+	}
+	return ctx.Err()
+}
