@@ -23,6 +23,7 @@ type engine struct {
 	cat      atomic.Pointer[catalog] // user keyspaces plus system ones
 	schemaMu sync.RWMutex            // writes: shared; DDL: exclusive
 	prepared preparedCache
+	hot      hotRows
 	notify   func(*message.SchemaChangeEvent) // schema change events, may be nil
 }
 
@@ -350,6 +351,9 @@ func (e *engine) write(fill func(*pebble.Batch, *mutationBuf) error) (message.Me
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, newError(codeServer, "commit: %v", err)
+	}
+	if len(buf.merged) > 0 {
+		e.hot.note(e.db, buf.merged, e.log)
 	}
 	return &message.VoidResult{}, nil
 }

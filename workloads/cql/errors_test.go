@@ -23,6 +23,7 @@ func TestStatementErrors(t *testing.T) {
 	ts := startServer(t, t.TempDir())
 	s := newSession(t, ts.addr)
 	sensorSchema(t, s)
+	exec(t, s, `CREATE TABLE sensors.multi (p int, a int, b text, v int, PRIMARY KEY (p, a, b))`)
 	for _, c := range []struct {
 		q    string
 		args []any
@@ -50,6 +51,9 @@ func TestStatementErrors(t *testing.T) {
 		{`SELECT * FROM sensors.temperature_by_day ORDER BY event_time`, nil, 0x2200, "ORDER BY is only supported when the partition key is restricted"},
 		{`SELECT * FROM sensors.temperature_by_day WHERE sensor_id = 'a' AND event_date = '2024-01-01' LIMIT 0`, nil, 0x2200, "LIMIT must be strictly positive"},
 		{`SELECT * FROM sensors.temperature_by_day WHERE sensor_id = 'a' AND sensor_id = 'b' AND event_date = '2024-01-01'`, nil, 0x2200, "more than one relation"},
+		{`SELECT * FROM sensors.multi WHERE p = 1 AND b = 'x'`, nil, 0x2200, `PRIMARY KEY column "b" cannot be restricted as preceding column "a" is not restricted`},
+		{`SELECT * FROM sensors.multi WHERE p = 1 AND a > 1 AND b = 'x'`, nil, 0x2200, `Clustering column "b" cannot be restricted (preceding column "a" is restricted by a non-EQ relation)`},
+		{`SELECT * FROM sensors.multi WHERE p = 1 AND a IN (1, 2)`, nil, 0x2200, "IN on a clustering column"},
 		{`SELECT DISTINCT event_time FROM sensors.temperature_by_day`, nil, 0x2200, "SELECT DISTINCT queries must only request partition key columns"},
 		{`SELECT count(*), sensor_id FROM sensors.temperature_by_day`, nil, 0x2200, "mixing count()"},
 		{`UPDATE sensors.temperature_by_day SET sensor_id = 'x' WHERE sensor_id = 'a' AND event_date = '2024-01-01' AND event_time = 0`, nil, 0x2200, "PRIMARY KEY part sensor_id found in SET part"},

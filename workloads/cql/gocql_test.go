@@ -698,3 +698,28 @@ func assertCode(t testing.TB, err error, code int, want string) {
 		t.Errorf("got error %#x %q, want %#x containing %q", re.Code(), re.Message(), code, want)
 	}
 }
+
+// TestHotRowFlush: a row updated many times gets its merge operands folded
+// by a memtable flush, and reads stay right.
+func TestHotRowFlush(t *testing.T) {
+	ts := startServer(t, t.TempDir())
+	s := newSession(t, ts.addr)
+	exec(t, s, createSensors)
+	exec(t, s, createAlerts)
+	for round := 0; round < 3; round++ {
+		batch := s.NewBatch(gocql.UnloggedBatch)
+		for i := 0; i < 2000; i++ {
+			batch.Query(`UPDATE sensors.last_alert_per_sensor SET temperature = ? WHERE sensor_id = 'hot'`, float64(round*2000+i))
+		}
+		if err := s.ExecuteBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ts.eng.hot.flushes.Load() == 0 {
+		t.Errorf("6000 updates of one row did not flush the memtable (limit %d)", hotRowLimit)
+	}
+	var temp float64
+	if err := s.Query(`SELECT temperature FROM sensors.last_alert_per_sensor WHERE sensor_id = 'hot'`).Scan(&temp); err != nil || temp != 5999 {
+		t.Errorf("hot row reads %v, %v; want 5999", temp, err)
+	}
+}

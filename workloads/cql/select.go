@@ -118,6 +118,7 @@ func (pl *planner) planSelect(s *selectStmt) (*selectPlan, error) {
 	// Clustering: leading = restrictions, then at most one range, when the
 	// partition is known; everything else is filtering.
 	keyed := p.pk != nil
+	ranged := false // a preceding clustering column has a range
 	for i, c := range t.ck {
 		ref, eq := r.eq[c]
 		lower, upper := r.lower[c], r.upper[c]
@@ -128,13 +129,16 @@ func (pl *planner) planSelect(s *selectStmt) (*selectPlan, error) {
 			continue
 		case keyed && (lower != nil || upper != nil):
 			p.rangeCol, p.lower, p.upper = c, lower, upper
-			keyed = false
+			keyed, ranged = false, true
 			continue
 		}
 		if eq || in || lower != nil || upper != nil {
 			if !s.allowFiltering {
 				if in {
 					return nil, unsupported("IN on a clustering column without ALLOW FILTERING")
+				}
+				if p.pk != nil && ranged {
+					return nil, invalidf("Clustering column \"%s\" cannot be restricted (preceding column \"%s\" is restricted by a non-EQ relation)", c.name, t.ck[i-1].name)
 				}
 				if p.pk != nil && i > 0 {
 					return nil, invalidf("PRIMARY KEY column \"%s\" cannot be restricted as preceding column \"%s\" is not restricted", c.name, t.ck[i-1].name)

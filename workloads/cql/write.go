@@ -213,8 +213,12 @@ func mutationName(k mutationKind) string {
 	return "DELETE"
 }
 
-// mutationBuf holds the scratch buffers a writer reuses across mutations.
-type mutationBuf struct{ key, val []byte }
+// mutationBuf holds the scratch buffers a writer reuses across mutations,
+// and the hashes of the rows it merged (see hotRows).
+type mutationBuf struct {
+	key, val []byte
+	merged   []uint64
+}
 
 // apply adds the mutation, with its bound values, to a pebble batch.
 func (m *mutation) apply(b *pebble.Batch, vals []*primitive.Value, buf *mutationBuf) error {
@@ -269,6 +273,7 @@ func (m *mutation) apply(b *pebble.Batch, vals []*primitive.Value, buf *mutation
 			return nil // every value unset: nothing to write
 		}
 		if partial {
+			buf.merged = append(buf.merged, rowHash(key))
 			return b.Merge(key, val, nil)
 		}
 		return b.Set(key, val, nil)
@@ -281,6 +286,7 @@ func (m *mutation) apply(b *pebble.Batch, vals []*primitive.Value, buf *mutation
 			val = appendCell(val, c.id, nil)
 		}
 		buf.val = val
+		buf.merged = append(buf.merged, rowHash(key))
 		return b.Merge(key, val, nil)
 	}
 	if len(m.ck) == len(t.ck) {
