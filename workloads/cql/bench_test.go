@@ -124,3 +124,71 @@ func runWriters(b *testing.B, batchRows, writers int, write func(w, seq int) err
 	}
 	b.ReportMetric(float64(batches*batchRows)/elapsed.Seconds(), "rows/s")
 }
+
+// BenchmarkSelectPartition reads a partition of the workload's table in
+// pages of 5000 rows, as verify does: "gocql" through the driver, "engine"
+// (the baseline in the same run) with the engine's select directly.
+func BenchmarkSelectPartition(b *testing.B) {
+	const rows = 20000
+	ts := startServer(b, b.TempDir())
+	s := newSession(b, ts.addr)
+	benchCreate(b, s)
+	day := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < rows; i += 500 {
+		batch := s.NewBatch(gocql.UnloggedBatch)
+		for j := i; j < i+500; j++ {
+			batch.Query(benchInsert, "s1", day, day.Add(time.Duration(j)*time.Millisecond), float64(j))
+		}
+		if err := s.ExecuteBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const q = `SELECT event_time, temperature FROM sensors.temperature_by_day WHERE sensor_id = ? AND event_date = ?`
+	report := func(b *testing.B, start time.Time) {
+		b.ReportMetric(float64(b.N*rows)/time.Since(start).Seconds(), "rows/s")
+	}
+	b.Run("engine", func(b *testing.B) {
+		sp, err := ts.eng.plan(q, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		vals := []*primitive.Value{primitive.NewValue([]byte("s1")), primitive.NewValue(int32Value(int32(uint32(day.Unix()/86400 + 1<<31))))}
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			n := 0
+			var state []byte
+			for {
+				res, err := ts.eng.runSelect(sp.plan.(*selectPlan), vals, pageRequest{pageSize: 5000, pagingState: state}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n += len(res.Data)
+				if state = res.Metadata.PagingState; state == nil {
+					break
+				}
+			}
+			if n != rows {
+				b.Fatalf("read %d rows, want %d", n, rows)
+			}
+		}
+		report(b, start)
+	})
+	b.Run("gocql", func(b *testing.B) {
+		b.ResetTimer()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			iter := s.Query(q, "s1", day).PageSize(5000).Iter()
+			var et time.Time
+			var temp float64
+			n := 0
+			for iter.Scan(&et, &temp) {
+				n++
+			}
+			if err := iter.Close(); err != nil || n != rows {
+				b.Fatalf("read %d rows (%v), want %d", n, err, rows)
+			}
+		}
+		report(b, start)
+	})
+}
