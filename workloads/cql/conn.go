@@ -23,11 +23,11 @@ import (
 const maxInFlight = 1024
 
 type conn struct {
-	srv   *Server
-	r     io.Reader
-	w     io.Writer
-	close func()
-	sess  session
+	srv       *Server
+	r         io.Reader
+	w         io.Writer
+	closeConn func() // closes the underlying connection
+	sess      session
 
 	out      chan *bytes.Buffer // encoded frames; nil asks the writer to finish
 	quit     chan struct{}      // closed when the writer has finished
@@ -37,9 +37,9 @@ type conn struct {
 	events   atomic.Bool // REGISTERed for SCHEMA_CHANGE
 }
 
-func newConn(srv *Server, r io.Reader, w io.Writer, close func(), local net.Addr) *conn {
+func newConn(srv *Server, r io.Reader, w io.Writer, closeConn func(), local net.Addr) *conn {
 	c := &conn{
-		srv: srv, r: r, w: w, close: close,
+		srv: srv, r: r, w: w, closeConn: closeConn,
 		out:  make(chan *bytes.Buffer, 256),
 		quit: make(chan struct{}),
 		sem:  make(chan struct{}, maxInFlight),
@@ -58,7 +58,7 @@ func (c *conn) serve() {
 	c.inflight.Wait()
 	c.out <- nil
 	<-c.quit
-	c.close()
+	c.closeConn()
 }
 
 // reply encodes a response and queues it for the writer.
@@ -99,7 +99,7 @@ func (c *conn) writeLoop() {
 		if !broken {
 			if _, err := bw.Write(b.Bytes()); err != nil {
 				broken = true
-				c.close() // the reader sees it and stops
+				c.closeConn() // the reader sees it and stops
 			}
 		}
 		if b.Cap() <= 1<<20 {
@@ -131,7 +131,7 @@ func (c *conn) writeLoop() {
 		}
 		if !broken && bw.Flush() != nil {
 			broken = true
-			c.close()
+			c.closeConn()
 		}
 	}
 }

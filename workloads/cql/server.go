@@ -147,7 +147,7 @@ func (s *Server) Close() error {
 			ln.Close()
 		}
 		for c := range s.conns {
-			c.close()
+			c.closeConn()
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
