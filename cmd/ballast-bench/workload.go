@@ -43,6 +43,14 @@ import (
 // and the latency histogram of the measurement are the consumer's
 // (--stats-file) minus what they were after the warm-up.
 
+// The ingester's settings in the benchmark: its defaults, said in the
+// report.
+const (
+	benchChunk     = 8192
+	benchBatchRows = 64
+	benchWriters   = 32
+)
+
 // Targets from the issue.
 const (
 	workloadRateTarget  = 100000.0 // readings/s, pipeline, end to end
@@ -61,8 +69,8 @@ type workloadConfig struct {
 func workloadFlags(w *workloadConfig) {
 	flag.Int64Var(&w.readings, "workload-readings", 1000000, "readings the pipeline's saturation run produces")
 	flag.Int64Var(&w.naiveReadings, "workload-naive-readings", 20000, "readings the naive consumer's saturation run produces")
-	flag.IntVar(&w.sensors, "workload-sensors", 1000, "simulated sensors (each takes at most 1000 readings/s)")
-	flag.Float64Var(&w.pacedRate, "workload-paced-rate", 1000, "readings/s of the paced latency runs")
+	flag.IntVar(&w.sensors, "workload-sensors", 200, "simulated sensors (each takes at most 1000 readings/s)")
+	flag.Float64Var(&w.pacedRate, "workload-paced-rate", 300, "readings/s of the paced latency runs (both consumers must keep up)")
 	flag.DurationVar(&w.pacedFor, "workload-paced-for", 10*time.Second, "length of the paced latency runs")
 }
 
@@ -310,7 +318,8 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 	topic, keyspace := name, strings.ReplaceAll(name, "-", "_")
 	stats := filepath.Join(e.dir, name+".stats.json")
 	args := []string{"ingest", "--brokers", e.kafkaAddr, "--cassandra", e.cqlAddr, "--topic", topic, "--group", name,
-		"--keyspace", keyspace, "--stats-file", stats, "--stats-interval", "50ms", "--progress", "2s", "--consistency", "ONE"}
+		"--keyspace", keyspace, "--stats-file", stats, "--stats-interval", "50ms", "--progress", "2s", "--consistency", "ONE",
+		"--chunk", strconv.Itoa(benchChunk), "--batch-rows", strconv.Itoa(benchBatchRows), "--writers", strconv.Itoa(benchWriters)}
 	if consumer == "naive" {
 		args = append(args, "--naive")
 	}
@@ -420,13 +429,13 @@ func (rp *report) renderWorkload(p func(string, ...any)) {
 	p("Produce -> Kafka -> ingest -> CQL store on this machine: `ballast workload kafka` (embedded broker) and `ballast workload cql` "+
 		"(embedded CQL server) each with a data dir in the scratch dir, `ballast workload produce` (%d sensors, JSON readings) and "+
 		"`ballast workload ingest`, every one its own process, on a fresh topic (6 partitions), group and keyspace per run. "+
-		"**pipeline** is the ingester (chunks of up to 8192 messages, unlogged batches of up to 64 readings per partition, 16 batches "+
+		"**pipeline** is the ingester (chunks of up to %d messages, unlogged batches of up to %d readings per partition, %d batches "+
 		"in flight, offsets committed after the writes); **naive** is the reference design (`ingest --naive`: one synchronous INSERT "+
 		"per message, auto-commit), on the same servers in the same run. Consistency ONE. "+
 		"Readings/s: readings over the time from the producer's start to the last reading stored. "+
 		"Latency: from a reading's Kafka timestamp (the producer sets it when it takes the reading) to the end of the write that "+
 		"stored it; under saturation it includes the backlog. CPU: user+system time of each process during the measurement, "+
-		"per reading.\n\n", wr.cfg.sensors)
+		"per reading.\n\n", wr.cfg.sensors, benchChunk, benchBatchRows, benchWriters)
 	if wr.err != nil {
 		p("Not measured: %s\n\n", oneLine(wr.err))
 	}

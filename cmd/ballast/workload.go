@@ -222,12 +222,18 @@ func workloadProduce() *cobra.Command {
 	fl.Int64Var(&cfg.Count, "count", 0, "stop after this many readings (0: until Ctrl-C)")
 	fl.IntVar(&cfg.Partitions, "partitions", 0, "create the topic with this many partitions if it does not exist (0: leave it to the broker)")
 	fl.DurationVar(&cfg.Progress, "progress", 5*time.Second, "how often to log a progress line")
+	profile := cpuProfileFlag(fl)
 	mkLog := logFlag(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := mkLog()
 		if err != nil {
 			return err
 		}
+		stop, err := profile()
+		if err != nil {
+			return err
+		}
+		defer stop()
 		cfg.Kafka, cfg.Logger = *k, log
 		lessGC()
 		st, err := sensors.Produce(cmd.Context(), cfg)
@@ -264,7 +270,7 @@ func workloadIngest() *cobra.Command {
 	fl.IntVar(&cfg.ChunkRows, "chunk", 8192, "most messages handled and committed at once")
 	fl.DurationVar(&cfg.Linger, "linger", 20*time.Millisecond, "how long a chunk waits to fill up")
 	fl.IntVar(&cfg.BatchRows, "batch-rows", 64, "most readings in one unlogged batch (one partition per batch)")
-	fl.IntVar(&cfg.Writers, "writers", 16, "batches written concurrently")
+	fl.IntVar(&cfg.Writers, "writers", 32, "batches written concurrently")
 	fl.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "consumer group session timeout (a killed ingester's partitions move after this)")
 	fl.DurationVar(&cfg.LagInterval, "lag-interval", 5*time.Second, "how often to publish partition lag")
 	fl.DurationVar(&cfg.Progress, "progress", 5*time.Second, "how often to log a progress line")

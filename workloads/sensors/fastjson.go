@@ -22,8 +22,28 @@ func appendReading(b []byte, r Reading) []byte {
 	b = append(b, `","temperature":`...)
 	b = strconv.AppendFloat(b, r.Temperature, 'f', -1, 64)
 	b = append(b, `,"eventdate":"`...)
-	b = r.Time.UTC().AppendFormat(b, TimeLayout)
+	b = appendLayout(b, r.Time)
 	return append(b, `"}`...)
+}
+
+// appendLayout appends t in TimeLayout, in UTC, as t.UTC().AppendFormat
+// would for years 0-9999, without the layout interpretation.
+func appendLayout(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	h, mi, s := t.Clock()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, TimeLayout)
+	}
+	two := func(b []byte, n int) []byte { return append(b, byte('0'+n/10), byte('0'+n%10)) }
+	b = append(b, byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10), '-')
+	b = append(two(b, int(mo)), '-')
+	b = append(two(b, d), 'T')
+	b = append(two(b, h), ':')
+	b = append(two(b, mi), ':')
+	b = append(two(b, s), '.')
+	ms := t.Nanosecond() / int(time.Millisecond)
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
 }
 
 // plainID reports whether s can go into a JSON string as it is (and comes

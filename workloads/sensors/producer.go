@@ -73,6 +73,10 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 	if err != nil {
 		return ProduceStats{}, err
 	}
+	if most := 1000 * float64(cfg.Sensors); cfg.Rate > most {
+		log.Warn("the rate is more than the sensors can take (one reading per sensor per millisecond): producing at most that",
+			"rate", cfg.Rate, "sensors", cfg.Sensors, "most_per_s", most)
+	}
 	if cfg.Partitions > 0 {
 		if err := Retry(ctx, cfg.Backoff, log, "create topic "+cfg.Topic, func(ctx context.Context) error {
 			return ensureTopic(ctx, kc, cfg.Topic, cfg.Partitions)
@@ -81,12 +85,15 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 		}
 	}
 	w := &kafka.Writer{
-		Addr:                   kafka.TCP(kc.brokers...),
-		Topic:                  cfg.Topic,
-		Balancer:               &kafka.Murmur2Balancer{}, // the Java client's partitioner: same sensor, same partition
-		RequiredAcks:           kafka.RequireAll,
-		BatchSize:              chunkSize,
-		BatchBytes:             4 << 20,
+		Addr:         kafka.TCP(kc.brokers...),
+		Topic:        cfg.Topic,
+		Balancer:     &kafka.Murmur2Balancer{}, // the Java client's partitioner: same sensor, same partition
+		RequiredAcks: kafka.RequireAll,
+		// Per partition. kafka-go allocates a batch's capacity up front,
+		// so not much more than a chunk's share of a partition; bytes
+		// under the brokers' default message.max.bytes (1 MB).
+		BatchSize:              1000,
+		BatchBytes:             1 << 20,
 		BatchTimeout:           time.Millisecond,
 		MaxAttempts:            3,
 		WriteBackoffMin:        50 * time.Millisecond,

@@ -130,6 +130,21 @@ func TestDecodeFastPath(t *testing.T) {
 	}
 }
 
+func TestAppendLayout(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(2026, 9, 18, 10, 11, 12, 345e6, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC),
+		time.Date(2026, 3, 1, 1, 2, 3, 7e6, time.FixedZone("x", 5*3600)),
+		time.Unix(1758190272, 123456789),
+	} {
+		want := at.UTC().Format(TimeLayout)
+		if got := string(appendLayout(nil, at)); got != want {
+			t.Errorf("appendLayout(%v) = %s, want %s", at, got, want)
+		}
+	}
+}
+
 func BenchmarkDecode(b *testing.B) {
 	v, _ := Encode(Reading{SensorID: "sensor-0001", Temperature: 21.37, Time: time.Date(2026, 9, 18, 10, 11, 12, 345e6, time.UTC)})
 	b.Run("fast", func(b *testing.B) {
