@@ -254,7 +254,7 @@ func (n *Node) DeleteVolume(ctx context.Context, name string) error {
 	}
 	att, attRev, err := n.meta.Attachment(ctx, name)
 	if err == nil {
-		return fmt.Errorf("volume %q is attached on node %s (mounted at %s); detach it first: %w", name, att.Node, att.MountPath, api.ErrInUse)
+		return fmt.Errorf("volume %q is attached on node %s %s; detach it first: %w", name, att.Node, howAttached(att), api.ErrInUse)
 	} else if !errors.Is(err, meta.ErrNotFound) {
 		return err
 	}
