@@ -57,7 +57,8 @@ func workloadKafka() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.Dir, "data-dir", "", "directory of the broker's log (required)")
-	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on and advertise to clients")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on")
+	fl.StringVar(&cfg.Advertise, "advertise", "", "host:port clients are told to connect to (default: --listen; needed when listening on 0.0.0.0)")
 	fl.IntVar(&partitions, "partitions", 6, "partitions of "+sensors.Topic+" and of topics created on first use")
 	fl.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it (survives a machine crash, not only a broker crash; slower)")
 	mkLog := logFlag(fl)

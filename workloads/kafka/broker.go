@@ -26,10 +26,13 @@ type Config struct {
 	// Dir holds the log, topics and group offsets; it is created if
 	// missing and reloaded if it holds an earlier broker's state.
 	Dir string
-	// Listen is the host:port to listen on ("127.0.0.1:9092"); the
-	// broker advertises the address it listens on, so give one clients
-	// can reach. Port 0 picks a free port (see Broker.Addr).
+	// Listen is the host:port to listen on ("127.0.0.1:9092"). Port 0
+	// picks a free port (see Broker.Addr).
 	Listen string
+	// Advertise is the host:port clients are told to connect to (in
+	// metadata answers); default the address listened on, which must
+	// then be one clients can reach (not 0.0.0.0).
+	Advertise string
 	// Topics are created on the first start (an existing Dir keeps its
 	// own topics). Other topics are created on first use with
 	// DefaultPartitions partitions.
@@ -70,10 +73,24 @@ func Start(cfg Config) (*Broker, error) {
 	if parts <= 0 {
 		parts = 6
 	}
+	var advertise net.Addr
+	if cfg.Advertise != "" {
+		host, port, err := net.SplitHostPort(cfg.Advertise)
+		ip := net.ParseIP(host)
+		if err != nil || host == "" || port == "0" || (ip != nil && ip.IsUnspecified()) {
+			return nil, fmt.Errorf("kafka broker: advertised address %q: give host:port clients can reach", cfg.Advertise)
+		}
+		advertise = namedAddr(cfg.Advertise)
+	}
 	// kfake listens on 127.0.0.1:port; ListenFn puts it on the address
-	// asked for instead. One broker: one listener.
+	// asked for instead. One broker: one listener. kfake advertises the
+	// listener's address: a wrapped listener reports the advertised one.
 	listen := func(network, _ string) (net.Listener, error) {
-		return net.Listen(network, cfg.Listen)
+		ln, err := net.Listen(network, cfg.Listen)
+		if err != nil || advertise == nil {
+			return ln, err
+		}
+		return advertisedListener{ln, advertise}, nil
 	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
@@ -101,7 +118,22 @@ func Start(cfg Config) (*Broker, error) {
 	return &Broker{cluster: c, addr: addrs[0]}, nil
 }
 
-// Addr is the host:port the broker listens on.
+// advertisedListener is a listener whose Addr is the advertised address.
+type advertisedListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l advertisedListener) Addr() net.Addr { return l.addr }
+
+// namedAddr is a TCP address as written (a host name stays a name).
+type namedAddr string
+
+func (a namedAddr) Network() string { return "tcp" }
+func (a namedAddr) String() string  { return string(a) }
+
+// Addr is the host:port the broker advertises (by default the one it
+// listens on).
 func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker and writes its state to the data dir.

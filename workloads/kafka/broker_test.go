@@ -116,3 +116,37 @@ func TestStartBadConfig(t *testing.T) {
 		t.Error("address in use: no error")
 	}
 }
+
+// A broker listening on all interfaces advertises the address it is told
+// to: clients follow the metadata to it.
+func TestBrokerAdvertises(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	b, err := Start(Config{Dir: t.TempDir(), Listen: fmt.Sprintf("0.0.0.0:%d", port), Advertise: fmt.Sprintf("127.0.0.1:%d", port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if want := fmt.Sprintf("127.0.0.1:%d", port); b.Addr() != want {
+		t.Fatalf("Addr %s, want %s", b.Addr(), want)
+	}
+	conn, err := kafkago.Dial("tcp", b.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	brokers, err := conn.Brokers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(brokers) != 1 || brokers[0].Host != "127.0.0.1" || brokers[0].Port != port {
+		t.Fatalf("metadata brokers %+v, want 127.0.0.1:%d", brokers, port)
+	}
+	if _, err := Start(Config{Dir: t.TempDir(), Listen: "127.0.0.1:0", Advertise: "0.0.0.0:9092"}); err == nil {
+		t.Error("advertising 0.0.0.0: no error")
+	}
+}
