@@ -354,4 +354,10 @@ func TestWorkloadSurvivesRestarts(t *testing.T) {
 		t.Fatalf("verify: produced %d stored %d lost %d, want %d, %d, 0", rep.Total.Produced, rep.Total.Stored, rep.Total.Lost(), n, n)
 	}
 	in.stop()
+	// What the outages looked like from the clients (for the log).
+	for _, p := range []*wlProc{prod, in} {
+		b, _ := os.ReadFile(p.log)
+		t.Logf("%s: %d failed attempts retried, %d fetch errors, %d messages in the topic for %d readings",
+			p.name, bytes.Count(b, []byte("msg=retrying")), bytes.Count(b, []byte("fetch from kafka failed")), rep.Total.Messages, n)
+	}
 }
