@@ -47,6 +47,7 @@ import (
 // report.
 const (
 	benchChunk     = 8192
+	benchLinger    = 10 * time.Millisecond
 	benchBatchRows = 64
 	benchWriters   = 32
 )
@@ -319,10 +320,12 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 	stats := filepath.Join(e.dir, name+".stats.json")
 	args := []string{"ingest", "--brokers", e.kafkaAddr, "--cassandra", e.cqlAddr, "--topic", topic, "--group", name,
 		"--keyspace", keyspace, "--stats-file", stats, "--stats-interval", "50ms", "--progress", "2s", "--consistency", "ONE",
-		"--chunk", strconv.Itoa(benchChunk), "--batch-rows", strconv.Itoa(benchBatchRows), "--writers", strconv.Itoa(benchWriters)}
+		"--chunk", strconv.Itoa(benchChunk), "--linger", benchLinger.String(), "--batch-rows", strconv.Itoa(benchBatchRows),
+		"--writers", strconv.Itoa(benchWriters)}
 	if consumer == "naive" {
 		args = append(args, "--naive")
 	}
+	e.settle(ctx)
 	e.log.Info("workload: measuring", "consumer", consumer, "readings", readings, "rate", rate, "topic", topic)
 	in, err := startBallast(e.ballast, e.dir, name+"-ingest", args...)
 	if err != nil {
@@ -389,6 +392,23 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 	return r
 }
 
+// settle waits (up to a minute) until the broker and the CQL server are
+// idle: less than 5% of a CPU over half a second, so a measurement does
+// not pay for the compactions of the one before.
+func (e *workloadEnv) settle(ctx context.Context) {
+	start := time.Now()
+	for time.Since(start) < time.Minute && ctx.Err() == nil {
+		before := e.broker.cpu() + e.store.cpu()
+		time.Sleep(500 * time.Millisecond)
+		if used := e.broker.cpu() + e.store.cpu() - before; used < 25*time.Millisecond {
+			break
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		e.log.Info("workload: servers settled", "after", d.Round(100*time.Millisecond))
+	}
+}
+
 // waitStored polls the consumer's stats file until it has stored at least
 // n readings and the file was written after that, and returns it.
 func waitStored(ctx context.Context, in *bproc, path string, n int64, limit time.Duration) (sensors.StatsFile, error) {
@@ -429,13 +449,14 @@ func (rp *report) renderWorkload(p func(string, ...any)) {
 	p("Produce -> Kafka -> ingest -> CQL store on this machine: `ballast workload kafka` (embedded broker) and `ballast workload cql` "+
 		"(embedded CQL server) each with a data dir in the scratch dir, `ballast workload produce` (%d sensors, JSON readings) and "+
 		"`ballast workload ingest`, every one its own process, on a fresh topic (6 partitions), group and keyspace per run. "+
-		"**pipeline** is the ingester (chunks of up to %d messages, unlogged batches of up to %d readings per partition, %d batches "+
+		"**pipeline** is the ingester (chunks of up to %d messages or %v, unlogged batches of up to %d readings per partition, %d batches "+
 		"in flight, offsets committed after the writes); **naive** is the reference design (`ingest --naive`: one synchronous INSERT "+
 		"per message, auto-commit), on the same servers in the same run. Consistency ONE. "+
 		"Readings/s: readings over the time from the producer's start to the last reading stored. "+
 		"Latency: from a reading's Kafka timestamp (the producer sets it when it takes the reading) to the end of the write that "+
 		"stored it; under saturation it includes the backlog. CPU: user+system time of each process during the measurement, "+
-		"per reading.\n\n", wr.cfg.sensors, benchChunk, benchBatchRows, benchWriters)
+		"per reading. Before each measurement the servers are left to settle (compactions of the previous one).\n\n",
+		wr.cfg.sensors, benchChunk, benchLinger, benchBatchRows, benchWriters)
 	if wr.err != nil {
 		p("Not measured: %s\n\n", oneLine(wr.err))
 	}

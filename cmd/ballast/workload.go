@@ -269,7 +269,7 @@ func workloadIngest() *cobra.Command {
 	fl.StringVar(&cfg.LagTopic, "lag-topic", sensors.LagTopic, "topic for partition lag reports")
 	fl.Float64Var(&cfg.Threshold, "threshold", sensors.DefaultThreshold, "temperature (°C) above which a reading updates last_alert_per_sensor")
 	fl.IntVar(&cfg.ChunkRows, "chunk", 8192, "most messages handled and committed at once")
-	fl.DurationVar(&cfg.Linger, "linger", 20*time.Millisecond, "how long a chunk waits to fill up")
+	fl.DurationVar(&cfg.Linger, "linger", 10*time.Millisecond, "how long a chunk waits to fill up")
 	fl.IntVar(&cfg.BatchRows, "batch-rows", 64, "most readings in one unlogged batch (one partition per batch)")
 	fl.IntVar(&cfg.Writers, "writers", 32, "batches written concurrently")
 	fl.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "consumer group session timeout (a killed ingester's partitions move after this)")

@@ -31,7 +31,7 @@ type IngestConfig struct {
 	Threshold       float64 // alert threshold, default DefaultThreshold
 
 	ChunkRows int           // most messages handled (and committed) at once, default 8192
-	Linger    time.Duration // how long a chunk waits to fill, default 20 ms
+	Linger    time.Duration // how long a chunk waits to fill, default 10 ms
 	BatchRows int           // most readings per unlogged batch, default 64
 	Writers   int           // batches written at once, default 32
 
@@ -63,7 +63,7 @@ func (c *IngestConfig) defaults() {
 		c.ChunkRows = 8192
 	}
 	if c.Linger <= 0 {
-		c.Linger = 20 * time.Millisecond
+		c.Linger = 10 * time.Millisecond
 	}
 	if c.BatchRows <= 0 {
 		c.BatchRows = 64
