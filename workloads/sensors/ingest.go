@@ -277,18 +277,26 @@ func stopped(ctx context.Context, err error) error {
 	return fmt.Errorf("ingest: %w", err)
 }
 
-// collect waits for a first message, then appends more to chunk until ChunkRows or
-// until Linger has passed since the first. Empty when ctx ended. (The
-// reader keeps fetching in the background, up to ChunkRows messages ahead,
-// while a chunk is written.) Fetch errors (the broker down, a rebalance)
-// are logged and retried: the reader reconnects by itself.
+// idleGap ends a chunk early: no message for this long means the reader's
+// queue is empty (the ingester is keeping up), so waiting out Linger would
+// only add latency. Under a backlog the queue never runs dry and chunks
+// fill up.
+const idleGap = time.Millisecond
+
+// collect waits for a first message, then appends more to chunk until
+// ChunkRows, until Linger has passed since the first, or until no message
+// came for idleGap. Empty when ctx ended. (The reader keeps fetching in the
+// background, up to ChunkRows messages ahead, while a chunk is written.)
+// Fetch errors (the broker down, a rebalance) are logged and retried: the
+// reader reconnects by itself.
 func (in *Ingester) collect(ctx context.Context, r *kafka.Reader, chunk []kafka.Message) []kafka.Message {
-	lctx, cancel := context.WithCancel(ctx) // cancelled Linger after the first message
+	lctx, cancel := context.WithCancel(ctx) // cancelled when the chunk is to go
 	defer cancel()
-	var linger *time.Timer
+	var linger, idle *time.Timer
 	defer func() {
 		if linger != nil {
 			linger.Stop()
+			idle.Stop()
 		}
 	}()
 	attempt := 0
@@ -299,7 +307,7 @@ func (in *Ingester) collect(ctx context.Context, r *kafka.Reader, chunk []kafka.
 		}
 		if err != nil {
 			if lctx.Err() != nil {
-				return chunk // linger over
+				return chunk // time to go
 			}
 			d := in.cfg.Backoff.Delay(attempt)
 			in.log.Warn("fetch from kafka failed, retrying", "in", d, "err", err)
@@ -313,6 +321,9 @@ func (in *Ingester) collect(ctx context.Context, r *kafka.Reader, chunk []kafka.
 		in.lag.Fetched(TopicPartition{m.Topic, m.Partition}, m.Offset, m.HighWaterMark)
 		if len(chunk) == 0 {
 			linger = time.AfterFunc(in.cfg.Linger, cancel)
+			idle = time.AfterFunc(idleGap, cancel)
+		} else {
+			idle.Reset(idleGap)
 		}
 		chunk = append(chunk, m)
 	}
