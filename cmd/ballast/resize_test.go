@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -190,5 +191,53 @@ func checkFS(t *testing.T, d *daemon, vol, fs string) {
 	}
 	if !bytes.Contains([]byte(v.Attachment.Device), []byte("/dev/loop")) {
 		t.Fatalf("inspect does not name the device: %+v", v.Attachment)
+	}
+}
+
+// TestResizeFromAnotherNode resizes, through the CLI of node b, a volume
+// attached on node a: a grows it and its mounted filesystem online. With
+// a down, the resize is refused with an error naming a.
+func TestResizeFromAnotherNode(t *testing.T) {
+	nodes, _ := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := a.ctx()
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "far", Size: 320 << 20, Repl: 2, FS: "xfs"}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := a.client.AttachVolume(ctx, "far", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fioWrite(t, filepath.Join(att.MountPath, "a"), "32M", 5)
+	before := dfBytes(t, att.MountPath)
+	out, err := b.cli("volume", "resize", "far", "--size", "1G")
+	if err != nil || !strings.Contains(out, "1GiB") {
+		t.Fatalf("resize on b of a volume attached on a: %v\n%s", err, out)
+	}
+	if after := dfBytes(t, att.MountPath); after < before+512<<20 {
+		t.Fatalf("df on a after the resize from b: %d bytes, before %d", after, before)
+	}
+	if v, err := b.client.InspectVolume(ctx, "far"); err != nil || v.Size != 1<<30 {
+		t.Fatalf("inspect on b: %v", err)
+	}
+	fioVerify(t, filepath.Join(att.MountPath, "a"), "32M", 5)
+	if _, err := b.client.ResizeVolume(ctx, "far", 512<<20); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("shrink from b: %v", err)
+	}
+
+	a.kill9()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := b.client.ResizeVolume(ctx, "far", 2<<30)
+		if errors.Is(err, api.ErrInUse) && strings.Contains(err.Error(), "node a, which is down") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resize from b with a down: %v; want an error saying a is down", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if v, _ := b.client.InspectVolume(ctx, "far"); v.Size != 1<<30 {
+		t.Fatalf("a refused resize changed the size to %d", v.Size)
 	}
 }

@@ -201,7 +201,7 @@ func volumeResize(c *cli) *cobra.Command {
 		Long: `Grow a volume to SIZE. Where it is attached, on this node, the volume and its
 mounted filesystem grow online. A detached volume grows when it is next
 attached, and its filesystem with it. A volume attached on another node is
-resized on that node (run the command there). Online growth of ext4 needs the daemon to hold
+grown by that node. Online growth of ext4 needs the daemon to hold
 CAP_SYS_RESOURCE; without it the filesystem grows at the next attach.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

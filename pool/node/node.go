@@ -211,6 +211,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 		if cfg.AdmitMembers {
 			srv.SetJoiner(n.admit)
 		}
+		srv.SetVolumeResizer(n.resizeHere)
 		n.srv = srv
 	}
 	if err := os.MkdirAll(cfg.MountDir, 0o755); err != nil {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -16,11 +18,22 @@ import (
 // in-sync replica grows (in O(1): a new, larger head layer), the kernel's
 // device takes the new size and the mounted filesystem grows online. A
 // detached volume's replicas grow when it is next attached, and its
-// filesystem with them. A volume attached on another node is resized
-// there. Volumes never shrink; asking for the size a volume has grows
-// whatever has not grown yet (an interrupted resize) and changes nothing
-// else.
+// filesystem with them. A volume attached on another node is resized by
+// that node, asked over the replica protocol. Volumes never shrink; asking
+// for the size a volume has grows whatever has not grown yet (an
+// interrupted resize) and changes nothing else.
 func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.Volume, error) {
+	return n.resize(ctx, name, size, true)
+}
+
+// resizeHere is ResizeVolume as another node asks it of this one: the
+// volume must be attached here or nowhere.
+func (n *Node) resizeHere(ctx context.Context, name string, size int64) error {
+	_, err := n.resize(ctx, name, size, false)
+	return err
+}
+
+func (n *Node) resize(ctx context.Context, name string, size int64, forward bool) (*api.Volume, error) {
 	if err := spec.ValidateName("volume name", name); err != nil {
 		return nil, err
 	}
@@ -47,7 +60,10 @@ func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.
 		return nil, err
 	}
 	if att != nil && att.Node != n.cfg.ID {
-		return nil, fmt.Errorf("volume %q is attached on node %s; resize it there, or detach it first: %w", name, att.Node, api.ErrInUse)
+		if !forward {
+			return nil, fmt.Errorf("volume %q is attached on node %s now, not on node %s: %w", name, att.Node, n.cfg.ID, api.ErrConflict)
+		}
+		return n.resizeThere(ctx, v, att.Node, size)
 	}
 	var a *attachment
 	if att != nil {
@@ -87,6 +103,31 @@ func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.
 	}
 	return n.describe(ctx, v)
 }
+
+// resizeThere asks node, which holds volume v attached, to grow it to size
+// bytes, after checking here what can be checked anywhere.
+func (n *Node) resizeThere(ctx context.Context, v *meta.Volume, node string, size int64) (*api.Volume, error) {
+	alive, err := n.meta.Alive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !alive[node] {
+		return nil, fmt.Errorf("volume %q is attached on node %s, which is down; attach it on a live node (that takes it over) and resize it there: %w", v.Name, node, api.ErrInUse)
+	}
+	if err := n.checkRoom(ctx, v, size); err != nil {
+		return nil, err
+	}
+	err = n.withAdminTimeout(ctx, node, resizeTimeout, func(a *remote.Admin) error { return a.ResizeVolume(v.Name, size) })
+	if err != nil {
+		return nil, fmt.Errorf("resize volume %s on node %s, where it is attached: %w", v.Name, node, err)
+	}
+	n.log.Info("volume grown by the node it is attached on", "volume", v.Name, "node", node, "size", size)
+	return n.InspectVolume(ctx, v.Name)
+}
+
+// resizeTimeout bounds a resize asked of another node: growing a large
+// filesystem takes a while.
+const resizeTimeout = 2 * time.Minute
 
 // checkRoom refuses a size that a pool holding one of v's replicas can
 // never hold (thin provisioning: it need not be free now).

@@ -126,13 +126,20 @@ func (n *Node) removeReplica(ctx context.Context, r meta.Replica) error {
 }
 
 func (n *Node) withAdmin(ctx context.Context, node string, fn func(*remote.Admin) error) error {
+	return n.withAdminTimeout(ctx, node, remote.DefaultTimeout, fn)
+}
+
+// withAdminTimeout runs fn on an admin connection to node whose requests
+// may take up to timeout each.
+func (n *Node) withAdminTimeout(ctx context.Context, node string, timeout time.Duration, fn func(*remote.Admin) error) error {
 	addr, err := n.nodeAddr(ctx, node)
 	if err != nil {
 		return err
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	a, err := remote.DialAdmin(dctx, addr, n.cfg.Secret)
+	d := remote.Dialer{Timeout: timeout}
+	a, err := d.DialAdmin(dctx, addr, n.cfg.Secret)
 	if err != nil {
 		return fmt.Errorf("node %s (%s): %w", node, addr, err)
 	}

@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"errors"
 	"strings"
 	"sync"
@@ -528,5 +529,30 @@ func TestAdminJoin(t *testing.T) {
 	}
 	if _, err := a.Join("", nil); err == nil {
 		t.Fatal("join with no node ID accepted")
+	}
+}
+
+func TestAdminResizeVolume(t *testing.T) {
+	_, srv, addr, _ := storeServer(t)
+	a := dialAdmin(t, addr, 0)
+	if err := a.ResizeVolume("v1", 1<<30); !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("resize without a resizer: %v, want ErrUnsupported", err)
+	}
+	var got []string
+	srv.SetVolumeResizer(func(_ context.Context, vol string, size int64) error {
+		if vol == "held" {
+			return errors.New("volume held is attached on node c now")
+		}
+		got = append(got, fmt.Sprintf("%s:%d", vol, size))
+		return nil
+	})
+	if err := a.ResizeVolume("v1", 1<<30); err != nil || fmt.Sprint(got) != "[v1:1073741824]" {
+		t.Fatalf("resize: %v, resizer saw %v", err, got)
+	}
+	if err := a.ResizeVolume("held", 1<<30); err == nil || !strings.Contains(err.Error(), "node c") {
+		t.Fatalf("refused resize: %v", err)
+	}
+	if err := a.ResizeVolume("", 1<<30); err == nil {
+		t.Fatal("resize with no volume name accepted")
 	}
 }

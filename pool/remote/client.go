@@ -586,6 +586,20 @@ func (a *Admin) Join(nodeID string, req []byte) ([]byte, error) {
 	return resp.Payload, nil
 }
 
+// ResizeVolume asks the server's node to grow volume vol, attached there,
+// to size bytes. Dial the admin connection with a timeout that leaves time
+// for the filesystem to grow.
+func (a *Admin) ResizeVolume(vol string, size int64) error {
+	err := checkID(vol)
+	if err == nil {
+		_, err = a.c.roundTrip(&Frame{Op: OpResizeVolume, ReplicaID: vol, Length: size})
+	}
+	if err != nil {
+		return fmt.Errorf("remote %s: resize volume %s: %w", a.c.name, vol, err)
+	}
+	return nil
+}
+
 // Close closes the connection. Pending calls fail with an error wrapping
 // ErrClientClosed.
 func (a *Admin) Close() error { return a.c.Close() }

@@ -14,8 +14,9 @@
 // A Hello naming no replica (an empty replica ID) opens an admin connection
 // instead (DialAdmin): it carries the operations on the server node's
 // replica store, Create, Clone and Delete, each naming its replica in the
-// frame's replica ID, and Join, by which a new node enters the cluster;
-// no I/O. Admin requests carry no epoch.
+// frame's replica ID, Join, by which a new node enters the cluster, and
+// ResizeVolume, which grows a volume attached on the server's node; no
+// I/O. Admin requests carry no epoch.
 //
 // Frame format (all integers big-endian), see encodeHeader:
 //
@@ -72,11 +73,15 @@ const (
 	// OpResize grows the replica to length bytes (a replica connection's
 	// op, with an epoch like I/O); response length: the new size.
 	OpResize Op = 14
-	opMax       = OpResize
+	// OpResizeVolume asks the server's node to grow a volume attached
+	// there to length bytes (an admin op; the frame's replica ID carries
+	// the volume's name).
+	OpResizeVolume Op = 15
+	opMax             = OpResizeVolume
 )
 
 var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot",
-	"create", "clone", "delete", "join", "resize"}
+	"create", "clone", "delete", "join", "resize", "resize-volume"}
 
 func (o Op) String() string {
 	if o >= 1 && o <= opMax {

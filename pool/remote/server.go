@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -104,8 +105,9 @@ type Server struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
-	store     Store  // nil: admin operations are refused
-	joiner    Joiner // nil: joins are refused
+	store     Store         // nil: admin operations are refused
+	joiner    Joiner        // nil: joins are refused
+	resizer   VolumeResizer // nil: volume resizes are refused
 	replicas  map[string]*served
 	busy      map[string]int // replicas being dropped or deleted: not opened meanwhile
 	listeners map[net.Listener]struct{}
@@ -305,6 +307,22 @@ func (s *Server) SetJoiner(j Joiner) {
 	s.mu.Unlock()
 }
 
+// VolumeResizer grows volume vol, attached on the server's node, to size
+// bytes (see api.Service.ResizeVolume).
+type VolumeResizer func(ctx context.Context, vol string, size int64) error
+
+// SetVolumeResizer makes the server take OpResizeVolume requests with r;
+// nil (the default) refuses them.
+func (s *Server) SetVolumeResizer(r VolumeResizer) {
+	s.mu.Lock()
+	s.resizer = r
+	s.mu.Unlock()
+}
+
+// resizeTimeout bounds a volume resize asked for by another node: growing
+// a large filesystem takes a while.
+const resizeTimeout = 2 * time.Minute
+
 // Drop stops serving replicaID, so that the node can delete it or open it
 // itself: it waits for the requests running on it (a request blocked in
 // the replica blocks Drop too), closes it if it is an io.Closer and
@@ -450,7 +468,7 @@ func (c *sconn) reply(f *Frame) error {
 
 // isAdmin reports whether op is an admin operation.
 func isAdmin(op Op) bool {
-	return op == OpCreate || op == OpClone || op == OpDelete || op == OpJoin
+	return op == OpCreate || op == OpClone || op == OpDelete || op == OpJoin || op == OpResizeVolume
 }
 
 // check refuses a request that does not belong on c.
@@ -472,9 +490,21 @@ func (c *sconn) check(req *Frame) error {
 func (c *sconn) serveAdmin(req *Frame) *Frame {
 	s := c.s
 	s.mu.Lock()
-	st, join := s.store, s.joiner
+	st, join, resize := s.store, s.joiner, s.resizer
 	s.mu.Unlock()
 	id := req.ReplicaID
+	if req.Op == OpResizeVolume {
+		if resize == nil {
+			return errorReply(req, fmt.Errorf("resize volume %s: this node takes no volume resizes: %w", id, errors.ErrUnsupported))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), resizeTimeout)
+		defer cancel()
+		if err := resize(ctx, id, req.Length); err != nil {
+			return errorReply(req, err)
+		}
+		s.log.Info("remote: volume resized", "volume", id, "size", req.Length, "by", c.conn.RemoteAddr().String())
+		return &Frame{Op: req.Op, ID: req.ID}
+	}
 	if req.Op == OpJoin {
 		if join == nil {
 			return errorReply(req, fmt.Errorf("join of node %s: this node lets no node join: %w", id, errors.ErrUnsupported))
