@@ -62,25 +62,3 @@ func Batches(in []Stamped, maxRows int) []Batch {
 	}
 	return out
 }
-
-// Alerts returns, per sensor, its latest reading (by event time) whose
-// temperature is above threshold, in the order the sensors first appear.
-func Alerts(in []Stamped, threshold float64) []Reading {
-	latest := map[string]int{}
-	var out []Reading
-	for _, r := range in {
-		if r.Temperature <= threshold {
-			continue
-		}
-		i, ok := latest[r.SensorID]
-		if !ok {
-			latest[r.SensorID] = len(out)
-			out = append(out, r.Reading)
-			continue
-		}
-		if r.Time.After(out[i].Time) {
-			out[i] = r.Reading
-		}
-	}
-	return out
-}

@@ -2,10 +2,8 @@ package sensors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,35 +189,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 		cancel()
 	}
 
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:               in.kc.brokers,
-		GroupID:               cfg.Group,
-		Topic:                 cfg.Topic,
-		Dialer:                in.kc.dialer(),
-		QueueCapacity:         cfg.ChunkRows,
-		MinBytes:              1,
-		MaxBytes:              8 << 20,
-		MaxWait:               100 * time.Millisecond,
-		StartOffset:           kafka.FirstOffset, // a new group starts at the beginning: nothing produced is skipped
-		HeartbeatInterval:     time.Second,
-		SessionTimeout:        cfg.SessionTimeout,
-		RebalanceTimeout:      cfg.SessionTimeout,
-		JoinGroupBackoff:      500 * time.Millisecond,
-		ReadBackoffMin:        100 * time.Millisecond,
-		ReadBackoffMax:        time.Second,
-		CommitInterval:        0, // synchronous commits, only ever of stored readings
-		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { in.log.Debug("kafka reader: " + fmt.Sprintf(f, a...)) }),
-		WatchPartitionChanges: true,
-	})
-	side := &kafka.Writer{
-		Addr:                   kafka.TCP(in.kc.brokers...),
-		Balancer:               &kafka.Murmur2Balancer{},
-		RequiredAcks:           kafka.RequireAll,
-		BatchTimeout:           time.Millisecond,
-		MaxAttempts:            3,
-		Transport:              in.kc.transport(),
-		AllowAutoTopicCreation: true,
-	}
+	reader, side := in.newReader(), in.newSideWriter()
 
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -250,22 +220,70 @@ func (in *Ingester) Run(ctx context.Context) error {
 		if err := in.handle(runCtx, store, side, chunk); err != nil {
 			return stopped(ctx, err) // the chunk is not committed
 		}
-		points := CommitPoints(chunk)
-		err := Retry(runCtx, cfg.Backoff, in.log, "commit offsets", func(ctx context.Context) error {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			return reader.CommitMessages(cctx, points...)
-		})
-		if err != nil {
+		if err := in.commit(runCtx, reader, chunk); err != nil {
 			return stopped(ctx, err)
 		}
-		for _, m := range points {
-			in.lag.Committed(TopicPartition{m.Topic, m.Partition}, m.Offset+1)
-		}
-		in.chunks.Add(1)
 		t2 := time.Now()
 		in.log.Debug("chunk", "messages", len(chunk), "collect_ms", t1.Sub(t0).Milliseconds(), "write_and_commit_ms", t2.Sub(t1).Milliseconds())
 	}
+}
+
+// newReader is the consumer group's reader.
+func (in *Ingester) newReader() *kafka.Reader {
+	cfg := in.cfg
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers:               in.kc.brokers,
+		GroupID:               cfg.Group,
+		Topic:                 cfg.Topic,
+		Dialer:                in.kc.dialer(),
+		QueueCapacity:         cfg.ChunkRows,
+		MinBytes:              1,
+		MaxBytes:              8 << 20,
+		MaxWait:               100 * time.Millisecond,
+		StartOffset:           kafka.FirstOffset, // a new group starts at the beginning: nothing produced is skipped
+		HeartbeatInterval:     time.Second,
+		SessionTimeout:        cfg.SessionTimeout,
+		RebalanceTimeout:      cfg.SessionTimeout,
+		JoinGroupBackoff:      500 * time.Millisecond,
+		ReadBackoffMin:        100 * time.Millisecond,
+		ReadBackoffMax:        time.Second,
+		CommitInterval:        0, // synchronous commits, only ever of stored readings
+		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { in.log.Debug("kafka reader: " + fmt.Sprintf(f, a...)) }),
+		WatchPartitionChanges: true,
+	})
+}
+
+// newSideWriter writes to the dead-letter and lag topics (each message
+// names its topic).
+func (in *Ingester) newSideWriter() *kafka.Writer {
+	return &kafka.Writer{
+		Addr:                   kafka.TCP(in.kc.brokers...),
+		Balancer:               &kafka.Murmur2Balancer{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchTimeout:           time.Millisecond,
+		MaxAttempts:            3,
+		Transport:              in.kc.transport(),
+		AllowAutoTopicCreation: true,
+	}
+}
+
+// commit commits a written chunk: per partition, the offset after its
+// last message. Retried until it succeeds or ctx ends.
+func (in *Ingester) commit(ctx context.Context, r *kafka.Reader, chunk []kafka.Message) error {
+	points := CommitPoints(chunk)
+	err := Retry(ctx, in.cfg.Backoff, in.log, "commit offsets", func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return r.CommitMessages(cctx, points...)
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range points {
+		in.lag.Committed(TopicPartition{m.Topic, m.Partition}, m.Offset+1)
+	}
+	in.chunks.Add(1)
+	return nil
 }
 
 // stopped is what Run returns when err stopped it: nil if ctx ended (a
@@ -397,125 +415,6 @@ feed:
 		return context.Cause(ctx)
 	}
 	return in.writeAlerts(ctx, store, Alerts(readings, in.cfg.Threshold))
-}
-
-// writeAlerts writes the alerts newer than the sensors' last ones.
-func (in *Ingester) writeAlerts(ctx context.Context, store sink, alerts []Reading) error {
-	for _, a := range alerts {
-		if !in.alerts.known(a.SensorID) {
-			var last Reading
-			err := Retry(ctx, in.cfg.Backoff, in.log, "read last alert", func(ctx context.Context) error {
-				var err error
-				last, err = store.LastAlert(ctx, a.SensorID)
-				if errors.Is(err, ErrNoAlert) {
-					return nil
-				}
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			in.alerts.set(last)
-		}
-		if !in.alerts.newer(a) {
-			continue
-		}
-		if err := Retry(ctx, in.cfg.Backoff, in.log, "write alert", func(ctx context.Context) error {
-			return store.WriteAlert(ctx, a)
-		}); err != nil {
-			return err
-		}
-		in.alerts.set(a)
-		in.alertRows.Add(1)
-	}
-	return nil
-}
-
-// alertBook remembers each sensor's last alert time (ms), so an older
-// alert (a redelivery) never overwrites a newer one. One ingester owns a
-// sensor at a time (its Kafka partition), so this view is current.
-type alertBook struct{ last map[string]int64 }
-
-func (b *alertBook) known(sensor string) bool { _, ok := b.last[sensor]; return ok }
-
-// set records r; a zero Reading with a sensor id records "no alert yet".
-func (b *alertBook) set(r Reading) {
-	if r.SensorID == "" {
-		return
-	}
-	ms := int64(-1 << 62)
-	if !r.Time.IsZero() {
-		ms = r.Time.UnixMilli()
-	}
-	if old, ok := b.last[r.SensorID]; !ok || ms > old {
-		b.last[r.SensorID] = ms
-	}
-}
-
-func (b *alertBook) newer(r Reading) bool {
-	old, ok := b.last[r.SensorID]
-	return !ok || r.Time.UnixMilli() > old
-}
-
-// Headers of a dead-lettered message.
-const (
-	HeaderError     = "ballast-error"
-	HeaderTopic     = "ballast-source-topic"
-	HeaderPartition = "ballast-source-partition"
-	HeaderOffset    = "ballast-source-offset"
-)
-
-// deadLetter is m as it goes to the dead-letter topic: key and value
-// unchanged, headers saying where it came from and what was wrong.
-func deadLetter(topic string, m kafka.Message, err error) kafka.Message {
-	return kafka.Message{
-		Topic: topic,
-		Key:   m.Key,
-		Value: m.Value,
-		Time:  m.Time,
-		Headers: append(append([]kafka.Header(nil), m.Headers...),
-			kafka.Header{Key: HeaderError, Value: []byte(err.Error())},
-			kafka.Header{Key: HeaderTopic, Value: []byte(m.Topic)},
-			kafka.Header{Key: HeaderPartition, Value: []byte(strconv.Itoa(m.Partition))},
-			kafka.Header{Key: HeaderOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))}),
-	}
-}
-
-func headerValue(m kafka.Message, key string) []byte {
-	for i := len(m.Headers) - 1; i >= 0; i-- {
-		if m.Headers[i].Key == key {
-			return m.Headers[i].Value
-		}
-	}
-	return nil
-}
-
-// publishLag writes every partition's lag to the lag topic every
-// LagInterval. A failed write is logged and skipped: the next report
-// supersedes it.
-func (in *Ingester) publishLag(ctx context.Context, w *kafka.Writer) {
-	t := time.NewTicker(in.cfg.LagInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			lags := in.lag.Report(now)
-			if len(lags) == 0 {
-				continue
-			}
-			msgs := make([]kafka.Message, len(lags))
-			for i, l := range lags {
-				msgs[i] = kafka.Message{Topic: in.cfg.LagTopic, Key: []byte(l.Key()), Value: l.Encode(), Time: now}
-			}
-			wctx, cancel := context.WithTimeout(ctx, in.cfg.LagInterval)
-			if err := w.WriteMessages(wctx, msgs...); err != nil && ctx.Err() == nil {
-				in.log.Warn("publish lag", "topic", in.cfg.LagTopic, "err", err)
-			}
-			cancel()
-		}
-	}
 }
 
 // logProgress logs a rate line every Progress interval in which

@@ -1,11 +1,14 @@
 package sensors
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
 	"time"
+
+	kafka "github.com/segmentio/kafka-go"
 )
 
 // PartitionLag is one partition's lag as the ingester publishes it to
@@ -105,4 +108,32 @@ func Total(lags []PartitionLag) int64 {
 		n += l.Lag
 	}
 	return n
+}
+
+// publishLag writes every partition's lag to the lag topic every
+// LagInterval. A failed write is logged and skipped: the next report
+// supersedes it.
+func (in *Ingester) publishLag(ctx context.Context, w *kafka.Writer) {
+	t := time.NewTicker(in.cfg.LagInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			lags := in.lag.Report(now)
+			if len(lags) == 0 {
+				continue
+			}
+			msgs := make([]kafka.Message, len(lags))
+			for i, l := range lags {
+				msgs[i] = kafka.Message{Topic: in.cfg.LagTopic, Key: []byte(l.Key()), Value: l.Encode(), Time: now}
+			}
+			wctx, cancel := context.WithTimeout(ctx, in.cfg.LagInterval)
+			if err := w.WriteMessages(wctx, msgs...); err != nil && ctx.Err() == nil {
+				in.log.Warn("publish lag", "topic", in.cfg.LagTopic, "err", err)
+			}
+			cancel()
+		}
+	}
 }
