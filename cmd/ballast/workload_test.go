@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -359,5 +360,32 @@ func TestWorkloadSurvivesRestarts(t *testing.T) {
 		b, _ := os.ReadFile(p.log)
 		t.Logf("%s: %d failed attempts retried, %d fetch errors, %d messages in the topic for %d readings",
 			p.name, bytes.Count(b, []byte("msg=retrying")), bytes.Count(b, []byte("fetch from kafka failed")), rep.Total.Messages, n)
+	}
+}
+
+// TestWorkloadBadInput: bad flags fail at once with an error naming the
+// problem (no server needed).
+func TestWorkloadBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"kafka"}, "--data-dir is required"},
+		{[]string{"kafka", "--data-dir", t.TempDir(), "--listen", "nonsense"}, "listen address"},
+		{[]string{"kafka", "--data-dir", t.TempDir(), "--advertise", "0.0.0.0:9092"}, "advertised address"},
+		{[]string{"cql"}, "--data-dir is required"},
+		{[]string{"produce", "--brokers", "localhost", "--count", "1"}, `broker address "localhost"`},
+		{[]string{"produce", "--sensors", "0", "--count", "1"}, "0 sensors"},
+		{[]string{"produce", "--kafka-sasl-mechanism", "gssapi", "--kafka-sasl-user", "u"}, "gssapi"},
+		{[]string{"ingest", "--consistency", "most"}, `consistency "most"`},
+		{[]string{"ingest", "--keyspace", "a-b"}, "keyspace"},
+		{[]string{"ingest", "--writers", "0"}, "--writers"},
+		{[]string{"ingest", "--kafka-ca", "/x"}, "TLS is not enabled"},
+		{[]string{"verify", "--cassandra-tls", "--cassandra-ca", "/nonexistent"}, "CA file"},
+	} {
+		out, err := exec.Command(ballastBin, append([]string{"workload"}, c.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("ballast workload %s: %v, output %q; want an error naming %q", strings.Join(c.args, " "), err, lastLines(string(out), 3), c.want)
+		}
 	}
 }

@@ -234,6 +234,9 @@ type source struct {
 // temperature or overwritten, a malformed message was not dead-lettered,
 // or a sensor's last alert is not its last reading over the threshold.
 func Verify(ctx context.Context, cfg VerifyConfig) (VerifyReport, error) {
+	if _, err := cfg.Cassandra.cluster(); err != nil {
+		return VerifyReport{}, err // before the long read of the topic
+	}
 	return verify(ctx, cfg, func(ctx context.Context) (dayReader, error) { return OpenStore(ctx, cfg.Cassandra, false) })
 }
 
