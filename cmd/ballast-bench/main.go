@@ -14,7 +14,12 @@
 //     same fio jobs on repl 2 and repl 3 volumes against the same baseline,
 //     failover time after kill -9 of the attach node, and rebuild
 //     throughput after the loss of a replica's node (--skip-cluster skips
-//     it).
+//     it);
+//   - the sensor pipeline workload end to end (workload.go): readings/s
+//     and produce-to-stored latency of the ingester against the reference
+//     design's naive consumer on the embedded Kafka broker and CQL server
+//     (--skip-workload skips it; --only workload runs it alone, without
+//     root or fio).
 //
 // It starts its own single-node daemon (the --ballast binary) with two pool
 // dirs under --dir, and stops, unmounts and detaches everything it started,
