@@ -26,7 +26,8 @@ import (
 // setup in the same run: the pipeline's ingester (chunks, unlogged batches
 // per partition, parallel writes) and the reference design's naive
 // consumer (ballast workload ingest --naive: one synchronous INSERT per
-// message). Each consumer gets a fresh topic, group and keyspace.
+// message). Each measurement gets a broker and a CQL server of its own,
+// started with empty data dirs.
 //
 // Two measurements per consumer:
 //   - saturation: the producer writes N readings as fast as it can while
@@ -219,54 +220,16 @@ func waitListening(ctx context.Context, p *bproc, addr string) error {
 	}
 }
 
-// measureWorkload runs the section: both servers, then each measurement
-// with a fresh consumer.
+// measureWorkload runs the section: each measurement on servers of its
+// own (fresh data dirs), so none pays for another's data or compactions.
 func measureWorkload(ctx context.Context, c config, logger *slog.Logger) *workloadReport {
 	wr := &workloadReport{cfg: c.workload}
 	if c.skipWorkload {
 		wr.skipped = true
 		return wr
 	}
-	dir := filepath.Join(c.dir, "workload")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		wr.err = err
-		return wr
-	}
-	var addrs [2]string
-	for i := range addrs {
-		port, err := freePort()
-		if err != nil {
-			wr.err = err
-			return wr
-		}
-		addrs[i] = fmt.Sprintf("127.0.0.1:%d", port)
-	}
-	kafkaAddr, cqlAddr := addrs[0], addrs[1]
-	logger.Info("workload: starting the embedded broker and CQL server", "dir", dir)
-	broker, err := startBallast(c.ballast, dir, "broker", "kafka", "--data-dir", filepath.Join(dir, "kafka"), "--listen", kafkaAddr)
-	if err != nil {
-		wr.err = err
-		return wr
-	}
-	defer broker.stop()
-	store, err := startBallast(c.ballast, dir, "cql", "cql", "--data-dir", filepath.Join(dir, "cql"), "--listen", cqlAddr)
-	if err != nil {
-		wr.err = err
-		return wr
-	}
-	defer store.stop()
-	for _, w := range []struct {
-		p    *bproc
-		addr string
-	}{{broker, kafkaAddr}, {store, cqlAddr}} {
-		if err := waitListening(ctx, w.p, w.addr); err != nil {
-			wr.err = err
-			return wr
-		}
-	}
-	env := &workloadEnv{ballast: c.ballast, dir: dir, kafkaAddr: kafkaAddr, cqlAddr: cqlAddr, broker: broker, store: store, log: logger, sensors: c.workload.sensors}
 	paced := int64(c.workload.pacedRate * c.workload.pacedFor.Seconds())
-	for _, m := range []struct {
+	for i, m := range []struct {
 		consumer string
 		readings int64
 		rate     float64
@@ -279,7 +242,20 @@ func measureWorkload(ctx context.Context, c config, logger *slog.Logger) *worklo
 		if m.readings <= 0 {
 			continue
 		}
+		// What the previous measurement left in the page cache is
+		// written back now, not during this one's fsyncs.
+		syscall.Sync()
+		dir := filepath.Join(c.dir, "workload", fmt.Sprintf("run%d-%s", i+1, m.consumer))
+		env, err := startWorkloadEnv(ctx, c.ballast, dir, c.workload.sensors, logger)
+		if err != nil {
+			wr.err = err
+			return wr
+		}
 		r := env.run(ctx, m.consumer, m.readings, m.rate)
+		if r.err == nil && !(env.broker.running() && env.store.running()) {
+			r.err = errors.New("a server died during the measurement")
+		}
+		env.stop()
 		wr.runs = append(wr.runs, r)
 		if r.err != nil {
 			logger.Error("workload run failed", "consumer", r.consumer, "paced", r.paced, "err", r.err)
@@ -288,34 +264,72 @@ func measureWorkload(ctx context.Context, c config, logger *slog.Logger) *worklo
 				"seconds", fmt.Sprintf("%.2f", r.elapsed.Seconds()), "readings_per_s", int(r.rate()),
 				"p99_ms", ms(r.latency.Quantile(0.99)))
 		}
-		if ctx.Err() != nil || !broker.running() || !store.running() {
-			if wr.err == nil && ctx.Err() == nil {
-				wr.err = fmt.Errorf("a server died: broker running %v, CQL server running %v", broker.running(), store.running())
-			}
+		if ctx.Err() != nil {
 			break
 		}
 	}
 	return wr
 }
 
-// workloadEnv is the running servers the measurements share.
+// workloadEnv is a broker and a CQL server for one measurement.
 type workloadEnv struct {
 	ballast, dir       string
 	kafkaAddr, cqlAddr string
 	broker, store      *bproc
 	sensors            int
 	log                *slog.Logger
-	n                  int // measurements so far: names topics, groups, keyspaces
+}
+
+// startWorkloadEnv starts a broker and a CQL server with data dirs under
+// dir, on free loopback ports, and waits until both listen.
+func startWorkloadEnv(ctx context.Context, ballast, dir string, sensors int, logger *slog.Logger) (_ *workloadEnv, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	e := &workloadEnv{ballast: ballast, dir: dir, sensors: sensors, log: logger}
+	var ports [2]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	e.kafkaAddr, e.cqlAddr = fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	defer func() {
+		if err != nil {
+			e.stop()
+		}
+	}()
+	if e.broker, err = startBallast(ballast, dir, "broker", "kafka", "--data-dir", filepath.Join(dir, "kafka"), "--listen", e.kafkaAddr); err != nil {
+		return nil, err
+	}
+	if e.store, err = startBallast(ballast, dir, "cql", "cql", "--data-dir", filepath.Join(dir, "cql"), "--listen", e.cqlAddr); err != nil {
+		return nil, err
+	}
+	if err := waitListening(ctx, e.broker, e.kafkaAddr); err != nil {
+		return nil, err
+	}
+	if err := waitListening(ctx, e.store, e.cqlAddr); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// stop stops the servers.
+func (e *workloadEnv) stop() {
+	for _, p := range []*bproc{e.broker, e.store} {
+		if p != nil {
+			p.stop()
+		}
+	}
 }
 
 // warmup is how many readings go through a consumer before a measurement.
 const warmup = 200
 
-// run is one measurement with a fresh consumer on a fresh topic.
+// run is one measurement with a fresh consumer.
 func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, rate float64) (r workloadRun) {
-	e.n++
 	r = workloadRun{consumer: consumer, paced: rate > 0, readings: readings, cpu: map[string]time.Duration{}}
-	name := fmt.Sprintf("bench%d-%s", e.n, consumer)
+	name := "bench-" + consumer
 	topic, keyspace := name, strings.ReplaceAll(name, "-", "_")
 	stats := filepath.Join(e.dir, name+".stats.json")
 	args := []string{"ingest", "--brokers", e.kafkaAddr, "--cassandra", e.cqlAddr, "--topic", topic, "--group", name,
@@ -325,7 +339,6 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 	if consumer == "naive" {
 		args = append(args, "--naive")
 	}
-	e.settle(ctx)
 	e.log.Info("workload: measuring", "consumer", consumer, "readings", readings, "rate", rate, "topic", topic)
 	in, err := startBallast(e.ballast, e.dir, name+"-ingest", args...)
 	if err != nil {
@@ -392,23 +405,6 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 	return r
 }
 
-// settle waits (up to a minute) until the broker and the CQL server are
-// idle: less than 5% of a CPU over half a second, so a measurement does
-// not pay for the compactions of the one before.
-func (e *workloadEnv) settle(ctx context.Context) {
-	start := time.Now()
-	for time.Since(start) < time.Minute && ctx.Err() == nil {
-		before := e.broker.cpu() + e.store.cpu()
-		time.Sleep(500 * time.Millisecond)
-		if used := e.broker.cpu() + e.store.cpu() - before; used < 25*time.Millisecond {
-			break
-		}
-	}
-	if d := time.Since(start); d > time.Second {
-		e.log.Info("workload: servers settled", "after", d.Round(100*time.Millisecond))
-	}
-}
-
 // waitStored polls the consumer's stats file until it has stored at least
 // n readings and the file was written after that, and returns it.
 func waitStored(ctx context.Context, in *bproc, path string, n int64, limit time.Duration) (sensors.StatsFile, error) {
@@ -448,14 +444,14 @@ func (rp *report) renderWorkload(p func(string, ...any)) {
 	}
 	p("Produce -> Kafka -> ingest -> CQL store on this machine: `ballast workload kafka` (embedded broker) and `ballast workload cql` "+
 		"(embedded CQL server) each with a data dir in the scratch dir, `ballast workload produce` (%d sensors, JSON readings) and "+
-		"`ballast workload ingest`, every one its own process, on a fresh topic (6 partitions), group and keyspace per run. "+
+		"`ballast workload ingest`, every one its own process; the topic has 6 partitions. "+
 		"**pipeline** is the ingester (chunks of up to %d messages or %v, unlogged batches of up to %d readings per partition, %d batches "+
 		"in flight, offsets committed after the writes); **naive** is the reference design (`ingest --naive`: one synchronous INSERT "+
 		"per message, auto-commit), on the same servers in the same run. Consistency ONE. "+
 		"Readings/s: readings over the time from the producer's start to the last reading stored. "+
 		"Latency: from a reading's Kafka timestamp (the producer sets it when it takes the reading) to the end of the write that "+
 		"stored it; under saturation it includes the backlog. CPU: user+system time of each process during the measurement, "+
-		"per reading. Before each measurement the servers are left to settle (compactions of the previous one).\n\n",
+		"per reading. Every measurement runs on a broker and a CQL server of its own, started with empty data dirs after a sync.\n\n",
 		wr.cfg.sensors, benchChunk, benchLinger, benchBatchRows, benchWriters)
 	if wr.err != nil {
 		p("Not measured: %s\n\n", oneLine(wr.err))
