@@ -180,8 +180,19 @@ func kafkaFlags(fl *pflag.FlagSet) *sensors.KafkaConfig {
 	fl.BoolVar(&k.TLS.Insecure, "kafka-tls-insecure", false, "do not verify the brokers' certificates")
 	fl.StringVar(&k.Mechanism, "kafka-sasl-mechanism", "", "SASL mechanism: plain, scram-sha-256 or scram-sha-512 (default plain when a user is given)")
 	fl.StringVar(&k.User, "kafka-sasl-user", "", "SASL user")
-	fl.StringVar(&k.Password, "kafka-sasl-password", os.Getenv("BALLAST_KAFKA_PASSWORD"), "SASL password (env BALLAST_KAFKA_PASSWORD)")
+	fl.StringVar(&k.Password, "kafka-sasl-password", "", "SASL password (default: env BALLAST_KAFKA_PASSWORD)")
 	return k
+}
+
+// passwords fills in the passwords not given as flags from the
+// environment (read at run time: a default would show in --help).
+func passwords(k *sensors.KafkaConfig, c *sensors.CassandraConfig) {
+	if k != nil && k.Password == "" {
+		k.Password = os.Getenv("BALLAST_KAFKA_PASSWORD")
+	}
+	if c != nil && c.Password == "" {
+		c.Password = os.Getenv("BALLAST_CASSANDRA_PASSWORD")
+	}
 }
 
 // cassandraFlags are the flags of every client of the store.
@@ -189,7 +200,7 @@ func cassandraFlags(fl *pflag.FlagSet) *sensors.CassandraConfig {
 	c := &sensors.CassandraConfig{}
 	fl.StringSliceVar(&c.Hosts, "cassandra", []string{"127.0.0.1:9042"}, "Cassandra contact points, host or host:port, comma-separated")
 	fl.StringVar(&c.User, "cassandra-user", "", "user (PasswordAuthenticator)")
-	fl.StringVar(&c.Password, "cassandra-password", os.Getenv("BALLAST_CASSANDRA_PASSWORD"), "password (env BALLAST_CASSANDRA_PASSWORD)")
+	fl.StringVar(&c.Password, "cassandra-password", "", "password (default: env BALLAST_CASSANDRA_PASSWORD)")
 	fl.BoolVar(&c.TLS.Enable, "cassandra-tls", false, "connect to Cassandra over TLS")
 	fl.StringVar(&c.TLS.CAFile, "cassandra-ca", "", "PEM CA bundle to verify the nodes with (default: the system's)")
 	fl.StringVar(&c.TLS.CertFile, "cassandra-cert", "", "client certificate (PEM) for mutual TLS, with --cassandra-key")
@@ -235,6 +246,7 @@ func workloadProduce() *cobra.Command {
 			return err
 		}
 		defer stop()
+		passwords(k, nil)
 		cfg.Kafka, cfg.Logger = *k, log
 		lessGC()
 		st, err := sensors.Produce(cmd.Context(), cfg)
@@ -294,6 +306,7 @@ func workloadIngest() *cobra.Command {
 		if math.IsNaN(cfg.Threshold) || cfg.ChunkRows < 1 || cfg.BatchRows < 1 || cfg.Writers < 1 {
 			return errors.New("--threshold must be a number; --chunk, --batch-rows and --writers at least 1")
 		}
+		passwords(k, c)
 		cfg.Kafka, cfg.Cassandra, cfg.Logger, cfg.CreateSchema = *k, *c, log, !noSchema
 		lessGC()
 		if cfg.Progress <= 0 {
@@ -350,6 +363,7 @@ func workloadVerify() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		passwords(k, c)
 		cfg.Kafka, cfg.Cassandra, cfg.Logger = *k, *c, log
 		rep, err := sensors.Verify(cmd.Context(), cfg)
 		if err != nil {
