@@ -200,4 +200,3 @@ func blockSize(t *testing.T, path string) int64 {
 	}
 	return int64(size)
 }
-
