@@ -94,7 +94,11 @@ func workloadCQL() *cobra.Command {
 		Use:   "cql --data-dir DIR [--listen 127.0.0.1:9042]",
 		Short: "Run an embedded CQL (Cassandra native protocol v4) server whose tables live in DIR",
 		Long: "A single-node CQL server for the workload, speaking the Cassandra native protocol v4 to drivers such as gocql, " +
-			"over an embedded storage engine in --data-dir. Runs until SIGTERM or Ctrl-C.",
+			"over an embedded storage engine (pebble, fsynced commits) in --data-dir. It stands in for Apache Cassandra in " +
+			"demos and tests: it serves the subset of CQL the workload and common drivers use (DDL, INSERT/UPDATE/DELETE, " +
+			"SELECT by partition with clustering ranges, paging, prepared statements, batches), not Cassandra's clustering, " +
+			"TTLs or lightweight transactions; point --cassandra at Apache Cassandra or ScyllaDB in production. " +
+			"Runs until SIGTERM or Ctrl-C.",
 		Args: cobra.NoArgs,
 	}
 	fl := cmd.Flags()
