@@ -128,26 +128,8 @@ func preflight(c *config) error {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("no /dev/fuse: the daemon serves volumes over FUSE: %w", err)
 	}
-	if c.ballast == "" {
-		c.ballast = "ballast"
-		if self, err := os.Executable(); err == nil {
-			if p := filepath.Join(filepath.Dir(self), "ballast"); isExecutable(p) {
-				c.ballast = p
-			}
-		}
-	}
-	p, err := exec.LookPath(c.ballast)
-	if err != nil {
-		return fmt.Errorf("the ballast binary %q: %w (build it with make build and pass --ballast bin/ballast)", c.ballast, err)
-	}
-	if c.ballast, err = filepath.Abs(p); err != nil {
+	if err := c.resolvePaths(); err != nil {
 		return err
-	}
-	if c.dir, err = filepath.Abs(c.dir); err != nil {
-		return err
-	}
-	if c.dir == "/" || c.dir == filepath.Dir(c.dir) {
-		return fmt.Errorf("--dir %s: give a scratch directory of its own", c.dir)
 	}
 	if c.runtime < time.Second {
 		return fmt.Errorf("--runtime %v: give at least 1s", c.runtime)
@@ -591,4 +573,32 @@ func loadavg() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "unknown"
+}
+
+// resolvePaths finds the ballast binary (--ballast, else beside this
+// program, else on $PATH) and makes both it and --dir absolute, refusing a
+// scratch dir that is a filesystem root.
+func (c *config) resolvePaths() error {
+	if c.ballast == "" {
+		c.ballast = "ballast"
+		if self, err := os.Executable(); err == nil {
+			if p := filepath.Join(filepath.Dir(self), "ballast"); isExecutable(p) {
+				c.ballast = p
+			}
+		}
+	}
+	p, err := exec.LookPath(c.ballast)
+	if err != nil {
+		return fmt.Errorf("the ballast binary %q: %w (build it with make build and pass --ballast bin/ballast)", c.ballast, err)
+	}
+	if c.ballast, err = filepath.Abs(p); err != nil {
+		return err
+	}
+	if c.dir, err = filepath.Abs(c.dir); err != nil {
+		return err
+	}
+	if c.dir == "/" || c.dir == filepath.Dir(c.dir) {
+		return fmt.Errorf("--dir %s: give a scratch directory of its own", c.dir)
+	}
+	return nil
 }

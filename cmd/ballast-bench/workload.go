@@ -504,26 +504,8 @@ func (rp *report) renderWorkload(p func(string, ...any)) {
 // runWorkloadOnly is ballast-bench --only workload: the workload section
 // alone. It needs neither root nor fio, only the ballast binary.
 func runWorkloadOnly(c config, logger *slog.Logger) (err error) {
-	if c.ballast == "" {
-		c.ballast = "ballast"
-		if self, err := os.Executable(); err == nil {
-			if p := filepath.Join(filepath.Dir(self), "ballast"); isExecutable(p) {
-				c.ballast = p
-			}
-		}
-	}
-	p, err := exec.LookPath(c.ballast)
-	if err != nil {
-		return fmt.Errorf("the ballast binary %q: %w (build it with make build and pass --ballast bin/ballast)", c.ballast, err)
-	}
-	if c.ballast, err = filepath.Abs(p); err != nil {
+	if err := c.resolvePaths(); err != nil {
 		return err
-	}
-	if c.dir, err = filepath.Abs(c.dir); err != nil {
-		return err
-	}
-	if c.dir == "/" || c.dir == filepath.Dir(c.dir) {
-		return fmt.Errorf("--dir %s: give a scratch directory of its own", c.dir)
 	}
 	if c.skipWorkload {
 		return errors.New("--only workload and --skip-workload: nothing to run")
