@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -884,9 +883,8 @@ func (s *Controller) ControllerExpandVolume(ctx context.Context, req *csipb.Cont
 	if want > v.Size {
 		grown, err := s.svc.ResizeVolume(ctx, id, want)
 		switch {
-		case errors.Is(err, frontend.ErrGrowAtAttach):
+		case errors.Is(err, api.ErrGrowAtAttach): // node expansion tries again
 			s.log.Warn("volume grew; its filesystem did not grow online", "volume", id, "size", want, "err", err)
-			nodeExpansion = true
 		case err != nil:
 			return nil, toStatus(err)
 		default:

@@ -20,7 +20,6 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
 )
 
 // DriverName is the CSI driver's name, what a StorageClass's provisioner
@@ -168,10 +167,6 @@ func toStatus(err error) error {
 	}
 	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
-	}
-	if errors.Is(err, frontend.ErrGrowAtAttach) {
-		// The volume grew; its filesystem waits for the next stage.
-		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return status.Error(api.Code(err), err.Error())
 }

@@ -126,13 +126,7 @@ func (e *etcdServer) stop() {
 	default:
 	}
 	e.log.Info("stopping etcd", "pid", e.cmd.Process.Pid)
-	_ = e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.done:
-	case <-time.After(10 * time.Second):
-		_ = e.cmd.Process.Signal(syscall.SIGKILL)
-		<-e.done
-	}
+	terminate(e.cmd.Process, e.done, 10*time.Second)
 }
 
 // kill9 kills the daemon with SIGKILL (no clean shutdown, like a crash)

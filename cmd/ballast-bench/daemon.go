@@ -114,13 +114,8 @@ func (d *daemon) stop() {
 		case <-d.done:
 		default:
 			d.log.Info("stopping daemon", "pid", d.pid())
-			_ = d.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d.done:
-			case <-time.After(30 * time.Second):
-				d.log.Error("daemon did not stop within 30s of SIGTERM; killing it", "pid", d.pid())
-				_ = d.cmd.Process.Signal(syscall.SIGKILL)
-				<-d.done
+			if terminate(d.cmd.Process, d.done, 30*time.Second) {
+				d.log.Error("daemon did not stop within 30s of SIGTERM; it was killed", "pid", d.pid())
 			}
 		}
 		if st := d.cmd.ProcessState; st != nil && !st.Success() {
@@ -193,4 +188,19 @@ func parseStatus(sc *bufio.Scanner) (memory, error) {
 		return m, errors.New("no VmRSS/VmHWM in status (kernel thread or exited process?)")
 	}
 	return m, nil
+}
+
+// terminate ends process p by its PID: SIGTERM, then SIGKILL when it is
+// still there after grace; it returns once done is closed (the process
+// was waited for), reporting whether it had to be killed.
+func terminate(p *os.Process, done <-chan struct{}, grace time.Duration) (killed bool) {
+	_ = p.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+		return false
+	case <-time.After(grace):
+		_ = p.Signal(syscall.SIGKILL)
+		<-done
+		return true
+	}
 }

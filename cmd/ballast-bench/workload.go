@@ -146,13 +146,7 @@ func (p *bproc) stop() {
 	if !p.running() {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
+	terminate(p.cmd.Process, p.done, 30*time.Second)
 }
 
 func (p *bproc) tail(n int) string {

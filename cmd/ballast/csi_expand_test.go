@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend"
 )
 
@@ -150,9 +151,7 @@ func TestCSIBlock(t *testing.T) {
 }
 
 func alignedRandom(n int) []byte {
-	raw := make([]byte, n+4096)
-	off := (4096 - int(uintptr(unsafe.Pointer(&raw[0]))&4095)) & 4095
-	b := raw[off : off+n]
+	b := block.Aligned(n)
 	rand.Read(b)
 	return b
 }

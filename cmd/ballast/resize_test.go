@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"os/exec"
@@ -189,7 +188,7 @@ func checkFS(t *testing.T, d *daemon, vol, fs string) {
 	if size, err := frontend.DeviceSize(att.Device); err != nil || size != v.Size {
 		t.Fatalf("raw device has %d bytes (%v), the volume %d", size, err, v.Size)
 	}
-	if !bytes.Contains([]byte(v.Attachment.Device), []byte("/dev/loop")) {
+	if !strings.Contains(v.Attachment.Device, "/dev/loop") {
 		t.Fatalf("inspect does not name the device: %+v", v.Attachment)
 	}
 }

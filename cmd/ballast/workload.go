@@ -38,10 +38,32 @@ func newWorkloadCmd() *cobra.Command {
 	return cmd
 }
 
-// logFlag adds --log-level and returns a function making the logger.
-func logFlag(fl *pflag.FlagSet) func() (*slog.Logger, error) {
+// runFlags adds the flags every workload subcommand has, --log-level and
+// a hidden --cpuprofile FILE (for performance work), and returns the
+// function a command runs first: it makes the logger and starts the
+// profile, whose stop the command defers.
+func runFlags(fl *pflag.FlagSet) func() (log *slog.Logger, stop func(), err error) {
 	level := fl.String("log-level", "info", "debug, info, warn or error")
-	return func() (*slog.Logger, error) { return newLogger(*level, false) }
+	profile := fl.String("cpuprofile", "", "write a CPU profile to this file")
+	fl.MarkHidden("cpuprofile")
+	return func() (*slog.Logger, func(), error) {
+		log, err := newLogger(*level, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		if *profile == "" {
+			return log, func() {}, nil
+		}
+		f, err := os.Create(*profile)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		return log, func() { pprof.StopCPUProfile(); f.Close() }, nil
+	}
 }
 
 func workloadKafka() *cobra.Command {
@@ -61,7 +83,7 @@ func workloadKafka() *cobra.Command {
 	fl.StringVar(&cfg.Advertise, "advertise", "", "host:port clients are told to connect to (default: --listen; needed when listening on 0.0.0.0)")
 	fl.IntVar(&partitions, "partitions", 6, "partitions of "+sensors.Topic+" and of topics created on first use")
 	fl.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it (survives a machine crash, not only a broker crash; slower)")
-	mkLog := logFlag(fl)
+	start := runFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Dir == "" {
 			return errors.New("--data-dir is required")
@@ -69,10 +91,11 @@ func workloadKafka() *cobra.Command {
 		if partitions < 1 {
 			return fmt.Errorf("--partitions %d: give at least 1", partitions)
 		}
-		log, err := mkLog()
+		log, stop, err := start()
 		if err != nil {
 			return err
 		}
+		defer stop()
 		cfg.Logger, cfg.DefaultPartitions = log, partitions
 		cfg.Topics = []kafka.Topic{{Name: sensors.Topic, Partitions: int32(partitions)}}
 		b, err := kafka.Start(cfg)
@@ -104,17 +127,12 @@ func workloadCQL() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&dir, "data-dir", "", "directory of the server's tables (required)")
 	fl.StringVar(&listen, "listen", "127.0.0.1:9042", "address to listen on")
-	profile := cpuProfileFlag(fl)
-	mkLog := logFlag(fl)
+	start := runFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if dir == "" {
 			return errors.New("--data-dir is required")
 		}
-		log, err := mkLog()
-		if err != nil {
-			return err
-		}
-		stop, err := profile()
+		log, stop, err := start()
 		if err != nil {
 			return err
 		}
@@ -149,27 +167,6 @@ func workloadCQL() *cobra.Command {
 func lessGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
-	}
-}
-
-// cpuProfileFlag adds a hidden --cpuprofile FILE (for performance work)
-// and returns a function starting the profile and returning its stop.
-func cpuProfileFlag(fl *pflag.FlagSet) func() (func(), error) {
-	path := fl.String("cpuprofile", "", "write a CPU profile to this file")
-	fl.MarkHidden("cpuprofile")
-	return func() (func(), error) {
-		if *path == "" {
-			return func() {}, nil
-		}
-		f, err := os.Create(*path)
-		if err != nil {
-			return nil, err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return nil, err
-		}
-		return func() { pprof.StopCPUProfile(); f.Close() }, nil
 	}
 }
 
@@ -238,14 +235,9 @@ func workloadProduce() *cobra.Command {
 	fl.Int64Var(&cfg.Count, "count", 0, "stop after this many readings (0: until Ctrl-C)")
 	fl.IntVar(&cfg.Partitions, "partitions", 0, "create the topic with this many partitions if it does not exist (0: leave it to the broker)")
 	fl.DurationVar(&cfg.Progress, "progress", 5*time.Second, "how often to log a progress line")
-	profile := cpuProfileFlag(fl)
-	mkLog := logFlag(fl)
+	start := runFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		log, err := mkLog()
-		if err != nil {
-			return err
-		}
-		stop, err := profile()
+		log, stop, err := start()
 		if err != nil {
 			return err
 		}
@@ -295,14 +287,9 @@ func workloadIngest() *cobra.Command {
 	fl.DurationVar(&cfg.StatsInterval, "stats-interval", time.Second, "how often to write --stats-file")
 	fl.BoolVar(&noSchema, "no-create-schema", false, "do not create the keyspace and tables (they must exist)")
 	fl.BoolVar(&naive, "naive", false, "run the reference design's consumer (one INSERT per message) instead")
-	profile := cpuProfileFlag(fl)
-	mkLog := logFlag(fl)
+	start := runFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		log, err := mkLog()
-		if err != nil {
-			return err
-		}
-		stop, err := profile()
+		log, stop, err := start()
 		if err != nil {
 			return err
 		}
@@ -361,12 +348,13 @@ func workloadVerify() *cobra.Command {
 	fl.DurationVar(&cfg.Wait, "wait", 0, "keep re-reading the store while readings are missing, up to this long")
 	fl.Float64Var(&cfg.Threshold, "threshold", sensors.DefaultThreshold, "the ingester's alert threshold (°C)")
 	fl.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	mkLog := logFlag(fl)
+	start := runFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		log, err := mkLog()
+		log, stop, err := start()
 		if err != nil {
 			return err
 		}
+		defer stop()
 		passwords(k, c)
 		cfg.Kafka, cfg.Cassandra, cfg.Logger = *k, *c, log
 		rep, err := sensors.Verify(cmd.Context(), cfg)

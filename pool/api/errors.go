@@ -16,6 +16,7 @@ var codeOf = []struct {
 	{ErrNotFound, codes.NotFound},
 	{ErrExists, codes.AlreadyExists},
 	{ErrInUse, codes.FailedPrecondition},
+	{ErrGrowAtAttach, codes.FailedPrecondition},
 	{ErrNoCapacity, codes.ResourceExhausted},
 	{ErrConflict, codes.Aborted},
 	{errors.ErrUnsupported, codes.Unimplemented},

@@ -46,7 +46,10 @@ var (
 	ErrInUse      = errors.New("in use")
 	ErrNoCapacity = errors.New("not enough capacity")
 	ErrConflict   = errors.New("changed concurrently, try again")
-	ErrInvalid    = spec.ErrInvalid
+	// ErrGrowAtAttach: a volume grew, but its mounted filesystem could
+	// not grow online; it grows at the volume's next attach.
+	ErrGrowAtAttach = errors.New("the filesystem grows at its next attach")
+	ErrInvalid      = spec.ErrInvalid
 )
 
 // AttachOptions tune an attach.

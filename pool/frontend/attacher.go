@@ -66,14 +66,14 @@ func mountGrown(devPath, mountPath, fstype string, opts []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := growFSOffline(devPath, size); err != nil {
+	if err := growFSOffline(devPath, size); err != nil {
 		return err
 	}
 	if err := FormatAndMount(devPath, mountPath, fstype, opts); err != nil {
 		return err
 	}
 	if fstype == FSXFS {
-		_, err = growFSOnline(devPath, mountPath, size)
+		err = growFSOnline(devPath, mountPath, size)
 	}
 	return err
 }
@@ -163,7 +163,7 @@ func (a *Attacher) Grow(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("grow %s: %w", name, err)
 	}
-	if _, err := growFSOnline(at.devPath, at.mountPath, size); err != nil {
+	if err := growFSOnline(at.devPath, at.mountPath, size); err != nil {
 		return fmt.Errorf("grow %s: %w", name, err)
 	}
 	return nil

@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ballast-io/ballast/pool/block"
 )
 
 // ErrGrowAtAttach is wrapped by the error of Grow when a mounted ext4
@@ -35,7 +36,7 @@ func ReadFS(devPath string) (FS, error) {
 		return FS{}, err
 	}
 	defer f.Close()
-	buf := alignedBlock()
+	buf := block.Aligned(block.Size)
 	if _, err := f.ReadAt(buf, 0); err != nil {
 		return FS{}, fmt.Errorf("read the superblock of %s: %w", devPath, err)
 	}
@@ -68,55 +69,46 @@ func parseSuperblock(b []byte) FS {
 	return FS{}
 }
 
-func alignedBlock() []byte {
-	raw := make([]byte, 8192)
-	off := (4096 - int(uintptr(unsafe.Pointer(&raw[0]))&4095)) & 4095
-	return raw[off : off+4096]
-}
-
 // growFSOffline grows an unmounted ext4 filesystem on devPath to fill the
 // device (e2fsck -f, which resize2fs insists on, then resize2fs). Other
 // filesystems grow once mounted.
-func growFSOffline(devPath string, devSize int64) (bool, error) {
+func growFSOffline(devPath string, devSize int64) error {
 	fs, err := ReadFS(devPath)
 	if err != nil || fs.Type != FSExt4 || fs.Size >= devSize {
-		return false, err
+		return err
 	}
 	// e2fsck -p: exit 1 means errors were fixed, which is fine here.
 	out, err := exec.Command("e2fsck", "-f", "-p", devPath).CombinedOutput()
 	var ee *exec.ExitError
 	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
-		return false, fmt.Errorf("e2fsck -f -p %s before growing it: %w: %s", devPath, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("e2fsck -f -p %s before growing it: %w: %s", devPath, err, strings.TrimSpace(string(out)))
 	}
 	if out, err := exec.Command("resize2fs", devPath).CombinedOutput(); err != nil {
-		return false, fmt.Errorf("resize2fs %s: %w: %s", devPath, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("resize2fs %s: %w: %s", devPath, err, strings.TrimSpace(string(out)))
 	}
-	return true, nil
+	return nil
 }
 
 // growFSOnline grows the filesystem on devPath, mounted at target, to
 // fill devSize bytes if it is smaller: resize2fs for ext4 (the kernel
 // wants CAP_SYS_RESOURCE: without it the error wraps ErrGrowAtAttach),
-// xfs_growfs for xfs. It reports whether it grew anything.
-func growFSOnline(devPath, target string, devSize int64) (bool, error) {
+// xfs_growfs for xfs.
+func growFSOnline(devPath, target string, devSize int64) error {
 	fs, err := ReadFS(devPath)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if fs.Type == "" {
-		return false, fmt.Errorf("no ext4 or xfs filesystem found on %s", devPath)
+		return fmt.Errorf("no ext4 or xfs filesystem found on %s", devPath)
 	}
 	if fs.Size >= devSize {
-		return false, nil
+		return nil
 	}
 	if fs.Type == FSExt4 && !hasCapability(unix.CAP_SYS_RESOURCE) {
-		return false, fmt.Errorf("ext4 on %s has %d bytes of the device's %d and cannot grow while mounted: the kernel lets only a process with CAP_SYS_RESOURCE grow ext4 online, and this daemon lacks it: %w",
+		return fmt.Errorf("ext4 on %s has %d bytes of the device's %d and cannot grow while mounted: the kernel lets only a process with CAP_SYS_RESOURCE grow ext4 online, and this daemon lacks it: %w",
 			devPath, fs.Size, devSize, ErrGrowAtAttach)
 	}
-	if err := GrowFS(devPath, target); err != nil {
-		return false, err
-	}
-	return true, nil
+	return GrowFS(devPath, target)
 }
 
 // DeviceSize returns the size in bytes of a block device such as

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
@@ -96,7 +96,9 @@ func (n *Node) resize(ctx context.Context, name string, size int64, forward bool
 			return nil, fmt.Errorf("resize volume %s: recorded at %s, but its replicas did not all grow (run the resize again, or detach and attach: replicas grow to the recorded size when opened): %w",
 				name, spec.FormatSize(size), err)
 		}
-		if err := n.front.Grow(ctx, name); err != nil {
+		if err := n.front.Grow(ctx, name); errors.Is(err, frontend.ErrGrowAtAttach) {
+			return nil, fmt.Errorf("resize volume %s: the volume grew to %s, but: %v: %w", name, spec.FormatSize(size), err, api.ErrGrowAtAttach)
+		} else if err != nil {
 			return nil, fmt.Errorf("resize volume %s: the volume grew to %s, but: %w", name, spec.FormatSize(size), err)
 		}
 		n.log.Info("volume grown", "volume", name, "size", size, "device", a.device, "mount", a.mountPath)
@@ -117,17 +119,13 @@ func (n *Node) resizeThere(ctx context.Context, v *meta.Volume, node string, siz
 	if err := n.checkRoom(ctx, v, size); err != nil {
 		return nil, err
 	}
-	err = n.withAdminTimeout(ctx, node, resizeTimeout, func(a *remote.Admin) error { return a.ResizeVolume(v.Name, size) })
+	err = n.withAdminTimeout(ctx, node, remote.ResizeVolumeTimeout, func(a *remote.Admin) error { return a.ResizeVolume(v.Name, size) })
 	if err != nil {
 		return nil, fmt.Errorf("resize volume %s on node %s, where it is attached: %w", v.Name, node, err)
 	}
 	n.log.Info("volume grown by the node it is attached on", "volume", v.Name, "node", node, "size", size)
 	return n.InspectVolume(ctx, v.Name)
 }
-
-// resizeTimeout bounds a resize asked of another node: growing a large
-// filesystem takes a while.
-const resizeTimeout = 2 * time.Minute
 
 // checkRoom refuses a size that a pool holding one of v's replicas can
 // never hold (thin provisioning: it need not be free now).

@@ -587,8 +587,8 @@ func (a *Admin) Join(nodeID string, req []byte) ([]byte, error) {
 }
 
 // ResizeVolume asks the server's node to grow volume vol, attached there,
-// to size bytes. Dial the admin connection with a timeout that leaves time
-// for the filesystem to grow.
+// to size bytes. Dial the admin connection with a Dialer.Timeout of
+// ResizeVolumeTimeout: growing the filesystem takes a while.
 func (a *Admin) ResizeVolume(vol string, size int64) error {
 	err := checkID(vol)
 	if err == nil {

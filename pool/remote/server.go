@@ -319,9 +319,10 @@ func (s *Server) SetVolumeResizer(r VolumeResizer) {
 	s.mu.Unlock()
 }
 
-// resizeTimeout bounds a volume resize asked for by another node: growing
-// a large filesystem takes a while.
-const resizeTimeout = 2 * time.Minute
+// ResizeVolumeTimeout bounds a volume resize asked for by another node
+// (OpResizeVolume), on both ends: growing a large filesystem takes a
+// while.
+const ResizeVolumeTimeout = 2 * time.Minute
 
 // Drop stops serving replicaID, so that the node can delete it or open it
 // itself: it waits for the requests running on it (a request blocked in
@@ -497,7 +498,7 @@ func (c *sconn) serveAdmin(req *Frame) *Frame {
 		if resize == nil {
 			return errorReply(req, fmt.Errorf("resize volume %s: this node takes no volume resizes: %w", id, errors.ErrUnsupported))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), resizeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), ResizeVolumeTimeout)
 		defer cancel()
 		if err := resize(ctx, id, req.Length); err != nil {
 			return errorReply(req, err)

@@ -14,19 +14,9 @@ import (
 const poolBufSize = 1 << 20
 
 var bouncePool = sync.Pool{New: func() any {
-	b := alignedBuf(poolBufSize)
+	b := block.Aligned(poolBufSize)
 	return &b
 }}
-
-// alignedBuf allocates n bytes aligned to block.Size.
-func alignedBuf(n int) []byte {
-	b := make([]byte, n+block.Size)
-	off := 0
-	if r := int(uintptr(unsafe.Pointer(&b[0])) % block.Size); r != 0 {
-		off = block.Size - r
-	}
-	return b[off : off+n : off+n]
-}
 
 func isAligned(p []byte) bool {
 	return len(p) == 0 || uintptr(unsafe.Pointer(&p[0]))%block.Size == 0
@@ -40,7 +30,7 @@ type bounce struct {
 
 func getBounce(n int) bounce {
 	if n > poolBufSize {
-		return bounce{buf: alignedBuf(n)}
+		return bounce{buf: block.Aligned(n)}
 	}
 	pb := bouncePool.Get().(*[]byte)
 	return bounce{buf: (*pb)[:n], pool: pb}

@@ -158,7 +158,7 @@ func TestChecksumInLowerLayerRepairedThere(t *testing.T) {
 		t.Fatal(err)
 	}
 	low := r.layers[0]
-	bad := alignedBuf(bs)
+	bad := block.Aligned(bs)
 	if _, err := low.data.ReadAt(bad, bs); err != nil {
 		t.Fatal(err)
 	}
@@ -713,7 +713,7 @@ func benchReplica(b *testing.B, size int64) *Replica {
 func benchWrite(b *testing.B, n int) {
 	const size = 1 << 30
 	r := benchReplica(b, size)
-	p := alignedBuf(n)
+	p := block.Aligned(n)
 	copy(p, fill("bench", 0, int64(n/bs)))
 	rng := rand.New(rand.NewPCG(5, 6))
 	b.SetBytes(int64(n))
@@ -732,14 +732,14 @@ func BenchmarkWrite1M(b *testing.B) { benchWrite(b, 1<<20) }
 func BenchmarkRead4K(b *testing.B) {
 	const size = 64 << 20
 	r := benchReplica(b, size)
-	p := alignedBuf(1 << 20)
+	p := block.Aligned(1 << 20)
 	for off := int64(0); off < size; off += int64(len(p)) {
 		if _, err := r.WriteAt(p, off); err != nil {
 			b.Fatal(err)
 		}
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
-	q := alignedBuf(bs)
+	q := block.Aligned(bs)
 	b.SetBytes(bs)
 	b.ResetTimer()
 	for b.Loop() {
@@ -767,14 +767,14 @@ func benchRaw(b *testing.B, writes bool) {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	p := alignedBuf(1 << 20)
+	p := block.Aligned(1 << 20)
 	for off := int64(0); off < size; off += int64(len(p)) {
 		if _, err := f.WriteAt(p, off); err != nil {
 			b.Fatal(err)
 		}
 	}
 	rng := rand.New(rand.NewPCG(7, 8))
-	q := alignedBuf(bs)
+	q := block.Aligned(bs)
 	b.SetBytes(bs)
 	b.ResetTimer()
 	for b.Loop() {

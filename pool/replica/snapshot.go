@@ -200,7 +200,7 @@ func (r *Replica) merge(lid string) error {
 	if src == nil {
 		return fmt.Errorf("layer %s not in chain", lid)
 	}
-	buf := alignedBuf(mergeBatch * block.Size)
+	buf := block.Aligned(mergeBatch * block.Size)
 	for _, c := range src.present.chunkList() {
 		for b := c * chunkBlocks; b < (c+1)*chunkBlocks && b < src.nblocks; b += mergeBatch {
 			n := min(mergeBatch, src.nblocks-b)

@@ -14,6 +14,15 @@ type tableName struct {
 	name     string
 }
 
+// keyspaceIn is the table's keyspace: its own, or, unqualified, the
+// session's current one.
+func (tn tableName) keyspaceIn(current string) string {
+	if tn.keyspace == "" {
+		return current
+	}
+	return tn.keyspace
+}
+
 // literalKind classifies constants as written.
 type literalKind int
 

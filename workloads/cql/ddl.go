@@ -113,10 +113,7 @@ func userKeyspace(c *catalog, name string) (*keyspace, error) {
 }
 
 func createTable(c *catalog, b *pebble.Batch, s *createTableStmt, sessKS string) (*message.SchemaChangeResult, error) {
-	ksName := s.table.keyspace
-	if ksName == "" {
-		ksName = sessKS
-	}
+	ksName := s.table.keyspaceIn(sessKS)
 	ks, err := userKeyspace(c, ksName)
 	if err != nil {
 		return nil, err
@@ -224,10 +221,7 @@ func dropTableData(b *pebble.Batch, t *table) error {
 }
 
 func dropTable(c *catalog, b *pebble.Batch, s *dropTableStmt, sessKS string) (*message.SchemaChangeResult, error) {
-	ksName := s.table.keyspace
-	if ksName == "" {
-		ksName = sessKS
-	}
+	ksName := s.table.keyspaceIn(sessKS)
 	ks, err := userKeyspace(c, ksName)
 	if err != nil {
 		return nil, err
@@ -247,10 +241,7 @@ func dropTable(c *catalog, b *pebble.Batch, s *dropTableStmt, sessKS string) (*m
 }
 
 func truncate(c *catalog, b *pebble.Batch, s *truncateStmt, sessKS string) error {
-	ksName := s.table.keyspace
-	if ksName == "" {
-		ksName = sessKS
-	}
+	ksName := s.table.keyspaceIn(sessKS)
 	ks, err := userKeyspace(c, ksName)
 	if err != nil {
 		return err

@@ -90,11 +90,7 @@ func newPlanner(cat *catalog, keyspace string, p *parsed) *planner {
 }
 
 func (pl *planner) table(tn tableName) (*table, error) {
-	ks := tn.keyspace
-	if ks == "" {
-		ks = pl.keyspace
-	}
-	return pl.cat.lookup(ks, tn.name)
+	return pl.cat.lookup(tn.keyspaceIn(pl.keyspace), tn.name)
 }
 
 // ref turns a term received by a value of type typ (for column col of t)

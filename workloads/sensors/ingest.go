@@ -131,14 +131,24 @@ func unixNano(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
-// NewIngester checks cfg and returns an ingester; nothing is contacted yet.
-func NewIngester(cfg IngestConfig) (*Ingester, error) {
-	cfg.defaults()
-	kc, err := cfg.Kafka.resolve()
+// prepare fills in cfg's defaults and checks its client settings, as both
+// ingesters need; nothing is contacted.
+func (c *IngestConfig) prepare() (*kafkaClient, error) {
+	c.defaults()
+	kc, err := c.Kafka.resolve()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cfg.Cassandra.cluster(); err != nil {
+	if _, err := c.Cassandra.cluster(); err != nil {
+		return nil, err
+	}
+	return kc, nil
+}
+
+// NewIngester checks cfg and returns an ingester; nothing is contacted yet.
+func NewIngester(cfg IngestConfig) (*Ingester, error) {
+	kc, err := cfg.prepare()
+	if err != nil {
 		return nil, err
 	}
 	open := func(ctx context.Context) (sink, error) { return OpenStore(ctx, cfg.Cassandra, cfg.CreateSchema) }

@@ -33,12 +33,8 @@ func (n *NaiveIngester) Snapshot() StatsFile {
 // NewNaiveIngester takes the same settings as NewIngester (the batching
 // ones are not used).
 func NewNaiveIngester(cfg IngestConfig) (*NaiveIngester, error) {
-	cfg.defaults()
-	kc, err := cfg.Kafka.resolve()
+	kc, err := cfg.prepare()
 	if err != nil {
-		return nil, err
-	}
-	if _, err := cfg.Cassandra.cluster(); err != nil {
 		return nil, err
 	}
 	return &NaiveIngester{cfg: cfg, kc: kc}, nil

@@ -81,7 +81,6 @@ type export struct {
 	name    string
 	mnt     string
 	dev     block.Device
-	fs      *diskFS
 	srv     *fuse.Server
 	served  chan struct{} // closed when srv.Serve returns
 	loop    *os.File      // open loop device (nil after detach)
@@ -183,8 +182,7 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 		}
 	}()
 
-	x.fs = newDiskFS(dev, e.opts.Logger)
-	srv, err := fuse.NewServer(x.fs, mnt, e.mountOptions(name))
+	srv, err := fuse.NewServer(newDiskFS(dev, e.opts.Logger), mnt, e.mountOptions(name))
 	if err != nil {
 		close(x.served)
 		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
@@ -227,7 +225,7 @@ func (e *Exporter) Grow(name string) error {
 	if !ok || x.loop == nil {
 		return fmt.Errorf("fuseloop: grow %s: not exported", name)
 	}
-	size := x.fs.grow()
+	size := uint64(x.dev.Size())
 	if st := x.srv.InodeNotify(diskIno, -1, 0); !st.Ok() && st != fuse.ENOENT {
 		return fmt.Errorf("fuseloop: grow %s: invalidate the file's attributes: %v", name, st)
 	}

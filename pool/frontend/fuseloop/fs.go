@@ -4,7 +4,6 @@ import (
 	"errors"
 	"log"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,7 +28,6 @@ const (
 type diskFS struct {
 	fuse.RawFileSystem
 	dev    block.Device
-	size   atomic.Uint64 // the device's size; grows with it (Exporter.Grow)
 	logger *log.Logger
 	// rmwMu serialises read-modify-write of unaligned writes (which the loop
 	// driver, with 4096-byte sectors, never sends; only direct users of the
@@ -39,25 +37,17 @@ type diskFS struct {
 }
 
 func newDiskFS(dev block.Device, logger *log.Logger) *diskFS {
-	fs := &diskFS{
+	return &diskFS{
 		RawFileSystem: fuse.NewDefaultRawFileSystem(),
 		dev:           dev,
 		logger:        logger,
 		mtime:         uint64(time.Now().Unix()),
 	}
-	fs.size.Store(uint64(dev.Size()))
-	return fs
 }
 
-// grow takes the device's new size. It only grows.
-func (fs *diskFS) grow() uint64 {
-	for {
-		old, size := fs.size.Load(), uint64(fs.dev.Size())
-		if size <= old || fs.size.CompareAndSwap(old, size) {
-			return max(old, size)
-		}
-	}
-}
+// size is the file's size: the device's, which grows (Exporter.Grow tells
+// the kernel).
+func (fs *diskFS) size() uint64 { return uint64(fs.dev.Size()) }
 
 func (fs *diskFS) String() string { return "ballast-fuseloop" }
 
@@ -72,7 +62,7 @@ func (fs *diskFS) fill(ino uint64, a *fuse.Attr) bool {
 		a.Nlink = 2
 	case diskIno:
 		a.Mode = syscall.S_IFREG | 0o600
-		a.Size = fs.size.Load()
+		a.Size = fs.size()
 		a.Blocks = a.Size / 512
 	default:
 		return false
@@ -106,7 +96,7 @@ func (fs *diskFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.
 	if !fs.fill(in.NodeId, &out.Attr) {
 		return fuse.ENOENT
 	}
-	if sz, ok := in.GetSize(); ok && sz != fs.size.Load() {
+	if sz, ok := in.GetSize(); ok && sz != fs.size() {
 		return fuse.Status(syscall.EPERM) // only the volume itself grows
 	}
 	// mode, owner and times are accepted and ignored.
@@ -144,7 +134,7 @@ func (fs *diskFS) ioStatus(op string, off int64, n int, err error) fuse.Status {
 
 // clamp limits [off, off+n) to the device and returns the new length.
 func (fs *diskFS) clamp(off uint64, n int) int {
-	size := fs.size.Load()
+	size := fs.size()
 	if off >= size {
 		return 0
 	}
@@ -198,7 +188,7 @@ func (fs *diskFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte
 		total += len(d)
 	}
 	off := int64(in.Offset)
-	if uint64(off)+uint64(total) > fs.size.Load() {
+	if uint64(off)+uint64(total) > fs.size() {
 		return 0, fuse.Status(syscall.ENOSPC) // writes do not grow a volume
 	}
 	var p []byte
@@ -266,7 +256,7 @@ func (fs *diskFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.S
 		return fuse.EISDIR
 	}
 	off, n := int64(in.Offset), int64(in.Length)
-	if size := fs.size.Load(); in.Offset+in.Length > size {
+	if size := fs.size(); in.Offset+in.Length > size {
 		if in.Mode&fallocKeepSize == 0 {
 			return fuse.Status(syscall.EFBIG)
 		}
@@ -371,7 +361,7 @@ func (fs *diskFS) StatFs(cancel <-chan struct{}, in *fuse.InHeader, out *fuse.St
 	// The loop driver takes its discard granularity from f_bsize.
 	out.Bsize = block.Size
 	out.Frsize = block.Size
-	out.Blocks = fs.size.Load() / block.Size
+	out.Blocks = fs.size() / block.Size
 	out.NameLen = 255
 	out.Files = 2
 	return fuse.OK

@@ -51,16 +51,7 @@ func (d *File) Size() int64 { return d.size }
 
 func (d *File) Close() error { return d.f.Close() }
 
-var bounce = sync.Pool{New: func() any { return alignedBuf(1 << 20) }}
-
-func alignedBuf(n int) []byte {
-	b := make([]byte, n+block.Size)
-	off := int(uintptr(unsafe.Pointer(&b[0])) & (block.Size - 1))
-	if off != 0 {
-		off = block.Size - off
-	}
-	return b[off : off+n]
-}
+var bounce = sync.Pool{New: func() any { return block.Aligned(1 << 20) }}
 
 func aligned(p []byte) bool {
 	return len(p) == 0 || uintptr(unsafe.Pointer(&p[0]))&(512-1) == 0
