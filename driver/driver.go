@@ -93,6 +93,11 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	if id == "" {
 		return "", invalid("the request has no mount ID")
 	}
+	if isInline(name) {
+		if _, err := d.inspect(ctx, "mount", name); err != nil {
+			return "", err
+		}
+	}
 	path, err := d.mounts.mount(vol, id, func() (string, error) {
 		a, err := d.svc.AttachVolume(ctx, vol, api.AttachOptions{})
 		if err != nil {
@@ -140,13 +145,9 @@ func (d *Driver) unmount(ctx context.Context, name, id string) error {
 // path returns where the volume is mounted on this node, or "" when it is
 // not.
 func (d *Driver) path(ctx context.Context, name string) (string, error) {
-	vol, err := volumeName(name)
+	v, err := d.inspect(ctx, "inspect", name)
 	if err != nil {
 		return "", err
-	}
-	v, err := d.svc.InspectVolume(ctx, vol)
-	if err != nil {
-		return "", explain("inspect", vol, err)
 	}
 	return d.mountpoint(v), nil
 }
@@ -154,17 +155,35 @@ func (d *Driver) path(ctx context.Context, name string) (string, error) {
 // get describes one volume, under the name Docker asked for (which may be
 // an inline spec: Docker keeps volumes by that name).
 func (d *Driver) get(ctx context.Context, name string) (*volume, error) {
+	v, err := d.inspect(ctx, "inspect", name)
+	if err != nil {
+		return nil, err
+	}
+	out := d.toDocker(v)
+	out.Name = name
+	return &out, nil
+}
+
+// inspect looks up the volume a name Docker sends stands for. An inline
+// spec must describe the volume as it is: one that asks for another size,
+// repl, fs, ... is an error naming the difference (as a create of an
+// existing name is), never a silent use of a volume other than the one
+// asked for.
+func (d *Driver) inspect(ctx context.Context, op, name string) (*api.Volume, error) {
 	vol, err := volumeName(name)
 	if err != nil {
 		return nil, err
 	}
 	v, err := d.svc.InspectVolume(ctx, vol)
 	if err != nil {
-		return nil, explain("inspect", vol, err)
+		return nil, explain(op, vol, err)
 	}
-	out := d.toDocker(v)
-	out.Name = name
-	return &out, nil
+	if isInline(name) {
+		if err := lookupSpec(name, v.Volume); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 // list describes every volume of the cluster.

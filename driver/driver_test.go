@@ -262,6 +262,56 @@ func TestGetListPath(t *testing.T) {
 	}
 }
 
+// An inline spec that names an existing volume must describe it: Get, Path
+// and Mount of one that asks for something else fail with the difference
+// named, and attach nothing. A plain name, the same spec, or one leaving
+// options out (they may have come from --opt, which Docker does not send
+// again) keep working.
+func TestInlineSpecMustMatch(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t) // v1: 1 GiB, repl 2, ext4
+	for _, bad := range []struct{ name, want string }{
+		{"size=2G,repl=2,name=v1", "size 1GiB (asked for 2GiB)"},
+		{"size=1G,repl=1,name=v1", "repl 2 (asked for 1)"},
+		{"size=1G,repl=2,fs=xfs,name=v1", "fs ext4 (asked for xfs)"},
+		{"size=1G,repl=2,pin=zone=a,name=v1", "pin none (asked for zone=a)"},
+		{"size=1G,repl=2,min_in_sync=2,name=v1", "min-in-sync 1 (asked for 2)"},
+		{"size=4G,repl=3,name=v1", "size 1GiB (asked for 4GiB), repl 2 (asked for 3)"},
+	} {
+		checks := map[string]func() error{
+			"get":   func() error { _, err := d.get(ctx, bad.name); return err },
+			"path":  func() error { _, err := d.path(ctx, bad.name); return err },
+			"mount": func() error { _, err := d.mount(ctx, bad.name, "id1"); return err },
+		}
+		for op, call := range checks {
+			err := call()
+			if !errors.Is(err, api.ErrExists) || !strings.Contains(err.Error(), `volume "v1" already exists with a different spec: `+bad.want) {
+				t.Errorf("%s %s: %v; want the difference named: %s", op, bad.name, err, bad.want)
+			}
+		}
+	}
+	if n := f.count("attach"); n != 0 {
+		t.Fatalf("%d attaches for specs that do not match", n)
+	}
+	for _, good := range []string{"v1", "size=1G,repl=2,name=v1", "repl=2,name=v1", "size=1G,name=v1", "fs=ext4;name=v1", "size=512M,repl=2,name=v1"} {
+		if _, err := d.get(ctx, good); err != nil {
+			t.Errorf("get %s: %v", good, err)
+		}
+		if _, err := d.path(ctx, good); err != nil {
+			t.Errorf("path %s: %v", good, err)
+		}
+		if _, err := d.mount(ctx, good, "id-"+good); err != nil {
+			t.Errorf("mount %s: %v", good, err)
+		}
+	}
+	// Docker's create of an inline spec for an existing volume goes
+	// through the service, which says the same.
+	err := d.create(ctx, "size=2G,repl=2,name=v1", nil)
+	if !errors.Is(err, api.ErrExists) || !strings.Contains(err.Error(), "size 1GiB (asked for 2GiB)") {
+		t.Fatalf("create of a different inline spec: %v", err)
+	}
+}
+
 func TestCreateErrors(t *testing.T) {
 	ctx := context.Background()
 	d, f := newTest(t)

@@ -80,8 +80,8 @@ func (f *fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 		return nil, err
 	}
 	if old := f.vols[s.Name]; old != nil {
-		if old.Volume != s {
-			return nil, fmt.Errorf("volume %q already exists with a different spec: %w", s.Name, api.ErrExists)
+		if err := api.MatchSpec(old.Volume, s); err != nil {
+			return nil, err
 		}
 		c := *old
 		return &c, nil

@@ -1,12 +1,14 @@
 package driver
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -82,6 +84,38 @@ func ParseSpec(name string, opts map[string]string) (spec.Volume, error) {
 		return spec.Volume{}, err
 	}
 	return v, nil
+}
+
+// lookupSpec checks an inline spec that names a volume Docker looks up
+// (Get, Path, Mount), not creates, against that volume: nil when every
+// option the spec states matches the volume (api.MatchSpec), else the error
+// naming the difference. Options it leaves out may have come from --opt at
+// create, which Docker does not send again, so they are taken as the
+// volume's.
+func lookupSpec(name string, have spec.Volume) error {
+	kv, err := parseInline(name)
+	if err != nil {
+		return err
+	}
+	delete(kv, "name")
+	stated, err := toVolume(kv)
+	if err != nil {
+		return err
+	}
+	want := spec.Volume{
+		Name:         have.Name,
+		Size:         cmp.Or(stated.Size, have.Size),
+		Repl:         cmp.Or(stated.Repl, have.Repl),
+		FS:           cmp.Or(stated.FS, have.FS),
+		FromSnapshot: cmp.Or(stated.FromSnapshot, have.FromSnapshot),
+		Pin:          cmp.Or(stated.Pin, have.Pin),
+		Avoid:        cmp.Or(stated.Avoid, have.Avoid),
+		MinInSync:    cmp.Or(stated.MinInSync, have.MinInSync),
+	}
+	if err := want.Normalize(); err != nil {
+		return err
+	}
+	return api.MatchSpec(have, want)
 }
 
 // volumeName returns the Ballast volume a name Docker sends stands for: the

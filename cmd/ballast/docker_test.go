@@ -398,6 +398,38 @@ func TestDockerVolumes(t *testing.T) {
 	}
 	waitDetached(t, d, "v3")
 
+	// An inline spec naming an existing volume must describe it: a create
+	// or a docker run -v that asks for another size or repl is refused
+	// with the difference named, and nothing is mounted; the same spec
+	// and the plain name keep working.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"volume", "create", "-d", e.plugin, "size=128M,repl=2,name=v3"}, "size 64MiB (asked for 128MiB), repl 1 (asked for 2)"},
+		{e.runArgs([]string{"--rm", "--volume-driver", e.plugin, "-v", "size=1G,name=v3:/data"}, "true"), "size 64MiB (asked for 1GiB)"},
+	} {
+		out, err := e.docker(c.args...)
+		if err == nil {
+			e.track(c.args[len(c.args)-1])
+			t.Errorf("docker %s succeeded on v3 (64 MiB, repl 1):\n%s", strings.Join(c.args, " "), out)
+			continue
+		}
+		if want := `volume "v3" already exists with a different spec: ` + c.want; !strings.Contains(out, want) {
+			t.Errorf("docker %s: %q; want an error containing %q", strings.Join(c.args, " "), out, want)
+		}
+		t.Logf("docker %s: %s", strings.Join(c.args, " "), strings.TrimSpace(out))
+	}
+	if v := inspect("v3"); v.Size != 64<<20 || v.Repl != 1 || v.Attachment != nil {
+		t.Errorf("v3 after the refused specs: size %d, repl %d, attachment %+v; want 64 MiB, repl 1, detached", v.Size, v.Repl, v.Attachment)
+	}
+	for _, name := range []string{v3, "v3"} {
+		if got := e.mustDocker(e.runArgs([]string{"--rm", "--volume-driver", e.plugin, "-v", name + ":/data"}, "cat", "/data/f")...); got != "three\n" {
+			t.Errorf("container on %s read %q, want %q", name, got, "three\n")
+		}
+		waitDetached(t, d, "v3")
+	}
+
 	// A clone of a snapshot, from an inline spec.
 	if _, err := d.client.CreateSnapshot(ctx, "v1", "s1"); err != nil {
 		t.Fatal(err)

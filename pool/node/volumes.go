@@ -89,27 +89,13 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 // sameSpec answers a create of an existing name: success when the request
 // asks for the same volume, a clear error naming the difference otherwise.
 func (n *Node) sameSpec(ctx context.Context, old *meta.Volume, s spec.Volume) (*api.Volume, error) {
-	want := old.Volume
-	if s.FromSnapshot != "" {
-		s.Size = cmp.Or(s.Size, want.Size)
-		s.FS = cmp.Or(s.FS, want.FS)
-		s.Repl = cmp.Or(s.Repl, want.Repl)
-	}
-	if want != s {
-		return nil, fmt.Errorf("volume %q already exists with a different spec (size %s, repl %d, fs %s%s); delete it first or use another name: %w",
-			s.Name, spec.FormatSize(want.Size), want.Repl, want.FS, fromText(want.FromSnapshot), api.ErrExists)
+	if err := api.MatchSpec(old.Volume, s); err != nil {
+		return nil, err
 	}
 	if old.State != meta.StateReady {
 		return nil, fmt.Errorf("volume %q is being %s; try again in a moment: %w", s.Name, strings.TrimSuffix(string(old.State), "ing")+"ed", api.ErrConflict)
 	}
 	return n.describe(ctx, old)
-}
-
-func fromText(ref string) string {
-	if ref == "" {
-		return ""
-	}
-	return ", from snapshot " + ref
 }
 
 // cloneSource checks a clone's source snapshot and fills the clone's size
