@@ -3,6 +3,8 @@ package csi
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -179,12 +181,19 @@ func TestVolumeHealth(t *testing.T) {
 }
 
 func TestSocketPath(t *testing.T) {
-	for in, want := range map[string]string{"unix:///run/csi.sock": "/run/csi.sock", "unix:/run/csi.sock": "/run/csi.sock", "/run/x/../csi.sock": "/run/csi.sock"} {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"unix:///run/csi.sock": "/run/csi.sock", "unix:/run/csi.sock": "/run/csi.sock", "/run/x/../csi.sock": "/run/csi.sock",
+		"csi.sock": filepath.Join(wd, "csi.sock"), "unix:./x/csi.sock": filepath.Join(wd, "x/csi.sock"),
+	} {
 		if got, err := SocketPath(in); got != want || err != nil {
 			t.Errorf("SocketPath(%q) = %q, %v", in, got, err)
 		}
 	}
-	for _, bad := range []string{"tcp://127.0.0.1:10000", "unix://csi.sock", "csi.sock"} {
+	for _, bad := range []string{"tcp://127.0.0.1:10000", "unix://csi.sock", "unix:", ""} {
 		if _, err := SocketPath(bad); err == nil {
 			t.Errorf("SocketPath(%q) accepted", bad)
 		}

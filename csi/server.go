@@ -103,20 +103,29 @@ func Serve(ctx context.Context, d *Driver, endpoint string) error {
 }
 
 // SocketPath returns the file of a unix endpoint: unix:///path/csi.sock,
-// unix:/path/csi.sock or /path/csi.sock.
+// unix:/path/csi.sock, /path/csi.sock, or a path relative to the working
+// directory (unix:csi.sock, csi.sock), made absolute.
 func SocketPath(endpoint string) (string, error) {
 	p := endpoint
 	if rest, ok := strings.CutPrefix(endpoint, "unix://"); ok {
+		if !strings.HasPrefix(rest, "/") {
+			// unix://csi.sock would name a host "csi.sock".
+			return "", fmt.Errorf("csi endpoint %q: a unix:// endpoint takes an absolute path (unix:///path/csi.sock); write a relative one as unix:%s", endpoint, rest)
+		}
 		p = rest
 	} else if rest, ok := strings.CutPrefix(endpoint, "unix:"); ok {
 		p = rest
 	} else if strings.Contains(endpoint, "://") {
 		return "", fmt.Errorf("csi endpoint %q: only unix sockets are served (unix:///path/csi.sock)", endpoint)
 	}
-	if !filepath.IsAbs(p) {
-		return "", fmt.Errorf("csi endpoint %q: give an absolute socket path (unix:///path/csi.sock)", endpoint)
+	if p == "" {
+		return "", fmt.Errorf("csi endpoint %q: no socket path", endpoint)
 	}
-	return filepath.Clean(p), nil
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", fmt.Errorf("csi endpoint %q: %w", endpoint, err)
+	}
+	return abs, nil
 }
 
 // removeStale removes a socket nobody answers on.

@@ -196,6 +196,39 @@ func portAfter(addr string, d int) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(p+d)), nil
 }
 
+// absolute makes every path the daemon was given absolute, so that a
+// relative --data-dir, --socket, ... means the same to the daemon, to the
+// embedded etcd's unix URLs and to whoever reads its logs as it did on the
+// command line.
+func (f *daemonFlags) absolute(socket *string) error {
+	type pathFlag struct {
+		flag string
+		p    *string
+	}
+	paths := []pathFlag{{"--data-dir", &f.dataDir}, {"--mount-dir", &f.mountDir}, {"--socket", socket}, {"--docker-socket", &f.docker}, {"--cluster-secret-file", &f.secret}}
+	for i := range f.poolDirs {
+		paths = append(paths, pathFlag{"--pool-dir", &f.poolDirs[i]})
+	}
+	for _, x := range paths {
+		if *x.p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*x.p)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", x.flag, *x.p, err)
+		}
+		*x.p = abs
+	}
+	if f.csi != "" {
+		p, err := csi.SocketPath(f.csi)
+		if err != nil {
+			return fmt.Errorf("--csi-endpoint: %w", err)
+		}
+		f.csi = p
+	}
+	return nil
+}
+
 func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	logger, err := newLogger(f.logLevel, f.logJSON)
 	if err != nil {
@@ -203,6 +236,9 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the daemon needs root: it mounts FUSE, sets up loop devices and mounts filesystems")
+	}
+	if err := f.absolute(&socket); err != nil {
+		return err
 	}
 	var secret []byte
 	if f.secret != "" {
@@ -221,11 +257,6 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	if f.nodeID == "" {
 		return fmt.Errorf("--node-id is empty and the hostname is unknown; give --node-id")
-	}
-	if f.csi != "" {
-		if _, err := csi.SocketPath(f.csi); err != nil {
-			return fmt.Errorf("--csi-endpoint: %w", err)
-		}
 	}
 	klog.SetSlogLogger(logger.With("component", "mount"))
 	prev := frontend.TuneGOMAXPROCS()

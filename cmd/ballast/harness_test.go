@@ -54,6 +54,8 @@ type daemon struct {
 	// wrap runs the daemon under another command, e.g. nsenter into a
 	// network namespace.
 	wrap []string
+	// cwd is the daemon's working directory, when not the test's.
+	cwd string
 }
 
 // startDaemon starts a single-node daemon with two pool dirs under a fresh
@@ -117,6 +119,7 @@ func (d *daemon) start() {
 	}
 	argv := append(append(slices.Clone(d.wrap), ballastBin), d.args...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
+	d.cmd.Dir = d.cwd
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// If the test binary dies without its cleanups (a panic), the daemon
 	// still stops, and SIGTERM makes it unmount its volumes on the way.

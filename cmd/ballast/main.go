@@ -47,7 +47,28 @@ func newRoot() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&c.socket, "socket", sock, "daemon socket (env BALLAST_SOCKET)")
 	root.AddCommand(newDaemonCmd(), newVolumeCmd(c), newSnapshotCmd(c), newPoolCmd(c), newClusterCmd(c), newWorkloadCmd())
+	requireSubcommands(root)
 	return root
+}
+
+// requireSubcommands makes every group command (ballast, ballast pool, ...)
+// fail when run without one of its subcommands, or with an unknown one,
+// printing its usage: cobra would print help and exit 0, and a script
+// would take that for success. --help still prints help and exits 0.
+func requireSubcommands(cmd *cobra.Command) {
+	for _, sub := range cmd.Commands() {
+		requireSubcommands(sub)
+	}
+	if !cmd.HasAvailableSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		fmt.Fprint(cmd.ErrOrStderr(), cmd.UsageString())
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q; see the usage above", args[0], cmd.CommandPath())
+		}
+		return fmt.Errorf("%q needs a subcommand; see the usage above", cmd.CommandPath())
+	}
 }
 
 // client dials the daemon for one command.

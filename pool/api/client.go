@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,10 +20,19 @@ type Client struct {
 
 var _ Service = (*Client)(nil)
 
-// Dial connects to the daemon's socket. It does not wait for the daemon:
-// the first call fails with a clear error if it is not there.
+// Dial connects to the daemon's socket, an absolute path or one relative to
+// the working directory. It does not wait for the daemon: the first call
+// fails with a clear error if it is not there.
 func Dial(socket string) (*Client, error) {
-	conn, err := grpc.NewClient("unix://"+socket,
+	if socket == "" {
+		return nil, fmt.Errorf("dial: no daemon socket given (--socket or BALLAST_SOCKET)")
+	}
+	// gRPC reads unix://./b.sock as a host "."; an absolute path has none.
+	abs, err := filepath.Abs(socket)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", socket, err)
+	}
+	conn, err := grpc.NewClient("unix://"+abs,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(codecName)))
 	if err != nil {
