@@ -1,6 +1,6 @@
 // Package workloads holds the workload that ships with Ballast: the IoT
-// sensor pipeline of the reference demo (DESIGN.md, "Workloads"), run by
-// "ballast workload ...".
+// sensor pipeline of the reference demo (docs/architecture.md, "The
+// workload"), run by "ballast workload ...".
 //
 //   - sensors: simulated sensors producing temperature readings to the
 //     Kafka topic sensortemperature, the ingester moving them through

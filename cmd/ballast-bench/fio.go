@@ -46,7 +46,7 @@ type job struct {
 	class class
 }
 
-// jobs are the data-path measurements (DESIGN.md, "The data path").
+// jobs are the data-path measurements (docs/architecture.md, "The data path").
 var jobs = []job{
 	{"seq-write-1M", []string{"--rw=write", "--bs=1M", "--iodepth=16", "--ioengine=libaio"}, false, mibPerSec, sequential},
 	{"seq-read-1M", []string{"--rw=read", "--bs=1M", "--iodepth=16", "--ioengine=libaio"}, true, mibPerSec, sequential},

@@ -1,12 +1,12 @@
 // Command ballast-bench measures Ballast on this machine and prints a
 // Markdown report (stdout, and --out FILE), with progress on stderr:
 //
-//   - the data path (DESIGN.md, "The data path"): the same fio jobs (1 MiB
-//     sequential write and read, 4 KiB random write and read at queue depth
-//     16, 4 KiB writes with fsync=1) on ext4 over a plain loop device over a
-//     sparse host file (the baseline: the physical limit here) and on ext4
-//     on a repl 1 and a repl 2 Ballast volume of the same size, reported as
-//     ratios to the baseline next to their targets;
+//   - the data path (docs/architecture.md, "The data path"): the same fio
+//     jobs (1 MiB sequential write and read, 4 KiB random write and read at
+//     queue depth 16, 4 KiB writes with fsync=1) on ext4 over a plain loop
+//     device over a sparse host file (the baseline: the physical limit
+//     here) and on ext4 on a repl 1 and a repl 2 Ballast volume of the same
+//     size, reported as ratios to the baseline next to their targets;
 //   - the time CreateSnapshot takes through the API on a 1 GiB and a 64 GiB
 //     volume holding data;
 //   - the daemon's resident memory with 10 attached volumes;

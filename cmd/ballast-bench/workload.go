@@ -19,9 +19,9 @@ import (
 	"github.com/ballast-io/ballast/workloads/sensors"
 )
 
-// The workload section (DESIGN.md, "Workloads"): the sensor pipeline end to
-// end on this machine, produce -> embedded Kafka broker -> ingest ->
-// embedded CQL server, every part its own ballast process as deployed
+// The workload section (docs/architecture.md, "The workload"): the sensor
+// pipeline end to end on this machine, produce -> embedded Kafka broker ->
+// ingest -> embedded CQL server, every part its own ballast process as deployed
 // (ballast workload kafka|cql|produce|ingest). Two consumers on the same
 // setup in the same run: the pipeline's ingester (chunks, unlogged batches
 // per partition, parallel writes) and the reference design's naive
@@ -53,7 +53,7 @@ const (
 	benchWriters   = 32
 )
 
-// Targets from the issue.
+// Targets (docs/architecture.md, "Measurements").
 const (
 	workloadRateTarget  = 100000.0 // readings/s, pipeline, end to end
 	workloadRatioTarget = 20.0     // pipeline / naive

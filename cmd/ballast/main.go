@@ -1,5 +1,6 @@
 // Command ballast is Ballast's single binary: the node daemon
-// ("ballast daemon") and the CLI that talks to it over its unix socket.
+// ("ballast daemon"), the CLI that talks to it over its unix socket, and
+// the processes of the sensor workload ("ballast workload ...").
 package main
 
 import (

@@ -23,7 +23,9 @@ type Service interface {
 	InspectVolume(ctx context.Context, name string) (*Volume, error)
 	ListVolumes(ctx context.Context) ([]Volume, error)
 	// AttachVolume attaches a volume on this node, formats it on first use,
-	// mounts it and returns the attachment with its mount path.
+	// mounts it and returns the attachment with its mount path; with
+	// opts.Block it attaches it as a raw block device instead, with nothing
+	// formatted or mounted, and the attachment names the device.
 	AttachVolume(ctx context.Context, name string, opts AttachOptions) (*Attachment, error)
 	DetachVolume(ctx context.Context, name string) error
 

@@ -1,7 +1,9 @@
 // Package block defines the interface that every piece of Ballast's data path
-// speaks: a replica on a disk, a replica across the network, the replicated
-// volume engine and any wrapper (encryption, QoS). The pieces compose the way
-// io.ReaderAt and io.WriterAt do.
+// speaks: a replica on a disk (pool/replica), a replica across the network
+// (pool/remote), the replicated volume engine (pool/engine) and the wrapper
+// that counts a volume's I/O for Prometheus (pool/metrics). The pieces
+// compose the way io.ReaderAt and io.WriterAt do. See docs/architecture.md,
+// "The block layer".
 package block
 
 import (

@@ -1,8 +1,11 @@
 // Package engine is a replicated volume: it fans every write out to each
 // in-sync replica and acknowledges it only when all of them have it, returns
 // from Flush only after every in-sync replica flushed, reads from the first
-// (local) replica, and repairs a block that fails its checksum from another
-// replica.
+// in-sync replica (the node puts a local one first) falling back to the
+// others, and repairs a block that fails its checksum from another replica.
+// It also fills a new or returning replica while I/O goes on (Rebuild,
+// CatchUp), scrubs (Scrub), and grows (Grow). See docs/architecture.md,
+// "The block layer".
 //
 // The engine decides nothing about the cluster itself: when a replica fails,
 // it calls Drop, which must remove that replica from the in-sync set in the

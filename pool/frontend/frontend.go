@@ -1,9 +1,12 @@
-// Package frontend turns a block.Device into a mounted kernel filesystem on
-// this node, and cleans up after a crashed daemon.
+// Package frontend turns a block.Device into a kernel block device on this
+// node, formatted and mounted (ext4 or xfs) or left raw, grows it, and
+// cleans up after a crashed daemon.
 //
-// An Exporter exposes a Device as a kernel block device (fuseloop: FUSE file
-// + loop device; NBD or ublk where hosts have them); the mount helpers
-// format and mount it; an Attacher composes the two.
+// An Exporter exposes a Device as a kernel block device; the mount helpers
+// format and mount it; an Attacher composes the two. fuseloop (a FUSE file
+// attached to a loop device) is the only Exporter: the kernels Ballast runs
+// on have no NBD or ublk, and none of those exporters exists. See
+// docs/architecture.md, "The data path".
 package frontend
 
 import (
@@ -35,7 +38,7 @@ func ValidateName(name string) error { return spec.ValidateName("volume name", n
 // ReaderGOMAXPROCS is the GOMAXPROCS the daemon should run with: go-fuse
 // keeps up to GOMAXPROCS (capped at 16) idle request readers per mount, so
 // 16 lets a queue depth of 16 be picked up without spawning readers on the
-// hot path. It is the value the benchmarks in this package were run with.
+// hot path. The frontend and fuseloop tests run with it too.
 const ReaderGOMAXPROCS = 16
 
 // TuneGOMAXPROCS raises GOMAXPROCS to at least ReaderGOMAXPROCS. Call it at

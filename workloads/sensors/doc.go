@@ -1,8 +1,8 @@
 // Package sensors is the IoT sensor pipeline Ballast ships as its workload
-// (DESIGN.md, "Workloads"): simulated sensors produce temperature readings
-// to Kafka, an ingester moves them from a consumer group into Cassandra (or
-// the embedded CQL server), and a verifier compares what the topic holds
-// with what the store holds.
+// (docs/architecture.md, "The workload"): simulated sensors produce
+// temperature readings to Kafka, an ingester moves them from a consumer
+// group into Cassandra (or the embedded CQL server), and a verifier compares
+// what the topic holds with what the store holds.
 //
 // The pieces, one concern per file:
 //   - reading.go, fastjson.go: a reading and its JSON wire format

@@ -3,7 +3,8 @@
 // (github.com/hanwen/go-fuse/v2), attached to a loop device with direct I/O
 // and 4096-byte logical sectors. The kernel filesystem on the loop device
 // gives full POSIX semantics; the daemon sees only block reads, writes,
-// flushes (fsync) and discards (punch hole). See DESIGN.md, "The data path".
+// flushes (fsync) and discards (punch hole). See docs/architecture.md, "The
+// data path", for why and for the measurements behind the tuning.
 //
 // # Tuning
 //
@@ -13,17 +14,18 @@
 // FOPEN_DIRECT_IO (no kernel page cache: the loop device's direct I/O reaches
 // the daemon). No passthrough, no writeback cache.
 //
-// MaxWrite is 256 KiB rather than DESIGN.md's 1 MiB: go-fuse gives every
-// request, however small, a buffer of MaxWrite bytes, and idle readers keep
-// theirs, so 1 MiB cost about 8 MiB of RSS per attached volume (112 MiB
-// with 10 volumes against 83 MiB at 256 KiB), while ballast-bench showed
-// no difference in sequential or random throughput beyond run-to-run noise.
+// MaxWrite is 256 KiB rather than the 1 MiB the prototype used (see
+// docs/architecture.md, "The data path"): go-fuse gives every request,
+// however small, a buffer of MaxWrite bytes, and idle readers keep theirs,
+// so 1 MiB cost about 8 MiB of RSS per attached volume (112 MiB with 10
+// volumes against 83 MiB at 256 KiB), while ballast-bench showed no
+// difference in sequential or random throughput beyond run-to-run noise.
 //
 // go-fuse sizes its pool of request readers from runtime.GOMAXPROCS(0) at the
 // time each volume is mounted (clamped to [2, 16]). The daemon must raise
 // GOMAXPROCS before exporting volumes, e.g. with
 //
-//	frontend.TuneGOMAXPROCS() // runtime.GOMAXPROCS(max(16, NumCPU))
+//	frontend.TuneGOMAXPROCS() // raises GOMAXPROCS to at least 16
 //
 // # Crash behaviour
 //

@@ -1,6 +1,7 @@
 // Package filedev is a block.Device over a plain host file opened with
-// O_DIRECT. It stands in for a real replica in frontend tests and in the
-// fio comparison (it is the "physical limit" behind a FUSE export).
+// O_DIRECT. It stands in for a real replica in the frontend tests: the
+// child process that plays a daemon in the crash tests serves one through
+// fuseloop.
 package filedev
 
 import (
