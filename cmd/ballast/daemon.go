@@ -89,7 +89,7 @@ different disks.`,
 	fl.IntVar(&f.maxWrite, "fuse-max-write", 0, "largest FUSE request in bytes; every in-flight request holds a buffer this big (default 256 KiB)")
 	fl.StringVar(&f.labels, "labels", "", "this node's labels, e.g. zone=a,rack=r1 (placement spreads replicas across them)")
 	fl.StringVar(&f.listen, "listen", "", "HOST:PORT where this node serves its replicas to the other nodes of the cluster; needs --cluster-secret-file")
-	fl.StringVar(&f.join, "join", "", "HOST:PORT (the --listen address) of a node of the cluster to join; the first three nodes run the cluster's etcd, later ones use it")
+	fl.StringVar(&f.join, "join", "", "HOST:PORT (the --listen address) of a node of the cluster to join through: one of the first three, which run the cluster's etcd (later nodes refuse joins); this node becomes an etcd member if there are fewer than three, else a client")
 	fl.StringVar(&f.etcdCli, "etcd-client-addr", "", "with --listen: HOST:PORT this node's etcd member serves clients on (default: the --listen port + 1)")
 	fl.StringVar(&f.etcdPeer, "etcd-peer-addr", "", "with --listen: HOST:PORT this node's etcd member talks to its peers on (default: the --listen port + 2)")
 	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")

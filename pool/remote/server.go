@@ -508,7 +508,7 @@ func (c *sconn) serveAdmin(req *Frame) *Frame {
 	}
 	if req.Op == OpJoin {
 		if join == nil {
-			return errorReply(req, fmt.Errorf("join of node %s: this node lets no node join: %w", id, errors.ErrUnsupported))
+			return errorReply(req, fmt.Errorf("join of node %s: this node runs no etcd member of the cluster, so it lets no node join; join through one of the first three nodes (ballast cluster status shows their etcd role): %w", id, errors.ErrUnsupported))
 		}
 		answer, err := join(id, req.Payload)
 		if err != nil {
