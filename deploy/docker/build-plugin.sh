@@ -10,8 +10,9 @@
 #   /ballast   the daemon, a static Go binary (CGO_ENABLED=0);
 #   the tools the daemon runs (k8s.io/mount-utils formats and mounts with
 #   them): mount, umount, blkid, fsck, fsck.ext4/e2fsck, mkfs.ext4/mke2fs,
-#   mkfs.xfs, fsck.xfs (a shell script, hence sh), and fusermount3 when the
-#   host has it (only a fallback: the daemon mounts FUSE itself). These are
+#   mkfs.xfs, resize2fs and xfs_growfs (volumes that grew), fsck.xfs (a
+#   shell script, hence sh), and fusermount3 when the host has it (only a
+#   fallback: the daemon mounts FUSE itself). These are
 #   not static: the script copies the build host's binaries together with
 #   the shared libraries and loader `ldd` lists, so the rootfs is
 #   self-contained but has the build host's architecture. Install them on
@@ -19,11 +20,24 @@
 #   with ioctls, so losetup is not needed.
 #
 # On every host that enables the plugin: `mkdir -p /var/lib/ballast` (the
-# state mount's source must exist) and the loop and fuse kernel modules.
+# state mount's source must exist; `docker plugin set ballast/ballast:VERSION
+# state.source=DIR` moves it) and the loop and fuse kernel modules.
 # Volumes are mounted under the plugin's propagated mount (/mnt/ballast in
 # the plugin, see config.json); the CLI reaches the daemon with
 # BALLAST_SOCKET=/var/lib/ballast/ballast.sock. Cluster flags go in the
 # plugin's args: docker plugin set ballast/ballast:VERSION args="--listen ...".
+#
+# Privileges (config.json): CAP_SYS_ADMIN, for mount(2) (the FUSE files,
+# the volumes' filesystems) and freezing them; CAP_MKNOD, in Docker's
+# default set, lets the daemon make a loop node /dev lacks. The host's /dev
+# is bound in, so the loop devices the kernel adds on demand show up;
+# allowAllDevices, because those loop devices (block major 7) get new minors
+# as they are added and a plugin's config can only allow the device nodes
+# that exist when it is enabled, or all of them. /dev/fuse and
+# /dev/loop-control are listed so that enabling fails at once where the
+# modules are missing. Not CAP_SYS_RESOURCE: ext4 then cannot grow while
+# mounted; a volume resized while attached grows its ext4 at the next attach
+# (xfs grows online).
 #
 # Environment: PLUGIN (name, default ballast/ballast), BALLAST_BIN (use this
 # static binary instead of building one), OUT (build the plugin directory
@@ -80,7 +94,7 @@ copy_tool() {
 	done
 }
 
-for tool in mount umount blkid fsck e2fsck fsck.ext4 mke2fs mkfs.ext4 mkfs.xfs sh; do
+for tool in mount umount blkid fsck e2fsck fsck.ext4 mke2fs mkfs.ext4 resize2fs mkfs.xfs xfs_growfs sh; do
 	copy_tool "$tool" || { echo "build-plugin: $tool is missing on this host; run deploy/install-deps.sh" >&2; exit 1; }
 done
 for tool in fsck.xfs fusermount3; do
