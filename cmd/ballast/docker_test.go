@@ -423,6 +423,7 @@ func TestDockerVolumes(t *testing.T) {
 	if v := inspect("v3"); v.Size != 64<<20 || v.Repl != 1 || v.Attachment != nil {
 		t.Errorf("v3 after the refused specs: size %d, repl %d, attachment %+v; want 64 MiB, repl 1, detached", v.Size, v.Repl, v.Attachment)
 	}
+	e.track("v3") // docker run -v v3:... makes Docker keep the name too
 	for _, name := range []string{v3, "v3"} {
 		if got := e.mustDocker(e.runArgs([]string{"--rm", "--volume-driver", e.plugin, "-v", name + ":/data"}, "cat", "/data/f")...); got != "three\n" {
 			t.Errorf("container on %s read %q, want %q", name, got, "three\n")
