@@ -83,6 +83,7 @@ func workloadKafka() *cobra.Command {
 	fl.StringVar(&cfg.Advertise, "advertise", "", "host:port clients are told to connect to (default: --listen; needed when listening on 0.0.0.0)")
 	fl.IntVar(&partitions, "partitions", 6, "partitions of "+sensors.Topic+" and of topics created on first use")
 	fl.BoolVar(&cfg.SyncWrites, "sync-writes", false, "fsync every produced batch before acknowledging it (survives a machine crash, not only a broker crash; slower)")
+	fl.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", kafka.DefaultMaxRequestBytes, "largest request a client may send, in bytes (Apache Kafka's socket.request.max.bytes); a client claiming more is disconnected")
 	start := runFlags(fl)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if cfg.Dir == "" {

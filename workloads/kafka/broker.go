@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 
@@ -42,13 +43,21 @@ type Config struct {
 	// an acknowledged record survives a machine crash, not only a crash
 	// of the broker process (the page cache keeps that).
 	SyncWrites bool
-	Logger     *slog.Logger
+	// MaxRequestBytes is the largest request a client may send (Apache
+	// Kafka's socket.request.max.bytes); a client claiming more, or a
+	// negative size, is disconnected before anything is allocated for
+	// it. Default (0) DefaultMaxRequestBytes, 100 MiB. The broker still
+	// allocates a request's full claimed size when it starts reading it,
+	// so this also bounds the memory each connection can make it hold.
+	MaxRequestBytes int
+	Logger          *slog.Logger
 }
 
 // Broker is a running embedded broker.
 type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
+	guard   *guard
 }
 
 // Start opens (or creates) the broker's data dir and starts serving.
@@ -61,6 +70,15 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, fmt.Errorf("kafka broker: listen address %q: %w", cfg.Listen, err)
+	}
+	maxSize := cfg.MaxRequestBytes
+	switch {
+	case maxSize == 0:
+		maxSize = DefaultMaxRequestBytes
+	case maxSize < minRequestSize:
+		return nil, fmt.Errorf("kafka broker: max request size %d bytes: give at least %d", maxSize, minRequestSize)
+	case maxSize > math.MaxInt32:
+		maxSize = math.MaxInt32 // no request can claim more
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("kafka broker: data dir: %w", err)
@@ -84,13 +102,23 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	// kfake listens on 127.0.0.1:port; ListenFn puts it on the address
 	// asked for instead. One broker: one listener. kfake advertises the
-	// listener's address: a wrapped listener reports the advertised one.
+	// listener's address: the wrapped listener reports the advertised one.
+	// Every connection it accepts goes through the guard (guard.go), but
+	// for the first: an in-process pipe the guard asks kfake its API
+	// versions through.
+	g := newGuard(int32(maxSize), logger)
+	probe, kfakeEnd := net.Pipe()
+	defer probe.Close()
 	listen := func(network, _ string) (net.Listener, error) {
 		ln, err := net.Listen(network, cfg.Listen)
-		if err != nil || advertise == nil {
-			return ln, err
+		if err != nil {
+			return nil, err
 		}
-		return advertisedListener{ln, advertise}, nil
+		addr := ln.Addr()
+		if advertise != nil {
+			addr = advertise
+		}
+		return newGuardListener(ln, addr, g, kfakeEnd), nil
 	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
@@ -108,23 +136,25 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
+		kfakeEnd.Close()
+		g.setAPIs(apiTable{})
 		return nil, fmt.Errorf("kafka broker on %s (data %s): %w", cfg.Listen, cfg.Dir, err)
 	}
 	addrs := c.ListenAddrs()
 	if len(addrs) != 1 {
+		g.setAPIs(apiTable{})
 		c.Close()
 		return nil, fmt.Errorf("kafka broker: %d listeners, want 1", len(addrs))
 	}
-	return &Broker{cluster: c, addr: addrs[0]}, nil
+	apis, err := probeAPIs(probe)
+	if err != nil {
+		g.setAPIs(apiTable{}) // refuse whatever connected meanwhile
+		c.Close()
+		return nil, fmt.Errorf("kafka broker: %w", err)
+	}
+	g.setAPIs(apis)
+	return &Broker{cluster: c, addr: addrs[0], guard: g}, nil
 }
-
-// advertisedListener is a listener whose Addr is the advertised address.
-type advertisedListener struct {
-	net.Listener
-	addr net.Addr
-}
-
-func (l advertisedListener) Addr() net.Addr { return l.addr }
 
 // namedAddr is a TCP address as written (a host name stays a name).
 type namedAddr string
