@@ -21,11 +21,15 @@ import (
 	"sync/atomic"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/replica"
 )
 
 // ErrFenced is wrapped by the errors of a volume that another node took
-// over: the DropFunc returns it when it finds the attachment gone, and from
-// then on every I/O fails at once with it, touching no replica.
+// over. The engine learns it when a replica refuses I/O as fenced at a
+// newer epoch (an error wrapping replica.ErrFenced, from a local
+// replica.Owner or from a replica server), or when the DropFunc returns it
+// (it found the attachment gone); from then on every I/O fails at once with
+// it, touching no replica.
 var ErrFenced = errors.New("fenced: the volume was taken over by another node")
 
 // Member is one replica of the volume.
@@ -201,8 +205,14 @@ func (e *Engine) fanOut(what string, op func(block.Device) error) error {
 	return nil
 }
 
-// fail removes m from the in-sync set, durably, because of cause.
+// fail removes m from the in-sync set, durably, because of cause. A
+// replica that refused as fenced stays: the volume is fenced instead, even
+// when m is its last in-sync replica.
 func (e *Engine) fail(m Member, cause error) error {
+	if errors.Is(cause, replica.ErrFenced) {
+		e.setFenced(cause)
+		return fmt.Errorf("replica %s refused (%v): %w", m.ID, cause, ErrFenced)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	idx := -1
@@ -218,8 +228,8 @@ func (e *Engine) fail(m Member, cause error) error {
 		return fmt.Errorf("last in-sync replica %s failed: %w", m.ID, cause)
 	}
 	if err := e.drop(m.ID, cause); err != nil {
-		if errors.Is(err, ErrFenced) && !e.fenced.Swap(true) {
-			e.log.Error("volume taken over by another node: all I/O on it fails from now on", "volume", e.name, "err", err)
+		if errors.Is(err, ErrFenced) {
+			e.setFenced(err)
 		}
 		return fmt.Errorf("replica %s failed (%v) and could not be dropped from the in-sync set: %w", m.ID, cause, err)
 	}
@@ -241,6 +251,13 @@ func (e *Engine) fail(m Member, cause error) error {
 		}
 	}
 	return nil
+}
+
+// setFenced makes every later I/O fail at once with ErrFenced.
+func (e *Engine) setFenced(cause error) {
+	if !e.fenced.Swap(true) {
+		e.log.Error("volume taken over by another node: all I/O on it fails from now on", "volume", e.name, "err", cause)
+	}
 }
 
 // enterRebuild returns the rebuild under way, if any, with the write of

@@ -90,8 +90,8 @@ func (n *Node) recoverSnapshots(ctx context.Context, v *meta.Volume) error {
 			errs = append(errs, err)
 			continue
 		}
-		ref := m.(localRef)
-		for _, s := range ref.Snapshots() {
+		ref := m.(*localMember)
+		for _, s := range ref.Replica().Snapshots() {
 			if ready[s.Name] {
 				continue
 			}

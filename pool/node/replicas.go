@@ -13,7 +13,9 @@ import (
 )
 
 // member is one replica of an open volume, on this node or another.
-// *replica.Replica (through localRef) and *remote.Client implement it.
+// *localMember and *remote.Client implement it; both carry the epoch of the
+// attachment they were opened for, and the replica refuses their I/O once
+// it is fenced at a newer one.
 type member interface {
 	block.Device
 	Repair(off int64, good []byte) error
@@ -25,8 +27,9 @@ type member interface {
 }
 
 var (
-	_ member = localRef{}
-	_ member = (*remote.Client)(nil)
+	_ member         = (*localMember)(nil)
+	_ member         = (*remote.Client)(nil)
+	_ remote.Replica = localRef{}
 )
 
 // openSet shares this node's open replicas between the volumes attached
@@ -42,24 +45,40 @@ type openReplica struct {
 	refs int
 }
 
-// localRef is a reference to an open replica; Close gives it back.
+// localRef is a reference to an open replica; Close gives it back. Its
+// I/O is not checked against the replica's epoch: the replica server,
+// which gets these, checks each request's epoch itself.
 type localRef struct {
 	*replica.Replica
 	put func() error
+}
+
+func (l localRef) Close() error { return l.put() }
+
+// localMember is a replica on this node as a member of a volume opened
+// here at an epoch: its I/O goes through replica.Owner, so that once
+// another node fences the replica at a newer epoch (through this node's
+// replica server), this node's own I/O to it is refused with
+// remote.ErrFenced, exactly as a remote client's would be. It is used by
+// pointer, so that members compare by identity.
+type localMember struct {
+	replica.Owner
+	ref localRef
 	// srv, when set, is this node's replica server: fencing goes through
 	// it so that it refuses a former owner's requests too.
 	srv *remote.Server
 }
 
-func (l localRef) Close() error { return l.put() }
+func (l *localMember) Close() error { return l.ref.Close() }
 
 // Fence raises the replica's epoch, through the replica server when there
 // is one.
-func (l localRef) Fence(epoch uint64) error {
+func (l *localMember) Fence(epoch uint64) error {
+	r := l.Replica()
 	if l.srv == nil {
-		return l.Replica.Fence(epoch)
+		return r.Fence(epoch)
 	}
-	return l.srv.FenceReplica(l.ID(), epoch, func() error { return l.Replica.Fence(epoch) })
+	return l.srv.FenceReplica(r.ID(), epoch, func() error { return r.Fence(epoch) })
 }
 
 // get opens replica id of store, or takes another reference to it.
@@ -112,8 +131,7 @@ func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (me
 		if err != nil {
 			return nil, err
 		}
-		ref.srv = n.srv // the server's own references fence directly
-		return ref, nil
+		return &localMember{Owner: ref.Replica.Owner(epoch), ref: ref, srv: n.srv}, nil
 	}
 	addr, err := n.nodeAddr(ctx, r.Node)
 	if err != nil {

@@ -384,8 +384,8 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 // allocated is the bytes a local replica holds, -1 when unknown here.
 func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 	if att != nil {
-		if rep, ok := att.member(r.ID).(localRef); ok {
-			return rep.Allocated()
+		if rep, ok := att.member(r.ID).(*localMember); ok {
+			return rep.Replica().Allocated()
 		}
 	}
 	p, err := n.localPool(r)

@@ -1,13 +1,16 @@
 package remote
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/ballast-io/ballast/pool/replica"
 )
 
 // ErrFenced is wrapped by the error of a request whose epoch is older than
-// the replica's: a newer owner of the volume has fenced the replica.
-var ErrFenced = errors.New("fenced by a newer epoch")
+// the replica's: a newer owner of the volume has fenced the replica. It is
+// replica.ErrFenced, which a local replica's Owner returns, so that a
+// refusal reads the same whether the replica is on this node or another.
+var ErrFenced = replica.ErrFenced
 
 // Fence is a replica's current epoch and the decision whether a request of
 // a given epoch may touch it. It does no I/O and no locking; the server

@@ -20,7 +20,8 @@ type meta struct {
 	Created   map[string]time.Time `json:"created"`          // name -> snapshot time
 	Origin    string               `json:"origin,omitempty"` // "replica@snapshot" for a clone
 	// Epoch is the highest attachment epoch this replica was fenced at;
-	// I/O from an older attachment is refused by the replica's server.
+	// I/O from an older attachment is refused, by the replica's server
+	// and by an Owner on the replica's own node.
 	Epoch uint64 `json:"epoch,omitempty"`
 	// LayerSizes holds the size of each layer made before the replica
 	// grew (Resize): a layer's size is fixed when it is made. Layers not

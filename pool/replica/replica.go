@@ -45,13 +45,15 @@ func (r *Replica) checkOpen() error {
 // ReadAt reads len(p) bytes at off. Blocks whose checksum does not match
 // are zeroed in p and reported by a *block.ChecksumError; the other blocks
 // are read normally.
-func (r *Replica) ReadAt(p []byte, off int64) (int, error) {
+func (r *Replica) ReadAt(p []byte, off int64) (int, error) { return r.readAt(p, off, anyEpoch) }
+
+func (r *Replica) readAt(p []byte, off int64, epoch uint64) (int, error) {
 	if err := block.Check(off, int64(len(p)), r.size.Load()); err != nil {
 		return 0, fmt.Errorf("replica %s: read: %w", r.id, err)
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "read"); err != nil {
 		return 0, err
 	}
 	var bad []int64
@@ -119,17 +121,19 @@ func (r *Replica) owners(top int, b, n int64) []int16 {
 
 // WriteAt writes p at off into the head layer: one checksum read, one
 // checksum write and one data write.
-func (r *Replica) WriteAt(p []byte, off int64) (int, error) {
+func (r *Replica) WriteAt(p []byte, off int64) (int, error) { return r.writeAt(p, off, anyEpoch) }
+
+func (r *Replica) writeAt(p []byte, off int64, epoch uint64) (int, error) {
 	if err := block.Check(off, int64(len(p)), r.size.Load()); err != nil {
 		return 0, fmt.Errorf("replica %s: write: %w", r.id, err)
 	}
-	if len(p) == 0 {
-		return 0, nil
-	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "write"); err != nil {
 		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
 	}
 	head := r.layers[len(r.layers)-1]
 	if err := head.put(p, off/block.Size, int64(len(p)/block.Size), nil); err != nil {
@@ -140,10 +144,12 @@ func (r *Replica) WriteAt(p []byte, off int64) (int, error) {
 
 // Flush makes every completed write durable: fdatasync of the head's data
 // and checksum files, and of any other layer repaired since the last flush.
-func (r *Replica) Flush() error {
+func (r *Replica) Flush() error { return r.flush(anyEpoch) }
+
+func (r *Replica) flush(epoch uint64) error {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "flush"); err != nil {
 		return err
 	}
 	for _, l := range r.layers {
@@ -159,17 +165,19 @@ func (r *Replica) Flush() error {
 // Discard returns [off, off+length) to the pool: the head's data is punched
 // out, and blocks a lower layer holds are recorded as zeroed in the head so
 // that they read as zeros rather than falling through.
-func (r *Replica) Discard(off, length int64) error {
+func (r *Replica) Discard(off, length int64) error { return r.discard(off, length, anyEpoch) }
+
+func (r *Replica) discard(off, length int64, epoch uint64) error {
 	if err := block.Check(off, length, r.size.Load()); err != nil {
 		return fmt.Errorf("replica %s: discard: %w", r.id, err)
 	}
-	if length == 0 {
-		return nil
-	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "discard"); err != nil {
 		return err
+	}
+	if length == 0 {
+		return nil
 	}
 	top := len(r.layers) - 1
 	head := r.layers[top]
@@ -201,13 +209,15 @@ func (r *Replica) Discard(off, length int64) error {
 // Repair rewrites the blocks at off with good, the content another replica
 // returned for them, with fresh checksums. Each block is rewritten in the
 // layer that holds it (the head if none does).
-func (r *Replica) Repair(off int64, good []byte) error {
+func (r *Replica) Repair(off int64, good []byte) error { return r.repair(off, good, anyEpoch) }
+
+func (r *Replica) repair(off int64, good []byte, epoch uint64) error {
 	if err := block.Check(off, int64(len(good)), r.size.Load()); err != nil {
 		return fmt.Errorf("replica %s: repair: %w", r.id, err)
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "repair"); err != nil {
 		return err
 	}
 	top := len(r.layers) - 1

@@ -24,13 +24,15 @@ const mergeBatch = 256
 // Snapshot freezes the current head as snapshot name and starts a new,
 // empty head. It costs a flush of the head, two empty files and one
 // metadata write, whatever the volume's size.
-func (r *Replica) Snapshot(name string) error {
+func (r *Replica) Snapshot(name string) error { return r.snapshot(name, anyEpoch) }
+
+func (r *Replica) snapshot(name string, epoch uint64) error {
 	if name == "" || strings.ContainsRune(name, 0) {
 		return fmt.Errorf("replica %s: snapshot %q: invalid name", r.id, name)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "snapshot"); err != nil {
 		return err
 	}
 	if _, ok := r.meta.Snapshots[name]; ok {
@@ -72,13 +74,15 @@ func (r *Replica) Snapshot(name string) error {
 // head is frozen (unnamed) and a new, larger head starts; reads of blocks
 // beyond a lower layer's size fall through it as absent, so the new space
 // reads as zeros. Shrinking is refused.
-func (r *Replica) Resize(size int64) error {
+func (r *Replica) Resize(size int64) error { return r.resize(size, anyEpoch) }
+
+func (r *Replica) resize(size int64, epoch uint64) error {
 	if size%block.Size != 0 {
 		return fmt.Errorf("replica %s: resize to %d: %w", r.id, size, block.ErrUnaligned)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "resize"); err != nil {
 		return err
 	}
 	switch {
@@ -148,11 +152,13 @@ func (r *Replica) Snapshots() []SnapshotInfo {
 // above it (blocks it holds that the child does not are copied, in batches,
 // while I/O continues), removed from the chain, and its files deleted.
 // The views of the head and of the other snapshots do not change.
-func (r *Replica) DeleteSnapshot(name string) error {
+func (r *Replica) DeleteSnapshot(name string) error { return r.deleteSnapshot(name, anyEpoch) }
+
+func (r *Replica) deleteSnapshot(name string, epoch uint64) error {
 	r.deleteMu.Lock()
 	defer r.deleteMu.Unlock()
 
-	lid, shared, err := r.dropSnapshotName(name)
+	lid, shared, err := r.dropSnapshotName(name, epoch)
 	if err != nil || shared {
 		return err
 	}
@@ -165,10 +171,10 @@ func (r *Replica) DeleteSnapshot(name string) error {
 // dropSnapshotName removes the name from the metadata (the layer stays in
 // the chain, so a crash during the merge leaves a consistent replica) and
 // reports whether another replica references the layer.
-func (r *Replica) dropSnapshotName(name string) (lid string, shared bool, err error) {
+func (r *Replica) dropSnapshotName(name string, epoch uint64) (lid string, shared bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.checkOpen(); err != nil {
+	if err := r.admit(epoch, "delete snapshot"); err != nil {
 		return "", false, err
 	}
 	lid, ok := r.meta.Snapshots[name]
