@@ -3,6 +3,7 @@ module github.com/ballast-io/ballast
 go 1.26.0
 
 require (
+	github.com/apache/cassandra-gocql-driver/v2 v2.1.2
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/container-storage-interface/spec v1.13.0
 	github.com/datastax/go-cassandra-native-protocol v0.0.0-20240626123646-2abea740da8d

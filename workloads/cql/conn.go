@@ -66,6 +66,11 @@ func (c *conn) reply(stream int16, msg message.Message) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	encodeResponse(buf, stream, msg)
+	c.send(buf)
+}
+
+// send queues an encoded frame for the writer.
+func (c *conn) send(buf *bytes.Buffer) {
 	select {
 	case c.out <- buf:
 	case <-c.quit:
@@ -140,12 +145,19 @@ func (c *conn) readLoop() {
 	br := bufio.NewReaderSize(c.r, 64<<10)
 	var hb [headerLen]byte
 	for {
-		if _, err := io.ReadFull(br, hb[:]); err != nil {
+		if _, err := io.ReadFull(br, hb[:1]); err != nil {
 			return
 		}
-		h := parseHeader(hb[:])
+		n := headerSize(hb[0]) // a v1/v2 OPTIONS is only 8 bytes
+		if _, err := io.ReadFull(br, hb[1:n]); err != nil {
+			return
+		}
+		h := parseHeader(hb[:n])
 		if err := checkHeader(h); err != nil {
-			c.reply(h.stream, errorMessage(err))
+			buf := bufPool.Get().(*bytes.Buffer)
+			buf.Reset()
+			encodeHeaderError(buf, h, err)
+			c.send(buf)
 			return // cannot resynchronise with this peer
 		}
 		body, err := readBody(br, int(h.length))

@@ -12,14 +12,15 @@ import (
 )
 
 // Frames of native protocol v4. Responses are encoded with the protocol
-// library's frame codec. Request bodies are decoded here into the library's
+// library's frame codec (except the refusal of another protocol version,
+// see encodeHeaderError). Request bodies are decoded here into the library's
 // message types, with every length checked against the bytes actually
 // received: the library's decoders allocate whatever length a frame claims
 // before reading it (a 20-byte frame could ask for 2 GiB), and sub-slicing
 // the body keeps bound values free of copies.
 
 const (
-	headerLen    = 9
+	headerLen    = 9         // v3 and later; v1 and v2 headers have 8 bytes
 	maxBodyLen   = 256 << 20 // like Cassandra's native_transport_max_frame_size
 	protoVersion = primitive.ProtocolVersion4
 
@@ -37,19 +38,34 @@ type header struct {
 	length   int32
 }
 
+// headerSize is the length of a header whose first byte is b0: v1 and v2
+// have one-byte stream ids. Anything else is read as a v3+ header.
+func headerSize(b0 byte) int {
+	if v := b0 & 0x7f; v == 1 || v == 2 {
+		return headerLen - 1
+	}
+	return headerLen
+}
+
+// parseHeader decodes the header at the start of b, which holds at least
+// headerSize(b[0]) bytes.
 func parseHeader(b []byte) header {
-	h := header{version: b[0] & 0x7f, response: b[0]&0x80 != 0, flags: b[1], opcode: primitive.OpCode(b[4])}
-	if h.version >= 3 {
+	h := header{version: b[0] & 0x7f, response: b[0]&0x80 != 0, flags: b[1]}
+	if headerSize(b[0]) == headerLen {
 		h.stream = int16(binary.BigEndian.Uint16(b[2:4]))
+		h.opcode = primitive.OpCode(b[4])
 		h.length = int32(binary.BigEndian.Uint32(b[5:9]))
-	} else { // v1/v2: one-byte stream ids; only used to answer "unsupported version"
+	} else { // v1/v2: only read to answer "unsupported version" in kind
 		h.stream = int16(int8(b[2]))
+		h.opcode = primitive.OpCode(b[3])
+		h.length = int32(binary.BigEndian.Uint32(b[4:8]))
 	}
 	return h
 }
 
 // checkHeader validates a request header; a non-nil error means the
-// connection cannot go on (the client speaks something else).
+// connection cannot go on (the client speaks something else). Answer it
+// with encodeHeaderError.
 func checkHeader(h header) error {
 	if h.version != uint8(protoVersion) {
 		return newError(codeProtocol, "Invalid or unsupported protocol version (%d); the lowest supported version is 4 and the greatest is 4", h.version)
@@ -61,6 +77,54 @@ func checkHeader(h header) error {
 		return newError(codeProtocol, "frame body length %d is out of range (at most %d bytes)", h.length, maxBodyLen)
 	}
 	return nil
+}
+
+// versionErrorReplyVersion is the protocol version in which a request of
+// version v that this server does not speak is refused. Like Cassandra, the
+// answer to a version a driver may really ask for (the retired v1-v3, the
+// newer v5 and v6, DSE v1 and v2) is in that same version: a driver reads
+// frames of the version it asked with, finds the protocol error there and
+// retries with a lower version. Anything else is garbage and is answered
+// in v4, the version this server speaks.
+func versionErrorReplyVersion(v uint8) uint8 {
+	switch primitive.ProtocolVersion(v) {
+	case 1, primitive.ProtocolVersion2, primitive.ProtocolVersion3, primitive.ProtocolVersion5, 6,
+		primitive.ProtocolVersionDse1, primitive.ProtocolVersionDse2:
+		return v
+	}
+	return uint8(protoVersion)
+}
+
+// encodeHeaderError appends the ERROR frame answering a request whose
+// header checkHeader refused with err. A header of another protocol
+// version is answered with a frame encoded by hand in the version chosen by
+// versionErrorReplyVersion (the protocol library encodes neither v1 nor
+// v6): the v1/v2 or v3+ header layout, then the body [int code][string
+// message], which is the same in every version.
+func encodeHeaderError(buf *bytes.Buffer, h header, err error) {
+	if h.version == uint8(protoVersion) {
+		encodeResponse(buf, h.stream, errorMessage(err))
+		return
+	}
+	e := errorMessage(err)
+	msg := e.GetErrorMessage()
+	if len(msg) > 0xffff {
+		msg = msg[:0xffff]
+	}
+	v := versionErrorReplyVersion(h.version)
+	b := buf.AvailableBuffer()
+	b = append(b, v|0x80, 0)
+	if headerSize(v) == headerLen {
+		b = binary.BigEndian.AppendUint16(b, uint16(h.stream))
+	} else {
+		b = append(b, byte(h.stream))
+	}
+	b = append(b, byte(primitive.OpCodeError))
+	b = binary.BigEndian.AppendUint32(b, uint32(4+2+len(msg)))
+	b = binary.BigEndian.AppendUint32(b, uint32(e.GetErrorCode()))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(msg)))
+	b = append(b, msg...)
+	buf.Write(b)
 }
 
 // reader decodes protocol primitives from a request body, failing on

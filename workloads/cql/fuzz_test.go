@@ -117,7 +117,19 @@ func FuzzDecodeFrame(f *testing.F) {
 		}
 		codec := frame.NewCodec()
 		r := bytes.NewReader(out.Bytes())
+		refusals := 0
 		for r.Len() > 0 {
+			if rest := out.Bytes()[out.Len()-r.Len():]; rest[0]&0x7f != byte(protoVersion) {
+				// The refusal of another protocol version, in that version
+				// (possibly one the library cannot decode). Only answers to
+				// requests still running may follow it.
+				f, after, err := parseRawError(rest)
+				if refusals++; err != nil || refusals > 1 || !f.response || f.code != codeProtocol {
+					t.Fatalf("the server refused a protocol version with %x: %+v, %v (refusal #%d)", rest, f, err, refusals)
+				}
+				r = bytes.NewReader(after)
+				continue
+			}
 			fr, err := codec.DecodeFrame(r)
 			if err != nil {
 				t.Fatalf("the server wrote a malformed frame: %v", err)

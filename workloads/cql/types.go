@@ -3,6 +3,7 @@ package cql
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"math"
 	"math/big"
 	"net"
@@ -214,18 +215,22 @@ func literalValue(dt datatype.DataType, t term) ([]byte, error) {
 		size := fixedSize(code)
 		v, err := strconv.ParseInt(t.text, 10, size*8)
 		if err != nil {
-			return nil, invalidf("integer %s out of range for a %s value", shortText(t.text), typeName(dt))
+			if errors.Is(err, strconv.ErrRange) {
+				return nil, invalidf("integer %s out of range for a %s value", shortText(t.text), typeName(dt))
+			}
+			return nil, notAnInteger(dt, t.text)
 		}
 		b := make([]byte, 8)
 		binary.BigEndian.PutUint64(b, uint64(v))
 		return b[8-size:], nil
 	case primitive.DataTypeCodeVarint:
-		if t.kind != litInteger {
+		// Like the fixed-size integers: an integer or a string holding one.
+		if t.kind != litInteger && t.kind != litString {
 			return bad()
 		}
 		v, ok := new(big.Int).SetString(t.text, 10)
 		if !ok {
-			return bad()
+			return nil, notAnInteger(dt, t.text)
 		}
 		return varintBytes(v), nil
 	case primitive.DataTypeCodeDecimal:
@@ -396,6 +401,12 @@ func collectionBytes(elems [][]byte) []byte {
 		b = append(b, e...)
 	}
 	return b
+}
+
+// notAnInteger is the error for a constant given to an integer type that
+// is not a (base 10) integer at all.
+func notAnInteger(dt datatype.DataType, text string) error {
+	return invalidf("invalid %s value %q: not an integer", typeName(dt), shortText(text))
 }
 
 func kindName(k literalKind) string {
