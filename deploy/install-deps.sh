@@ -4,10 +4,11 @@
 # (fusermount3), util-linux (losetup, mount, nsenter), etcd-server (tests
 # against an external etcd), iproute2 and iptables (the network-partition
 # test), busybox-static (the Docker tests build their container image from
-# its static /bin/busybox). Safe to run again.
+# its static /bin/busybox), debootstrap (the demo's Swarm node image). Safe
+# to run again.
 set -euo pipefail
 need=()
-for pair in etcd:etcd-server fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux nsenter:util-linux ip:iproute2 iptables:iptables busybox:busybox-static; do
+for pair in etcd:etcd-server fio:fio mkfs.ext4:e2fsprogs e2fsck:e2fsprogs mkfs.xfs:xfsprogs fusermount3:fuse3 losetup:util-linux nsenter:util-linux ip:iproute2 iptables:iptables busybox:busybox-static debootstrap:debootstrap; do
 	tool=${pair%%:*} pkg=${pair##*:}
 	command -v "$tool" >/dev/null 2>&1 || PATH=$PATH:/sbin:/usr/sbin command -v "$tool" >/dev/null 2>&1 || need+=("$pkg")
 done
@@ -20,4 +21,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux etcd-server iproute2 iptables busybox-static
+apt-get install -y --no-install-recommends fio e2fsprogs xfsprogs fuse3 util-linux etcd-server iproute2 iptables busybox-static debootstrap
