@@ -212,11 +212,18 @@ func (d *Driver) toDocker(v *api.Volume) volume {
 	in := 0
 	var replicas []string
 	for _, r := range v.Replicas {
-		s := r.Node
+		var notes []string
+		if r.Local {
+			notes = append(notes, "local")
+		}
 		if r.InSync {
 			in++
 		} else {
-			s += " (not in sync)"
+			notes = append(notes, "not in sync")
+		}
+		s := r.Node
+		if len(notes) > 0 {
+			s += " (" + strings.Join(notes, ", ") + ")"
 		}
 		replicas = append(replicas, s)
 	}

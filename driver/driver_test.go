@@ -348,3 +348,21 @@ func TestExplain(t *testing.T) {
 		}
 	}
 }
+
+// The Status's replicas name each replica's node and mark the one local to
+// the attach node and those not in sync.
+func TestStatusReplicas(t *testing.T) {
+	d := New(newFake("n1"), "n1", nil)
+	v := &api.Volume{Replicas: []api.Replica{
+		{Node: "n1", InSync: true, Local: true},
+		{Node: "n2", InSync: false},
+		{Node: "n3", InSync: true},
+	}}
+	if got, want := d.toDocker(v).Status["replicas"], "n1 (local), n2 (not in sync), n3"; got != want {
+		t.Errorf("replicas = %q, want %q", got, want)
+	}
+	v.Replicas[0].InSync = false
+	if got, want := d.toDocker(v).Status["replicas"], "n1 (local, not in sync), n2 (not in sync), n3"; got != want {
+		t.Errorf("replicas = %q, want %q", got, want)
+	}
+}

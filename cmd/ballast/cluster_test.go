@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -322,6 +323,87 @@ func TestRebuildAfterNodeLoss(t *testing.T) {
 	fsckFrozen(t, satt.MountPath)
 	got, _ := spare.client.InspectVolume(ctx, "heal")
 	t.Logf("after the takeover: %s in sync, replicas %+v", insync(*got), got.Replicas)
+	if local := localReplicas(t, spare, "heal"); !slices.Equal(local, []string{rebuilt}) {
+		t.Errorf("after the takeover on the spare node: local replicas %v, want the one rebuilt there (%s)", local, rebuilt)
+	}
+}
+
+// TestLocalReplica: `volume inspect --json` marks the replica on the attach
+// node as local: one while the volume is attached on a node holding a
+// replica, none after a takeover on a node that holds none.
+func TestLocalReplica(t *testing.T) {
+	nodes, _ := startCluster(t, 3)
+	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
+	ctx := nodes[0].ctx()
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "loc", Size: 256 << 20, Repl: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := byID[v.Replicas[0].Node]
+	var spare *daemon
+	for id, d := range byID {
+		if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
+			spare = d
+		}
+	}
+	if local := localReplicas(t, spare, "loc"); len(local) != 0 {
+		t.Errorf("detached: local replicas %v, want none", local)
+	}
+	if _, err := owner.client.AttachVolume(ctx, "loc", api.AttachOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if local := localReplicas(t, spare, "loc"); !slices.Equal(local, []string{v.Replicas[0].ID}) {
+		t.Errorf("attached on %s: local replicas %v, want its own (%s)", owner.node, local, v.Replicas[0].ID)
+	}
+	out, err := spare.cli("volume", "inspect", "loc")
+	if err != nil || !strings.Contains(out, "LOCAL") {
+		t.Fatalf("volume inspect: %v\n%s", err, out)
+	}
+	rows := 0
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) == 6 && (f[0] == v.Replicas[0].ID || f[0] == v.Replicas[1].ID) {
+			rows++
+			if want := fmt.Sprint(f[0] == v.Replicas[0].ID); f[4] != want {
+				t.Errorf("volume inspect: replica %s shows LOCAL %s, want %s\n%s", f[0], f[4], want, out)
+			}
+		}
+	}
+	if rows != 2 {
+		t.Errorf("volume inspect: %d replica rows, want 2\n%s", rows, out)
+	}
+	owner.kill9()
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if _, err = spare.client.AttachVolume(ctx, "loc", api.AttachOptions{}); err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the spare node could not take the volume over: %v", err)
+		}
+	}
+	if local := localReplicas(t, spare, "loc"); len(local) != 0 {
+		t.Errorf("taken over on %s, which holds no replica: local replicas %v, want none", spare.node, local)
+	}
+}
+
+// localReplicas is the IDs of the replicas `volume inspect --json`, run on
+// d, marks local.
+func localReplicas(t *testing.T, d *daemon, vol string) []string {
+	t.Helper()
+	out, err := d.cli("volume", "inspect", "--json", vol)
+	if err != nil {
+		t.Fatalf("volume inspect --json %s: %v\n%s", vol, err, out)
+	}
+	var v api.Volume
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("volume inspect --json %s: %v\n%s", vol, err, out)
+	}
+	var ids []string
+	for _, r := range v.Replicas {
+		if r.Local {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
 }
 
 // TestIdleReplicaLoss: a replica node dies while its volume is idle; the

@@ -146,9 +146,9 @@ func volumeInspect(c *cli) *cobra.Command {
 				fmt.Fprintln(w, "Replicas:")
 				var rows [][]string
 				for _, r := range v.Replicas {
-					rows = append(rows, []string{"  " + r.ID, r.Node, r.Pool, fmt.Sprint(r.InSync), size(r.Allocated)})
+					rows = append(rows, []string{"  " + r.ID, r.Node, r.Pool, fmt.Sprint(r.InSync), fmt.Sprint(r.Local), size(r.Allocated)})
 				}
-				return table(w, []string{"  ID", "NODE", "POOL", "IN-SYNC", "USED"}, rows)
+				return table(w, []string{"  ID", "NODE", "POOL", "IN-SYNC", "LOCAL", "USED"}, rows)
 			})
 		},
 	}

@@ -88,6 +88,9 @@ type Replica struct {
 	Pool      string `json:"pool"`
 	InSync    bool   `json:"in_sync"`
 	Allocated int64  `json:"allocated"`
+	// Local: the volume is attached, on this replica's node, so reads of
+	// it need no network.
+	Local bool `json:"local,omitempty"`
 }
 
 // Attachment says where a volume is attached and mounted.

@@ -367,6 +367,9 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 			att = nil // another node's, or a newer one than this node's
 		}
 		out.Attachment = att.toAPI(a)
+		for i := range out.Replicas {
+			out.Replicas[i].Local = out.Replicas[i].Node == a.Node
+		}
 	} else if !errors.Is(err, meta.ErrNotFound) {
 		return nil, err
 	}
