@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -83,6 +84,14 @@ func (d *Driver) remove(ctx context.Context, name string) error {
 	})
 }
 
+// legacyID stands for the mount ID of callers that send none: Docker
+// before 1.12's protocol, and dvdcli, through which DC/OS's Mesos isolator
+// mounts dvdi volumes. Such a caller counts mounts itself (Mesos mounts
+// for every container and unmounts once, after the last), so all of its
+// mounts of a volume are one: a repeated Mount is idempotent and its one
+// Unmount releases them.
+const legacyID = "(no mount ID)"
+
 // mount attaches the volume on this node for the mount ID, unless another
 // ID already did, and returns its mount path.
 func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
@@ -90,9 +99,7 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if id == "" {
-		return "", invalid("the request has no mount ID")
-	}
+	id = cmp.Or(id, legacyID)
 	if isInline(name) {
 		if _, err := d.inspect(ctx, "mount", name); err != nil {
 			return "", err
@@ -120,9 +127,7 @@ func (d *Driver) unmount(ctx context.Context, name, id string) error {
 	if err != nil {
 		return err
 	}
-	if id == "" {
-		return invalid("the request has no mount ID")
-	}
+	id = cmp.Or(id, legacyID)
 	known, err := d.mounts.unmount(vol, id, func() error {
 		err := d.svc.DetachVolume(ctx, vol)
 		switch {

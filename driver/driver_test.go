@@ -366,3 +366,34 @@ func TestStatusReplicas(t *testing.T) {
 		t.Errorf("replicas = %q, want %q", got, want)
 	}
 }
+
+// TestMountWithoutID: callers of the protocol before Docker 1.12 (dvdcli,
+// for DC/OS) send no mount ID and count mounts themselves: repeated mounts
+// attach once, and their one unmount detaches. Mounts with IDs count apart.
+func TestMountWithoutID(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	for range 2 {
+		if p, err := d.mount(ctx, "v1", ""); err != nil || p != "/var/lib/ballast/mounts/v1" {
+			t.Fatalf("mount without an ID: %q, %v", p, err)
+		}
+	}
+	if _, err := d.mount(ctx, "v1", "docker-id"); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count("attach"); n != 1 {
+		t.Fatalf("%d attaches, want 1", n)
+	}
+	if err := d.unmount(ctx, "v1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if f.attachment("v1") == nil {
+		t.Fatal("detached while the mount with an ID still uses the volume")
+	}
+	if err := d.unmount(ctx, "v1", "docker-id"); err != nil {
+		t.Fatal(err)
+	}
+	if f.count("detach") != 1 || f.attachment("v1") != nil {
+		t.Fatalf("not detached after the last unmount (%d detaches)", f.count("detach"))
+	}
+}

@@ -84,6 +84,18 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+func TestSizeWithoutUnitHint(t *testing.T) {
+	v := Volume{Name: "v", Size: 5}
+	err := v.Normalize()
+	if err == nil || !strings.Contains(err.Error(), "below the 16MiB minimum for ext4; a size without a unit is in bytes: write 5G for 5 GiB") {
+		t.Fatalf("a 5-byte volume: %v; want the minimum and the unit hint", err)
+	}
+	v = Volume{Name: "v", Size: 8 << 20}
+	if err := v.Normalize(); err == nil || strings.Contains(err.Error(), "without a unit") {
+		t.Fatalf("an 8 MiB volume: %v; want the minimum without the unit hint", err)
+	}
+}
+
 func FuzzParseSize(f *testing.F) {
 	for _, s := range []string{"1G", "1.5T", "-1", "0", "99999999999999999999", "4096", "1e9G", "NaN"} {
 		f.Add(s)

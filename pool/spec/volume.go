@@ -81,7 +81,13 @@ func (v *Volume) Normalize() error {
 		min = 300 << 20
 	}
 	if v.Size < min {
-		return invalid("size %s of volume %q is below the %s minimum for %s", FormatSize(v.Size), v.Name, FormatSize(min), v.FS)
+		hint := ""
+		if v.Size < 1<<20 {
+			// Such sizes come from a number without a unit (DC/OS's
+			// external.size, meant as GiB, arrives so).
+			hint = fmt.Sprintf("; a size without a unit is in bytes: write %dG for %d GiB", v.Size, v.Size)
+		}
+		return invalid("size %s of volume %q is below the %s minimum for %s%s", FormatSize(v.Size), v.Name, FormatSize(min), v.FS, hint)
 	}
 	v.Size = (v.Size + 4095) &^ 4095
 	return nil
