@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/ballast-io/ballast/workloads/autoscale"
 	"github.com/ballast-io/ballast/workloads/cql"
 	"github.com/ballast-io/ballast/workloads/kafka"
 	"github.com/ballast-io/ballast/workloads/sensors"
@@ -34,7 +35,7 @@ func newWorkloadCmd() *cobra.Command {
 			"`workload kafka` and `workload cql` are embedded servers keeping their data in a directory (a Ballast volume, in the demo); " +
 			"produce, ingest and verify work the same against Apache Kafka and Apache Cassandra.",
 	}
-	cmd.AddCommand(workloadKafka(), workloadCQL(), workloadProduce(), workloadIngest(), workloadVerify())
+	cmd.AddCommand(workloadKafka(), workloadCQL(), workloadProduce(), workloadIngest(), workloadVerify(), workloadAutoscale())
 	return cmd
 }
 
@@ -377,6 +378,87 @@ func workloadVerify() *cobra.Command {
 				rep.NotDeadLettered, len(rep.WrongAlerts))
 		}
 		return nil
+	}
+	return cmd
+}
+
+func workloadAutoscale() *cobra.Command {
+	opts := autoscale.Options{Config: autoscale.DefaultConfig}
+	lw := sensors.LagWatchConfig{}
+	var dockerHost, eventsFile string
+	cmd := &cobra.Command{
+		Use:   "autoscale --service NAME [--brokers HOST:PORT] [--min 1] [--max 4] [--docker-host unix:///var/run/docker.sock]",
+		Short: "Scale the ingester's Docker Swarm service with consumer group " + sensors.Group + "'s lag",
+		Long: "Follows the partition lag the ingesters publish to " + sensors.LagTopic + " and scales the replicated Docker Swarm " +
+			"service --service (the ingesters) between --min and --max replicas through the Docker Engine API (service update, " +
+			"retried when another update races it), with hysteresis: out by --scale-out-step when the lag per replica has stayed " +
+			"above --scale-out-lag for --scale-out-after, in by --scale-in-step when it has stayed below --scale-in-lag for " +
+			"--scale-in-after, never twice within --cooldown; a lag report older than --stale-after holds. Each decision is logged; " +
+			"--events writes the starting replicas and each change as JSON lines. --docker-host must reach a swarm manager. " +
+			"On Kubernetes use KEDA instead (deploy/kubernetes/workload/). Runs until Ctrl-C.",
+		Args: cobra.NoArgs,
+	}
+	fl := cmd.Flags()
+	k := kafkaFlags(fl)
+	fl.StringVar(&opts.Service, "service", "", "the ingesters' Swarm service, name or ID (required)")
+	fl.StringVar(&dockerHost, "docker-host", "", "Docker engine of a swarm manager (default: $DOCKER_HOST, else unix:///var/run/docker.sock)")
+	fl.IntVar(&opts.Min, "min", opts.Min, "fewest replicas (at least 1: the ingesters report the lag)")
+	fl.IntVar(&opts.Max, "max", opts.Max, "most replicas")
+	fl.DurationVar(&opts.Interval, "interval", 2*time.Second, "time between decisions")
+	fl.Int64Var(&opts.ScaleOutLag, "scale-out-lag", opts.ScaleOutLag, "lag per replica (records) above which to scale out")
+	fl.DurationVar(&opts.ScaleOutAfter, "scale-out-after", opts.ScaleOutAfter, "how long the lag must stay above --scale-out-lag")
+	fl.Int64Var(&opts.ScaleInLag, "scale-in-lag", opts.ScaleInLag, "lag per replica (records) below which to scale in")
+	fl.DurationVar(&opts.ScaleInAfter, "scale-in-after", opts.ScaleInAfter, "how long the lag must stay below --scale-in-lag")
+	fl.IntVar(&opts.ScaleOutStep, "scale-out-step", opts.ScaleOutStep, "replicas added at once")
+	fl.IntVar(&opts.ScaleInStep, "scale-in-step", opts.ScaleInStep, "replicas removed at once")
+	fl.DurationVar(&opts.Cooldown, "cooldown", opts.Cooldown, "after a change, no other for this long")
+	fl.DurationVar(&opts.StaleAfter, "stale-after", opts.StaleAfter, "hold when the newest lag report is older than this")
+	fl.StringVar(&lw.LagTopic, "lag-topic", sensors.LagTopic, "topic the ingesters publish their lag to")
+	fl.StringVar(&lw.Group, "group", sensors.Group, "the ingesters' consumer group")
+	fl.StringVar(&lw.Topic, "topic", sensors.Topic, "the topic they consume")
+	fl.StringVar(&eventsFile, "events", "", "append the starting replicas and every change to this file, as JSON lines")
+	start := runFlags(fl)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if opts.Service == "" {
+			return errors.New("--service is required")
+		}
+		if err := opts.Validate(); err != nil {
+			return err
+		}
+		log, stop, err := start()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		passwords(k, nil)
+		lw.Kafka, lw.Logger, opts.Logger = *k, log, log
+		w, err := sensors.NewLagWatcher(lw)
+		if err != nil {
+			return err
+		}
+		sc, err := autoscale.NewSwarmScaler(dockerHost, opts.Service)
+		if err != nil {
+			return err
+		}
+		defer sc.Close()
+		if eventsFile != "" {
+			f, err := os.OpenFile(eventsFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			opts.Events = f
+		}
+		ctx := cmd.Context()
+		watchErr := make(chan error, 1)
+		go func() { watchErr <- w.Run(ctx) }()
+		src := autoscale.LagFunc(func() autoscale.Sample {
+			v := w.Lag()
+			return autoscale.Sample{Lag: v.Lag, Partitions: v.Partitions, Time: v.Newest}
+		})
+		log.Info("autoscale", "service", opts.Service, "brokers", k.Brokers, "lag_topic", lw.LagTopic, "group", lw.Group)
+		err = autoscale.Run(ctx, opts, src, sc)
+		return errors.Join(err, <-watchErr)
 	}
 	return cmd
 }

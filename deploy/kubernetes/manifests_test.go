@@ -7,24 +7,31 @@ package kubernetes
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	snapv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/ballast-io/ballast/csi"
+	"github.com/ballast-io/ballast/workloads/sensors"
 )
 
 const namespace = "ballast-system"
@@ -35,9 +42,11 @@ type object struct {
 	obj  runtime.Object
 }
 
-// load decodes every document of every *.yaml file here, strictly: an
-// unknown or duplicate field is an error.
-func load(t *testing.T) []object {
+// load decodes every document of every file matching pattern (*.yaml:
+// the driver's; workload/*.yaml: the sensor workload's), strictly: an
+// unknown or duplicate field is an error. KEDA's ScaledObject, whose Go
+// types are not a dependency, is decoded into scaledObject below.
+func load(t *testing.T, pattern string) []object {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, appsv1.AddToScheme, rbacv1.AddToScheme, storagev1.AddToScheme, snapv1.AddToScheme} {
@@ -46,7 +55,7 @@ func load(t *testing.T) []object {
 		}
 	}
 	decoder := serializer.NewCodecFactory(scheme, serializer.EnableStrict).UniversalDeserializer()
-	files, err := filepath.Glob("*.yaml")
+	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no manifests: %v", err)
 	}
@@ -67,7 +76,10 @@ func load(t *testing.T) []object {
 			if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 				continue
 			}
-			obj, _, err := decoder.Decode(doc, nil, nil)
+			obj, err := decodeKEDA(doc)
+			if obj == nil && err == nil {
+				obj, _, err = decoder.Decode(doc, nil, nil)
+			}
 			if err != nil {
 				t.Errorf("%s, document %d: %v", f, i+1, err)
 				continue
@@ -89,7 +101,7 @@ func stripComments(doc []byte) []byte {
 }
 
 func TestManifests(t *testing.T) {
-	objs := load(t)
+	objs := load(t, "*.yaml")
 	var (
 		driver      *storagev1.CSIDriver
 		classes     = map[string]*storagev1.StorageClass{}
@@ -338,5 +350,171 @@ func TestStrictDecoding(t *testing.T) {
 	bad := "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: x\nprovisioner: csi.ballast.io\nallowVolumeExpanson: true\n"
 	if _, _, err := decoder.Decode([]byte(bad), nil, nil); err == nil || !strings.Contains(err.Error(), "allowVolumeExpanson") {
 		t.Fatalf("a misspelt field decoded: %v", err)
+	}
+}
+
+// scaledObject mirrors the fields of KEDA's ScaledObject (keda.sh/v1alpha1,
+// github.com/kedacore/keda/v2/apis/keda/v1alpha1) that manifests may use,
+// so that a misspelt one fails strict decoding.
+type scaledObject struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			APIVersion             string `json:"apiVersion"`
+			Kind                   string `json:"kind"`
+			Name                   string `json:"name"`
+			EnvSourceContainerName string `json:"envSourceContainerName"`
+		} `json:"scaleTargetRef"`
+		PollingInterval       *int32 `json:"pollingInterval"`
+		InitialCooldownPeriod *int32 `json:"initialCooldownPeriod"`
+		CooldownPeriod        *int32 `json:"cooldownPeriod"`
+		IdleReplicaCount      *int32 `json:"idleReplicaCount"`
+		MinReplicaCount       *int32 `json:"minReplicaCount"`
+		MaxReplicaCount       *int32 `json:"maxReplicaCount"`
+		Advanced              *struct {
+			RestoreToOriginalReplicaCount bool `json:"restoreToOriginalReplicaCount"`
+			HorizontalPodAutoscalerConfig *struct {
+				Name     string                                         `json:"name"`
+				Behavior *autoscalingv2.HorizontalPodAutoscalerBehavior `json:"behavior"`
+			} `json:"horizontalPodAutoscalerConfig"`
+		} `json:"advanced"`
+		Triggers []struct {
+			Type              string            `json:"type"`
+			Name              string            `json:"name"`
+			UseCachedMetrics  bool              `json:"useCachedMetrics"`
+			MetricType        string            `json:"metricType"`
+			Metadata          map[string]string `json:"metadata"`
+			AuthenticationRef *struct {
+				Name string `json:"name"`
+				Kind string `json:"kind"`
+			} `json:"authenticationRef"`
+		} `json:"triggers"`
+		Fallback *struct {
+			FailureThreshold int32 `json:"failureThreshold"`
+			Replicas         int32 `json:"replicas"`
+		} `json:"fallback"`
+	} `json:"spec"`
+}
+
+func (s *scaledObject) DeepCopyObject() runtime.Object { c := *s; return &c }
+
+// decodeKEDA decodes doc strictly if it is a KEDA object; it returns nil,
+// nil for any other.
+func decodeKEDA(doc []byte) (runtime.Object, error) {
+	js, err := yaml.ToJSON(doc)
+	if err != nil {
+		return nil, err
+	}
+	var tm metav1.TypeMeta
+	if err := json.Unmarshal(js, &tm); err != nil || !strings.HasPrefix(tm.APIVersion, "keda.sh/") {
+		return nil, nil // not KEDA's: the scheme's decoder says what is wrong
+	}
+	if tm.APIVersion != "keda.sh/v1alpha1" || tm.Kind != "ScaledObject" {
+		return nil, fmt.Errorf("%s %s: only keda.sh/v1alpha1 ScaledObject is checked here", tm.APIVersion, tm.Kind)
+	}
+	var so scaledObject
+	d := json.NewDecoder(bytes.NewReader(js))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&so); err != nil {
+		return nil, fmt.Errorf("ScaledObject: %w", err)
+	}
+	return &so, nil
+}
+
+// kafkaScalerMetadata is the metadata KEDA's Kafka scaler reads.
+var kafkaScalerMetadata = []string{"bootstrapServers", "bootstrapServersFromEnv", "consumerGroup", "consumerGroupFromEnv",
+	"topic", "topicFromEnv", "partitionLimitation", "lagThreshold", "activationLagThreshold", "offsetResetPolicy",
+	"allowIdleConsumers", "excludePersistentLag", "scaleToZeroOnInvalidOffset", "limitToPartitionsWithLag",
+	"ensureEvenDistributionOfPartitions", "version", "sasl", "tls", "unsafeSsl"}
+
+// TestWorkloadManifests checks the sensor workload's manifests
+// (workload/): the KEDA ScaledObject scales the ingester Deployment with
+// the Kafka scaler on the consumer group and topic the code uses, through
+// the broker's Service; the servers' claims use the driver's StorageClass.
+func TestWorkloadManifests(t *testing.T) {
+	classes := map[string]bool{}
+	for _, o := range load(t, "*.yaml") {
+		if c, ok := o.obj.(*storagev1.StorageClass); ok {
+			classes[c.Name] = true
+		}
+	}
+	var (
+		scaled      []*scaledObject
+		deployments = map[string]*appsv1.Deployment{}
+		services    = map[string]*corev1.Service{}
+	)
+	for _, o := range load(t, "workload/*.yaml") {
+		switch x := o.obj.(type) {
+		case *scaledObject:
+			scaled = append(scaled, x)
+		case *appsv1.Deployment:
+			deployments[x.Namespace+"/"+x.Name] = x
+		case *corev1.Service:
+			services[x.Namespace+"/"+x.Name] = x
+		case *appsv1.StatefulSet:
+			for _, c := range x.Spec.VolumeClaimTemplates {
+				if c.Spec.StorageClassName == nil || !classes[*c.Spec.StorageClassName] {
+					t.Errorf("StatefulSet %s: claim %s names no StorageClass of the driver's manifests", x.Name, c.Name)
+				}
+			}
+		}
+	}
+	if len(scaled) != 1 {
+		t.Fatalf("%d ScaledObjects in workload/, want 1", len(scaled))
+	}
+	so := scaled[0]
+	ref := so.Spec.ScaleTargetRef
+	d := deployments[so.Namespace+"/"+ref.Name]
+	if ref.APIVersion != "apps/v1" || ref.Kind != "Deployment" || d == nil {
+		t.Fatalf("the ScaledObject scales %s %s %s/%s, which is no Deployment here", ref.APIVersion, ref.Kind, so.Namespace, ref.Name)
+	}
+	if len(d.Spec.Template.Spec.Containers) != 1 {
+		t.Fatalf("Deployment %s: %d containers, want the ingester alone", d.Name, len(d.Spec.Template.Spec.Containers))
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if len(args) < 2 || args[0] != "workload" || args[1] != "ingest" {
+		t.Fatalf("Deployment %s runs %v, not the ingester", d.Name, args)
+	}
+	flag := func(name, def string) string {
+		for _, a := range args {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				return v
+			}
+		}
+		return def
+	}
+	if mn, mx := so.Spec.MinReplicaCount, so.Spec.MaxReplicaCount; mn == nil || mx == nil || *mn < 1 || *mx < *mn {
+		t.Errorf("replicas: min %v, max %v; want 1 <= min <= max", mn, mx)
+	}
+	if len(so.Spec.Triggers) != 1 || so.Spec.Triggers[0].Type != "kafka" {
+		t.Fatalf("triggers %+v: want one of type kafka", so.Spec.Triggers)
+	}
+	md := so.Spec.Triggers[0].Metadata
+	for k := range md {
+		if !slices.Contains(kafkaScalerMetadata, k) {
+			t.Errorf("Kafka trigger: metadata %q is none KEDA's Kafka scaler reads", k)
+		}
+	}
+	if md["consumerGroup"] != sensors.Group || md["topic"] != sensors.Topic {
+		t.Errorf("Kafka trigger on group %q, topic %q; the ingester's are %s, %s", md["consumerGroup"], md["topic"], sensors.Group, sensors.Topic)
+	}
+	if g, tp := flag("group", sensors.Group), flag("topic", sensors.Topic); g != md["consumerGroup"] || tp != md["topic"] {
+		t.Errorf("the ingester consumes %s in group %s; the trigger watches %s in %s", tp, g, md["topic"], md["consumerGroup"])
+	}
+	if n, err := strconv.ParseInt(md["lagThreshold"], 10, 64); err != nil || n < 1 {
+		t.Errorf("lagThreshold %q: want a positive integer", md["lagThreshold"])
+	}
+	// The trigger and the ingester reach the broker through its Service.
+	if b := flag("brokers", ""); b != md["bootstrapServers"] {
+		t.Errorf("the ingester's brokers %q, the trigger's %q", b, md["bootstrapServers"])
+	}
+	for _, b := range strings.Split(md["bootstrapServers"], ",") {
+		host, port, err := net.SplitHostPort(b)
+		name, ns, _ := strings.Cut(strings.TrimSuffix(host, ".svc"), ".")
+		svc := services[ns+"/"+name]
+		if err != nil || svc == nil || !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return strconv.Itoa(int(p.Port)) == port }) {
+			t.Errorf("bootstrap server %q is no port of a Service here", b)
+		}
 	}
 }
