@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -449,7 +450,8 @@ func workloadAutoscale() *cobra.Command {
 			defer f.Close()
 			opts.Events = f
 		}
-		ctx := cmd.Context()
+		ctx, cancel := context.WithCancel(cmd.Context())
+		defer cancel()
 		watchErr := make(chan error, 1)
 		go func() { watchErr <- w.Run(ctx) }()
 		src := autoscale.LagFunc(func() autoscale.Sample {
@@ -458,6 +460,7 @@ func workloadAutoscale() *cobra.Command {
 		})
 		log.Info("autoscale", "service", opts.Service, "brokers", k.Brokers, "lag_topic", lw.LagTopic, "group", lw.Group)
 		err = autoscale.Run(ctx, opts, src, sc)
+		cancel()
 		return errors.Join(err, <-watchErr)
 	}
 	return cmd

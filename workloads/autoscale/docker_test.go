@@ -7,6 +7,7 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,9 +189,18 @@ func lockSwarm(t *testing.T) {
 	t.Cleanup(func() { f.Close() })
 }
 
+// swarmLabel marks the node of a swarm the test initialised, so that a
+// later run finds and ends one a killed run left behind; swarmBridgeLabel,
+// that the test made the docker_gwbridge network too.
+const (
+	swarmLabel       = "ballast-autoscale-test-swarm"
+	swarmBridgeLabel = "ballast-autoscale-test-gwbridge"
+)
+
 // ensureSwarm puts the host's engine in swarm mode as a single-node
-// manager if it is not, and takes it out again when the test ends; an
-// engine already in a swarm is used as it is (if it is a manager).
+// manager if it is not, and takes it out again when the test ends (also
+// ending one an earlier, killed run of the test left); an engine already
+// in a swarm of its own is used as it is (if it is a manager).
 func ensureSwarm(t *testing.T) {
 	t.Helper()
 	out, err := exec.Command("docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}").Output()
@@ -201,31 +211,57 @@ func ensureSwarm(t *testing.T) {
 	switch state {
 	case "inactive":
 		// swarm init makes the docker_gwbridge network, and leave keeps
-		// it: remove it too if it was not there before.
+		// it: remove it too if it was not there before. The address pool
+		// keeps the ingress network clear of the demo's 10.199/16 and
+		// 10.201/16.
 		hadBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
-		if out, err := exec.Command("docker", "swarm", "init", "--advertise-addr", "127.0.0.1").CombinedOutput(); err != nil {
+		if out, err := exec.Command("docker", "swarm", "init", "--advertise-addr", "127.0.0.1",
+			"--listen-addr", "127.0.0.1:2377", "--default-addr-pool", "10.203.0.0/16").CombinedOutput(); err != nil {
 			if testenv.Required() {
 				t.Fatalf("docker swarm init: %v\n%s", err, out)
 			}
 			t.Skipf("skipping: docker swarm init: %v\n%s", err, out)
 		}
-		t.Cleanup(func() {
-			if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
-				t.Errorf("docker swarm leave --force: %v\n%s", err, out)
-				return
+		labels := []string{"--label-add", swarmLabel + "=1"}
+		if !hadBridge {
+			labels = append(labels, "--label-add", swarmBridgeLabel+"=1")
+		}
+		node, err := exec.Command("docker", "info", "--format", "{{.Swarm.NodeID}}").Output()
+		if err == nil {
+			var out []byte
+			out, err = exec.Command("docker", append(append([]string{"node", "update"}, labels...), strings.TrimSpace(string(node)))...).CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("%w: %s", err, out)
 			}
-			if !hadBridge {
-				if out, err := exec.Command("docker", "network", "rm", "docker_gwbridge").CombinedOutput(); err != nil {
-					t.Errorf("remove docker_gwbridge: %v\n%s", err, out)
-				}
-			}
-		})
+		}
+		if err != nil {
+			t.Logf("label the swarm's node: %v", err)
+		}
+		t.Cleanup(func() { leaveSwarm(t, !hadBridge) })
 	case "active":
 		if manager != "true" {
 			t.Skip("skipping: the host's Docker engine is a swarm worker; the test needs a manager")
 		}
+		out, _ := exec.Command("docker", "node", "inspect", "self", "--format",
+			`{{index .Spec.Labels "`+swarmLabel+`"}} {{index .Spec.Labels "`+swarmBridgeLabel+`"}}`).Output()
+		if mine, bridge, _ := strings.Cut(strings.TrimSpace(string(out)), " "); mine == "1" {
+			t.Log("the engine is in a swarm an earlier run of this test made: it will leave it")
+			t.Cleanup(func() { leaveSwarm(t, bridge == "1") })
+		}
 	default:
 		t.Skipf("skipping: the host's Docker engine's swarm state is %q", state)
+	}
+}
+
+func leaveSwarm(t *testing.T, bridge bool) {
+	if out, err := exec.Command("docker", "swarm", "leave", "--force").CombinedOutput(); err != nil {
+		t.Errorf("docker swarm leave --force: %v\n%s", err, out)
+		return
+	}
+	if bridge {
+		if out, err := exec.Command("docker", "network", "rm", "docker_gwbridge").CombinedOutput(); err != nil {
+			t.Errorf("remove docker_gwbridge: %v\n%s", err, out)
+		}
 	}
 }
 
