@@ -27,6 +27,9 @@ import (
 // another's feet.
 const swarmLock = "/run/lock/ballast-swarm-test.lock"
 
+// testLabel, set to the test's ID, is on the service and its containers.
+const testLabel = "ballast-autoscale-test"
+
 // TestSwarmScaler scales a real replicated Swarm service: the host's
 // Docker engine, put in swarm mode for the test if it is not (and taken
 // out again after), runs a service of a busybox image imported for the
@@ -70,7 +73,7 @@ func TestSwarmScaler(t *testing.T) {
 			return
 		}
 		spec := svc.Service.Spec
-		spec.Labels = map[string]string{"ballast-test": id, "raced": "yes"}
+		spec.Labels = map[string]string{testLabel: id, "raced": "yes"}
 		if _, err := cli.ServiceUpdate(ctx, serviceID, client.ServiceUpdateOptions{Version: svc.Service.Version, Spec: spec}); err != nil {
 			t.Errorf("concurrent update: %v", err)
 		}
@@ -108,7 +111,7 @@ func TestSwarmScaler(t *testing.T) {
 // creates a replicated service of one replica running a busybox image
 // imported for the test; all of it is undone when the test ends. It
 // returns a client of the engine, the service's name and ID, and the
-// test's ID, on the labels of all it creates.
+// test's ID (testLabel's value on the service and its containers).
 func newTestService(t *testing.T) (cli *client.Client, name, serviceID, id string) {
 	t.Helper()
 	testenv.RequireDocker(t)
@@ -126,10 +129,10 @@ func newTestService(t *testing.T) (cli *client.Client, name, serviceID, id strin
 	defer cancel()
 	one, grace := uint64(1), time.Second
 	res, err := cli.ServiceCreate(ctx, client.ServiceCreateOptions{Spec: swarm.ServiceSpec{
-		Annotations: swarm.Annotations{Name: name, Labels: map[string]string{"ballast-test": id}},
+		Annotations: swarm.Annotations{Name: name, Labels: map[string]string{testLabel: id}},
 		TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{
 			Image: image, Command: []string{"/bin/busybox", "sleep", "3600"}, StopGracePeriod: &grace,
-			Labels: map[string]string{"ballast-test": id},
+			Labels: map[string]string{testLabel: id},
 		}},
 		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
 	}}) // QueryRegistry false: --no-resolve-image
@@ -162,7 +165,7 @@ func removeService(t *testing.T, cli *client.Client, serviceID, id string) {
 	}
 	// Its containers go shortly after; the image is removed after them.
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=ballast-test="+id).Output()
+		out, err := exec.Command("docker", "ps", "-aq", "--filter", "label="+testLabel+"="+id).Output()
 		if err == nil && len(strings.TrimSpace(string(out))) == 0 {
 			return
 		}
