@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,8 +145,24 @@ func detachLoop(lf *os.File) error {
 }
 
 // loopsBackedUnder lists loop devices (as /dev/loopN) whose backing file
-// lies under dir.
+// lies under dir, on a filesystem mounted under dir in this process's
+// mount namespace. Loop devices are host-global and sysfs shows a backing
+// file's path as its own mount namespace sees it: a daemon in another
+// container, or on the host, whose state dir has the same path has its
+// loop devices listed with the same paths. Those are not ours; the device
+// number of the backing file's filesystem (unique on the host while it is
+// mounted anywhere) tells them apart.
 func loopsBackedUnder(dir string) []string {
+	ours := map[uint64]bool{}
+	ms, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !(m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/")), false
+	})
+	if err != nil || len(ms) == 0 {
+		return nil
+	}
+	for _, m := range ms {
+		ours[unix.Mkdev(uint32(m.Major), uint32(m.Minor))] = true
+	}
 	var out []string
 	matches, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
 	for _, m := range matches {
@@ -154,11 +171,32 @@ func loopsBackedUnder(dir string) []string {
 			continue
 		}
 		bf = strings.TrimSuffix(bf, " (deleted)")
-		if bf == dir || strings.HasPrefix(bf, dir+"/") {
-			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(m))))
+		if bf != dir && !strings.HasPrefix(bf, dir+"/") {
+			continue
+		}
+		dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(m)))
+		if back, ok := loopBackingDev(dev); ok && ours[back] {
+			out = append(out, dev)
 		}
 	}
 	return out
+}
+
+// loopBackingDev returns the device number of the filesystem holding the
+// backing file of the loop device at path.
+func loopBackingDev(path string) (uint64, bool) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	if err != nil {
+		return 0, false
+	}
+	// The kernel encodes lo_device as new_encode_dev; unix.Major and
+	// unix.Minor decode it.
+	return unix.Mkdev(unix.Major(info.Device), unix.Minor(info.Device)), true
 }
 
 // detachLoopPath detaches the loop device at path (idempotent).
