@@ -8,7 +8,7 @@ DATA    ?= /var/lib/ballast
 # deadline exceeded" at the deadline (golang/go#75804; seen here under load).
 FUZZTIME ?= 20000x
 
-.PHONY: build run deps test unit fuzz bench lint clean
+.PHONY: build run deps test unit fuzz bench lint clean demo-up demo-down
 
 build:
 	$(GO) build -o $(BIN)/ballast ./cmd/ballast
@@ -50,6 +50,23 @@ fuzz:
 # Ballast volumes, printed as ratios; see README "Benchmarks".
 bench: deps build
 	$(BIN)/ballast-bench --ballast $(BIN)/ballast
+
+# The demo's Docker Swarm on this machine (workloads/demo): DEMO_NODES
+# Docker-in-Docker nodes, each with its dockerd and a Ballast daemon of one
+# cluster. The nodes run a static ballast binary mounted from the host, so
+# a code change needs only `make demo-down demo-up`.
+DEMO_NODES ?= 4
+
+$(BIN)/ballast-static: FORCE
+	CGO_ENABLED=0 $(GO) build -o $@ ./cmd/ballast
+
+demo-up: deps $(BIN)/ballast-static
+	$(BIN)/ballast-static demo up --nodes $(DEMO_NODES)
+
+demo-down: $(BIN)/ballast-static
+	$(BIN)/ballast-static demo down
+
+FORCE:
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ballast-io/ballast/workloads/demo"
+)
+
+// newDemoCmd is "ballast demo": the multi-node Docker Swarm of `make demo`
+// on this machine (see workloads/demo).
+func newDemoCmd() *cobra.Command {
+	var cfg demo.Config
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run Ballast on a multi-node Docker Swarm on this machine (needs root and a Docker engine)",
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&cfg.Name, "name", demo.DefaultName, "prefix of the demo's containers and network, and value of its "+demo.LabelKey+" label")
+	pf.StringVar(&cfg.StateDir, "state-dir", "", "the demo's host state (default /var/lib/NAME)")
+	pf.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	logger := func() (*slog.Logger, error) { return newLogger(logLevel, false) }
+
+	image := &cobra.Command{
+		Use:   "image",
+		Short: "Build the Swarm node image (debootstrap; once per machine) unless it exists, and print its tag",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := logger()
+			if err != nil {
+				return err
+			}
+			cfg.Logger = l
+			tag, err := demo.EnsureNodeImage(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			_, err = os.Stdout.WriteString(tag + "\n")
+			return err
+		},
+	}
+	image.Flags().StringVar(&cfg.Mirror, "mirror", demo.DefaultMirror, "Debian mirror")
+	image.Flags().StringVar(&cfg.Suite, "suite", demo.DefaultSuite, "Debian release")
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Bring up the Swarm nodes, each with its dockerd and a Ballast daemon of one cluster; Ctrl-C removes what was made",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := logger()
+			if err != nil {
+				return err
+			}
+			cfg.Logger = l
+			if cfg.Binary == "" {
+				if cfg.Binary, err = os.Executable(); err != nil {
+					return fmt.Errorf("demo: find this binary: %w", err)
+				}
+			}
+			c, err := demo.Up(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			for _, n := range c.Nodes {
+				role := "worker"
+				if n.Manager {
+					role = "manager"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, n.IP, role)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "try: docker exec -it %s docker node ls\nremove: ballast demo down --name %s\n", c.Node(1).Name, cfg.Name)
+			return nil
+		},
+	}
+	up.Flags().IntVar(&cfg.Nodes, "nodes", demo.DefaultNodes, "Swarm nodes")
+	up.Flags().IntVar(&cfg.Managers, "managers", demo.DefaultManagers, "of them, Swarm managers (the rest are workers)")
+	up.Flags().StringVar(&cfg.Binary, "binary", "", "the statically linked (CGO_ENABLED=0) ballast binary mounted into the nodes (default: this one)")
+	up.Flags().DurationVar(&cfg.LeaseTTL, "lease-ttl", demo.DefaultLeaseTTL, "the Ballast daemons' --lease-ttl")
+	up.Flags().StringVar(&cfg.Mirror, "mirror", demo.DefaultMirror, "Debian mirror for the node image")
+	up.Flags().StringVar(&cfg.Suite, "suite", demo.DefaultSuite, "Debian release of the node image")
+
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Remove every container, network, mount, loop device and directory the demo made (safe to run twice)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			l, err := logger()
+			if err != nil {
+				return err
+			}
+			cfg.Logger = l
+			// Ctrl-C must not leave half a teardown: finish it.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 5*time.Minute)
+			defer cancel()
+			return demo.Down(ctx, cfg)
+		},
+	}
+	cmd.AddCommand(image, up, down)
+	return cmd
+}

@@ -1,0 +1,187 @@
+package demo_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/testenv"
+	"github.com/ballast-io/ballast/workloads/demo"
+)
+
+// TestDemoCluster brings up a 3-node demo (2 Swarm managers, 1 worker),
+// writes a file on a Ballast volume from a Swarm task on node 2, reads it
+// back on node 3, tears the demo down and checks nothing is left on the
+// host. The node image is built once per machine (about 2 minutes), later
+// runs reuse it.
+func TestDemoCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping the multi-node Docker Swarm in -short mode")
+	}
+	testenv.RequirePrivileged(t)
+	testenv.RequireDocker(t)
+	testenv.RequireTools(t, "debootstrap", "losetup", "tar", "go")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "ballast")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ballast-io/ballast/cmd/ballast")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build a static ballast: %v\n%s", err, out)
+	}
+	cfg := demo.Config{
+		Name:     "ballast-demotest",
+		Nodes:    3,
+		Managers: 2,
+		Binary:   bin,
+		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	}
+	// A run killed before its teardown leaves its demo; start clean.
+	if err := demo.Down(ctx, cfg); err != nil {
+		t.Fatalf("down before up: %v", err)
+	}
+	loopsBefore := hostLoops(t)
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer dcancel()
+		if err := demo.Down(dctx, cfg); err != nil {
+			t.Errorf("down in cleanup: %v", err)
+		}
+	})
+
+	start := time.Now()
+	c, err := demo.Up(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("up in %s", time.Since(start).Round(100*time.Millisecond))
+	n1, n2, n3 := c.Node(1).Name, c.Node(2).Name, c.Node(3).Name
+
+	sn, err := demo.SwarmNodes(ctx, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := 0
+	for _, n := range sn {
+		if n.Status == "Ready" {
+			ready++
+		}
+	}
+	if ready != 3 {
+		t.Fatalf("swarm: %d nodes Ready, want 3: %+v", ready, sn)
+	}
+	bn, err := demo.BallastNodes(ctx, n2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := 0
+	for _, n := range bn {
+		if n.State == "up" {
+			up++
+		}
+	}
+	if up != 3 {
+		t.Fatalf("ballast: %d nodes up, want 3: %+v", up, bn)
+	}
+
+	exec := func(node string, argv ...string) string {
+		t.Helper()
+		out, err := c.Exec(ctx, node, argv...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	exec(n1, "docker", "volume", "create", "-d", "ballast", "--opt", "size=64M", "--opt", "repl=2", "v")
+	mount := "type=volume,source=v,target=/data,volume-driver=ballast"
+	exec(n1, "docker", "service", "create", "-d", "--name", "writer", "--no-resolve-image",
+		"--restart-condition", "none", "--constraint", "node.hostname=="+n2, "--mount", mount,
+		c.WorkloadImage, "sh", "-c", "echo hello-from-node2 > /data/f && sync")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st := exec(n1, "docker", "service", "ps", "writer", "--no-trunc", "--format", "{{.Node}}|{{.CurrentState}}|{{.Error}}")
+		if strings.Contains(st, "|Complete") {
+			if !strings.HasPrefix(st, n2+"|") {
+				t.Fatalf("the task ran elsewhere than %s: %s", n2, st)
+			}
+			break
+		}
+		if strings.Contains(st, "|Failed") || strings.Contains(st, "|Rejected") || time.Now().After(deadline) {
+			t.Fatalf("writer task: %s", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	got := exec(n3, "docker", "run", "--rm", "--mount", mount, c.WorkloadImage, "cat", "/data/f")
+	if got != "hello-from-node2" {
+		t.Fatalf("node 3 reads %q from the volume, want %q", got, "hello-from-node2")
+	}
+
+	start = time.Now()
+	if err := demo.Down(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("down in %s", time.Since(start).Round(100*time.Millisecond))
+	if err := demo.Down(ctx, cfg); err != nil {
+		t.Fatalf("second down: %v", err)
+	}
+	for _, q := range [][]string{
+		{"ps", "-aq", "--filter", "label=" + demo.LabelKey + "=" + cfg.Name},
+		{"network", "ls", "-q", "--filter", "label=" + demo.LabelKey + "=" + cfg.Name},
+	} {
+		if out, err := exec2("docker", q...); err != nil || out != "" {
+			t.Errorf("left behind: docker %s: %q (%v)", strings.Join(q, " "), out, err)
+		}
+	}
+	if _, err := os.Stat("/var/lib/" + cfg.Name); !os.IsNotExist(err) {
+		t.Errorf("left behind: state dir /var/lib/%s (%v)", cfg.Name, err)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mi), cfg.Name) {
+		t.Errorf("left behind: mounts naming %s:\n%s", cfg.Name, mi)
+	}
+	// Other tests may attach loop devices meanwhile; the nodes' are
+	// backed by /var/lib/ballast/fuse/VOLUME/disk as the host sees them.
+	for l := range hostLoops(t) {
+		if !loopsBefore[l] && strings.Contains(l, " /var/lib/ballast/fuse/") {
+			t.Errorf("left behind: loop device %s", l)
+		}
+	}
+}
+
+// hostLoops is the set of attached loop devices with their backing files.
+func hostLoops(t *testing.T) map[string]bool {
+	t.Helper()
+	out, err := exec2("losetup", "-l", "-n", "-O", "NAME,BACK-MAJ:MIN,BACK-FILE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			m[l] = true
+		}
+	}
+	return m
+}
+
+func exec2(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+// testWriter sends the demo's progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
