@@ -51,11 +51,12 @@ func ballastName(prefix, name string) string {
 }
 
 // parameterHelp lists the StorageClass parameters CreateVolume takes.
-const parameterHelp = "repl, fs, pin (or labels), avoid, min_in_sync"
+const parameterHelp = "repl, fs, pin (or labels), avoid, min_in_sync, locality"
 
 // ParseParameters reads a StorageClass's parameters into the fields of a
 // volume spec: repl (1-5), fs (ext4 or xfs), pin or labels and avoid
-// (label lists such as zone=a,rack=r1), min_in_sync (1-5). They mean what
+// (label lists such as zone=a,rack=r1), min_in_sync (1-5), locality
+// (best-effort or none). They mean what
 // the flags of 'ballast volume create' mean. Keys under
 // csi.storage.k8s.io/ (Kubernetes' own) are ignored; any other key is
 // refused. Errors wrap spec.ErrInvalid.
@@ -69,6 +70,11 @@ func ParseParameters(params map[string]string) (spec.Volume, error) {
 			v.Repl, err = smallCount(k, val)
 		case "min_in_sync":
 			v.MinInSync, err = smallCount(k, val)
+		case "locality":
+			v.Locality = strings.ToLower(val)
+			if v.Locality != spec.LocalityBestEffort && v.Locality != spec.LocalityNone {
+				err = fmt.Errorf("%w: parameter locality=%q: use %s or %s", spec.ErrInvalid, val, spec.LocalityBestEffort, spec.LocalityNone)
+			}
 		case "fs":
 			v.FS = strings.ToLower(val)
 			if v.FS != "ext4" && v.FS != "xfs" {
@@ -512,9 +518,9 @@ func (s *Controller) ValidateVolumeCapabilities(ctx context.Context, req *csipb.
 		return &csipb.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
 	}
 	if p.Repl != 0 && p.Repl != v.Repl || p.FS != "" && p.FS != v.FS || p.MinInSync != 0 && p.MinInSync != v.MinInSync ||
-		!sameLabels(p.Pin, v.Pin) || !sameLabels(p.Avoid, v.Avoid) {
-		return &csipb.ValidateVolumeCapabilitiesResponse{Message: fmt.Sprintf("volume %q has other parameters (repl %d, fs %s, min_in_sync %d, pin %q, avoid %q)",
-			id, v.Repl, v.FS, v.MinInSync, v.Pin, v.Avoid)}, nil
+		!sameLabels(p.Pin, v.Pin) || !sameLabels(p.Avoid, v.Avoid) || p.Locality != "" && p.Locality != spec.NormalLocality(v.Locality) {
+		return &csipb.ValidateVolumeCapabilitiesResponse{Message: fmt.Sprintf("volume %q has other parameters (repl %d, fs %s, min_in_sync %d, pin %q, avoid %q, locality %s)",
+			id, v.Repl, v.FS, v.MinInSync, v.Pin, v.Avoid, spec.NormalLocality(v.Locality))}, nil
 	}
 	return &csipb.ValidateVolumeCapabilitiesResponse{Confirmed: &csipb.ValidateVolumeCapabilitiesResponse_Confirmed{
 		VolumeContext:      req.GetVolumeContext(),

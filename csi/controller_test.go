@@ -19,8 +19,8 @@ import (
 
 func TestParseParameters(t *testing.T) {
 	v, err := ParseParameters(map[string]string{"repl": "3", "fs": "XFS", "labels": "zone=a,rack=r1", "avoid": "disk=hdd", "min_in_sync": "2",
-		"csi.storage.k8s.io/pvc/name": "data-0"})
-	if err != nil || v.Repl != 3 || v.FS != "xfs" || v.Pin != "zone=a,rack=r1" || v.Avoid != "disk=hdd" || v.MinInSync != 2 {
+		"locality": "None", "csi.storage.k8s.io/pvc/name": "data-0"})
+	if err != nil || v.Repl != 3 || v.FS != "xfs" || v.Pin != "zone=a,rack=r1" || v.Avoid != "disk=hdd" || v.MinInSync != 2 || v.Locality != "none" {
 		t.Fatalf("ParseParameters = %+v, %v", v, err)
 	}
 	if v, err := ParseParameters(nil); err != nil || v != (spec.Volume{}) {
@@ -29,6 +29,7 @@ func TestParseParameters(t *testing.T) {
 	for in, want := range map[string]string{
 		"repl=0": "1 to 5", "repl=x": "1 to 5", "fs=btrfs": "ext4 or xfs", "size=1G": `unknown parameter "size"`,
 		"pin=zone": "key=value", "avoid=": "empty", "min_in_sync=3,repl=2": "above repl", "pin=zone=a,labels=zone=a": "give one",
+		"locality=always": "use best-effort or none",
 	} {
 		params := map[string]string{}
 		for _, kv := range strings.SplitAfterN(in, ",", -1) {

@@ -14,7 +14,7 @@ import (
 
 // options lists what Create accepts, as --opt KEY=VALUE or inline in the
 // name; they mean what the CLI's volume create flags mean.
-var options = []string{"size", "repl", "fs", "snapshot", "pin", "avoid", "min_in_sync"}
+var options = []string{"size", "repl", "fs", "snapshot", "pin", "avoid", "min_in_sync", "locality"}
 
 // aliases are other spellings of an option.
 var aliases = map[string]string{"labels": "pin"}
@@ -23,7 +23,7 @@ var aliases = map[string]string{"labels": "pin"}
 // values add up.
 func labelOption(key string) bool { return key == "pin" || key == "avoid" }
 
-const optionHelp = "size, repl, fs, snapshot, pin (or labels), avoid, min_in_sync"
+const optionHelp = "size, repl, fs, snapshot, pin (or labels), avoid, min_in_sync, locality"
 
 // isInline reports whether a volume name is an inline spec such as
 // "size=10G,repl=2,name=pgdata". Plain names cannot contain '='.
@@ -33,8 +33,8 @@ func isInline(name string) bool { return strings.Contains(name, "=") }
 // normalized volume spec. name is either a volume name or an inline spec,
 // KEY=VALUE pairs separated by ',' or ';' that must include name=VOLUME
 // ("size=10G,repl=2,name=pgdata"); opts are the --opt options. Both take
-// size, repl, fs, snapshot (VOL@SNAP), pin (alias labels), avoid and
-// min_in_sync, meaning what the CLI's volume create flags mean; an option
+// size, repl, fs, snapshot (VOL@SNAP), pin (alias labels), avoid,
+// min_in_sync and locality (best-effort or none), meaning what the CLI's volume create flags mean; an option
 // given in both places must have the same value in both. In an inline spec, pin= and avoid= may be
 // repeated to ask for several labels ("pin=zone=a,pin=rack=r1"), since ','
 // separates the pairs. A volume needs a size unless it is a snapshot's
@@ -111,6 +111,7 @@ func lookupSpec(name string, have spec.Volume) error {
 		Pin:          cmp.Or(stated.Pin, have.Pin),
 		Avoid:        cmp.Or(stated.Avoid, have.Avoid),
 		MinInSync:    cmp.Or(stated.MinInSync, have.MinInSync),
+		Locality:     cmp.Or(stated.Locality, have.Locality),
 	}
 	if err := want.Normalize(); err != nil {
 		return err
@@ -227,6 +228,12 @@ func toVolume(kv map[string]string) (spec.Volume, error) {
 		v.FromSnapshot = s
 	}
 	v.FS = strings.ToLower(kv["fs"])
+	if s, ok := kv["locality"]; ok {
+		v.Locality = strings.ToLower(s)
+		if v.Locality != spec.LocalityBestEffort && v.Locality != spec.LocalityNone {
+			return v, invalid("option locality=%q must be %s or %s", s, spec.LocalityBestEffort, spec.LocalityNone)
+		}
+	}
 	v.Pin, v.Avoid = kv["pin"], kv["avoid"]
 	for _, l := range []string{"pin", "avoid"} {
 		if _, err := spec.ParseLabels(kv[l]); err != nil {
@@ -269,6 +276,12 @@ func merge(a, b spec.Volume, rawA, rawB map[string]string) (spec.Volume, error) 
 			return v, conflict("min_in_sync")
 		}
 		v.MinInSync = b.MinInSync
+	}
+	if b.Locality != "" {
+		if a.Locality != "" && a.Locality != b.Locality {
+			return v, conflict("locality")
+		}
+		v.Locality = b.Locality
 	}
 	if b.FS != "" {
 		if a.FS != "" && a.FS != b.FS {

@@ -40,7 +40,15 @@ func TestParseSpec(t *testing.T) {
 		// Sizes round up to whole 4 KiB blocks.
 		{"v2", map[string]string{"size": "17000001"},
 			spec.Volume{Name: "v2", Size: 17002496, Repl: 1, FS: "ext4", MinInSync: 1}},
+		// Locality: best-effort unless asked otherwise, inline or as --opt.
+		{"v3", map[string]string{"size": "1G", "locality": "None"},
+			spec.Volume{Name: "v3", Size: gib, Repl: 1, FS: "ext4", MinInSync: 1, Locality: "none"}},
+		{"size=1G,locality=none,name=v3", map[string]string{"locality": "none"},
+			spec.Volume{Name: "v3", Size: gib, Repl: 1, FS: "ext4", MinInSync: 1, Locality: "none"}},
 	} {
+		if tc.want.Locality == "" {
+			tc.want.Locality = spec.LocalityBestEffort
+		}
 		got, err := ParseSpec(tc.name, tc.opts)
 		if err != nil {
 			t.Errorf("ParseSpec(%q, %v): %v", tc.name, tc.opts, err)
@@ -86,6 +94,8 @@ func TestParseSpecErrors(t *testing.T) {
 		{"v1", map[string]string{"size": "1G", "pin": "zone"}, "pin labels"},
 		{"v1", map[string]string{"size": "1G", "avoid": "rack=r 1"}, "avoid labels"},
 		{"v1", map[string]string{"snapshot": "pgdata"}, "must be VOLUME@SNAPSHOT"},
+		{"v1", map[string]string{"size": "1G", "locality": "always"}, `option locality="always" must be best-effort or none`},
+		{"size=1G,name=v1,locality=none", map[string]string{"locality": "best-effort"}, "option locality is"},
 		{"bad name!", map[string]string{"size": "1G"}, `volume name "bad name!" has ' '`},
 		{"name=bad/name,size=1G", nil, "volume name"},
 		{"", map[string]string{"size": "1G"}, "volume name is empty"},

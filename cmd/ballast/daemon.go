@@ -36,29 +36,30 @@ import (
 )
 
 type daemonFlags struct {
-	dataDir   string
-	poolDirs  []string
-	mountDir  string
-	nodeID    string
-	endpoints []string
-	leaseTTL  time.Duration
-	logLevel  string
-	logJSON   bool
-	debugAddr string
-	maxWrite  int
-	labels    string
-	metrics   string
-	docker    string
-	csi       string
-	listen    string
-	join      string
-	etcdCli   string
-	etcdPeer  string
-	secret    string
-	rebuildIn time.Duration
-	rebuildMB int64
-	scrubIn   time.Duration
-	scrubMB   int64
+	dataDir    string
+	poolDirs   []string
+	mountDir   string
+	nodeID     string
+	endpoints  []string
+	leaseTTL   time.Duration
+	logLevel   string
+	logJSON    bool
+	debugAddr  string
+	maxWrite   int
+	labels     string
+	metrics    string
+	docker     string
+	csi        string
+	listen     string
+	join       string
+	etcdCli    string
+	etcdPeer   string
+	secret     string
+	rebuildIn  time.Duration
+	localityIn time.Duration
+	rebuildMB  int64
+	scrubIn    time.Duration
+	scrubMB    int64
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -94,6 +95,7 @@ different disks.`,
 	fl.StringVar(&f.etcdPeer, "etcd-peer-addr", "", "with --listen: HOST:PORT this node's etcd member talks to its peers on (default: the --listen port + 2)")
 	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")
 	fl.DurationVar(&f.rebuildIn, "rebuild-delay", time.Minute, "how long a volume may lack an in-sync replica before a new one is rebuilt on another node")
+	fl.DurationVar(&f.localityIn, "locality-delay", 30*time.Second, "how long a volume attached on a node holding no replica of it waits before one is built there (volumes with locality=none never do)")
 	fl.Int64Var(&f.rebuildMB, "rebuild-mbps", 200, "rebuild copy limit in MiB/s, so the foreground keeps most of the disk (0: no limit)")
 	fl.DurationVar(&f.scrubIn, "scrub-interval", 24*time.Hour, "how often every attached volume's replicas are read back in full and bad blocks repaired (0: never)")
 	fl.Int64Var(&f.scrubMB, "scrub-mbps", 50, "scrub read limit in MiB/s")
@@ -300,7 +302,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
-		Addr: f.listen, Secret: secret, AdmitMembers: etcd.Member != nil && f.listen != "", RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20,
+		Addr: f.listen, Secret: secret, AdmitMembers: etcd.Member != nil && f.listen != "", RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20, LocalityDelay: f.localityIn,
 		ScrubInterval: f.scrubIn, ScrubBPS: f.scrubMB << 20,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {

@@ -55,6 +55,7 @@ func volumeCreate(c *cli) *cobra.Command {
 	cmd.Flags().IntVar(&s.MinInSync, "min-in-sync", 0, "fewest in-sync replicas writes continue with (default 1); below it writes fail")
 	cmd.Flags().StringVar(&s.Pin, "pin", "", "place replicas only on nodes with all these labels, e.g. zone=a")
 	cmd.Flags().StringVar(&s.Avoid, "avoid", "", "never place replicas on nodes with any of these labels, e.g. rack=r2")
+	cmd.Flags().StringVar(&s.Locality, "locality", "", "best-effort (default): when attached on a node holding no replica, build one there and retire a remote one; none: leave the replicas where they are")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
 	return cmd
 }
@@ -120,7 +121,7 @@ func volumeInspect(c *cli) *cobra.Command {
 				w := cmd.OutOrStdout()
 				fmt.Fprintf(w, "Name:        %s\nID:          %s\nState:       %s\nSize:        %s (%s used)\nFilesystem:  %s\n",
 					v.Name, v.ID, v.State, size(v.Size), size(v.Allocated), v.FS)
-				fmt.Fprintf(w, "Replication: %d (in sync %s, minimum %d)\nCreated:     %s (%s)\n", v.Repl, insync(*v), v.MinInSync, v.Created.Format("2006-01-02 15:04:05Z07:00"), ago(v.Created))
+				fmt.Fprintf(w, "Replication: %d (in sync %s, minimum %d, locality %s)\nCreated:     %s (%s)\n", v.Repl, insync(*v), v.MinInSync, spec.NormalLocality(v.Locality), v.Created.Format("2006-01-02 15:04:05Z07:00"), ago(v.Created))
 				if v.FromSnapshot != "" {
 					fmt.Fprintf(w, "Clone of:    %s\n", v.FromSnapshot)
 				}

@@ -46,6 +46,10 @@ func MatchSpec(have, req spec.Volume) error {
 	if hm := cmp.Or(have.MinInSync, 1); req.MinInSync != 0 && req.MinInSync != hm {
 		differ("min-in-sync", fmt.Sprint(hm), fmt.Sprint(req.MinInSync))
 	}
+	// Records made before locality existed have "", which means best-effort.
+	if hl := spec.NormalLocality(have.Locality); req.Locality != "" && spec.NormalLocality(req.Locality) != hl {
+		differ("locality", hl, req.Locality)
+	}
 	if len(diffs) == 0 {
 		return nil
 	}

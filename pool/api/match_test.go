@@ -25,6 +25,8 @@ func TestMatchSpec(t *testing.T) {
 			"repl 2 (asked for 1), fs ext4 (asked for xfs), pin zone=a (asked for none)"},
 		{"not a clone", clone, spec.Volume{Name: "c", Size: 64 << 20, Repl: 2, FS: "xfs", MinInSync: 1}, "snapshot v@s (asked for none)"},
 		{"avoid", have, spec.Volume{Name: "v", Size: 64 << 20, Repl: 2, FS: "ext4", Pin: "zone=a", Avoid: "rack=r1", MinInSync: 1}, "avoid none (asked for rack=r1)"},
+		{"record without locality is best-effort", have, spec.Volume{Name: "v", Size: 64 << 20, Repl: 2, FS: "ext4", Pin: "zone=a", MinInSync: 1, Locality: "best-effort"}, ""},
+		{"locality", have, spec.Volume{Name: "v", Size: 64 << 20, Repl: 2, FS: "ext4", Pin: "zone=a", MinInSync: 1, Locality: "none"}, "locality best-effort (asked for none)"},
 		{"min-in-sync", have, spec.Volume{Name: "v", Size: 64 << 20, Repl: 2, FS: "ext4", Pin: "zone=a", MinInSync: 2}, "min-in-sync 1 (asked for 2)"},
 	} {
 		err := MatchSpec(tc.have, tc.req)

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -450,6 +451,38 @@ func (e *Engine) Forget(id string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.missed, id)
+}
+
+// Retire takes replica id out of the volume for good while other in-sync
+// replicas remain: with no I/O in flight it calls commit (which must remove
+// the replica from the in-sync set durably, and may refuse), then stops
+// sending I/O to it. Nothing written afterwards reaches it, so the caller
+// may delete it once Retire returns. Not while a rebuild runs.
+func (e *Engine) Retire(id string, commit func() error) error {
+	if err := e.check("retire", 0, 0); err != nil {
+		return err
+	}
+	e.gate.Lock()
+	defer e.gate.Unlock()
+	if rb := e.rebuild.Load(); rb != nil {
+		return fmt.Errorf("retire %s from %s: replica %s is being rebuilt", id, e.name, rb.target.ID)
+	}
+	members := e.snapshot()
+	idx := slices.IndexFunc(members, func(m Member) bool { return m.ID == id })
+	switch {
+	case idx < 0:
+		return fmt.Errorf("retire %s from %s: it is not an in-sync replica", id, e.name)
+	case len(members) < 2:
+		return fmt.Errorf("retire %s from %s: it is the last in-sync replica", id, e.name)
+	}
+	if err := commit(); err != nil {
+		return fmt.Errorf("retire %s from %s: %w", id, e.name, err)
+	}
+	e.mu.Lock()
+	e.members = slices.Delete(slices.Clone(e.members), idx, idx+1)
+	delete(e.missed, id)
+	e.mu.Unlock()
+	return nil
 }
 
 // Drop removes replica id from the in-sync set because of cause (its node

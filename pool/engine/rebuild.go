@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +28,8 @@ const rebuildWorkers = 4
 // stays in use.
 type Rebuild struct {
 	target Member
-	kind   string // "rebuild" or "catch-up"
+	kind   string // "rebuild", "locality" or "catch-up"
+	first  bool   // the target joins as the first member: reads go to it
 	total  int64
 	done   atomic.Int64
 	failed atomic.Pointer[error] // set when the target fails a foreground write
@@ -41,7 +43,7 @@ type Rebuild struct {
 // Progress is how far a rebuild is.
 type Progress struct {
 	Replica string
-	Kind    string // "rebuild": a full copy; "catch-up": only what it missed
+	Kind    string // "rebuild" or "locality": a full copy; "catch-up": only what it missed
 	Over    bool   // the rebuild ended, with Err
 	Err     error
 	Done    int64 // bytes copied or skipped
@@ -74,10 +76,21 @@ func (r *Rebuild) Wait() error {
 // called (it must add target to the in-sync set durably); on success target
 // becomes an in-sync member. One rebuild at a time.
 func (e *Engine) Rebuild(ctx context.Context, target Member, bps int64, promote func() error) (*Rebuild, error) {
+	return e.rebuildAs(ctx, "rebuild", target, bps, promote)
+}
+
+// Relocate is Rebuild of a replica on this node that will take the place
+// of a remote one (data locality): once in sync it becomes the first
+// member, which serves reads, and its progress says "locality".
+func (e *Engine) Relocate(ctx context.Context, target Member, bps int64, promote func() error) (*Rebuild, error) {
+	return e.rebuildAs(ctx, "locality", target, bps, promote)
+}
+
+func (e *Engine) rebuildAs(ctx context.Context, kind string, target Member, bps int64, promote func() error) (*Rebuild, error) {
 	if target.Dev.Size() != e.size.Load() {
-		return nil, fmt.Errorf("rebuild %s: replica %s has size %d, the volume %d", e.name, target.ID, target.Dev.Size(), e.size.Load())
+		return nil, fmt.Errorf("%s %s: replica %s has size %d, the volume %d", kind, e.name, target.ID, target.Dev.Size(), e.size.Load())
 	}
-	rb := &Rebuild{target: target, kind: "rebuild", total: e.size.Load(), start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
+	rb := &Rebuild{target: target, kind: kind, first: kind == "locality", total: e.size.Load(), start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
 	// Set with no I/O in flight: every write from now on sees the target
 	// (and takes its chunk locks), from start to end.
 	e.gate.Lock()
@@ -223,7 +236,11 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 	// The target turns from rebuild target into member while no I/O is in
 	// flight: a write sees it as one or the other, never neither.
 	e.mu.Lock()
-	e.members = append(e.members, rb.target)
+	if rb.first {
+		e.members = append([]Member{rb.target}, e.members...) // reads go to it
+	} else {
+		e.members = append(slices.Clone(e.members), rb.target)
+	}
 	delete(e.missed, rb.target.ID)
 	e.mu.Unlock()
 	e.rebuild.Store(nil)

@@ -200,3 +200,58 @@ func TestCatchUp(t *testing.T) {
 		}
 	}
 }
+
+// TestRelocateThenRetire: a replica relocated while writers run becomes
+// the first member (reads go to it); retiring another one commits first,
+// then stops all I/O to it, and the last member is never retired.
+func TestRelocateThenRetire(t *testing.T) {
+	const size = 4 << 20
+	a, b := block.NewMem(size), block.NewMem(size)
+	e, _ := New("v", []Member{{ID: "a", Dev: a}, {ID: "b", Dev: b}}, nil, quiet)
+	e.WriteAt(pattern(1<<20, 7), 0)
+	stop := startWriters(t, e, 2, 3)
+	local := block.NewMem(size)
+	rb, err := e.Relocate(context.Background(), Member{ID: "l", Dev: local}, 0, func() error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Retire("a", func() error { return nil }); err == nil {
+		t.Error("retired a replica while a relocation runs")
+	}
+	if err := rb.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if p := rb.Progress(); p.Kind != "locality" {
+		t.Errorf("kind %q, want locality", p.Kind)
+	}
+	if got := e.InSync(); !slices.Equal(got, []string{"l", "a", "b"}) {
+		t.Fatalf("in sync %v, want the relocated replica first", got)
+	}
+	if err := e.Retire("b", func() error { return errors.New("etcd says no") }); err == nil || !slices.Contains(e.InSync(), "b") {
+		t.Fatalf("a refused commit: %v, in sync %v", err, e.InSync())
+	}
+	if err := e.Retire("a", func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	before := make([]byte, size)
+	a.ReadAt(before, 0)
+	e.WriteAt(pattern(1<<20, 9), 0)
+	after := make([]byte, size)
+	a.ReadAt(after, 0)
+	if !bytes.Equal(before, after) {
+		t.Error("a write reached the retired replica")
+	}
+	l, r := make([]byte, size), make([]byte, size)
+	local.ReadAt(l, 0)
+	b.ReadAt(r, 0)
+	if !bytes.Equal(l, r) {
+		t.Error("the relocated replica differs from the remaining one")
+	}
+	if err := e.Retire("b", func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Retire("l", func() error { return nil }); err == nil {
+		t.Error("retired the last in-sync replica")
+	}
+}

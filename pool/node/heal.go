@@ -19,6 +19,7 @@ func (n *Node) healLoop(ctx context.Context) {
 	defer t.Stop()
 	degraded := map[string]time.Time{} // volume -> when it was first seen short of replicas
 	nodeDown := map[string]time.Time{} // replica -> since when its node is seen down
+	loc := newLocalityMemory()
 	for {
 		select {
 		case <-ctx.Done():
@@ -26,7 +27,7 @@ func (n *Node) healLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, a := range n.attachments() {
-			if err := n.heal(ctx, a, degraded, nodeDown); err != nil && ctx.Err() == nil {
+			if err := n.heal(ctx, a, degraded, nodeDown, loc); err != nil && ctx.Err() == nil {
 				n.log.Warn("cannot rebuild a lost replica yet", "volume", a.vol, "err", err)
 			}
 		}
@@ -35,7 +36,7 @@ func (n *Node) healLoop(ctx context.Context) {
 
 // heal starts a rebuild of one replica of a when it has been short of its
 // replication factor for longer than the rebuild delay.
-func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[string]time.Time) error {
+func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[string]time.Time, loc *localityMemory) error {
 	if a.engine.Rebuilding() != nil {
 		return nil
 	}
@@ -47,7 +48,7 @@ func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[s
 	// leaves the in-sync set even if no I/O has failed on it yet (an idle
 	// volume would never notice). Not sooner: after an etcd outage every
 	// lease lapses for a moment, and healthy replicas must stay.
-	_, alive, err := n.liveness(ctx)
+	nodes, alive, err := n.liveness(ctx)
 	if err != nil {
 		return err
 	}
@@ -82,7 +83,10 @@ func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[s
 	inSync := a.engine.InSync()
 	if len(inSync) >= v.Repl {
 		delete(degraded, a.vol)
-		return nil
+		if len(inSync) != len(v.InSync) {
+			return nil // the record is a step behind the engine; next round
+		}
+		return n.locality(ctx, a, v, nodes, alive, loc)
 	}
 	since, ok := degraded[a.vol]
 	if !ok {
@@ -124,6 +128,15 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 		return fmt.Errorf("place a new replica: %w", err)
 	}
 	r := meta.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, nextReplicaIndex(v)), Node: chosen[0].Node, Pool: chosen[0].Pool}
+	return n.rebuildOnto(ctx, a, v, r, false)
+}
+
+// rebuildOnto records r, a new replica of v, (out of sync), creates it and
+// fills it while I/O goes on. When it is in sync, the replicas out of the
+// in-sync set leave the record and are deleted. With locality, r is on
+// this node and will take a remote replica's place: it is filled as a
+// "locality" rebuild and serves reads once in sync.
+func (n *Node) rebuildOnto(ctx context.Context, a *attachment, v *meta.Volume, r meta.Replica, locality bool) error {
 	if err := n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
 		v.Replicas = append(v.Replicas, r)
 		return nil
@@ -147,7 +160,7 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 	if err != nil {
 		return fail(err)
 	}
-	n.log.Info("rebuilding a replica", "volume", v.Name, "replica", r.ID, "node", r.Node, "pool", r.Pool, "limit_bytes_per_s", n.cfg.RebuildBPS)
+	n.log.Info("rebuilding a replica", "volume", v.Name, "replica", r.ID, "node", r.Node, "pool", r.Pool, "locality", locality, "limit_bytes_per_s", n.cfg.RebuildBPS)
 	var lost []meta.Replica
 	promote := func() error {
 		return n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
@@ -168,7 +181,11 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 		m.Close()
 		return fail(a.ctx.Err())
 	}
-	rb, err := a.engine.Rebuild(a.ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
+	rebuild, kind := a.engine.Rebuild, "rebuild"
+	if locality {
+		rebuild, kind = a.engine.Relocate, "locality"
+	}
+	rb, err := rebuild(a.ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
 	if err != nil {
 		a.bg.Done()
 		m.Close()
@@ -179,12 +196,12 @@ func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) 
 		defer a.bg.Done()
 		start := time.Now()
 		if err := rb.Wait(); err != nil {
-			n.log.Error("rebuild failed", "volume", v.Name, "replica", r.ID, "err", err)
+			n.log.Error("rebuild failed", "volume", v.Name, "replica", r.ID, "kind", kind, "err", err)
 			m.Close()
 			fail(err)
 			return
 		}
-		n.log.Info("replica rebuilt and in sync", "volume", v.Name, "replica", r.ID, "took", time.Since(start))
+		n.log.Info("replica rebuilt and in sync", "volume", v.Name, "replica", r.ID, "kind", kind, "took", time.Since(start))
 		for _, old := range lost {
 			a.engine.Forget(old.ID)
 			if err := n.removeReplica(ctx, old); err != nil {

@@ -66,6 +66,9 @@ type Config struct {
 	// rebuild's copy in bytes per second (0: no cap).
 	RebuildDelay time.Duration
 	RebuildBPS   int64
+	// LocalityDelay is how long a volume attached here, on a node holding
+	// no replica of it, waits before one is built here (data locality).
+	LocalityDelay time.Duration
 	// ScrubInterval is how often the volumes attached here are scrubbed (0:
 	// never); ScrubBPS caps the scrub's reads in bytes per second.
 	ScrubInterval time.Duration

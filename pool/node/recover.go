@@ -40,6 +40,9 @@ func (n *Node) recover(ctx context.Context) error {
 		}
 		errs = append(errs, n.recoverSnapshots(ctx, v))
 	}
+	if err := n.removeOrphans(ctx); err != nil {
+		n.log.Warn("could not delete every replica its volume no longer lists", "err", err)
+	}
 	atts, err := n.meta.Attachments(ctx)
 	if err != nil {
 		return err

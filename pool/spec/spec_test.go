@@ -76,10 +76,20 @@ func TestNormalize(t *testing.T) {
 		{Volume{Name: "v", Size: 1 << 30, Repl: 2, MinInSync: 3}, "from 1 to its replication factor 2"},
 		{Volume{Name: "v", Size: 1 << 30, MinInSync: -1}, "minimum in-sync"},
 		{Volume{Name: "v", Size: 1 << 30, Avoid: "rack=a b"}, "avoid labels"},
+		{Volume{Name: "v", Size: 1 << 30, Locality: "always"}, `locality "always" for volume "v" is not valid; use best-effort or none`},
 	} {
 		err := c.v.Normalize()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Normalize(%+v) = %v; want %q", c.v, err, c.want)
+		}
+	}
+}
+
+func TestLocalityDefault(t *testing.T) {
+	for in, want := range map[string]string{"": "best-effort", "best-effort": "best-effort", "None": "none"} {
+		v := Volume{Name: "v", Size: 1 << 30, Locality: in}
+		if err := v.Normalize(); err != nil || v.Locality != want {
+			t.Errorf("locality %q normalized to %q, %v; want %q", in, v.Locality, err, want)
 		}
 	}
 }

@@ -28,6 +28,26 @@ type Volume struct {
 	// MinInSync is the fewest in-sync replicas writes continue with; below
 	// it writes fail rather than be acknowledged by too few copies.
 	MinInSync int `json:"min_in_sync,omitempty"`
+	// Locality says whether the node the volume is attached on gets a
+	// replica of its own when it holds none (LocalityBestEffort: one is
+	// built in the background and a remote one retired) or not
+	// (LocalityNone). Normalized: "" is LocalityBestEffort.
+	Locality string `json:"locality,omitempty"`
+}
+
+// Locality values.
+const (
+	LocalityBestEffort = "best-effort"
+	LocalityNone       = "none"
+)
+
+// NormalLocality is the locality a value stands for: "" (records made
+// before locality existed, requests that leave it open) is best-effort.
+func NormalLocality(s string) string {
+	if s == "" {
+		return LocalityBestEffort
+	}
+	return s
 }
 
 // Normalize fills defaults (repl 1, ext4; a clone's come from its source
@@ -54,6 +74,10 @@ func (v *Volume) Normalize() error {
 	}
 	if v.FS != "" && !validFS(v.FS) {
 		return invalid("filesystem %q for volume %q is not supported; use %s", v.FS, v.Name, strings.Join(Filesystems, " or "))
+	}
+	v.Locality = NormalLocality(strings.ToLower(strings.TrimSpace(v.Locality)))
+	if v.Locality != LocalityBestEffort && v.Locality != LocalityNone {
+		return invalid("locality %q for volume %q is not valid; use %s or %s", v.Locality, v.Name, LocalityBestEffort, LocalityNone)
 	}
 	var err error
 	if v.Pin, err = normalLabels("pin", v.Pin); err != nil {
