@@ -26,11 +26,13 @@ func (n *Node) healLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, a := range n.attachments() {
+		atts := n.attachments()
+		for _, a := range atts {
 			if err := n.heal(ctx, a, degraded, nodeDown, loc); err != nil && ctx.Err() == nil {
-				n.log.Warn("cannot rebuild a lost replica yet", "volume", a.vol, "err", err)
+				n.log.Warn("cannot heal or move the volume's replicas yet", "volume", a.vol, "err", err)
 			}
 		}
+		loc.keep(atts)
 	}
 }
 

@@ -40,6 +40,9 @@ type localityState struct {
 	Alive  map[string]bool
 	Free   map[string]int64
 	Busy   bool      // a rebuild or catch-up runs on the volume
+	// Snapshots is how many snapshots the volume has: a rebuilt replica
+	// holds none of them, so a volume with snapshots does not move.
+	Snapshots int
 	Since  time.Time // since when the volume has lacked a local replica here
 	Now    time.Time
 	Delay  time.Duration
@@ -57,8 +60,9 @@ type localityAction struct {
 // s.Self. It only decides; it touches nothing. The rules:
 //
 //   - nothing for a volume with locality=none, while a rebuild or catch-up
-//     runs, or while fewer replicas than its replication factor are in
-//     sync (healing comes first);
+//     runs, while fewer replicas than its replication factor are in sync
+//     (healing comes first), or while it has snapshots (a rebuilt replica
+//     holds only the current data, so moving would lose them);
 //   - with an in-sync replica on the attach node and more in-sync replicas
 //     than the replication factor: retire the remote one whose removal
 //     leaves the set best spread (zones, then racks, then nodes), a
@@ -75,6 +79,9 @@ func planLocality(s localityState) localityAction {
 	}
 	if s.Busy {
 		return localityAction{Kind: localityNone, Why: "a rebuild or catch-up is under way"}
+	}
+	if s.Snapshots > 0 {
+		return localityAction{Kind: localityNone, Why: fmt.Sprintf("the volume has %d snapshot(s), which a rebuilt replica would not hold", s.Snapshots)}
 	}
 	var inSync []meta.Replica
 	local := false
@@ -165,6 +172,24 @@ func newLocalityMemory() *localityMemory {
 	return &localityMemory{since: map[string]time.Time{}, said: map[string]string{}}
 }
 
+// keep forgets every volume but those attached now.
+func (m *localityMemory) keep(atts []*attachment) {
+	now := map[string]bool{}
+	for _, a := range atts {
+		now[fmt.Sprintf("%s@%d", a.vol, a.epoch)] = true
+	}
+	for k := range m.since {
+		if !now[k] {
+			delete(m.since, k)
+		}
+	}
+	for k := range m.said {
+		if !now[k] {
+			delete(m.said, k)
+		}
+	}
+}
+
 // locality takes the next locality step for a, attached here, whose
 // in-sync replicas are at least its replication factor.
 func (n *Node) locality(ctx context.Context, a *attachment, v *meta.Volume, nodes []meta.Node, alive map[string]bool, mem *localityMemory) error {
@@ -187,6 +212,11 @@ func (n *Node) locality(ctx context.Context, a *attachment, v *meta.Volume, node
 	for _, p := range s.Pools {
 		s.Free[p.Pool] = p.Capacity - p.Allocated
 	}
+	snaps, err := n.meta.SnapshotRevs(ctx, v.Name)
+	if err != nil {
+		return err
+	}
+	s.Snapshots = len(snaps)
 	act := planLocality(s)
 	if act.Kind == localityWait {
 		if _, ok := mem.since[key]; !ok {
@@ -227,6 +257,9 @@ func (n *Node) retireReplica(ctx context.Context, a *attachment, vol, id string)
 	defer a.bg.Done()
 	var gone meta.Replica
 	commit := func() error {
+		// No I/O runs meanwhile: give etcd a bounded time, as a drop does.
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		return n.updateOwned(ctx, vol, a, func(v *meta.Volume) error {
 			i := slices.IndexFunc(v.Replicas, func(r meta.Replica) bool { return r.ID == id })
 			if i < 0 || !slices.Contains(v.InSync, id) {

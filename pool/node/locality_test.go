@@ -91,7 +91,15 @@ func TestPlanLocality(t *testing.T) {
 			t.Errorf("%s: got %q (why %q); want %q", c.name, desc, got.Why, c.want)
 		}
 	}
-	s := localityState{Vol: vol(2, "a", "b"), Self: "c", Serves: false, Pools: cPools, Labels: labels, Alive: alive, Since: long, Now: now}
+	s := localityState{Vol: vol(2, "a", "b"), Self: "c", Serves: true, Pools: cPools, Labels: labels, Alive: alive, Since: long, Now: now, Snapshots: 1}
+	if got := planLocality(s); got.Kind != localityNone || !strings.Contains(got.Why, "snapshot") {
+		t.Errorf("a volume with a snapshot: %+v", got)
+	}
+	s.Vol = vol(2, "a", "b", "c")
+	if got := planLocality(s); got.Kind != localityNone {
+		t.Errorf("a volume with a snapshot and a local replica: %+v; want no retire", got)
+	}
+	s = localityState{Vol: vol(2, "a", "b"), Self: "c", Serves: false, Pools: cPools, Labels: labels, Alive: alive, Since: long, Now: now}
 	if got := planLocality(s); got.Kind != localityNone || !strings.Contains(got.Why, "--listen") {
 		t.Errorf("a node serving no replicas: %+v", got)
 	}
