@@ -39,13 +39,13 @@ type localityState struct {
 	Labels map[string]map[string]string
 	Alive  map[string]bool
 	Free   map[string]int64
-	Busy   bool      // a rebuild or catch-up runs on the volume
+	Busy   bool // a rebuild or catch-up runs on the volume
 	// Snapshots is how many snapshots the volume has: a rebuilt replica
 	// holds none of them, so a volume with snapshots does not move.
 	Snapshots int
-	Since  time.Time // since when the volume has lacked a local replica here
-	Now    time.Time
-	Delay  time.Duration
+	Since     time.Time // since when the volume has lacked a local replica here
+	Now       time.Time
+	Delay     time.Duration
 }
 
 // localityAction is what planLocality decided.
