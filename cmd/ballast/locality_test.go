@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,9 +32,13 @@ func TestDataLocality(t *testing.T) {
 		t.Fatalf("volume %s has no spare node: %+v", v.Name, v.Replicas)
 		return nil
 	}
-	stay, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "stay", Size: 64 << 20, Repl: 2, Locality: "none"})
+	js, err := nodes[0].cli("volume", "create", "stay", "--size", "64M", "--repl", "2", "--locality", "none", "--json")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("volume create --locality none: %v\n%s", err, js)
+	}
+	stay := &api.Volume{}
+	if err := json.Unmarshal([]byte(js), stay); err != nil {
+		t.Fatalf("volume create --json: %v\n%s", err, js)
 	}
 	if stay.Locality != "none" {
 		t.Fatalf("locality %q, want none", stay.Locality)

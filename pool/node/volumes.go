@@ -336,6 +336,7 @@ func (n *Node) ListVolumes(ctx context.Context) ([]api.Volume, error) {
 func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error) {
 	out := &api.Volume{Volume: v.Volume, ID: v.ID, State: string(v.State), Created: v.Created,
 		Epoch: v.Epoch, Repairs: v.Repairs}
+	out.Locality = spec.NormalLocality(out.Locality) // records made before locality have none
 	n.mu.Lock()
 	att := n.attached[v.Name]
 	n.mu.Unlock()
