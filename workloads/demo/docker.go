@@ -75,6 +75,7 @@ func lines(s string) []string {
 // poll calls f every interval until it returns true or an error, or until
 // timeout; what names the wait in the timeout error, with f's last detail.
 func poll(ctx context.Context, timeout, interval time.Duration, what string, f func() (bool, string, error)) error {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var detail string
@@ -89,6 +90,9 @@ func poll(ctx context.Context, timeout, interval time.Duration, what string, f f
 		detail = d
 		select {
 		case <-ctx.Done():
+			if err := parent.Err(); err != nil {
+				return fmt.Errorf("%s: interrupted: %w", what, err)
+			}
 			if detail != "" {
 				return fmt.Errorf("%s: not after %s (%s): %w", what, timeout, detail, ctx.Err())
 			}

@@ -55,23 +55,41 @@ func Down(ctx context.Context, cfg Config) error {
 			}
 		}
 	}
+	// In three steps across all nodes: every container inside every node
+	// goes first (detaching its volumes, whose replicas are on other
+	// nodes, so their daemons must still run), then every Ballast daemon,
+	// then the node containers.
 	var mu sync.Mutex
 	var loops []loopRef
-	var wg sync.WaitGroup
-	for _, n := range running {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ls, err := stopNode(ctx, cfg, n)
-			mu.Lock()
-			defer mu.Unlock()
-			loops = append(loops, ls...)
-			if err != nil {
-				log.Warn("demo down: stopping node", "node", n, "err", err)
-			}
-		}()
+	eachNode := func(what string, f func(node string) error) {
+		t := time.Now()
+		defer func() { log.Debug("demo down: "+what+" done", "took", time.Since(t).Round(100*time.Millisecond)) }()
+		var wg sync.WaitGroup
+		for _, n := range running {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f(n); err != nil {
+					log.Warn("demo down: "+what, "node", n, "err", err)
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	eachNode("removing the containers inside", func(n string) error { return drainNode(ctx, n) })
+	eachNode("stopping the ballast daemon", func(n string) error {
+		ls, err := stopDaemon(ctx, cfg, n)
+		mu.Lock()
+		loops = append(loops, ls...)
+		mu.Unlock()
+		return err
+	})
+	// Stopping a node container stops its dockerd: the entrypoint traps
+	// SIGTERM and waits for it.
+	eachNode("stopping", func(n string) error {
+		_, err := docker(ctx, "stop", "-t", "10", n)
+		return err
+	})
 	if len(all) > 0 {
 		if _, err := docker(ctx, append([]string{"rm", "-f", "-v"}, all...)...); err != nil {
 			errs = append(errs, err)
@@ -102,22 +120,31 @@ func Down(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// stopNode removes the containers inside a node (their volumes are
-// unmounted by the plugin), records the loop devices its Ballast daemon
-// attached, stops that daemon (it unmounts its volumes and detaches its
-// loop devices), then the container, and with it dockerd.
-func stopNode(ctx context.Context, cfg Config, node string) ([]loopRef, error) {
-	var errs []error
-	// Swarm removes the tasks of removed services by itself; wait for
-	// that, then remove whatever is left, so that no container still
-	// uses a volume when the daemon stops.
-	_ = poll(ctx, 30*time.Second, 300*time.Millisecond, "tasks gone from "+node, func() (bool, string, error) {
-		out, err := dockerExec(ctx, node, "docker", "ps", "-q")
+// drainNode removes the containers inside a node; the plugin unmounts
+// and detaches their volumes.
+func drainNode(ctx context.Context, node string) error {
+	// Swarm would stop the tasks of removed services after their stop
+	// grace period; kill them now, and whatever else runs there.
+	rm := func() error {
+		_, err := dockerExec(ctx, node, "sh", "-c", "docker ps -aq | xargs -r docker rm -f")
+		return err
+	}
+	err := rm()
+	_ = poll(ctx, 10*time.Second, 300*time.Millisecond, "containers gone from "+node, func() (bool, string, error) {
+		out, err := dockerExec(ctx, node, "docker", "ps", "-aq")
 		return err != nil || out == "", out, nil
 	})
-	if _, err := dockerExec(ctx, node, "sh", "-c", "docker ps -aq | xargs -r docker rm -f"); err != nil {
-		errs = append(errs, err)
+	if err != nil {
+		err = rm()
 	}
+	return err
+}
+
+// stopDaemon records the loop devices the node's Ballast daemon attached
+// and stops the daemon (it unmounts its volumes and detaches its loop
+// devices).
+func stopDaemon(ctx context.Context, cfg Config, node string) ([]loopRef, error) {
+	var errs []error
 	loops, fuseDevs, err := nodeLoops(ctx, node)
 	if err != nil {
 		errs = append(errs, err)
@@ -141,11 +168,6 @@ done`
 		if err := abortFUSE(cfg, fuseDevs); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	// Stopping the container stops dockerd: the entrypoint traps SIGTERM
-	// and waits for it.
-	if _, err := docker(ctx, "stop", "-t", "30", node); err != nil {
-		errs = append(errs, err)
 	}
 	return loops, errors.Join(errs...)
 }
