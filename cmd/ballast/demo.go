@@ -100,6 +100,46 @@ func newDemoCmd() *cobra.Command {
 			return demo.Down(ctx, cfg)
 		},
 	}
-	cmd.AddCommand(image, up, down)
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the demo's nodes: container, address, Swarm role and status, Ballast state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := demo.Attach(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			swarm := map[string]string{}
+			ballast := map[string]string{}
+			for _, n := range c.Nodes {
+				if !n.Manager {
+					continue
+				}
+				sn, err := demo.SwarmNodes(ctx, n.Name)
+				if err != nil {
+					continue
+				}
+				for _, s := range sn {
+					swarm[s.Hostname] = s.Status
+				}
+				bn, _ := demo.BallastNodes(ctx, n.Name)
+				for _, b := range bn {
+					ballast[b.ID] = b.State
+				}
+				break
+			}
+			var rows [][]string
+			for _, n := range c.Nodes {
+				role := "worker"
+				if n.Manager {
+					role = "manager"
+				}
+				rows = append(rows, []string{n.Name, n.IP, role, orDash(swarm[n.Name]), n.ID, orDash(ballast[n.ID])})
+			}
+			return table(cmd.OutOrStdout(), []string{"CONTAINER", "ADDRESS", "ROLE", "SWARM", "BALLAST NODE", "STATE"}, rows)
+		},
+	}
+	cmd.AddCommand(image, up, down, status)
 	return cmd
 }

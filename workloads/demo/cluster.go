@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 )
@@ -80,7 +81,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	c.Nodes = plan(cfg, subnet)
 	t := time.Now()
 	for _, n := range c.Nodes {
-		if err = runNode(ctx, cfg, c.NodeImage, n, c.Nodes[0]); err != nil {
+		if err = runNode(ctx, cfg, c.NodeImage, c.WorkloadImage, n, c.Nodes[0]); err != nil {
 			return nil, err
 		}
 	}
@@ -151,4 +152,39 @@ func claimStateDir(cfg Config) error {
 		return fmt.Errorf("demo state dir: %w", err)
 	}
 	return nil
+}
+
+// Attach returns the cluster of the demo cfg.Name that is up (made by Up
+// in this process or another, as by `make demo-up`), from its containers'
+// labels: the scenario and the report run against it. Nodes that were
+// killed are listed too.
+func Attach(ctx context.Context, cfg Config) (*Cluster, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	f := func(k string) string { return fmt.Sprintf(`{{.Label "%s.%s"}}`, LabelKey, k) }
+	out, err := docker(ctx, "ps", "-a", "--filter", "label="+cfg.label(), "--format",
+		"{{.Names}}\t"+f("index")+"\t"+f("node")+"\t"+f("ip")+"\t"+f("role")+"\t"+f("workload-image")+"\t{{.Image}}")
+	if err != nil {
+		return nil, fmt.Errorf("demo %s: %w", cfg.Name, err)
+	}
+	c := &Cluster{Config: cfg}
+	for _, l := range lines(out) {
+		p := strings.Split(l, "\t")
+		if len(p) != 7 {
+			return nil, fmt.Errorf("demo %s: unexpected docker ps line %q", cfg.Name, l)
+		}
+		var idx int
+		if _, err := fmt.Sscan(p[1], &idx); err != nil {
+			return nil, fmt.Errorf("demo %s: container %s has no index label: %w", cfg.Name, p[0], err)
+		}
+		c.Nodes = append(c.Nodes, Node{Index: idx, Name: p[0], ID: p[2], IP: p[3], Manager: p[4] == "manager"})
+		c.WorkloadImage, c.NodeImage = p[5], p[6]
+	}
+	if len(c.Nodes) == 0 {
+		return nil, fmt.Errorf("demo %s is not up: no containers labelled %s", cfg.Name, cfg.label())
+	}
+	sort.Slice(c.Nodes, func(i, j int) bool { return c.Nodes[i].Index < c.Nodes[j].Index })
+	return c, nil
 }

@@ -109,10 +109,16 @@ func nodeEnv(cfg Config, n Node, first Node) []string {
 // Docker-in-Docker, FUSE and loop devices work on these hosts
 // (--privileged fails here: the engine's bounding set lacks
 // CAP_SYS_RESOURCE).
-func runNode(ctx context.Context, cfg Config, image string, n, first Node) error {
+func runNode(ctx context.Context, cfg Config, image, workloadImage string, n, first Node) error {
+	role := "worker"
+	if n.Manager {
+		role = "manager"
+	}
 	args := []string{"run", "-d",
 		"--name", n.Name, "--hostname", n.Name,
 		"--label", cfg.label(), "--label", LabelKey + ".node=" + n.ID,
+		"--label", fmt.Sprintf("%s.index=%d", LabelKey, n.Index), "--label", LabelKey + ".role=" + role,
+		"--label", LabelKey + ".ip=" + n.IP, "--label", LabelKey + ".workload-image=" + workloadImage,
 		"--network", cfg.networkName(), "--ip", n.IP,
 		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 		"--cgroupns", "private", "--init",
