@@ -78,7 +78,7 @@ func newDemoCmd() *cobra.Command {
 		},
 	}
 	up.Flags().IntVar(&cfg.Nodes, "nodes", demo.DefaultNodes, "Swarm nodes")
-	up.Flags().IntVar(&cfg.Managers, "managers", demo.DefaultManagers, "of them, Swarm managers (the rest are workers)")
+	up.Flags().IntVar(&cfg.Managers, "managers", 0, "of them, Swarm managers, the rest workers (default: 3, or all when fewer)")
 	up.Flags().StringVar(&cfg.Binary, "binary", "", "the statically linked (CGO_ENABLED=0) ballast binary mounted into the nodes (default: this one)")
 	up.Flags().DurationVar(&cfg.LeaseTTL, "lease-ttl", demo.DefaultLeaseTTL, "the Ballast daemons' --lease-ttl")
 	up.Flags().StringVar(&cfg.Mirror, "mirror", demo.DefaultMirror, "Debian mirror for the node image")

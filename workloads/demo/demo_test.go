@@ -2,10 +2,13 @@ package demo_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,17 +38,18 @@ func TestDemoCluster(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build a static ballast: %v\n%s", err, out)
 	}
+	// A name of its own, so that two runs (two engineers, or a CI run
+	// beside a single test) do not remove each other's nodes.
 	cfg := demo.Config{
-		Name:     "ballast-demotest",
+		Name:     fmt.Sprintf("%s%d", testPrefix, os.Getpid()),
 		Nodes:    3,
 		Managers: 2,
 		Binary:   bin,
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
-	// A run killed before its teardown leaves its demo; start clean.
-	if err := demo.Down(ctx, cfg); err != nil {
-		t.Fatalf("down before up: %v", err)
-	}
+	// A run killed before its teardown leaves its demo: remove those
+	// whose process is gone.
+	removeStale(ctx, t)
 	loopsBefore := hostLoops(t)
 	t.Cleanup(func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -138,7 +142,7 @@ func TestDemoCluster(t *testing.T) {
 			t.Errorf("left behind: docker %s: %q (%v)", strings.Join(q, " "), out, err)
 		}
 	}
-	if _, err := os.Stat("/var/lib/" + cfg.Name); !os.IsNotExist(err) {
+	if _, err := os.Stat("/var/lib/" + cfg.Name); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("left behind: state dir /var/lib/%s (%v)", cfg.Name, err)
 	}
 	mi, err := os.ReadFile("/proc/self/mountinfo")
@@ -153,6 +157,33 @@ func TestDemoCluster(t *testing.T) {
 	for l := range hostLoops(t) {
 		if !loopsBefore[l] && strings.Contains(l, " /var/lib/ballast/fuse/") {
 			t.Errorf("left behind: loop device %s", l)
+		}
+	}
+}
+
+// testPrefix starts the name of the test's demo, followed by its pid.
+const testPrefix = "ballast-demotest-"
+
+// removeStale removes the demos of test runs whose process is gone.
+func removeStale(ctx context.Context, t *testing.T) {
+	t.Helper()
+	out, err := exec2("docker", "ps", "-a", "--filter", "label="+demo.LabelKey, "--format", `{{.Label "`+demo.LabelKey+`"}}`)
+	if err != nil {
+		t.Fatalf("list demo containers: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, name := range strings.Fields(out) {
+		pid, err := strconv.Atoi(strings.TrimPrefix(name, testPrefix))
+		if seen[name] || !strings.HasPrefix(name, testPrefix) || err != nil {
+			continue
+		}
+		seen[name] = true
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // that run is still going
+		}
+		t.Logf("removing the demo %s a killed run left", name)
+		if err := demo.Down(ctx, demo.Config{Name: name}); err != nil {
+			t.Fatalf("remove stale demo %s: %v", name, err)
 		}
 	}
 }

@@ -13,13 +13,16 @@
 // everything Up made (containers, network, state directory, mounts, loop
 // devices), identified by the label ballast-demo=NAME and the NAME prefix,
 // and is safe to run twice. The scenario, the report and the autoscaler
-// build on Cluster: Exec runs a command inside a node, Node and Nodes give
-// each node's container, address and role.
+// build on Cluster (Up returns it; Attach finds a demo that is up, as
+// after `make demo-up`): Exec runs a command inside a node, Node and Nodes
+// give each node's container, address and role, SwarmNodes and
+// BallastNodes what Swarm and Ballast see.
 //
 // One file per concern: config.go (Config and defaults), docker.go (the
-// docker CLI), image.go (node image), workload.go (workload image),
-// hostdirs.go (state directory, ext4 backing, secret, entrypoint),
+// docker CLI), mounts.go (host mounts), image.go (node image),
+// workload.go (workload image), hostdirs.go (state directory, ext4
+// backing, secret, entrypoint),
 // entrypoint.go (the node's start script), nodes.go (network and node
 // containers), swarm.go (Swarm), ballast.go (Ballast cluster), cluster.go
-// (Up), down.go (Down).
+// (Up, Attach), down.go (Down).
 package demo

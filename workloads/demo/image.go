@@ -69,11 +69,15 @@ func EnsureNodeImage(ctx context.Context, cfg Config) (string, error) {
 		if err := removeTree(rootfs); err != nil {
 			log.Warn("demo: removing the node image's build dir", "dir", rootfs, "err", err)
 		}
-		os.Remove(buildDir) // only when empty
+		os.Remove(buildDir)     // only when empty
+		os.Remove(cfg.StateDir) // only when empty: not while a demo uses it
 	}()
 	log.Info("demo: building the node image with debootstrap (once per machine, about 2 minutes)",
 		"image", tag, "suite", cfg.Suite, "mirror", cfg.Mirror)
 	if err := debootstrap(ctx, cfg, rootfs); err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("build node image %s: interrupted: %w", tag, ctx.Err())
+		}
 		return "", fmt.Errorf("build node image %s: %w", tag, err)
 	}
 	// Package caches and lists only make the image bigger.
