@@ -72,8 +72,8 @@ func ParseParameters(params map[string]string) (spec.Volume, error) {
 			v.MinInSync, err = smallCount(k, val)
 		case "locality":
 			v.Locality = strings.ToLower(val)
-			if v.Locality != spec.LocalityBestEffort && v.Locality != spec.LocalityNone {
-				err = fmt.Errorf("%w: parameter locality=%q: use %s or %s", spec.ErrInvalid, val, spec.LocalityBestEffort, spec.LocalityNone)
+			if !spec.ValidLocality(v.Locality) {
+				err = fmt.Errorf("%w: parameter locality=%q: use %s", spec.ErrInvalid, val, strings.Join(spec.Localities, " or "))
 			}
 		case "fs":
 			v.FS = strings.ToLower(val)

@@ -102,6 +102,10 @@ func lookupSpec(name string, have spec.Volume) error {
 	if err != nil {
 		return err
 	}
+	// api.MatchSpec takes a zero size, repl, fs, min-in-sync or locality
+	// as open, but Normalize (which validates and normalizes what is
+	// stated) would default repl, fs, min-in-sync and locality and refuse a
+	// zero size; so every option left out is the volume's.
 	want := spec.Volume{
 		Name:         have.Name,
 		Size:         cmp.Or(stated.Size, have.Size),
@@ -230,8 +234,8 @@ func toVolume(kv map[string]string) (spec.Volume, error) {
 	v.FS = strings.ToLower(kv["fs"])
 	if s, ok := kv["locality"]; ok {
 		v.Locality = strings.ToLower(s)
-		if v.Locality != spec.LocalityBestEffort && v.Locality != spec.LocalityNone {
-			return v, invalid("option locality=%q must be %s or %s", s, spec.LocalityBestEffort, spec.LocalityNone)
+		if !spec.ValidLocality(v.Locality) {
+			return v, invalid("option locality=%q must be %s", s, strings.Join(spec.Localities, " or "))
 		}
 	}
 	v.Pin, v.Avoid = kv["pin"], kv["avoid"]

@@ -28,8 +28,7 @@ const rebuildWorkers = 4
 // stays in use.
 type Rebuild struct {
 	target Member
-	kind   string // "rebuild", "locality" or "catch-up"
-	first  bool   // the target joins as the first member: reads go to it
+	kind   string // "rebuild", "locality" (the target joins as the first member: reads go to it) or "catch-up"
 	total  int64
 	done   atomic.Int64
 	failed atomic.Pointer[error] // set when the target fails a foreground write
@@ -90,7 +89,7 @@ func (e *Engine) rebuildAs(ctx context.Context, kind string, target Member, bps 
 	if target.Dev.Size() != e.size.Load() {
 		return nil, fmt.Errorf("%s %s: replica %s has size %d, the volume %d", kind, e.name, target.ID, target.Dev.Size(), e.size.Load())
 	}
-	rb := &Rebuild{target: target, kind: kind, first: kind == "locality", total: e.size.Load(), start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
+	rb := &Rebuild{target: target, kind: kind, total: e.size.Load(), start: time.Now(), over: make(chan struct{}), locks: newChunkLocks()}
 	// Set with no I/O in flight: every write from now on sees the target
 	// (and takes its chunk locks), from start to end.
 	e.gate.Lock()
@@ -236,7 +235,7 @@ func (e *Engine) copyAll(ctx context.Context, rb *Rebuild, offsets iter.Seq[int6
 	// The target turns from rebuild target into member while no I/O is in
 	// flight: a write sees it as one or the other, never neither.
 	e.mu.Lock()
-	if rb.first {
+	if rb.kind == "locality" {
 		e.members = append([]Member{rb.target}, e.members...) // reads go to it
 	} else {
 		e.members = append(slices.Clone(e.members), rb.target)

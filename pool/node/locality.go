@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -32,20 +33,24 @@ type localityState struct {
 	Vol    *meta.Volume
 	Self   string // the attach node
 	Serves bool   // the attach node serves replicas to others (--listen)
-	// Pools are the attach node's pools, Labels every node's labels by
-	// node ID, Alive the nodes that are up, Free the free bytes of the
-	// pools of live nodes by pool ID.
-	Pools  []candidate
+	// Labels are every node's labels by node ID, Alive the nodes that are
+	// up.
 	Labels map[string]map[string]string
 	Alive  map[string]bool
-	Free   map[string]int64
-	Busy   bool // a rebuild or catch-up runs on the volume
-	// Snapshots is how many snapshots the volume has: a rebuilt replica
-	// holds none of them, so a volume with snapshots does not move.
+	Busy   bool      // a rebuild or catch-up runs on the volume
+	Since  time.Time // since when the volume has lacked a local replica here
+	Now    time.Time
+	Delay  time.Duration
+
+	// What localityShortcut does without, which costs I/O to gather:
+	// Pools are the attach node's pools (live figures: a statfs each),
+	// Free the free bytes of the pools of live nodes by pool ID.
+	// Snapshots is how many snapshots the volume has (an etcd read): a
+	// rebuilt replica holds none of them, so a volume with snapshots does
+	// not move.
+	Pools     []candidate
+	Free      map[string]int64
 	Snapshots int
-	Since     time.Time // since when the volume has lacked a local replica here
-	Now       time.Time
-	Delay     time.Duration
 }
 
 // localityAction is what planLocality decided.
@@ -67,65 +72,76 @@ type localityAction struct {
 //     than the replication factor: retire the remote one whose removal
 //     leaves the set best spread (zones, then racks, then nodes), a
 //     replica on a down node first among equals, then the one on the pool
-//     with the least free space; never below the minimum in-sync count;
+//     with the least free space (the replication factor is at least the
+//     minimum in-sync count, so that stays met);
 //   - with no in-sync replica on the attach node: build one on its pool
 //     with the most free space that can hold the whole volume, once the
 //     delay has passed; nothing when the node serves no replicas, its
 //     labels break the volume's pin or avoid, or no pool can hold it.
 func planLocality(s localityState) localityAction {
+	if act, done := localityShortcut(s); done {
+		return act
+	}
 	v := s.Vol
-	if spec.NormalLocality(v.Locality) == spec.LocalityNone {
-		return localityAction{Kind: localityNone, Why: "locality=none"}
-	}
-	if s.Busy {
-		return localityAction{Kind: localityNone, Why: "a rebuild or catch-up is under way"}
-	}
 	if s.Snapshots > 0 {
 		return localityAction{Kind: localityNone, Why: fmt.Sprintf("the volume has %d snapshot(s), which a rebuilt replica would not hold", s.Snapshots)}
 	}
-	var inSync []meta.Replica
-	local := false
-	for _, r := range v.Replicas {
-		if slices.Contains(v.InSync, r.ID) {
-			inSync = append(inSync, r)
-			local = local || r.Node == s.Self
-		}
-	}
-	if len(inSync) < v.Repl {
-		return localityAction{Kind: localityNone, Why: fmt.Sprintf("%d of %d replicas in sync: healing comes first", len(inSync), v.Repl)}
-	}
-	if local {
-		if len(inSync) <= v.Repl || len(inSync)-1 < max(v.MinInSync, 1) {
-			return localityAction{Kind: localityNone}
-		}
+	if inSync, local := inSyncReplicas(v, s.Self); local {
 		return localityAction{Kind: localityRetire, Replica: retireChoice(s, inSync), Why: "a replica on the attach node is in sync"}
 	}
+	// The node's labels, which all its pools carry, passed the volume's
+	// pin and avoid in localityShortcut.
+	p, err := place(s.Pools, 1, v.Size, rules{})
+	if err != nil {
+		return localityAction{Kind: localityNone, Why: fmt.Sprintf("no pool dir of this node can hold the volume: %v", err)}
+	}
+	if s.Now.Sub(s.Since) < s.Delay {
+		return localityAction{Kind: localityWait, Pool: p[0].Pool, Why: fmt.Sprintf("building a local replica after the %s locality delay", s.Delay)}
+	}
+	return localityAction{Kind: localityBuild, Pool: p[0].Pool, Why: "no replica on the attach node"}
+}
+
+// localityShortcut takes planLocality's decisions that need neither
+// s.Pools, s.Free nor s.Snapshots, which are every decision of the steady
+// state (locality=none, or a local replica in sync and nothing to
+// retire). When it is not done, planLocality needs them.
+func localityShortcut(s localityState) (act localityAction, done bool) {
+	v := s.Vol
+	if spec.NormalLocality(v.Locality) == spec.LocalityNone {
+		return localityAction{Kind: localityNone, Why: "locality=none"}, true
+	}
+	if s.Busy {
+		return localityAction{Kind: localityNone, Why: "a rebuild or catch-up is under way"}, true
+	}
+	inSync, local := inSyncReplicas(v, s.Self)
+	if len(inSync) < v.Repl {
+		return localityAction{Kind: localityNone, Why: fmt.Sprintf("%d of %d replicas in sync: healing comes first", len(inSync), v.Repl)}, true
+	}
+	if local {
+		return localityAction{Kind: localityNone}, len(inSync) <= v.Repl
+	}
 	if !s.Serves {
-		return localityAction{Kind: localityNone, Why: "this node serves no replicas (started without --listen)"}
+		return localityAction{Kind: localityNone, Why: "this node serves no replicas (started without --listen)"}, true
 	}
 	r, err := placementRules(v.Volume)
 	if err != nil {
-		return localityAction{Kind: localityNone, Why: err.Error()}
+		return localityAction{Kind: localityNone, Why: err.Error()}, true
 	}
 	if !r.allow(s.Labels[s.Self]) {
-		return localityAction{Kind: localityNone, Why: fmt.Sprintf("this node's labels do not match the volume's placement (pin %q, avoid %q)", v.Pin, v.Avoid)}
+		return localityAction{Kind: localityNone, Why: fmt.Sprintf("this node's labels do not match the volume's placement (pin %q, avoid %q)", v.Pin, v.Avoid)}, true
 	}
-	best := -1
-	for i, p := range s.Pools {
-		if p.Capacity < v.Size {
-			continue
+	return localityAction{}, false
+}
+
+// inSyncReplicas returns v's in-sync replicas, and whether one is on node.
+func inSyncReplicas(v *meta.Volume, node string) (inSync []meta.Replica, local bool) {
+	for _, r := range v.Replicas {
+		if slices.Contains(v.InSync, r.ID) {
+			inSync = append(inSync, r)
+			local = local || r.Node == node
 		}
-		if best < 0 || p.Capacity-p.Allocated > s.Pools[best].Capacity-s.Pools[best].Allocated {
-			best = i
-		}
 	}
-	if best < 0 {
-		return localityAction{Kind: localityNone, Why: fmt.Sprintf("no pool dir of this node can hold the volume's %s", spec.FormatSize(v.Size))}
-	}
-	if s.Since.IsZero() || s.Now.Sub(s.Since) < s.Delay {
-		return localityAction{Kind: localityWait, Pool: s.Pools[best].Pool, Why: fmt.Sprintf("building a local replica after the %s locality delay", s.Delay)}
-	}
-	return localityAction{Kind: localityBuild, Pool: s.Pools[best].Pool, Why: "no replica on the attach node"}
+	return inSync, local
 }
 
 // retireChoice picks the remote replica of inSync whose removal leaves the
@@ -137,8 +153,8 @@ func retireChoice(s localityState, inSync []meta.Replica) string {
 			if o.ID == r.ID {
 				continue
 			}
-			l := s.Labels[o.Node]
-			zones[l[zoneLabel]], racks[l[zoneLabel]+"/"+l[rackLabel]], nodes[o.Node] = true, true, true
+			zone, rack := domains(s.Labels[o.Node])
+			zones[zone], racks[rack], nodes[o.Node] = true, true, true
 		}
 		free, ok := s.Free[r.Pool]
 		if !ok {
@@ -172,52 +188,54 @@ func newLocalityMemory() *localityMemory {
 	return &localityMemory{since: map[string]time.Time{}, said: map[string]string{}}
 }
 
+// localityKey is what localityMemory knows attachment a by.
+func localityKey(a *attachment) string { return fmt.Sprintf("%s@%d", a.vol, a.epoch) }
+
 // keep forgets every volume but those attached now.
 func (m *localityMemory) keep(atts []*attachment) {
 	now := map[string]bool{}
 	for _, a := range atts {
-		now[fmt.Sprintf("%s@%d", a.vol, a.epoch)] = true
+		now[localityKey(a)] = true
 	}
-	for k := range m.since {
-		if !now[k] {
-			delete(m.since, k)
-		}
-	}
-	for k := range m.said {
-		if !now[k] {
-			delete(m.said, k)
-		}
-	}
+	maps.DeleteFunc(m.since, func(k string, _ time.Time) bool { return !now[k] })
+	maps.DeleteFunc(m.said, func(k, _ string) bool { return !now[k] })
 }
 
 // locality takes the next locality step for a, attached here, whose
-// in-sync replicas are at least its replication factor.
+// in-sync replicas are at least its replication factor. What costs I/O
+// (the pools' usage, the volume's snapshots) is gathered only when
+// localityShortcut cannot decide without it.
 func (n *Node) locality(ctx context.Context, a *attachment, v *meta.Volume, nodes []meta.Node, alive map[string]bool, mem *localityMemory) error {
-	key := fmt.Sprintf("%s@%d", a.vol, a.epoch)
+	key := localityKey(a)
 	now := time.Now()
-	s := localityState{Vol: v, Self: n.cfg.ID, Serves: n.cfg.Addr != "", Pools: n.localCandidates(),
-		Labels: map[string]map[string]string{n.cfg.ID: n.cfg.Labels}, Alive: alive, Free: map[string]int64{},
+	s := localityState{Vol: v, Self: n.cfg.ID, Serves: n.cfg.Addr != "",
+		Labels: map[string]map[string]string{n.cfg.ID: n.cfg.Labels}, Alive: alive,
 		Busy: a.engine.Rebuilding() != nil, Since: cmp.Or(mem.since[key], now), Now: now, Delay: n.cfg.LocalityDelay}
 	for _, nd := range nodes {
 		if nd.ID != n.cfg.ID {
 			s.Labels[nd.ID] = nd.Labels
 		}
-		if !alive[nd.ID] {
-			continue
+	}
+	act, done := localityShortcut(s)
+	if !done {
+		snaps, err := n.meta.SnapshotRevs(ctx, v.Name)
+		if err != nil {
+			return err
 		}
-		for _, p := range nd.Pools {
-			s.Free[p.ID] = p.Capacity - p.Allocated
+		s.Snapshots = len(snaps)
+		s.Free = map[string]int64{}
+		for _, nd := range nodes {
+			if alive[nd.ID] {
+				for _, p := range nd.Pools {
+					s.Free[p.ID] = p.Capacity - p.Allocated
+				}
+			}
 		}
+		if _, local := inSyncReplicas(v, n.cfg.ID); !local && s.Snapshots == 0 {
+			s.Pools = n.localCandidates()
+		}
+		act = planLocality(s)
 	}
-	for _, p := range s.Pools {
-		s.Free[p.Pool] = p.Capacity - p.Allocated
-	}
-	snaps, err := n.meta.SnapshotRevs(ctx, v.Name)
-	if err != nil {
-		return err
-	}
-	s.Snapshots = len(snaps)
-	act := planLocality(s)
 	if act.Kind == localityWait {
 		if _, ok := mem.since[key]; !ok {
 			mem.since[key] = now

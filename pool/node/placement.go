@@ -98,7 +98,8 @@ func place(pools []candidate, repl int, size int64, r rules) ([]candidate, error
 		p := fit[best]
 		out = append(out, p)
 		usedPool[p.Pool], usedNode[p.Node] = true, true
-		usedZone[p.Labels[zoneLabel]], usedRack[p.Labels[zoneLabel]+"/"+p.Labels[rackLabel]] = true, true
+		zone, rack := domains(p.Labels)
+		usedZone[zone], usedRack[rack] = true, true
 	}
 	return out, nil
 }
@@ -107,14 +108,21 @@ func place(pools []candidate, repl int, size int64, r rules) ([]candidate, error
 // then a new rack, then a new node, then more free space.
 func better(a, b candidate, zones, racks, nodes map[string]bool) bool {
 	key := func(c candidate) []int64 {
+		zone, rack := domains(c.Labels)
 		return []int64{
-			flag(!zones[c.Labels[zoneLabel]]),
-			flag(!racks[c.Labels[zoneLabel]+"/"+c.Labels[rackLabel]]),
+			flag(!zones[zone]),
+			flag(!racks[rack]),
 			flag(!nodes[c.Node]),
 			c.Capacity - c.Allocated,
 		}
 	}
 	return slices.Compare(key(a), key(b)) > 0
+}
+
+// domains returns the failure domains of a node with labels l: its zone,
+// and its rack, named within its zone.
+func domains(l map[string]string) (zone, rack string) {
+	return l[zoneLabel], l[zoneLabel] + "/" + l[rackLabel]
 }
 
 func flag(b bool) int64 {

@@ -63,13 +63,13 @@ func (l localRef) Close() error { return l.put() }
 // pointer, so that members compare by identity.
 type localMember struct {
 	replica.Owner
-	ref localRef
+	put func() error // gives back the open set's reference
 	// srv, when set, is this node's replica server: fencing goes through
 	// it so that it refuses a former owner's requests too.
 	srv *remote.Server
 }
 
-func (l *localMember) Close() error { return l.ref.Close() }
+func (l *localMember) Close() error { return l.put() }
 
 // Fence raises the replica's epoch, through the replica server when there
 // is one.
@@ -131,7 +131,7 @@ func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (me
 		if err != nil {
 			return nil, err
 		}
-		return &localMember{Owner: ref.Replica.Owner(epoch), ref: ref, srv: n.srv}, nil
+		return &localMember{Owner: ref.Replica.Owner(epoch), put: ref.put, srv: n.srv}, nil
 	}
 	addr, err := n.nodeAddr(ctx, r.Node)
 	if err != nil {

@@ -41,6 +41,20 @@ const (
 	LocalityNone       = "none"
 )
 
+// Localities are the locality values a volume can state.
+var Localities = []string{LocalityBestEffort, LocalityNone}
+
+// ValidLocality reports whether s is one of Localities (case matters:
+// callers lower-case what users write).
+func ValidLocality(s string) bool {
+	for _, l := range Localities {
+		if l == s {
+			return true
+		}
+	}
+	return false
+}
+
 // NormalLocality is the locality a value stands for: "" (records made
 // before locality existed, requests that leave it open) is best-effort.
 func NormalLocality(s string) string {
@@ -76,8 +90,8 @@ func (v *Volume) Normalize() error {
 		return invalid("filesystem %q for volume %q is not supported; use %s", v.FS, v.Name, strings.Join(Filesystems, " or "))
 	}
 	v.Locality = NormalLocality(strings.ToLower(strings.TrimSpace(v.Locality)))
-	if v.Locality != LocalityBestEffort && v.Locality != LocalityNone {
-		return invalid("locality %q for volume %q is not valid; use %s or %s", v.Locality, v.Name, LocalityBestEffort, LocalityNone)
+	if !ValidLocality(v.Locality) {
+		return invalid("locality %q for volume %q is not valid; use %s", v.Locality, v.Name, strings.Join(Localities, " or "))
 	}
 	var err error
 	if v.Pin, err = normalLabels("pin", v.Pin); err != nil {

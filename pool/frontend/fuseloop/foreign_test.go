@@ -2,12 +2,14 @@ package fuseloop_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/testenv"
@@ -65,11 +67,45 @@ func TestRecoverLeavesLoopsOfOtherMountNamespaces(t *testing.T) {
 		t.Skipf("this kernel shows the foreign backing file as %q, not under %s: nothing to tell apart", strings.TrimSpace(string(b)), foreign)
 	}
 
+	// A leftover of our own beside it: a filesystem mounted under the
+	// state dir in this namespace, and a loop device on a file there.
+	// Recover must detach this one, so that the device numbers, not the
+	// paths, are what tells the two apart.
+	ours := filepath.Join(state, "ours")
+	if err := os.MkdirAll(ours, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", ours).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs on %s: %v: %s", ours, err, b)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", ours).Run() })
+	if b, err := exec.Command("truncate", "-s", "4M", ours+"/disk").CombinedOutput(); err != nil {
+		t.Fatalf("truncate: %v: %s", err, b)
+	}
+	b, err = exec.Command("losetup", "-f", "--show", ours+"/disk").Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	ourLoop := strings.TrimSpace(string(b))
+	t.Cleanup(func() { exec.Command("losetup", "-d", ourLoop).Run() })
+	ourBacking := "/sys/block/" + filepath.Base(ourLoop) + "/loop/backing_file"
+
 	if err := e.Recover(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(backing); err != nil {
 		t.Fatalf("Recover detached %s, a loop device of another mount namespace whose backing file only has a path under its state dir: %v", loop, err)
+	}
+	// The detach completes when the last opener (udev, probing it, may
+	// be one) closes the device.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := os.Stat(ourBacking)
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Recover left %s attached, a loop device on a filesystem mounted under its state dir in its own namespace (%s: %v)", ourLoop, ourBacking, err)
+		}
 	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)

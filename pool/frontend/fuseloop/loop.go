@@ -194,9 +194,10 @@ func loopBackingDev(path string) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	// The kernel encodes lo_device as new_encode_dev; unix.Major and
-	// unix.Minor decode it.
-	return unix.Mkdev(unix.Major(info.Device), unix.Minor(info.Device)), true
+	// The kernel encodes lo_device with huge_encode_dev, which for every
+	// 32-bit device number is the encoding of unix.Mkdev: it compares with
+	// the mounts' numbers as it is.
+	return info.Device, true
 }
 
 // detachLoopPath detaches the loop device at path (idempotent).
