@@ -252,6 +252,23 @@ func TestEtcdLoss(t *testing.T) {
 	fsckFrozen(t, att.MountPath)
 }
 
+// spareNode returns the daemon of byID (node ID to daemon) that holds no
+// replica of v, failing the test if every node holds one.
+func spareNode(t *testing.T, byID map[string]*daemon, v *api.Volume) *daemon {
+	t.Helper()
+	for id, d := range byID {
+		holds := false
+		for _, r := range v.Replicas {
+			holds = holds || r.Node == id
+		}
+		if !holds {
+			return d
+		}
+	}
+	t.Fatalf("volume %s has no spare node: %+v", v.Name, v.Replicas)
+	return nil
+}
+
 // TestRebuildAfterNodeLoss: a repl 2 volume on a 3-node cluster loses the
 // node holding its second replica while fio writes; after the rebuild
 // delay a new replica is filled on the third node while writes go on; then
@@ -266,12 +283,7 @@ func TestRebuildAfterNodeLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner, peer := byID[v.Replicas[0].Node], byID[v.Replicas[1].Node]
-	var spare *daemon
-	for id, d := range byID {
-		if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
-			spare = d
-		}
-	}
+	spare := spareNode(t, byID, v)
 	att, err := owner.client.AttachVolume(ctx, "heal", api.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -340,12 +352,7 @@ func TestLocalReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner := byID[v.Replicas[0].Node]
-	var spare *daemon
-	for id, d := range byID {
-		if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
-			spare = d
-		}
-	}
+	spare := spareNode(t, byID, v)
 	if local := localReplicas(t, spare, "loc"); len(local) != 0 {
 		t.Errorf("detached: local replicas %v, want none", local)
 	}

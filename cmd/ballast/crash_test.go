@@ -42,11 +42,7 @@ func (w *ackWriter) run() {
 	defer f.Close()
 	rec := make([]byte, 4096)
 	for seq := int64(0); ; seq++ {
-		binary.LittleEndian.PutUint64(rec[4:], uint64(seq))
-		for i := 12; i+8 <= len(rec); i += 8 {
-			binary.LittleEndian.PutUint64(rec[i:], rand.Uint64())
-		}
-		binary.LittleEndian.PutUint32(rec, crc32.Checksum(rec[4:], castagnoli))
+		fillRecord(rec, seq)
 		if _, err := f.WriteAt(rec, seq*4096); err != nil {
 			w.err = err
 			return
@@ -57,6 +53,16 @@ func (w *ackWriter) run() {
 		}
 		w.acked = seq
 	}
+}
+
+// fillRecord fills rec (a 4096-byte record) as record seq: its CRC32C,
+// seq, then random bytes, as checkRecords verifies it.
+func fillRecord(rec []byte, seq int64) {
+	binary.LittleEndian.PutUint64(rec[4:], uint64(seq))
+	for i := 12; i+8 <= len(rec); i += 8 {
+		binary.LittleEndian.PutUint64(rec[i:], rand.Uint64())
+	}
+	binary.LittleEndian.PutUint32(rec, crc32.Checksum(rec[4:], castagnoli))
 }
 
 // checkRecords verifies that records 0..acked are all in the file, intact.

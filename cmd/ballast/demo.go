@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
@@ -12,8 +11,8 @@ import (
 	"github.com/ballast-io/ballast/workloads/demo"
 )
 
-// newDemoCmd is "ballast demo": the multi-node Docker Swarm of `make demo`
-// on this machine (see workloads/demo).
+// newDemoCmd is "ballast demo": the multi-node Docker Swarm of `make demo-up`
+// and `make demo-down` on this machine (see workloads/demo).
 func newDemoCmd() *cobra.Command {
 	var cfg demo.Config
 	var logLevel string
@@ -25,18 +24,17 @@ func newDemoCmd() *cobra.Command {
 	pf.StringVar(&cfg.Name, "name", demo.DefaultName, "prefix of the demo's containers and network, and value of its "+demo.LabelKey+" label")
 	pf.StringVar(&cfg.StateDir, "state-dir", "", "the demo's host state (default /var/lib/NAME)")
 	pf.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	logger := func() (*slog.Logger, error) { return newLogger(logLevel, false) }
+	cmd.PersistentPreRunE = func(*cobra.Command, []string) error {
+		l, err := newLogger(logLevel, false)
+		cfg.Logger = l
+		return err
+	}
 
 	image := &cobra.Command{
 		Use:   "image",
 		Short: "Build the Swarm node image (debootstrap; once per machine) unless it exists, and print its tag",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := logger()
-			if err != nil {
-				return err
-			}
-			cfg.Logger = l
 			tag, err := demo.EnsureNodeImage(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -45,19 +43,14 @@ func newDemoCmd() *cobra.Command {
 			return err
 		},
 	}
-	image.Flags().StringVar(&cfg.Mirror, "mirror", demo.DefaultMirror, "Debian mirror")
-	image.Flags().StringVar(&cfg.Suite, "suite", demo.DefaultSuite, "Debian release")
+	imageFlags(image, &cfg)
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Bring up the Swarm nodes, each with its dockerd and a Ballast daemon of one cluster; Ctrl-C removes what was made",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := logger()
-			if err != nil {
-				return err
-			}
-			cfg.Logger = l
 			if cfg.Binary == "" {
+				var err error
 				if cfg.Binary, err = os.Executable(); err != nil {
 					return fmt.Errorf("demo: find this binary: %w", err)
 				}
@@ -67,11 +60,7 @@ func newDemoCmd() *cobra.Command {
 				return err
 			}
 			for _, n := range c.Nodes {
-				role := "worker"
-				if n.Manager {
-					role = "manager"
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, n.IP, role)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", n.Name, n.IP, n.Role())
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "try: docker exec -it %s docker node ls\nremove: ballast demo down --name %s\n", c.Node(1).Name, cfg.Name)
 			return nil
@@ -81,19 +70,13 @@ func newDemoCmd() *cobra.Command {
 	up.Flags().IntVar(&cfg.Managers, "managers", 0, "of them, Swarm managers, the rest workers (default: 3, or all when fewer)")
 	up.Flags().StringVar(&cfg.Binary, "binary", "", "the statically linked (CGO_ENABLED=0) ballast binary mounted into the nodes (default: this one)")
 	up.Flags().DurationVar(&cfg.LeaseTTL, "lease-ttl", demo.DefaultLeaseTTL, "the Ballast daemons' --lease-ttl")
-	up.Flags().StringVar(&cfg.Mirror, "mirror", demo.DefaultMirror, "Debian mirror for the node image")
-	up.Flags().StringVar(&cfg.Suite, "suite", demo.DefaultSuite, "Debian release of the node image")
+	imageFlags(up, &cfg)
 
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Remove every container, network, mount, loop device and directory the demo made (safe to run twice)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := logger()
-			if err != nil {
-				return err
-			}
-			cfg.Logger = l
 			// Ctrl-C must not leave half a teardown: finish it.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 5*time.Minute)
 			defer cancel()
@@ -131,15 +114,17 @@ func newDemoCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, n := range c.Nodes {
-				role := "worker"
-				if n.Manager {
-					role = "manager"
-				}
-				rows = append(rows, []string{n.Name, n.IP, role, orDash(swarm[n.Name]), n.ID, orDash(ballast[n.ID])})
+				rows = append(rows, []string{n.Name, n.IP, n.Role(), orDash(swarm[n.Name]), n.ID, orDash(ballast[n.ID])})
 			}
 			return table(cmd.OutOrStdout(), []string{"CONTAINER", "ADDRESS", "ROLE", "SWARM", "BALLAST NODE", "STATE"}, rows)
 		},
 	}
 	cmd.AddCommand(image, up, down, status)
 	return cmd
+}
+
+// imageFlags declares the node image's --mirror and --suite on c.
+func imageFlags(c *cobra.Command, cfg *demo.Config) {
+	c.Flags().StringVar(&cfg.Mirror, "mirror", demo.DefaultMirror, "Debian mirror for the node image")
+	c.Flags().StringVar(&cfg.Suite, "suite", demo.DefaultSuite, "Debian release of the node image")
 }

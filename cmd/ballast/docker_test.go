@@ -1,21 +1,14 @@
 package main
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/rand"
-	"debug/elf"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,12 +56,8 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 	t.Helper()
 	testenv.RequirePrivileged(t)
 	testenv.RequireDocker(t)
-	lockDocker(t)
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	id := hex.EncodeToString(b)
+	testenv.LockFile(t, dockerLock, "the "+dockerPlugin+" plugin")
+	id := testenv.RandomID(t)
 	e := &dockerEnv{
 		t:      t,
 		plugin: dockerPlugin,
@@ -80,120 +69,11 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 	return e
 }
 
-// lockDocker holds the Docker tests' lock until the test ends.
-func lockDocker(t *testing.T) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(dockerLock), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(dockerLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
-		t.Logf("waiting for another test process to finish with the %s plugin (%s)", dockerPlugin, dockerLock)
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-	}
-	if err != nil {
-		f.Close()
-		t.Fatalf("lock %s: %v", dockerLock, err)
-	}
-	t.Cleanup(func() { f.Close() }) // releases the lock
-}
-
-// importImage builds a one-layer image from the host's static busybox
-// (Debian's busybox-static): bin/busybox and a symlink per applet, with
-// docker import, so the test needs no registry.
+// importImage imports the test image (testenv.ImportBusybox), removed
+// when the test ends.
 func (e *dockerEnv) importImage() {
-	t := e.t
-	t.Helper()
-	testenv.RequireTools(t, "busybox")
-	bb, _ := testenv.LookTool("busybox")
-	if bb, _ = filepath.EvalSymlinks(bb); !isStatic(bb) {
-		msg := fmt.Sprintf("%s is dynamically linked; the test image needs a static busybox (apt-get install busybox-static, or deploy/install-deps.sh)", bb)
-		if testenv.Required() {
-			t.Fatal(msg)
-		}
-		t.Skip("skipping: " + msg)
-	}
-	list, err := exec.Command(bb, "--list").Output()
-	if err != nil {
-		t.Fatalf("%s --list: %v", bb, err)
-	}
-	applets := strings.Fields(string(list))
-	for _, need := range []string{"sh", "cat", "dd", "sync", "sleep", "sha256sum", "grep", "touch"} {
-		if !slices.Contains(applets, need) {
-			t.Fatalf("%s has no %s applet", bb, need)
-		}
-	}
-	tarPath := filepath.Join(t.TempDir(), "rootfs.tar")
-	if err := writeRootfs(tarPath, bb, applets); err != nil {
-		t.Fatal(err)
-	}
-	run(t, "docker", "import", "--message", "ballast test image (busybox-static)", tarPath, e.image)
-	t.Cleanup(func() {
-		if out, err := e.docker("rmi", "-f", e.image); err != nil {
-			t.Errorf("remove test image %s: %v\n%s", e.image, err, out)
-		}
-	})
-}
-
-// isStatic reports whether the ELF executable at path has no program
-// interpreter (is statically linked).
-func isStatic(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return false
-		}
-	}
-	return true
-}
-
-// writeRootfs writes a tar of a root filesystem with busybox as
-// /bin/busybox and every applet a symlink to it.
-func writeRootfs(path, busybox string, applets []string) error {
-	bin, err := os.ReadFile(busybox)
-	if err != nil {
-		return err
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	now := time.Now()
-	for _, dir := range []struct {
-		name string
-		mode int64
-	}{{"bin/", 0o755}, {"etc/", 0o755}, {"tmp/", 0o1777}, {"data/", 0o755}} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir.name, Mode: dir.mode, ModTime: now}); err != nil {
-			return err
-		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin)), ModTime: now}); err != nil {
-		return err
-	}
-	if _, err := tw.Write(bin); err != nil {
-		return err
-	}
-	for _, a := range applets {
-		if a == "busybox" || strings.Contains(a, "/") {
-			continue
-		}
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: now}); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	return f.Close()
+	e.t.Helper()
+	testenv.ImportBusybox(e.t, e.image, "sh", "cat", "dd", "sync", "sleep", "sha256sum", "grep", "touch")
 }
 
 // serving waits until d answers on the plugin socket and, the first time,
@@ -286,12 +166,13 @@ func (e *dockerEnv) create(name string, args ...string) {
 	e.track(name)
 }
 
-// waitDetached polls until vol is attached nowhere.
-func waitDetached(t *testing.T, d *daemon, vol string) {
+// waitDetached polls the daemon on client until vol is attached nowhere.
+func waitDetached(t *testing.T, client *api.Client, vol string) {
 	t.Helper()
-	ctx := d.ctx()
 	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		v, err := d.client.InspectVolume(ctx, vol)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		v, err := client.InspectVolume(ctx, vol)
+		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,17 +188,7 @@ func waitDetached(t *testing.T, d *daemon, vol string) {
 // mountCount counts the mounts at path in this (Docker's) mount namespace.
 func mountCount(t *testing.T, path string) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == path {
-			n++
-		}
-	}
-	return n
+	return len(mountsMatching(t, func(mp, _, _ string) bool { return mp == path }))
 }
 
 // TestDockerVolumes drives a single node's Docker plugin through the
@@ -376,11 +247,11 @@ func TestDockerVolumes(t *testing.T) {
 	start = time.Now()
 	e.mustDocker(e.runArgs([]string{"--rm", "-v", "v1:/data"}, "sh", "-c", "echo hello > /data/f && sync")...)
 	t.Logf("first container on v1 ran in %s", time.Since(start).Round(time.Millisecond))
-	waitDetached(t, d, "v1")
+	waitDetached(t, d.client, "v1")
 	if got := e.mustDocker(e.runArgs([]string{"--rm", "-v", "v1:/data"}, "cat", "/data/f")...); got != "hello\n" {
 		t.Fatalf("second container read %q from v1, want %q", got, "hello\n")
 	}
-	waitDetached(t, d, "v1")
+	waitDetached(t, d.client, "v1")
 
 	// The container sees the xfs filesystem it asked for.
 	if got := e.mustDocker(e.runArgs([]string{"--rm", "-v", "vx:/data"}, "grep", " /data ", "/proc/mounts")...); !strings.Contains(got, " xfs ") {
@@ -396,7 +267,7 @@ func TestDockerVolumes(t *testing.T) {
 	if v := inspect("v3"); v.Size != 64<<20 || v.Repl != 1 {
 		t.Errorf("volume v3 created by docker run: size %d, repl %d", v.Size, v.Repl)
 	}
-	waitDetached(t, d, "v3")
+	waitDetached(t, d.client, "v3")
 
 	// An inline spec naming an existing volume must describe it: a create
 	// or a docker run -v that asks for another size or repl is refused
@@ -428,7 +299,7 @@ func TestDockerVolumes(t *testing.T) {
 		if got := e.mustDocker(e.runArgs([]string{"--rm", "--volume-driver", e.plugin, "-v", name + ":/data"}, "cat", "/data/f")...); got != "three\n" {
 			t.Errorf("container on %s read %q, want %q", name, got, "three\n")
 		}
-		waitDetached(t, d, "v3")
+		waitDetached(t, d.client, "v3")
 	}
 
 	// A clone of a snapshot, from an inline spec.
@@ -470,7 +341,7 @@ func TestDockerVolumes(t *testing.T) {
 	}
 	inspect("v1") // still there
 	e.mustDocker("rm", "-f", id)
-	waitDetached(t, d, "v1")
+	waitDetached(t, d.client, "v1")
 	if n := mountCount(t, att.MountPath); n != 0 {
 		t.Errorf("%s is still mounted %d times after the last container stopped", att.MountPath, n)
 	}
@@ -611,7 +482,7 @@ func TestDockerFollow(t *testing.T) {
 	if v.Epoch < 2 {
 		t.Errorf("v1's epoch is %d after b took it over, want it raised", v.Epoch)
 	}
-	waitDetached(t, b, "v1")
+	waitDetached(t, b.client, "v1")
 	// The writer's container, still there with a's dead mount, goes: its
 	// unmount reaches b, which does not know its mount ID.
 	e.mustDocker("rm", "-f", id)

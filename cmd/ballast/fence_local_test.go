@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -140,11 +137,7 @@ func startSyncWriter(t *testing.T, path string) *syncWriter {
 				return
 			default:
 			}
-			binary.LittleEndian.PutUint64(rec[4:], uint64(seq))
-			for i := 12; i+8 <= len(rec); i += 8 {
-				binary.LittleEndian.PutUint64(rec[i:], rand.Uint64())
-			}
-			binary.LittleEndian.PutUint32(rec, crc32.Checksum(rec[4:], castagnoli))
+			fillRecord(rec, seq)
 			start := time.Now()
 			_, err := f.WriteAt(rec, seq*4096)
 			if err == nil {

@@ -23,15 +23,6 @@ func TestDataLocality(t *testing.T) {
 	nodes, _ := startCluster(t, 3, "--locality-delay", "2s", "--rebuild-mbps", "100")
 	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
 	ctx := nodes[0].ctx()
-	spareOf := func(v *api.Volume) *daemon {
-		for id, d := range byID {
-			if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
-				return d
-			}
-		}
-		t.Fatalf("volume %s has no spare node: %+v", v.Name, v.Replicas)
-		return nil
-	}
 	js, err := nodes[0].cli("volume", "create", "stay", "--size", "64M", "--repl", "2", "--locality", "none", "--json")
 	if err != nil {
 		t.Fatalf("volume create --locality none: %v\n%s", err, js)
@@ -43,7 +34,7 @@ func TestDataLocality(t *testing.T) {
 	if stay.Locality != "none" {
 		t.Fatalf("locality %q, want none", stay.Locality)
 	}
-	stayAt := spareOf(stay)
+	stayAt := spareNode(t, byID, stay)
 	if _, err := stayAt.client.AttachVolume(ctx, "stay", api.AttachOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +49,7 @@ func TestDataLocality(t *testing.T) {
 	}
 	orig := []string{v.Replicas[0].ID, v.Replicas[1].ID}
 	origNode := map[string]string{v.Replicas[0].ID: v.Replicas[0].Node, v.Replicas[1].ID: v.Replicas[1].Node}
-	c := spareOf(v)
+	c := spareNode(t, byID, v)
 	att, err := c.client.AttachVolume(ctx, "moved", api.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -152,12 +143,7 @@ func TestDataLocalityDownReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var spare *daemon
-	for id, d := range byID {
-		if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
-			spare = d
-		}
-	}
+	spare := spareNode(t, byID, v)
 	down, downID := byID[v.Replicas[1].Node], v.Replicas[1].ID
 	// A raw block device: no filesystem writes in the background, so the
 	// down replica stays in sync until the rebuild delay (1 min).
@@ -202,12 +188,7 @@ func TestDataLocalityCrashDuringBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c *daemon
-	for id, d := range byID {
-		if id != v.Replicas[0].Node && id != v.Replicas[1].Node {
-			c = d
-		}
-	}
+	c := spareNode(t, byID, v)
 	// The data is written on a node holding a replica, so that the copy
 	// to c takes a while (48 MiB at 4 MiB/s).
 	holder := byID[v.Replicas[0].Node]

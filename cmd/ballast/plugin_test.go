@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -36,11 +34,7 @@ func TestManagedPlugin(t *testing.T) {
 	testenv.RequireTools(t, "bash", "go", "ldd", "chroot", "mount", "umount", "blkid", "fsck", "e2fsck",
 		"mke2fs", "mkfs.ext4", "resize2fs", "mkfs.xfs", "xfs_growfs")
 
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	id := hex.EncodeToString(b)
+	id := testenv.RandomID(t)
 	const repo, node = "ballast-test/ballast", "plugin-test"
 	tag := fmt.Sprintf("test-%d-%s", os.Getpid(), id)
 	plugin := repo + ":" + tag
@@ -147,7 +141,7 @@ func TestManagedPlugin(t *testing.T) {
 		"echo '"+content+"' > /data/f && dd if=/dev/urandom of=/data/blob bs=1M count=8 2>/dev/null && sync && sha256sum /data/blob")...)
 	t.Logf("the writer container ran in %s", time.Since(start).Round(time.Millisecond))
 	wantSum := strings.Fields(out1 + " ")[0]
-	waitPluginDetached(t, client, vol)
+	waitDetached(t, client, vol)
 
 	// It grows while detached: its ext4 grows (e2fsck, resize2fs in the
 	// plugin) when it is next attached.
@@ -183,7 +177,7 @@ func TestManagedPlugin(t *testing.T) {
 		t.Errorf("loop devices backed by %s's FUSE file: %v, want %s", vol, loops, v.Attachment.Device)
 	}
 	e.mustDocker("rm", "-f", cid)
-	waitPluginDetached(t, client, vol)
+	waitDetached(t, client, vol)
 
 	// Remove the volume, then the plugin.
 	e.mustDocker("volume", "rm", vol)
@@ -231,26 +225,6 @@ func TestManagedPlugin(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("left behind by the plugin after docker plugin rm:\n%s", strings.Join(left, "\n"))
-	}
-}
-
-// waitPluginDetached polls the daemon on client until vol is attached
-// nowhere.
-func waitPluginDetached(t *testing.T, client *api.Client, vol string) {
-	t.Helper()
-	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		v, err := client.InspectVolume(ctx, vol)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v.Attachment == nil {
-			return
-		}
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("volume %s still attached (%+v) 15s after its container stopped", vol, v.Attachment)
-		}
 	}
 }
 

@@ -454,10 +454,7 @@ func workloadAutoscale() *cobra.Command {
 		defer cancel()
 		watchErr := make(chan error, 1)
 		go func() { watchErr <- w.Run(ctx) }()
-		src := autoscale.LagFunc(func() autoscale.Sample {
-			v := w.Lag()
-			return autoscale.Sample{Lag: v.Lag, Partitions: v.Partitions, Time: v.Newest}
-		})
+		src := autoscale.WatcherSource(w)
 		log.Info("autoscale", "service", opts.Service, "brokers", k.Brokers, "lag_topic", lw.LagTopic, "group", lw.Group)
 		err = autoscale.Run(ctx, opts, src, sc)
 		cancel()

@@ -20,7 +20,9 @@ const RequireEnv = "BALLAST_REQUIRE_PRIVILEGED"
 // Required reports whether missing privileges must fail the test.
 func Required() bool { return os.Getenv(RequireEnv) == "1" }
 
-func skipOrFail(t testing.TB, format string, args ...any) {
+// SkipOrFail skips the test with the message, or fails it when
+// BALLAST_REQUIRE_PRIVILEGED=1 is set.
+func SkipOrFail(t testing.TB, format string, args ...any) {
 	t.Helper()
 	msg := fmt.Sprintf(format, args...)
 	if Required() {
@@ -34,12 +36,12 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 func RequirePrivileged(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "test needs root (euid is %d)", os.Geteuid())
+		SkipOrFail(t, "test needs root (euid is %d)", os.Geteuid())
 	}
 	for _, p := range []string{"/dev/fuse", "/dev/loop-control"} {
 		f, err := os.OpenFile(p, os.O_RDWR, 0)
 		if err != nil {
-			skipOrFail(t, "test needs %s: %v", p, err)
+			SkipOrFail(t, "test needs %s: %v", p, err)
 			return
 		}
 		f.Close()
@@ -52,7 +54,7 @@ func RequireTools(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, err := LookTool(n); err != nil {
-			skipOrFail(t, "test needs tool %q: %v", n, err)
+			SkipOrFail(t, "test needs tool %q: %v", n, err)
 		}
 	}
 }
@@ -77,13 +79,13 @@ func LookTool(name string) (string, error) {
 func RequireDocker(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
-		skipOrFail(t, "test needs the docker CLI: %v", err)
+		SkipOrFail(t, "test needs the docker CLI: %v", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) == "" {
-		skipOrFail(t, "test needs a running Docker engine; docker info: %v: %s", err, strings.TrimSpace(string(out)))
+		SkipOrFail(t, "test needs a running Docker engine; docker info: %v: %s", err, strings.TrimSpace(string(out)))
 	}
 }

@@ -1,18 +1,10 @@
 package autoscale
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/rand"
-	"debug/elf"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -115,10 +107,10 @@ func TestSwarmScaler(t *testing.T) {
 func newTestService(t *testing.T) (cli *client.Client, name, serviceID, id string) {
 	t.Helper()
 	testenv.RequireDocker(t)
-	lockSwarm(t)
+	testenv.LockFile(t, swarmLock, "swarm mode")
 	ensureSwarm(t)
-	id = randomID(t)
-	image := importBusybox(t, "ballast-autoscale-test:"+id)
+	id = testenv.RandomID(t)
+	image := testenv.ImportBusybox(t, "ballast-autoscale-test:"+id, "sh", "sleep")
 	name = "ballast-autoscale-test-" + id
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
@@ -173,25 +165,6 @@ func removeService(t *testing.T, cli *client.Client, serviceID, id string) {
 	t.Logf("containers of service %s still there after 30 s", serviceID)
 }
 
-// lockSwarm holds swarmLock until the test ends.
-func lockSwarm(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(swarmLock, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Logf("no lock against other swarm tests: %v", err)
-		return
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
-		t.Logf("waiting for another test process to finish with swarm mode (%s)", swarmLock)
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-	}
-	if err != nil {
-		f.Close()
-		t.Fatalf("lock %s: %v", swarmLock, err)
-	}
-	t.Cleanup(func() { f.Close() })
-}
-
 // swarmLabel marks the node of a swarm the test initialised, so that a
 // later run finds and ends one a killed run left behind; swarmBridgeLabel,
 // that the test made the docker_gwbridge network too.
@@ -220,10 +193,7 @@ func ensureSwarm(t *testing.T) {
 		hadBridge := exec.Command("docker", "network", "inspect", "docker_gwbridge").Run() == nil
 		if out, err := exec.Command("docker", "swarm", "init", "--advertise-addr", "127.0.0.1",
 			"--listen-addr", "127.0.0.1:2377", "--default-addr-pool", "10.203.0.0/16").CombinedOutput(); err != nil {
-			if testenv.Required() {
-				t.Fatalf("docker swarm init: %v\n%s", err, out)
-			}
-			t.Skipf("skipping: docker swarm init: %v\n%s", err, out)
+			testenv.SkipOrFail(t, "docker swarm init: %v\n%s", err, out)
 		}
 		labels := []string{"--label-add", swarmLabel + "=1"}
 		if !hadBridge {
@@ -243,7 +213,7 @@ func ensureSwarm(t *testing.T) {
 		t.Cleanup(func() { leaveSwarm(t, !hadBridge) })
 	case "active":
 		if manager != "true" {
-			t.Skip("skipping: the host's Docker engine is a swarm worker; the test needs a manager")
+			testenv.SkipOrFail(t, "the host's Docker engine is a swarm worker; the test needs a manager")
 		}
 		out, _ := exec.Command("docker", "node", "inspect", "self", "--format",
 			`{{index .Spec.Labels "`+swarmLabel+`"}} {{index .Spec.Labels "`+swarmBridgeLabel+`"}}`).Output()
@@ -252,7 +222,7 @@ func ensureSwarm(t *testing.T) {
 			t.Cleanup(func() { leaveSwarm(t, bridge == "1") })
 		}
 	default:
-		t.Skipf("skipping: the host's Docker engine's swarm state is %q", state)
+		testenv.SkipOrFail(t, "the host's Docker engine's swarm state is %q", state)
 	}
 }
 
@@ -266,86 +236,4 @@ func leaveSwarm(t *testing.T, bridge bool) {
 			t.Errorf("remove docker_gwbridge: %v\n%s", err, out)
 		}
 	}
-}
-
-func randomID(t *testing.T) string {
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// importBusybox imports a one-layer image holding the host's static
-// busybox (Debian's busybox-static) as bin/busybox, as cmd/ballast's Docker
-// tests do, and returns its ID (a service naming an image by ID runs it
-// without asking a registry). It is removed when the test ends.
-func importBusybox(t *testing.T, tag string) string {
-	t.Helper()
-	testenv.RequireTools(t, "busybox")
-	bb, _ := testenv.LookTool("busybox")
-	bb, _ = filepath.EvalSymlinks(bb)
-	if f, err := elf.Open(bb); err != nil {
-		t.Fatalf("%s: %v", bb, err)
-	} else {
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_INTERP {
-				f.Close()
-				msg := bb + " is dynamically linked; the test image needs a static busybox (apt-get install busybox-static)"
-				if testenv.Required() {
-					t.Fatal(msg)
-				}
-				t.Skip("skipping: " + msg)
-			}
-		}
-		f.Close()
-	}
-	bin, err := os.ReadFile(bb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "rootfs.tar")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tw := tar.NewWriter(f)
-	now := time.Now()
-	for _, h := range []*tar.Header{
-		{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755, ModTime: now},
-		{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777, ModTime: now},
-		{Typeflag: tar.TypeReg, Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin)), ModTime: now},
-	} {
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := tw.Write(bin); err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range []string{"sh", "sleep"} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: now}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("docker", "import", "--message", "ballast autoscale test image (busybox-static)", path, tag).Output()
-	if err != nil {
-		t.Fatalf("docker import: %v", err)
-	}
-	imageID := strings.TrimSpace(string(out))
-	if !strings.HasPrefix(imageID, "sha256:") {
-		t.Fatalf("docker import printed %q, not an image ID", imageID)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("docker", "rmi", "-f", tag).CombinedOutput(); err != nil {
-			t.Errorf("remove test image %s: %v\n%s", tag, err, out)
-		}
-	})
-	return imageID
 }

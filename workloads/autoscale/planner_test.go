@@ -21,6 +21,7 @@ type step struct {
 	at     time.Duration
 	lag    int64
 	stale  bool // the sample is older than StaleAfter
+	never  bool // no lag reported at all: the sample's Time is zero
 	want   int
 	reason string
 }
@@ -34,6 +35,10 @@ func TestPlan(t *testing.T) {
 	}{
 		{name: "no lag reported yet holds", start: State{Current: 2}, steps: []step{
 			{at: 0, stale: true, want: 2, reason: ReasonStale},
+		}},
+		{name: "a zero-time sample (nothing reported) holds", start: State{Current: 2}, steps: []step{
+			{at: 0, never: true, want: 2, reason: ReasonStale},
+			{at: time.Hour, never: true, lag: 1e6, want: 2, reason: ReasonStale},
 		}},
 		{name: "below min comes up at once", start: State{Current: 0}, steps: []step{
 			{at: 0, lag: 0, want: 1, reason: ReasonBounds},
@@ -113,6 +118,9 @@ func TestPlan(t *testing.T) {
 				sample := Sample{Lag: s.lag, Partitions: 6, Time: now.Add(-time.Second)}
 				if s.stale {
 					sample.Time = now.Add(-cfg.StaleAfter - time.Second)
+				}
+				if s.never {
+					sample.Time = time.Time{}
 				}
 				got, reason := cfg.Plan(&st, sample, now)
 				if got != s.want || !strings.HasPrefix(reason, s.reason+":") {

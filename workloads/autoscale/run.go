@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/ballast-io/ballast/workloads/sensors"
 )
 
 // LagSource gives the latest lag sample (sensors.LagWatcher, adapted).
@@ -19,6 +21,15 @@ type LagFunc func() Sample
 
 // Lag calls f.
 func (f LagFunc) Lag() Sample { return f() }
+
+// WatcherSource adapts a sensors.LagWatcher to LagSource: each sample is
+// its LagView's lag and partitions, timed by the newest report.
+func WatcherSource(w *sensors.LagWatcher) LagSource {
+	return LagFunc(func() Sample {
+		v := w.Lag()
+		return Sample{Lag: v.Lag, Partitions: v.Partitions, Time: v.Newest}
+	})
+}
 
 // Event is one line of the events file: what the replicas were set to and
 // why, for the demo's report (replicas over time).

@@ -79,10 +79,7 @@ func TestAutoscaleSwarm(t *testing.T) {
 	ran := make(chan error, 1)
 	go func() {
 		ran <- Run(ctx, Options{Config: cfg, Service: name, Interval: 200 * time.Millisecond, Logger: testLog(t), Events: f},
-			LagFunc(func() Sample {
-				v := lw.Lag()
-				return Sample{Lag: v.Lag, Partitions: v.Partitions, Time: v.Newest}
-			}), sc)
+			WatcherSource(lw), sc)
 	}()
 
 	waitReplicas := func(n int) {

@@ -20,7 +20,7 @@ import (
 // TestDemoCluster brings up a 3-node demo (2 Swarm managers, 1 worker),
 // writes a file on a Ballast volume from a Swarm task on node 2, reads it
 // back on node 3, tears the demo down and checks nothing is left on the
-// host. The node image is built once per machine (about 2 minutes), later
+// host. The node image is built once per machine (it takes minutes), later
 // runs reuse it.
 func TestDemoCluster(t *testing.T) {
 	if testing.Short() {

@@ -1,5 +1,6 @@
 // Package demo brings up and tears down, on one machine, the multi-node
-// Docker Swarm that `make demo` runs the sensor workload on (issue 12).
+// Docker Swarm that `make demo-up` starts (`make demo-down` removes it), for
+// the sensor workload to run on (issue 12).
 //
 // Each Swarm node is a Docker-in-Docker container made from a Debian image
 // built here once per machine (debootstrap, then docker import): it runs

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ballast-io/ballast/pool/frontend"
 )
 
 // NodeImageRepo is the repository of the node image; its tag is a hash of
@@ -27,7 +29,7 @@ var nodePackages = []string{
 	"kmod", "iproute2", "procps", "ca-certificates",
 }
 
-// nodeImageRecipe changes whenever the steps of buildNodeImage change, so
+// nodeImageRecipe changes whenever the steps of EnsureNodeImage change, so
 // a new recipe gets a new tag.
 const nodeImageRecipe = "node-image-v1"
 
@@ -72,7 +74,7 @@ func EnsureNodeImage(ctx context.Context, cfg Config) (string, error) {
 		os.Remove(buildDir)     // only when empty
 		os.Remove(cfg.StateDir) // only when empty: not while a demo uses it
 	}()
-	log.Info("demo: building the node image with debootstrap (once per machine, about 2 minutes)",
+	log.Info("demo: building the node image with debootstrap (once per machine; it takes minutes)",
 		"image", tag, "suite", cfg.Suite, "mirror", cfg.Mirror)
 	if err := debootstrap(ctx, cfg, rootfs); err != nil {
 		if ctx.Err() != nil {
@@ -139,7 +141,7 @@ func debootstrap(ctx context.Context, cfg Config, rootfs string) error {
 			<-done
 			// debootstrap mounts /proc and /sys in the target; a failed or
 			// cancelled run can leave them.
-			unmountUnder(rootfs)
+			frontend.UnmountAllUnder(rootfs)
 			if err != nil {
 				mu.Lock()
 				defer mu.Unlock()

@@ -18,6 +18,14 @@ type Node struct {
 	Manager bool   // Swarm manager (else worker)
 }
 
+// Role is "manager" or "worker", the node's Swarm role.
+func (n Node) Role() string {
+	if n.Manager {
+		return "manager"
+	}
+	return "worker"
+}
+
 // BallastAddr is the node's Ballast --listen address.
 func (n Node) BallastAddr() string {
 	return netip.AddrPortFrom(netip.MustParseAddr(n.IP), BallastPort).String()
@@ -110,14 +118,10 @@ func nodeEnv(cfg Config, n Node, first Node) []string {
 // (--privileged fails here: the engine's bounding set lacks
 // CAP_SYS_RESOURCE).
 func runNode(ctx context.Context, cfg Config, image, workloadImage string, n, first Node) error {
-	role := "worker"
-	if n.Manager {
-		role = "manager"
-	}
 	args := []string{"run", "-d",
 		"--name", n.Name, "--hostname", n.Name,
 		"--label", cfg.label(), "--label", LabelKey + ".node=" + n.ID,
-		"--label", fmt.Sprintf("%s.index=%d", LabelKey, n.Index), "--label", LabelKey + ".role=" + role,
+		"--label", fmt.Sprintf("%s.index=%d", LabelKey, n.Index), "--label", LabelKey + ".role=" + n.Role(),
 		"--label", LabelKey + ".ip=" + n.IP, "--label", LabelKey + ".workload-image=" + workloadImage,
 		"--network", cfg.networkName(), "--ip", n.IP,
 		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",

@@ -66,12 +66,8 @@ func formSwarm(ctx context.Context, cfg Config, nodes []Node) error {
 		return err
 	}
 	for _, n := range nodes {
-		role := "worker"
-		if n.Manager {
-			role = "manager"
-		}
 		if _, err := dockerExec(ctx, first.Name, "docker", "node", "update",
-			"--label-add", "ballast.demo.node="+n.ID, "--label-add", "ballast.demo.role="+role, n.Name); err != nil {
+			"--label-add", "ballast.demo.node="+n.ID, "--label-add", "ballast.demo.role="+n.Role(), n.Name); err != nil {
 			return fmt.Errorf("label swarm node %s: %w", n.Name, err)
 		}
 	}

@@ -164,33 +164,12 @@ func (w *LagWatcher) stopped(ctx context.Context, err error) error {
 // offsets.
 func (w *LagWatcher) partitions(ctx context.Context) ([]kafka.PartitionOffsets, error) {
 	topic := w.cfg.LagTopic
-	cl := w.kc.client()
-	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	parts, err := topicOffsets(ctx, w.kc, topic)
 	if err != nil {
-		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return nil, err
 	}
-	if len(md.Topics) != 1 {
-		return nil, fmt.Errorf("metadata of topic %s: %d topics in the answer", topic, len(md.Topics))
-	}
-	if err := md.Topics[0].Error; err != nil {
-		return nil, fmt.Errorf("topic %s: %w", topic, err)
-	}
-	if len(md.Topics[0].Partitions) == 0 {
+	if len(parts) == 0 {
 		return nil, fmt.Errorf("topic %s has no partitions", topic)
-	}
-	var reqs []kafka.OffsetRequest
-	for _, p := range md.Topics[0].Partitions {
-		reqs = append(reqs, kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	offs, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
-	if err != nil {
-		return nil, fmt.Errorf("offsets of topic %s: %w", topic, err)
-	}
-	parts := offs.Topics[topic]
-	for _, po := range parts {
-		if po.Error != nil {
-			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
 	}
 	return parts, nil
 }

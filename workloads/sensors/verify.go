@@ -401,21 +401,23 @@ func readDays(ctx context.Context, store dayReader, pks []PartitionKey, concurre
 	return firstErr
 }
 
-// readTopic reads every partition of topic from its first offset to the
-// end offset it had when readTopic started, calling fn for each message
-// (from several goroutines). It returns the number of messages and
-// partitions.
-func readTopic(ctx context.Context, kc *kafkaClient, topic string, fn func(kafka.Message)) (int64, int, error) {
+// topicOffsets returns topic's partitions with their first and end
+// offsets (none if it has no partitions), or the first error the broker
+// reports for the topic or one of its partitions.
+func topicOffsets(ctx context.Context, kc *kafkaClient, topic string) ([]kafka.PartitionOffsets, error) {
 	cl := kc.client()
 	md, err := cl.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, 0, fmt.Errorf("metadata of topic %s: %w", topic, err)
+		return nil, fmt.Errorf("metadata of topic %s: %w", topic, err)
 	}
 	if len(md.Topics) != 1 {
-		return 0, 0, fmt.Errorf("metadata of topic %s: %d topics in the answer", topic, len(md.Topics))
+		return nil, fmt.Errorf("metadata of topic %s: %d topics in the answer", topic, len(md.Topics))
 	}
 	if err := md.Topics[0].Error; err != nil {
-		return 0, 0, fmt.Errorf("topic %s: %w", topic, err)
+		return nil, fmt.Errorf("topic %s: %w", topic, err)
+	}
+	if len(md.Topics[0].Partitions) == 0 {
+		return nil, nil
 	}
 	var reqs []kafka.OffsetRequest
 	for _, p := range md.Topics[0].Partitions {
@@ -423,16 +425,30 @@ func readTopic(ctx context.Context, kc *kafkaClient, topic string, fn func(kafka
 	}
 	offs, err := cl.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
 	if err != nil {
-		return 0, 0, fmt.Errorf("offsets of topic %s: %w", topic, err)
+		return nil, fmt.Errorf("offsets of topic %s: %w", topic, err)
 	}
 	parts := offs.Topics[topic]
+	for _, po := range parts {
+		if po.Error != nil {
+			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+	}
+	return parts, nil
+}
+
+// readTopic reads every partition of topic from its first offset to the
+// end offset it had when readTopic started, calling fn for each message
+// (from several goroutines). It returns the number of messages and
+// partitions.
+func readTopic(ctx context.Context, kc *kafkaClient, topic string, fn func(kafka.Message)) (int64, int, error) {
+	parts, err := topicOffsets(ctx, kc, topic)
+	if err != nil {
+		return 0, 0, err
+	}
 	var total int64
 	var wg sync.WaitGroup
 	errs := make([]error, len(parts))
 	for i, po := range parts {
-		if po.Error != nil {
-			return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
 		if po.LastOffset <= po.FirstOffset {
 			continue
 		}
