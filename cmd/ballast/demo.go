@@ -49,11 +49,8 @@ func newDemoCmd() *cobra.Command {
 		Short: "Bring up the Swarm nodes, each with its dockerd and a Ballast daemon of one cluster; Ctrl-C removes what was made",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfg.Binary == "" {
-				var err error
-				if cfg.Binary, err = os.Executable(); err != nil {
-					return fmt.Errorf("demo: find this binary: %w", err)
-				}
+			if err := defaultBinary(&cfg); err != nil {
+				return err
 			}
 			c, err := demo.Up(cmd.Context(), cfg)
 			if err != nil {
@@ -66,11 +63,7 @@ func newDemoCmd() *cobra.Command {
 			return nil
 		},
 	}
-	up.Flags().IntVar(&cfg.Nodes, "nodes", demo.DefaultNodes, "Swarm nodes")
-	up.Flags().IntVar(&cfg.Managers, "managers", 0, "of them, Swarm managers, the rest workers (default: 3, or all when fewer)")
-	up.Flags().StringVar(&cfg.Binary, "binary", "", "the statically linked (CGO_ENABLED=0) ballast binary mounted into the nodes (default: this one)")
-	up.Flags().DurationVar(&cfg.LeaseTTL, "lease-ttl", demo.DefaultLeaseTTL, "the Ballast daemons' --lease-ttl")
-	imageFlags(up, &cfg)
+	upFlags(up, &cfg)
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -119,8 +112,29 @@ func newDemoCmd() *cobra.Command {
 			return table(cmd.OutOrStdout(), []string{"CONTAINER", "ADDRESS", "ROLE", "SWARM", "BALLAST NODE", "STATE"}, rows)
 		},
 	}
-	cmd.AddCommand(image, up, down, status)
+	cmd.AddCommand(image, up, down, status, demoRunCmd(&cfg), demoScenarioCmd(&cfg), demoMonitorCmd())
 	return cmd
+}
+
+// upFlags declares the flags that say what cluster to bring up on c.
+func upFlags(c *cobra.Command, cfg *demo.Config) {
+	c.Flags().IntVar(&cfg.Nodes, "nodes", demo.DefaultNodes, "Swarm nodes")
+	c.Flags().IntVar(&cfg.Managers, "managers", 0, "of them, Swarm managers, the rest workers (default: 3, or all when fewer)")
+	c.Flags().StringVar(&cfg.Binary, "binary", "", "the statically linked (CGO_ENABLED=0) ballast binary mounted into the nodes (default: this one)")
+	c.Flags().DurationVar(&cfg.LeaseTTL, "lease-ttl", demo.DefaultLeaseTTL, "the Ballast daemons' --lease-ttl")
+	imageFlags(c, cfg)
+}
+
+// defaultBinary makes this binary the nodes' unless --binary was given.
+func defaultBinary(cfg *demo.Config) error {
+	if cfg.Binary != "" {
+		return nil
+	}
+	var err error
+	if cfg.Binary, err = os.Executable(); err != nil {
+		return fmt.Errorf("demo: find this binary: %w", err)
+	}
+	return nil
 }
 
 // imageFlags declares the node image's --mirror and --suite on c.

@@ -283,6 +283,7 @@ func workloadIngest() *cobra.Command {
 	fl.DurationVar(&cfg.Linger, "linger", 10*time.Millisecond, "how long a chunk waits to fill up")
 	fl.IntVar(&cfg.BatchRows, "batch-rows", 64, "most readings in one unlogged batch (one partition per batch)")
 	fl.IntVar(&cfg.Writers, "writers", 32, "batches written concurrently")
+	fl.Float64Var(&cfg.MaxRate, "max-rate", 0, "most readings handled per second by this ingester (0: no cap; the demo caps them so scaling out shows on one machine)")
 	fl.DurationVar(&cfg.SessionTimeout, "session-timeout", 10*time.Second, "consumer group session timeout (a killed ingester's partitions move after this)")
 	fl.DurationVar(&cfg.LagInterval, "lag-interval", 5*time.Second, "how often to publish partition lag")
 	fl.DurationVar(&cfg.Progress, "progress", 5*time.Second, "how often to log a progress line")
@@ -299,6 +300,9 @@ func workloadIngest() *cobra.Command {
 		defer stop()
 		if math.IsNaN(cfg.Threshold) || cfg.ChunkRows < 1 || cfg.BatchRows < 1 || cfg.Writers < 1 {
 			return errors.New("--threshold must be a number; --chunk, --batch-rows and --writers at least 1")
+		}
+		if math.IsNaN(cfg.MaxRate) || cfg.MaxRate < 0 {
+			return fmt.Errorf("--max-rate %v: give readings per second, 0 for no cap", cfg.MaxRate)
 		}
 		passwords(k, c)
 		cfg.Kafka, cfg.Cassandra, cfg.Logger, cfg.CreateSchema = *k, *c, log, !noSchema

@@ -3,6 +3,7 @@ package sensors
 import (
 	"context"
 	"fmt"
+	"golang.org/x/time/rate"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,9 @@ type IngestConfig struct {
 	Linger    time.Duration // how long a chunk waits to fill, default 10 ms
 	BatchRows int           // most readings per unlogged batch, default 64
 	Writers   int           // batches written at once, default 32
+	// MaxRate caps the readings handled per second (0: no cap), so that
+	// a demo on one machine shows what scaling ingesters out does.
+	MaxRate float64
 
 	SessionTimeout time.Duration // consumer group session, default 10 s
 	LagInterval    time.Duration // lag reports, default 5 s
@@ -219,12 +223,21 @@ func (in *Ingester) Run(ctx context.Context) error {
 		}
 	}()
 
+	var limit *rate.Limiter
+	if cfg.MaxRate > 0 {
+		limit = rate.NewLimiter(rate.Limit(cfg.MaxRate), cfg.ChunkRows)
+	}
 	buf := make([]kafka.Message, 0, cfg.ChunkRows) // reused: a chunk is done with when committed
 	for {
 		t0 := time.Now()
 		chunk := in.collect(runCtx, reader, buf[:0])
 		if len(chunk) == 0 {
 			return nil // ctx ended
+		}
+		if limit != nil {
+			if err := limit.WaitN(runCtx, len(chunk)); err != nil {
+				return stopped(ctx, err) // the chunk is not committed
+			}
 		}
 		t1 := time.Now()
 		if err := in.handle(runCtx, store, side, chunk); err != nil {
