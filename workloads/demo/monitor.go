@@ -89,7 +89,6 @@ func Monitor(ctx context.Context, cfg MonitorConfig, out io.Writer) error {
 	}
 }
 
-
 // sample reads the three sources at once, each bounded by the interval
 // (at least 1 s), so one that hangs (a broker being rescheduled) does not
 // hold up the others.

@@ -106,17 +106,32 @@ func renderCharts(res *Result) ([][]byte, error) {
 			p.Add(l)
 			p.Legend.Add(s.name, l)
 		}
-		for j, fo := range res.Failovers {
-			x := fo.At.Sub(res.Start).Seconds()
+		marks := map[string]bool{}
+		mark := func(t time.Time, name string, col color.Color) error {
+			x := t.Sub(res.Start).Seconds()
 			l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: ymax}})
 			if err != nil {
-				return nil, err
+				return err
 			}
-			l.Color = colFailure
+			l.Color = col
 			l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
 			p.Add(l)
-			if j == 0 {
-				p.Legend.Add("failure", l)
+			if !marks[name] {
+				p.Legend.Add(name, l)
+				marks[name] = true
+			}
+			return nil
+		}
+		for _, fo := range res.Failovers {
+			if err := mark(fo.At, "failure", colFailure); err != nil {
+				return nil, err
+			}
+		}
+		for _, e := range res.Timeline {
+			if e.What == burstEvent {
+				if err := mark(e.Time, "burst", colRunning); err != nil {
+					return nil, err
+				}
 			}
 		}
 		p.Y.Max = ymax * 1.1

@@ -49,20 +49,20 @@ var Steps = []string{StepKillCQL, StepKillBroker, StepKillDaemon, StepBurst}
 
 // ScenarioConfig says what the scenario does.
 type ScenarioConfig struct {
-	Stack       string        // Swarm stack name (default "sensors")
-	Steps       []string      // default Steps
-	Rate        int           // readings per second of the steady producer (default 200)
-	Sensors     int           // sensors of the steady producer (default 50)
-	Burst       int           // readings in the burst (default 160000)
-	BurstRate   int           // readings per second of the burst (default 4000)
+	Stack     string   // Swarm stack name (default "sensors")
+	Steps     []string // default Steps
+	Rate      int      // readings per second of the steady producer (default 200)
+	Sensors   int      // sensors of the steady producer (default 50)
+	Burst     int      // readings in the burst (default 160000)
+	BurstRate int      // readings per second of the burst (default 4000)
 	// IngestMaxRate caps each ingester's readings per second (default
 	// 1500), so that one ingester falls behind the burst and the
 	// autoscaler has something to do on one machine.
 	IngestMaxRate int
-	Warmup      time.Duration // readings flow this long before the first step (default 20s)
-	Settle      time.Duration // after a failover, before the node comes back (default 10s)
-	StepTimeout time.Duration // longest wait for a recovery (default 3m)
-	ReportDir   string        // where samples.jsonl is written as they come ("" for none)
+	Warmup        time.Duration // readings flow this long before the first step (default 20s)
+	Settle        time.Duration // after a failover, before the node comes back (default 10s)
+	StepTimeout   time.Duration // longest wait for a recovery (default 3m)
+	ReportDir     string        // where samples.jsonl is written as they come ("" for none)
 }
 
 func (c ScenarioConfig) withDefaults() (ScenarioConfig, error) {
@@ -537,12 +537,15 @@ func (r *runner) waitWhole(ctx context.Context) error {
 	return nil
 }
 
+// burstEvent is the timeline event of the burst's start.
+const burstEvent = "burst"
+
 // burst produces cfg.Burst readings at cfg.BurstRate from 100 more
 // sensors, then waits for the ingesters to scale out and back in.
 func (r *runner) burst(ctx context.Context) error {
 	s, _ := r.latest()
 	start := s.Services[IngesterService].Want
-	r.event("burst", fmt.Sprintf("%d readings from 100 more sensors at %d/s; each ingester handles at most %d/s", r.cfg.Burst, r.cfg.BurstRate, r.cfg.IngestMaxRate))
+	r.event(burstEvent, fmt.Sprintf("%d readings from 100 more sensors at %d/s; each ingester handles at most %d/s", r.cfg.Burst, r.cfg.BurstRate, r.cfg.IngestMaxRate))
 	if _, err := r.leaderDocker(ctx, "run", "--rm", "--network", r.net, r.c.WorkloadImage,
 		"ballast", "workload", "produce", "--brokers", BrokerService+":9092", "--sensor-prefix", "burst",
 		"--sensors", "100", "--count", strconv.Itoa(r.cfg.Burst), "--rate", strconv.Itoa(r.cfg.BurstRate), "--log-level", "warn"); err != nil {

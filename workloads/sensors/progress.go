@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	kafka "github.com/segmentio/kafka-go"
@@ -45,6 +46,9 @@ func GroupProgress(ctx context.Context, kc KafkaConfig, topic, group string) (Pr
 	res, err := k.client().OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
 	if err != nil {
 		return p, fmt.Errorf("committed offsets of group %s: %w", group, err)
+	}
+	if errors.Is(res.Error, kafka.GroupIdNotFound) {
+		return p, nil // nothing committed yet
 	}
 	if res.Error != nil {
 		return p, fmt.Errorf("committed offsets of group %s: %w", group, res.Error)
