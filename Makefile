@@ -1,5 +1,7 @@
-# Ballast. `make run` starts a single-node daemon, `make test` runs the tests
-# (root needed for the FUSE, loop-device and filesystem tests).
+# Ballast. `make demo` runs the demo (the sensor pipeline on a multi-node
+# Docker Swarm on this machine, nodes killed, nothing lost), `make run`
+# starts a single-node daemon, `make test` runs the tests (root needed for
+# the FUSE, loop-device, filesystem and Docker tests).
 GO      ?= go
 BIN     := bin
 DATA    ?= /var/lib/ballast
@@ -8,7 +10,7 @@ DATA    ?= /var/lib/ballast
 # deadline exceeded" at the deadline (golang/go#75804; seen here under load).
 FUZZTIME ?= 20000x
 
-.PHONY: build run deps test unit fuzz bench lint clean demo-up demo-down
+.PHONY: build run deps test unit fuzz bench lint clean demo demo-up demo-down demo-scenario
 
 build:
 	$(GO) build -o $(BIN)/ballast ./cmd/ballast
@@ -51,11 +53,21 @@ fuzz:
 bench: deps build
 	$(BIN)/ballast-bench --ballast $(BIN)/ballast
 
-# The demo's Docker Swarm on this machine (workloads/demo): DEMO_NODES
-# Docker-in-Docker nodes, each with its dockerd and a Ballast daemon of one
-# cluster. The nodes run a static ballast binary mounted from the host, so
-# a code change needs only `make demo-down demo-up`.
+# The demo (workloads/demo): a Docker Swarm of DEMO_NODES Docker-in-Docker
+# nodes on this machine, each with its dockerd and a Ballast daemon of one
+# cluster, runs deploy/swarm/sensors.yml; nodes are killed while readings
+# flow; the report goes to DEMO_REPORT. `make demo` does it all and removes
+# what it made; `make demo-up`, `make demo-scenario` and `make demo-down`
+# do it in parts. The nodes run a static ballast binary mounted from the
+# host, so a code change needs only `make demo-down demo-up`.
 DEMO_NODES ?= 4
+DEMO_REPORT ?= demo-report
+
+demo: deps $(BIN)/ballast-static
+	$(BIN)/ballast-static demo run --nodes $(DEMO_NODES) --report $(DEMO_REPORT)
+
+demo-scenario: $(BIN)/ballast-static
+	$(BIN)/ballast-static demo scenario --report $(DEMO_REPORT)
 
 $(BIN)/ballast-static: FORCE
 	CGO_ENABLED=0 $(GO) build -o $@ ./cmd/ballast

@@ -16,6 +16,7 @@ import (
 func newDemoCmd() *cobra.Command {
 	var cfg demo.Config
 	var logLevel string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run Ballast on a multi-node Docker Swarm on this machine (needs root and a Docker engine)",
@@ -105,6 +106,21 @@ func newDemoCmd() *cobra.Command {
 				}
 				break
 			}
+			if asJSON {
+				type row struct {
+					Container   string `json:"container"`
+					Address     string `json:"address"`
+					Role        string `json:"role"`
+					Swarm       string `json:"swarm"`
+					BallastNode string `json:"ballast_node"`
+					State       string `json:"state"`
+				}
+				var out []row
+				for _, n := range c.Nodes {
+					out = append(out, row{n.Name, n.IP, n.Role(), swarm[n.Name], n.ID, ballast[n.ID]})
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
 			var rows [][]string
 			for _, n := range c.Nodes {
 				rows = append(rows, []string{n.Name, n.IP, n.Role(), orDash(swarm[n.Name]), n.ID, orDash(ballast[n.ID])})
@@ -112,6 +128,7 @@ func newDemoCmd() *cobra.Command {
 			return table(cmd.OutOrStdout(), []string{"CONTAINER", "ADDRESS", "ROLE", "SWARM", "BALLAST NODE", "STATE"}, rows)
 		},
 	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cmd.AddCommand(image, up, down, status, demoRunCmd(&cfg), demoScenarioCmd(&cfg), demoMonitorCmd())
 	return cmd
 }

@@ -64,14 +64,11 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	if err != nil {
 		return nil, err
 	}
-	ownerAlive := false
-	if old != nil && old.Node != n.cfg.ID {
-		alive, err := n.meta.Alive(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ownerAlive = alive[old.Node]
+	alive, err := n.meta.Alive(ctx)
+	if err != nil {
+		return nil, err
 	}
+	ownerAlive := old != nil && old.Node != n.cfg.ID && alive[old.Node]
 	how, err := decideClaim(name, old, n.cfg.ID, ownerAlive, opts.Force)
 	if err != nil {
 		return nil, err
@@ -91,7 +88,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 		return nil, conflict("attach volume "+name, err)
 	}
 	t1 := time.Now()
-	a, err := n.openVolume(ctx, v, att.MountPath)
+	a, err := n.openVolume(ctx, v, att.MountPath, alive)
 	t2 := time.Now()
 	if err == nil {
 		var dev block.Device = a.engine
@@ -127,16 +124,26 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 
 // openVolume opens v's in-sync replicas at v's epoch, fences each of them
 // at it (so that a former owner's I/O is refused from here on), and starts
-// the engine over them, a local replica first.
-func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string) (*attachment, error) {
+// the engine over them, a local replica first. Replicas on nodes that
+// alive says are down (their lease expired: killed with the old owner,
+// say) are not dialled, which would wait for a connect timeout, unless no
+// other in-sync replica opens.
+func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string, alive map[string]bool) (*attachment, error) {
 	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]member{}, mountPath: mountPath}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	var members []engine.Member
 	lost := map[string]error{}
+	var up, down []meta.Replica
 	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
-		if !slices.Contains(v.InSync, r.ID) {
-			continue
+		switch {
+		case !slices.Contains(v.InSync, r.ID):
+		case r.Node == n.cfg.ID || alive[r.Node]:
+			up = append(up, r)
+		default:
+			down = append(down, r)
 		}
+	}
+	tryOpen := func(r meta.Replica) {
 		m, err := n.openFenced(ctx, r, v.Epoch)
 		if err == nil {
 			err = growTo(m, v.Size)
@@ -146,10 +153,23 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string)
 		}
 		if err != nil {
 			lost[r.ID] = err
-			continue
+			return
 		}
 		a.add(r.ID, m)
 		members = append(members, engine.Member{ID: r.ID, Dev: m})
+	}
+	for _, r := range up {
+		tryOpen(r)
+	}
+	if len(members) == 0 {
+		// None on a live node opened: try the others after all.
+		for _, r := range down {
+			tryOpen(r)
+		}
+		down = nil
+	}
+	for _, r := range down {
+		lost[r.ID] = fmt.Errorf("node %s is down (its liveness lease expired)", r.Node)
 	}
 	// An in-sync replica that cannot be reached (its node died with the
 	// old owner, say) leaves the in-sync set before any I/O; the volume

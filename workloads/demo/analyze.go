@@ -117,6 +117,7 @@ func Timeline(own []Event, samples []Sample, fos []Failover) []Event {
 		}
 	}
 	ev = append(ev, Scaling(samples)...)
+	ev = append(ev, Locality(samples)...)
 	slices.SortStableFunc(ev, func(a, b Event) int { return a.Time.Compare(b.Time) })
 	return ev
 }
@@ -136,6 +137,28 @@ func Scaling(samples []Sample) []Event {
 		}
 		last = svc.Want
 	}
+	return ev
+}
+
+// Locality lists each time a volume attached on a node with no in-sync
+// replica of it got one there (Ballast's data locality: a replica built on
+// the new node, a remote one retired).
+func Locality(samples []Sample) []Event {
+	var ev []Event
+	remote := map[string]bool{} // volume attached with no local replica
+	for _, s := range samples {
+		for name, v := range s.Volumes {
+			switch {
+			case v.Attached == "":
+			case !v.Local:
+				remote[name] = true
+			case remote[name]:
+				ev = append(ev, Event{s.Time, "volume " + name + " local again", "an in-sync replica built on " + v.Attached + ", where it is attached: reads need no network"})
+				delete(remote, name)
+			}
+		}
+	}
+	slices.SortStableFunc(ev, func(a, b Event) int { return a.Time.Compare(b.Time) })
 	return ev
 }
 

@@ -97,6 +97,29 @@ func TestTimelineAndScaling(t *testing.T) {
 	}
 }
 
+func TestLocality(t *testing.T) {
+	samples := failoverSamples()
+	for i := range samples {
+		v := samples[i].Volumes["sensors_cql-data"]
+		// Local on node2 before the failure, remote on node4 from 13 s
+		// until a replica there is in sync at 17 s.
+		v.Local = v.Attached == "node2" || samples[i].Time.Compare(at(17)) >= 0
+		samples[i].Volumes["sensors_cql-data"] = v
+	}
+	ev := Locality(samples)
+	if len(ev) != 1 || !ev[0].Time.Equal(at(17)) || !strings.Contains(ev[0].Detail, "node4") {
+		t.Fatalf("locality events %+v, want one at +17s on node4", ev)
+	}
+	for i := range samples {
+		v := samples[i].Volumes["sensors_cql-data"]
+		v.Local = true
+		samples[i].Volumes["sensors_cql-data"] = v
+	}
+	if ev := Locality(samples); len(ev) != 0 {
+		t.Errorf("always local: events %+v, want none", ev)
+	}
+}
+
 func TestRatesAndLags(t *testing.T) {
 	produced, stored := Rates(failoverSamples(), t0)
 	// 10 samples reached the broker: 9 rates. From 13 s to 15 s (the

@@ -32,21 +32,8 @@ func TestDemoCluster(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	bin := filepath.Join(t.TempDir(), "ballast")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ballast-io/ballast/cmd/ballast")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build a static ballast: %v\n%s", err, out)
-	}
-	// A name of its own, so that two runs (two engineers, or a CI run
-	// beside a single test) do not remove each other's nodes.
-	cfg := demo.Config{
-		Name:     fmt.Sprintf("%s%d", testPrefix, os.Getpid()),
-		Nodes:    3,
-		Managers: 2,
-		Binary:   bin,
-		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-	}
+	cfg := testConfig(ctx, t, "")
+	cfg.Managers = 2
 	// A run killed before its teardown leaves its demo: remove those
 	// whose process is gone.
 	removeStale(ctx, t)
@@ -164,6 +151,26 @@ func TestDemoCluster(t *testing.T) {
 // testPrefix starts the name of the test's demo, followed by its pid.
 const testPrefix = "ballast-demotest-"
 
+// testConfig builds a static ballast and returns the config of a 3-node
+// demo named after this process (and suffix), so that two runs (two
+// engineers, or a CI run beside a single test) do not remove each other's
+// nodes.
+func testConfig(ctx context.Context, t *testing.T, suffix string) demo.Config {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ballast")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ballast-io/ballast/cmd/ballast")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build a static ballast: %v\n%s", err, out)
+	}
+	return demo.Config{
+		Name:   fmt.Sprintf("%s%d%s", testPrefix, os.Getpid(), suffix),
+		Nodes:  3,
+		Binary: bin,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	}
+}
+
 // removeStale removes the demos of test runs whose process is gone.
 func removeStale(ctx context.Context, t *testing.T) {
 	t.Helper()
@@ -173,7 +180,8 @@ func removeStale(ctx context.Context, t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, name := range strings.Fields(out) {
-		pid, err := strconv.Atoi(strings.TrimPrefix(name, testPrefix))
+		pidStr, _, _ := strings.Cut(strings.TrimPrefix(name, testPrefix), "-")
+		pid, err := strconv.Atoi(pidStr)
 		if seen[name] || !strings.HasPrefix(name, testPrefix) || err != nil {
 			continue
 		}

@@ -50,6 +50,9 @@ type VolumeState struct {
 	Epoch    uint64 `json:"epoch"`
 	Repl     int    `json:"repl"`
 	InSync   int    `json:"in_sync"`
+	// Local: an in-sync replica is on the node it is attached on (data
+	// locality: reads need no network).
+	Local bool `json:"local,omitempty"`
 }
 
 // MonitorConfig says what the monitor watches.
@@ -194,6 +197,7 @@ func ballastVolumes(ctx context.Context, socket string) (map[string]VolumeState,
 		for _, r := range v.Replicas {
 			if r.InSync {
 				st.InSync++
+				st.Local = st.Local || r.Local
 			}
 		}
 		out[v.Name] = st

@@ -35,8 +35,10 @@ type Backoff struct {
 }
 
 // DefaultBackoff is what the pipeline waits between retries of a write to
-// a broker or store that is down.
-var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+// a broker or store that is down. At most 1 s, like Kafka clients'
+// reconnect.backoff.max.ms, so that a service back on another node is
+// found within a second.
+var DefaultBackoff = Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 
 // Delay is the wait before retry number attempt (0 for the first retry).
 func (b Backoff) Delay(attempt int) time.Duration {
