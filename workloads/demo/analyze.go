@@ -162,6 +162,38 @@ func Locality(samples []Sample) []Event {
 	return ev
 }
 
+// SteadyRate is the readings stored per second from the first sample
+// with readings stored to the first failure (or burst), or over the whole
+// run if nothing was broken; 0 if that span has no two samples.
+func SteadyRate(samples []Sample, fos []Failover, timeline []Event) float64 {
+	end := time.Time{}
+	for _, fo := range fos {
+		if end.IsZero() || fo.At.Before(end) {
+			end = fo.At
+		}
+	}
+	for _, e := range timeline {
+		if e.What == burstEvent && (end.IsZero() || e.Time.Before(end)) {
+			end = e.Time
+		}
+	}
+	var first, last *Sample
+	for i := range samples {
+		s := &samples[i]
+		if s.Kafka == nil || s.Kafka.Committed == 0 || !end.IsZero() && s.Time.After(end) {
+			continue
+		}
+		if first == nil {
+			first = s
+		}
+		last = s
+	}
+	if first == nil || last == first {
+		return 0
+	}
+	return float64(last.Kafka.Committed-first.Kafka.Committed) / last.Time.Sub(first.Time).Seconds()
+}
+
 // Point is one value of a series over time.
 type Point struct {
 	T time.Duration // since the start

@@ -120,6 +120,26 @@ func TestLocality(t *testing.T) {
 	}
 }
 
+func TestSteadyRate(t *testing.T) {
+	samples := failoverSamples()
+	f := Failover{Failure: Failure{At: at(10)}}
+	// 700 at 8 s to 900 at 10 s.
+	if r := SteadyRate(samples, []Failover{f}, nil); r != 100 {
+		t.Errorf("steady rate %v, want 100/s", r)
+	}
+	// A burst at 9 s ends the steady span sooner: 700 to 800.
+	if r := SteadyRate(samples, []Failover{f}, []Event{{Time: at(9), What: burstEvent}}); r != 100 {
+		t.Errorf("steady rate before a burst %v, want 100/s", r)
+	}
+	// Nothing broken: the whole run, 700 at 8 s to 1500 at 18 s.
+	if r := SteadyRate(samples, nil, nil); r != 80 {
+		t.Errorf("steady rate of the whole run %v, want 80/s", r)
+	}
+	if r := SteadyRate(samples[:1], nil, nil); r != 0 {
+		t.Errorf("one sample: %v, want 0", r)
+	}
+}
+
 func TestRatesAndLags(t *testing.T) {
 	produced, stored := Rates(failoverSamples(), t0)
 	// 10 samples reached the broker: 9 rates. From 13 s to 15 s (the

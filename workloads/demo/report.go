@@ -158,6 +158,7 @@ type htmlChart struct {
 type htmlView struct {
 	OK        bool
 	Verdict   string
+	Steady    string
 	Started   string
 	Duration  string
 	Nodes     []htmlRow
@@ -171,6 +172,7 @@ func htmlData(res *Result, pngs [][]byte) htmlView {
 	v := htmlView{
 		OK:       res.OK(),
 		Verdict:  Verdict(res),
+		Steady:   fmt.Sprintf("%.0f", SteadyRate(res.Samples, res.Failovers, res.Timeline)),
 		Started:  res.Start.UTC().Format(time.RFC3339),
 		Duration: res.End.Sub(res.Start).Round(time.Second).String(),
 		Problems: res.Problems,
@@ -222,9 +224,22 @@ func Verdict(res *Result) string {
 	return "ZERO READINGS LOST: " + s
 }
 
+// FailoverTarget is the target: each service writing again
+// within 10 s of a non-leader node's death.
+const FailoverTarget = 10 * time.Second
+
 // Summary prints the one-screen summary.
 func Summary(w io.Writer, res *Result, dir string) {
 	fmt.Fprintf(w, "\n%s\n\n", Verdict(res))
+	fmt.Fprintf(w, "steady state: %.0f readings/s stored\n", SteadyRate(res.Samples, res.Failovers, res.Timeline))
+	for _, fo := range res.Failovers {
+		verdict := "meets"
+		if !fo.Recovered() || fo.Seconds() > FailoverTarget.Seconds() {
+			verdict = "BELOW"
+		}
+		fmt.Fprintf(w, "%s storing again after %.1f s: target <= %.0f s %s\n", fo.Service, fo.Seconds(), FailoverTarget.Seconds(), verdict)
+	}
+	fmt.Fprintln(w)
 	if len(res.Failovers) > 0 {
 		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "FAILURE\tSERVICE\tRESCHEDULED (s)\tVOLUME ATTACHED (s)\tSTORING AGAIN (s)\tNOW ON")
@@ -258,7 +273,8 @@ th{background:#f4f4f4}img{max-width:100%}
 <p class="verdict {{if .OK}}ok{{else}}bad{{end}}">{{.Verdict}}</p>
 <p>Started {{.Started}}, ran {{.Duration}}. The broker and the CQL server keep their data on Ballast volumes (repl 2);
 when their node dies Swarm starts them on another node and the volume follows, the old attachment fenced.
-At the end every reading in the topic is looked up in the store (<code>ballast workload verify</code>).</p>
+At the end every reading in the topic is looked up in the store (<code>ballast workload verify</code>).
+In steady state {{.Steady}} readings/s were stored.</p>
 {{range .Problems}}<p class="verdict bad">{{.}}</p>{{end}}
 <h2>Failovers</h2>
 <table><tr><th>failure</th><th>service</th><th>rescheduled (s)</th><th>volume attached (s)</th><th>storing again (s)</th><th>now on</th></tr>
