@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/ballast-io/ballast/workloads/sensors"
 )
 
 // Failure is one thing the scenario broke: a node killed (docker kill) or
@@ -93,6 +95,26 @@ func overlaps(a, b []string) bool {
 	return false
 }
 
+// Rewinds lists each time the topic's end offsets went down between two
+// samples: the broker came back without records it had acknowledged (a
+// producer was told they were stored). verify cannot see those, since it
+// checks the topic as it is against the store.
+func Rewinds(samples []Sample) []Event {
+	var ev []Event
+	var prev *sensors.Progress
+	for _, s := range samples {
+		if s.Kafka == nil {
+			continue
+		}
+		if prev != nil && s.Kafka.End < prev.End {
+			ev = append(ev, Event{s.Time, "acknowledged readings lost by the broker",
+				fmt.Sprintf("the topic's end offsets went down by %d", prev.End-s.Kafka.End)})
+		}
+		prev = s.Kafka
+	}
+	return ev
+}
+
 // Event is one line of the report's timeline.
 type Event struct {
 	Time   time.Time `json:"time"`
@@ -118,6 +140,7 @@ func Timeline(own []Event, samples []Sample, fos []Failover) []Event {
 	}
 	ev = append(ev, Scaling(samples)...)
 	ev = append(ev, Locality(samples)...)
+	ev = append(ev, Rewinds(samples)...)
 	slices.SortStableFunc(ev, func(a, b Event) int { return a.Time.Compare(b.Time) })
 	return ev
 }

@@ -24,7 +24,7 @@ func mk(s float64, committed int64, node, task, attached string, epoch uint64, i
 	smp := Sample{Time: at(s), Services: map[string]ServiceState{IngesterService: {Want: ingesters, Nodes: []string{"n1"}, Tasks: []string{"i1"}}},
 		Volumes: map[string]VolumeState{"sensors_cql-data": {Attached: attached, Epoch: epoch, Repl: 2, InSync: 2}}}
 	if committed >= 0 {
-		smp.Kafka = &sensors.Progress{Produced: int64(s * 100), Committed: committed}
+		smp.Kafka = &sensors.Progress{Produced: int64(s * 100), End: int64(s * 100), Committed: committed}
 	} else {
 		smp.KafkaError = "broker down"
 	}
@@ -120,6 +120,18 @@ func TestLocality(t *testing.T) {
 	}
 }
 
+func TestRewinds(t *testing.T) {
+	samples := failoverSamples()
+	if ev := Rewinds(samples); len(ev) != 0 {
+		t.Fatalf("end offsets only grow: %+v", ev)
+	}
+	samples[8].Kafka.End = 1300 // 1500 at 15 s, then 1300 at 16 s
+	ev := Rewinds(samples)
+	if len(ev) != 1 || !ev[0].Time.Equal(at(16)) || !strings.Contains(ev[0].Detail, "by 200") {
+		t.Fatalf("rewinds %+v, want one at +16s by 200", ev)
+	}
+}
+
 func TestSteadyRate(t *testing.T) {
 	samples := failoverSamples()
 	f := Failover{Failure: Failure{At: at(10)}}
@@ -205,7 +217,11 @@ func TestWriteReport(t *testing.T) {
 	if res.OK() || !strings.HasPrefix(Verdict(res), "READINGS LOST") {
 		t.Errorf("a missing reading: OK %v, verdict %q", res.OK(), Verdict(res))
 	}
-	res.Verify.OK, res.Problems = true, []string{"step kill-cql: not back"}
+	res.Verify.OK, res.BrokerLost, res.Problems = true, true, []string{"acknowledged readings lost by the broker"}
+	if res.OK() || !strings.HasPrefix(Verdict(res), "READINGS LOST: the broker lost") {
+		t.Errorf("a rewound topic: OK %v, verdict %q", res.OK(), Verdict(res))
+	}
+	res.BrokerLost, res.Problems = false, []string{"step kill-cql: not back"}
 	if res.OK() || !strings.HasPrefix(Verdict(res), "NO READING LOST, but a step failed") {
 		t.Errorf("a failed step: OK %v, verdict %q", res.OK(), Verdict(res))
 	}

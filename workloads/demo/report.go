@@ -218,6 +218,8 @@ func Verdict(res *Result) string {
 	switch {
 	case !res.Verify.OK:
 		return "READINGS LOST: " + s
+	case res.BrokerLost:
+		return "READINGS LOST: the broker lost acknowledged readings; of those left in the topic, " + s
 	case len(res.Problems) > 0:
 		return "NO READING LOST, but a step failed: " + s
 	}

@@ -117,6 +117,9 @@ type Result struct {
 	Failovers  []Failover
 	Timeline   []Event
 	Verify     *sensors.VerifyReport
+	// BrokerLost: the topic lost acknowledged readings (Rewinds), which
+	// verify cannot see.
+	BrokerLost bool
 	// Problems are steps that did not come back, or a verification that
 	// could not run.
 	Problems []string
@@ -160,6 +163,10 @@ func RunScenario(ctx context.Context, c *Cluster, cfg ScenarioConfig) (*Result, 
 	}
 	res.Timeline = Timeline(r.events, res.Samples, res.Failovers)
 	r.mu.Unlock()
+	for _, e := range Rewinds(res.Samples) {
+		res.BrokerLost = true
+		res.Problems = append(res.Problems, fmt.Sprintf("%s at +%.0f s: %s", e.What, e.Time.Sub(res.Start).Seconds(), e.Detail))
+	}
 	if err != nil {
 		res.Problems = append(res.Problems, err.Error())
 	}

@@ -16,6 +16,9 @@ type Progress struct {
 	Produced   int64 `json:"produced"`
 	Committed  int64 `json:"committed"`
 	Partitions int   `json:"partitions"`
+	// End is the sum of the partitions' end offsets. It never goes down
+	// unless the broker lost acknowledged records.
+	End int64 `json:"end"`
 }
 
 // Lag is what was produced and not yet committed.
@@ -38,6 +41,7 @@ func GroupProgress(ctx context.Context, kc KafkaConfig, topic, group string) (Pr
 		ids = append(ids, po.Partition)
 		first[po.Partition] = po.FirstOffset
 		p.Produced += max(po.LastOffset-po.FirstOffset, 0)
+		p.End += po.LastOffset
 	}
 	p.Partitions = len(parts)
 	if len(ids) == 0 {

@@ -23,7 +23,7 @@ func TestGroupProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Produced != n || p.Committed != 0 || p.Partitions != 6 || p.Lag() != n {
+	if p.Produced != n || p.End != n || p.Committed != 0 || p.Partitions != 6 || p.Lag() != n {
 		t.Fatalf("before any commit: %+v (lag %d), want %d produced over 6 partitions, none committed", p, p.Lag(), n)
 	}
 
