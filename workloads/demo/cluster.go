@@ -37,6 +37,11 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 	if cfg.Binary == "" {
 		return nil, errors.New("demo: no ballast binary given")
 	}
+	unlock, err := lock(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if cfg.Binary, err = filepath.Abs(cfg.Binary); err != nil {
 		return nil, fmt.Errorf("demo: ballast binary: %w", err)
 	}
@@ -59,7 +64,7 @@ func Up(ctx context.Context, cfg Config) (c *Cluster, err error) {
 		// Clean up even when ctx was cancelled: that is Ctrl-C.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
 		defer cancel()
-		if derr := Down(dctx, cfg); derr != nil {
+		if derr := down(dctx, cfg); derr != nil {
 			err = errors.Join(err, fmt.Errorf("and cleaning up: %w", derr))
 		}
 	}()

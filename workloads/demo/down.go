@@ -31,6 +31,22 @@ func Down(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lock(cfg)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := down(ctx, cfg); err != nil {
+		return err
+	}
+	// Taking the lock fails at once when held, so removing the file
+	// under it loses no waiter.
+	os.Remove(lockPath(cfg))
+	return nil
+}
+
+// down is Down, with the demo's lock held.
+func down(ctx context.Context, cfg Config) error {
 	log := cfg.Logger
 	start := time.Now()
 	var errs []error
