@@ -36,7 +36,7 @@ func newWorkloadCmd() *cobra.Command {
 			"`workload kafka` and `workload cql` are embedded servers keeping their data in a directory (a Ballast volume, in the demo); " +
 			"produce, ingest and verify work the same against Apache Kafka and Apache Cassandra.",
 	}
-	cmd.AddCommand(workloadKafka(), workloadCQL(), workloadProduce(), workloadIngest(), workloadVerify(), workloadAutoscale())
+	cmd.AddCommand(workloadKafka(), workloadCQL(), workloadProduce(), workloadIngest(), workloadVerify(), workloadAutoscale(), workloadHealthcheck())
 	return cmd
 }
 

@@ -553,7 +553,16 @@ func (r *runner) burst(ctx context.Context) error {
 	s, _ := r.latest()
 	start := s.Services[IngesterService].Want
 	r.event(burstEvent, fmt.Sprintf("%d readings from 100 more sensors at %d/s; each ingester handles at most %d/s", r.cfg.Burst, r.cfg.BurstRate, r.cfg.IngestMaxRate))
-	if _, err := r.leaderDocker(ctx, "run", "--rm", "--network", r.net, r.c.WorkloadImage,
+	bctx, cancel := context.WithTimeout(ctx, r.cfg.StepTimeout)
+	defer cancel()
+	name := r.cfg.Stack + "-burst"
+	defer func() {
+		// Killing the CLI leaves the container running: remove it.
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer rcancel()
+		r.leaderDocker(rctx, "rm", "-f", name)
+	}()
+	if _, err := r.leaderDocker(bctx, "run", "--rm", "--name", name, "--network", r.net, r.c.WorkloadImage,
 		"ballast", "workload", "produce", "--brokers", BrokerService+":9092", "--sensor-prefix", "burst",
 		"--sensors", "100", "--count", strconv.Itoa(r.cfg.Burst), "--rate", strconv.Itoa(r.cfg.BurstRate), "--log-level", "warn"); err != nil {
 		return fmt.Errorf("burst: %w", err)
