@@ -207,6 +207,16 @@ func TestWriteReport(t *testing.T) {
 			t.Errorf("index.html lacks %q", want)
 		}
 	}
+	md, err := os.ReadFile(filepath.Join(dir, "summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| Steady state, readings stored/s | 100 |", "docker kill node2 (cql): new task running / volume attached / storing again, s | 5.0 / 3.0 / 7.0 | storing within 10 s meets |",
+		"| Autoscaler, +6 s | 1 -> 2 replicas |", "zero lost meets"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("summary.md lacks %q:\n%s", want, md)
+		}
+	}
 	var sum bytes.Buffer
 	Summary(&sum, res, dir)
 	if !strings.Contains(sum.String(), "ZERO READINGS LOST") || !strings.Contains(sum.String(), "7.0") {

@@ -55,6 +55,9 @@ func WriteReport(dir string, res *Result) error {
 	if err := os.WriteFile(filepath.Join(dir, "result.json"), js, 0o644); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(Markdown(res)), 0o644); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
 	var buf bytes.Buffer
 	if err := reportHTML.Execute(&buf, htmlData(res, pngs)); err != nil {
 		return fmt.Errorf("report: %w", err)
@@ -229,6 +232,34 @@ func Verdict(res *Result) string {
 // FailoverTarget is the target: each service writing again
 // within 10 s of a non-leader node's death.
 const FailoverTarget = 10 * time.Second
+
+// Markdown is the run's figures as the README's benchmark table: the
+// steady rate, then per failure the seconds to Swarm's new task running,
+// to the volume attached, to the first reading stored, against the 10 s
+// target, and the verdict.
+func Markdown(res *Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| Measure | Result | Target |\n|---|--:|---|\n")
+	fmt.Fprintf(&b, "| Steady state, readings stored/s | %.0f | — |\n", SteadyRate(res.Samples, res.Failovers, res.Timeline))
+	for _, fo := range res.Failovers {
+		c := failoverCells(fo)
+		verdict := "meets"
+		if !fo.Recovered() || fo.Seconds() > FailoverTarget.Seconds() {
+			verdict = "**below**"
+		}
+		fmt.Fprintf(&b, "| %s (%s): new task running / volume attached / storing again, s | %s / %s / %s | storing within %.0f s %s |\n",
+			c[0], c[1], c[2], c[3], c[4], FailoverTarget.Seconds(), verdict)
+	}
+	for _, e := range Scaling(res.Samples) {
+		fmt.Fprintf(&b, "| Autoscaler, +%.0f s | %s | — |\n", e.Time.Sub(res.Start).Seconds(), e.Detail)
+	}
+	lost := "**lost**"
+	if res.OK() {
+		lost = "meets"
+	}
+	fmt.Fprintf(&b, "| Verdict | %s | zero lost %s |\n", Verdict(res), lost)
+	return b.String()
+}
 
 // Summary prints the one-screen summary.
 func Summary(w io.Writer, res *Result, dir string) {
