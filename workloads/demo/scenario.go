@@ -471,7 +471,7 @@ func (r *runner) killNode(ctx context.Context, service string) error {
 	r.mu.Lock()
 	r.failures = append(r.failures, f)
 	r.mu.Unlock()
-	if _, err := docker(ctx, "kill", f.Node); err != nil {
+	if err := r.kill(ctx, f.Node); err != nil {
 		return err
 	}
 	_, rerr := r.recover(ctx, f)
@@ -488,6 +488,33 @@ func (r *runner) killNode(ctx context.Context, service string) error {
 		return errors.Join(rerr, err)
 	}
 	return rerr
+}
+
+// kill docker-kills node, the demo's stand-in for a machine dying. Unlike
+// a dead machine, a killed node container shares the host's kernel: when
+// the last process leaving its mount namespace is the Ballast daemon, the
+// ext4 it served is flushed on the way out through the daemon's own FUSE
+// connection, and the container never exits ("did not receive an exit
+// event"). Aborting the node's FUSE connections, as the machine's death
+// would, lets it go.
+func (r *runner) kill(ctx context.Context, node string) error {
+	_, fuse, ferr := nodeLoops(ctx, node)
+	_, kerr := docker(ctx, "kill", node)
+	stopped := func() (bool, string, error) {
+		out, err := docker(ctx, "inspect", "-f", "{{.State.Running}}", node)
+		return err == nil && out == "false", out, nil
+	}
+	if poll(ctx, 10*time.Second, 200*time.Millisecond, node+" stopped", stopped) == nil {
+		return nil
+	}
+	r.log.Warn("demo: the killed node is still exiting; aborting its FUSE connections", "node", node, "kill_err", kerr)
+	if err := abortFUSE(r.c.Config, fuse); err != nil {
+		return errors.Join(kerr, ferr, err)
+	}
+	if err := poll(ctx, 30*time.Second, 200*time.Millisecond, node+" stopped", stopped); err != nil {
+		return errors.Join(kerr, ferr, err)
+	}
+	return nil
 }
 
 // killDaemon kill -9s the Ballast daemon (only) on the node running
