@@ -180,8 +180,9 @@ func TestRatesAndLags(t *testing.T) {
 func TestWriteReport(t *testing.T) {
 	samples := failoverSamples()
 	f := Failure{Kind: FailKillNode, At: at(10), Node: "node2", Service: CQLService, Volume: "sensors_cql-data", Tasks: []string{"a"}, Epoch: 2}
+	daemon := Failover{Failure: Failure{Kind: FailDaemon, At: at(16), Node: "node4", Service: CQLService}, Rescheduled: at(20), Resumed: at(30)}
 	res := &Result{Start: at(8), End: at(18), Nodes: []Node{{Index: 1, Name: "n1", ID: "node1", Manager: true}}, Samples: samples,
-		Failovers: []Failover{Analyze(samples, f)},
+		Failovers: []Failover{Analyze(samples, f), daemon},
 		Verify:    &sensors.VerifyReport{OK: true, Total: sensors.SensorResult{Produced: 1500, Stored: 1500}}}
 	res.Timeline = Timeline(nil, samples, res.Failovers)
 	dir := t.TempDir()
@@ -212,14 +213,16 @@ func TestWriteReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"| Steady state, readings stored/s | 100 |", "docker kill node2 (cql): new task running / volume attached / storing again, s | 5.0 / 3.0 / 7.0 | storing within 10 s meets |",
-		"| Autoscaler, +6 s | 1 -> 2 replicas |", "zero lost meets"} {
+		"| Autoscaler, +6 s | 1 -> 2 replicas |", "zero lost meets",
+		"| kill -9 ballast daemon on node4 (cql): new task running / volume attached / storing again, s | 4.0 / - / 14.0 | — |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md)
 		}
 	}
 	var sum bytes.Buffer
 	Summary(&sum, res, dir)
-	if !strings.Contains(sum.String(), "ZERO READINGS LOST") || !strings.Contains(sum.String(), "7.0") {
+	if !strings.Contains(sum.String(), "ZERO READINGS LOST") || !strings.Contains(sum.String(), "cql storing again after 7.0 s: target <= 10 s meets") ||
+		!strings.Contains(sum.String(), "cql storing again after 14.0 s (the containers on that node saw I/O errors and were replaced)") {
 		t.Errorf("summary:\n%s", sum.String())
 	}
 

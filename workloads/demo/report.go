@@ -233,6 +233,25 @@ func Verdict(res *Result) string {
 // within 10 s of a non-leader node's death.
 const FailoverTarget = 10 * time.Second
 
+// meetsTarget: the service stored readings again within FailoverTarget.
+func meetsTarget(fo Failover) bool {
+	return fo.Recovered() && fo.Seconds() <= FailoverTarget.Seconds()
+}
+
+// targetNote says, for a node's death, whether the failover met the
+// target. A daemon killed under running containers has no such target
+// here: they get I/O errors until they are replaced (issue 13 is to keep
+// them running instead).
+func targetNote(fo Failover) string {
+	if fo.Kind != FailKillNode {
+		return " (the containers on that node saw I/O errors and were replaced)"
+	}
+	if meetsTarget(fo) {
+		return fmt.Sprintf(": target <= %.0f s meets", FailoverTarget.Seconds())
+	}
+	return fmt.Sprintf(": target <= %.0f s BELOW", FailoverTarget.Seconds())
+}
+
 // Markdown is the run's figures as the README's benchmark table: the
 // steady rate, then per failure the seconds to Swarm's new task running,
 // to the volume attached, to the first reading stored, against the 10 s
@@ -243,12 +262,16 @@ func Markdown(res *Result) string {
 	fmt.Fprintf(&b, "| Steady state, readings stored/s | %.0f | — |\n", SteadyRate(res.Samples, res.Failovers, res.Timeline))
 	for _, fo := range res.Failovers {
 		c := failoverCells(fo)
-		verdict := "meets"
-		if !fo.Recovered() || fo.Seconds() > FailoverTarget.Seconds() {
-			verdict = "**below**"
+		target := "—"
+		if fo.Kind == FailKillNode {
+			verdict := "**below**"
+			if meetsTarget(fo) {
+				verdict = "meets"
+			}
+			target = fmt.Sprintf("storing within %.0f s %s", FailoverTarget.Seconds(), verdict)
 		}
-		fmt.Fprintf(&b, "| %s (%s): new task running / volume attached / storing again, s | %s / %s / %s | storing within %.0f s %s |\n",
-			c[0], c[1], c[2], c[3], c[4], FailoverTarget.Seconds(), verdict)
+		fmt.Fprintf(&b, "| %s (%s): new task running / volume attached / storing again, s | %s / %s / %s | %s |\n",
+			c[0], c[1], c[2], c[3], c[4], target)
 	}
 	for _, e := range Scaling(res.Samples) {
 		fmt.Fprintf(&b, "| Autoscaler, +%.0f s | %s | — |\n", e.Time.Sub(res.Start).Seconds(), e.Detail)
@@ -266,11 +289,7 @@ func Summary(w io.Writer, res *Result, dir string) {
 	fmt.Fprintf(w, "\n%s\n\n", Verdict(res))
 	fmt.Fprintf(w, "steady state: %.0f readings/s stored\n", SteadyRate(res.Samples, res.Failovers, res.Timeline))
 	for _, fo := range res.Failovers {
-		verdict := "meets"
-		if !fo.Recovered() || fo.Seconds() > FailoverTarget.Seconds() {
-			verdict = "BELOW"
-		}
-		fmt.Fprintf(w, "%s storing again after %.1f s: target <= %.0f s %s\n", fo.Service, fo.Seconds(), FailoverTarget.Seconds(), verdict)
+		fmt.Fprintf(w, "%s storing again after %.1f s%s\n", fo.Service, fo.Seconds(), targetNote(fo))
 	}
 	fmt.Fprintln(w)
 	if len(res.Failovers) > 0 {
