@@ -122,29 +122,32 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	return a.toAPI(att), nil
 }
 
+// downDialTimeout bounds opening a replica on a node that is down.
+const downDialTimeout = time.Second
+
 // openVolume opens v's in-sync replicas at v's epoch, fences each of them
 // at it (so that a former owner's I/O is refused from here on), and starts
-// the engine over them, a local replica first. Replicas on nodes that
-// alive says are down (their lease expired: killed with the old owner,
-// say) are not dialled, which would wait for a connect timeout, unless no
-// other in-sync replica opens.
+// the engine over them, a local replica first. A replica on a node that
+// alive says is down (killed with the old owner, say) gets downDialTimeout
+// to answer instead of the usual 10 s: a dead host's address is silent,
+// and every attach would wait for it. It is still dialled: after an etcd
+// election every liveness key lapses for a moment, and a healthy replica
+// must not leave the in-sync set for that.
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string, alive map[string]bool) (*attachment, error) {
 	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]member{}, mountPath: mountPath}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	var members []engine.Member
 	lost := map[string]error{}
-	var up, down []meta.Replica
 	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
-		switch {
-		case !slices.Contains(v.InSync, r.ID):
-		case r.Node == n.cfg.ID || alive[r.Node]:
-			up = append(up, r)
-		default:
-			down = append(down, r)
+		if !slices.Contains(v.InSync, r.ID) {
+			continue
 		}
-	}
-	tryOpen := func(r meta.Replica) {
-		m, err := n.openFenced(ctx, r, v.Epoch)
+		octx, cancel := ctx, context.CancelFunc(func() {})
+		if r.Node != n.cfg.ID && !alive[r.Node] {
+			octx, cancel = context.WithTimeout(ctx, downDialTimeout)
+		}
+		m, err := n.openFenced(octx, r, v.Epoch)
+		cancel()
 		if err == nil {
 			err = growTo(m, v.Size)
 			if err != nil {
@@ -152,24 +155,14 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string,
 			}
 		}
 		if err != nil {
+			if r.Node != n.cfg.ID && !alive[r.Node] {
+				err = fmt.Errorf("node %s is down (no liveness key) and did not answer in %s: %w", r.Node, downDialTimeout, err)
+			}
 			lost[r.ID] = err
-			return
+			continue
 		}
 		a.add(r.ID, m)
 		members = append(members, engine.Member{ID: r.ID, Dev: m})
-	}
-	for _, r := range up {
-		tryOpen(r)
-	}
-	if len(members) == 0 {
-		// None on a live node opened: try the others after all.
-		for _, r := range down {
-			tryOpen(r)
-		}
-		down = nil
-	}
-	for _, r := range down {
-		lost[r.ID] = fmt.Errorf("node %s is down (its liveness lease expired)", r.Node)
 	}
 	// An in-sync replica that cannot be reached (its node died with the
 	// old owner, say) leaves the in-sync set before any I/O; the volume
