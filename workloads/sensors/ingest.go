@@ -192,6 +192,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
+	store = newRedialSink(store, in.open, in.log)
 	defer store.Close()
 	for _, t := range []string{cfg.DeadLetterTopic, cfg.LagTopic} {
 		// Auto-creation would do on the embedded broker; a real cluster
