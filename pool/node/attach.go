@@ -142,8 +142,9 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string,
 		if !slices.Contains(v.InSync, r.ID) {
 			continue
 		}
+		down := r.Node != n.cfg.ID && !alive[r.Node]
 		octx, cancel := ctx, context.CancelFunc(func() {})
-		if r.Node != n.cfg.ID && !alive[r.Node] {
+		if down {
 			octx, cancel = context.WithTimeout(ctx, downDialTimeout)
 		}
 		m, err := n.openFenced(octx, r, v.Epoch)
@@ -155,7 +156,7 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string,
 			}
 		}
 		if err != nil {
-			if r.Node != n.cfg.ID && !alive[r.Node] {
+			if down {
 				err = fmt.Errorf("node %s is down (no liveness key) and did not answer in %s: %w", r.Node, downDialTimeout, err)
 			}
 			lost[r.ID] = err

@@ -23,28 +23,9 @@ import (
 // host. The node image is built once per machine (it takes minutes), later
 // runs reuse it.
 func TestDemoCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping the multi-node Docker Swarm in -short mode")
-	}
-	testenv.RequirePrivileged(t)
-	testenv.RequireDocker(t)
-	testenv.RequireTools(t, "debootstrap", "losetup", "tar", "go")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
-	defer cancel()
-	cfg := testConfig(ctx, t, "")
+	ctx, cfg := startTest(t, 12*time.Minute, "")
 	cfg.Managers = 2
-	// A run killed before its teardown leaves its demo: remove those
-	// whose process is gone.
-	removeStale(ctx, t)
 	loopsBefore := hostLoops(t)
-	t.Cleanup(func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer dcancel()
-		if err := demo.Down(dctx, cfg); err != nil {
-			t.Errorf("down in cleanup: %v", err)
-		}
-	})
 
 	start := time.Now()
 	c, err := demo.Up(ctx, cfg)
@@ -150,6 +131,34 @@ func TestDemoCluster(t *testing.T) {
 
 // testPrefix starts the name of the test's demo, followed by its pid.
 const testPrefix = "ballast-demotest-"
+
+// startTest skips (or fails) the test without root, Docker or the tools a
+// demo needs, removes the demos of killed test runs, and returns a
+// context bounded by timeout and the config of this test's demo
+// (testConfig), which is brought down when the test ends.
+func startTest(t *testing.T, timeout time.Duration, suffix string) (context.Context, demo.Config) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping the multi-node Docker Swarm in -short mode")
+	}
+	testenv.RequirePrivileged(t)
+	testenv.RequireDocker(t)
+	testenv.RequireTools(t, "debootstrap", "losetup", "tar", "go")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	cfg := testConfig(ctx, t, suffix)
+	// A run killed before its teardown leaves its demo: remove those
+	// whose process is gone.
+	removeStale(ctx, t)
+	t.Cleanup(func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer dcancel()
+		if err := demo.Down(dctx, cfg); err != nil {
+			t.Errorf("down in cleanup: %v", err)
+		}
+	})
+	return ctx, cfg
+}
 
 // testConfig builds a static ballast and returns the config of a 3-node
 // demo named after this process (and suffix), so that two runs (two

@@ -437,6 +437,15 @@ func (r *runner) failure(kind, service string) (Failure, error) {
 	return f, nil
 }
 
+// record adds f, about to be caused, to the failures analysed at the end,
+// and its event to the timeline.
+func (r *runner) record(f Failure, what, detail string) {
+	r.event(what, detail)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failures = append(r.failures, f)
+}
+
 // recover waits until the pipeline stores readings again after f.
 func (r *runner) recover(ctx context.Context, f Failure) (Failover, error) {
 	var fo Failover
@@ -467,10 +476,7 @@ func (r *runner) killNode(ctx context.Context, service string) error {
 	if err != nil {
 		return err
 	}
-	r.event("docker kill "+f.Node, fmt.Sprintf("the node running %s (volume %s attached there, epoch %d)", service, f.Volume, f.Epoch))
-	r.mu.Lock()
-	r.failures = append(r.failures, f)
-	r.mu.Unlock()
+	r.record(f, "docker kill "+f.Node, fmt.Sprintf("the node running %s (volume %s attached there, epoch %d)", service, f.Volume, f.Epoch))
 	if err := r.kill(ctx, f.Node); err != nil {
 		return err
 	}
@@ -524,10 +530,7 @@ func (r *runner) killDaemon(ctx context.Context, service string) error {
 	if err != nil {
 		return err
 	}
-	r.event("kill -9 the Ballast daemon on "+f.Node, fmt.Sprintf("the node running %s; dockerd and the containers stay up", service))
-	r.mu.Lock()
-	r.failures = append(r.failures, f)
-	r.mu.Unlock()
+	r.record(f, "kill -9 the Ballast daemon on "+f.Node, fmt.Sprintf("the node running %s; dockerd and the containers stay up", service))
 	if _, err := dockerExec(ctx, f.Node, "sh", "-c", "kill -9 $(cat /run/ballast-demo/ballast.pid)"); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package demo_test
 
 import (
-	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ballast-io/ballast/pool/testenv"
 	"github.com/ballast-io/ballast/workloads/demo"
 )
 
@@ -21,24 +19,7 @@ import (
 // stored again, the killed node comes back and its replicas catch up;
 // at the end every reading produced is stored, and the report says so.
 func TestDemo(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipping the multi-node Docker Swarm in -short mode")
-	}
-	testenv.RequirePrivileged(t)
-	testenv.RequireDocker(t)
-	testenv.RequireTools(t, "debootstrap", "losetup", "tar", "go")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cfg := testConfig(ctx, t, "-scenario")
-	removeStale(ctx, t)
-	t.Cleanup(func() {
-		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer dcancel()
-		if err := demo.Down(dctx, cfg); err != nil {
-			t.Errorf("down in cleanup: %v", err)
-		}
-	})
+	ctx, cfg := startTest(t, 15*time.Minute, "-scenario")
 	c, err := demo.Up(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
