@@ -3,13 +3,14 @@ package sensors
 import (
 	"context"
 	"fmt"
-	"golang.org/x/time/rate"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	kafka "github.com/segmentio/kafka-go"
+	"golang.org/x/time/rate"
 )
 
 // DefaultThreshold is the temperature (°C) above which a reading is an
@@ -192,7 +193,8 @@ func (in *Ingester) Run(ctx context.Context) error {
 	if err != nil {
 		return stopped(ctx, err)
 	}
-	store = newRedialSink(store, in.open, in.log)
+	redial := newRedialSink(store, in.open, in.log)
+	store = redial
 	defer store.Close()
 	for _, t := range []string{cfg.DeadLetterTopic, cfg.LagTopic} {
 		// Auto-creation would do on the embedded broker; a real cluster
@@ -208,8 +210,9 @@ func (in *Ingester) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); in.publishLag(runCtx, side) }()
+	go func() { defer wg.Done(); redial.watch(runCtx, cfg.Cassandra.Hosts, resolveEvery, net.DefaultResolver.LookupHost) }()
 	go func() { defer wg.Done(); in.logProgress(runCtx) }()
 	go func() {
 		defer wg.Done()

@@ -3,6 +3,8 @@ package sensors
 import (
 	"context"
 	"log/slog"
+	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -11,11 +13,16 @@ import (
 // open a new one, at most once a second.
 const redialAfter = 3
 
-// redialSink is a sink that opens a new session when writes keep failing.
+// resolveEvery is how often the store's host names are looked up again.
+const resolveEvery = 500 * time.Millisecond
+
+// redialSink is a sink that opens a new session when the store moves.
 // gocql resolves the store's host names once, when the session opens: a
 // store rescheduled by the orchestrator to a new address (a Swarm task,
 // found by its DNS name) is found only by a new session, while the old
-// one retries the old address.
+// one retries the old address. So the sink opens a new session when a
+// host name resolves to an address it did not have (watch), and, for a
+// store that moved without its name changing, when writes keep failing.
 type redialSink struct {
 	open func(ctx context.Context) (sink, error)
 	log  *slog.Logger
@@ -38,8 +45,7 @@ func (s *redialSink) get() (sink, uint64) {
 }
 
 // result counts a write's outcome on session gen and opens a new session
-// after redialAfter failures in a row. The old session is closed: writes
-// still in flight on it fail and are retried on the new one.
+// after redialAfter failures in a row.
 func (s *redialSink) result(ctx context.Context, gen uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -57,18 +63,104 @@ func (s *redialSink) result(ctx context.Context, gen uint64, err error) {
 	if s.failures < redialAfter || time.Since(s.opened) < time.Second {
 		return
 	}
+	s.redialLocked(ctx, "writes keep failing", "failures", s.failures, "err", err)
+}
+
+// redial opens a new session now, because the store's address changed.
+func (s *redialSink) redial(ctx context.Context, why string, args ...any) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.redialLocked(ctx, why, args...)
+}
+
+// redialLocked opens a new session and closes the old one: writes still
+// in flight on it fail and are retried on the new one. A failed open
+// keeps the old session.
+func (s *redialSink) redialLocked(ctx context.Context, why string, args ...any) bool {
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	s.opened = time.Now()
-	next, oerr := s.open(octx)
-	if oerr != nil {
-		s.log.Warn("store: writes keep failing and a new session did not open", "write_err", err, "err", oerr)
-		return
+	next, err := s.open(octx)
+	if err != nil {
+		s.log.Warn("store: "+why+"; a new session did not open", append(args, "open_err", err)...)
+		return false
 	}
-	s.log.Warn("store: writes keep failing; opened a new session (the store may have moved)", "failures", s.failures, "err", err)
+	s.log.Warn("store: "+why+"; opened a new session (the store may have moved)", args...)
 	old := s.cur
 	s.cur, s.gen, s.failures = next, s.gen+1, 0
 	old.Close()
+	return true
+}
+
+// watch looks the store's host names up every interval until ctx
+// ends and opens a new session as soon as one resolves to an address the
+// current session was not opened with. An empty answer (the old task
+// gone, the new one not yet in DNS) is remembered as no address, so the
+// new task's address counts as new. Addresses given as IPs are not
+// watched.
+func (s *redialSink) watch(ctx context.Context, hosts []string, every time.Duration, lookup func(ctx context.Context, host string) ([]string, error)) {
+	names := hostNames(hosts)
+	if len(names) == 0 {
+		return
+	}
+	resolve := func() []string {
+		var addrs []string
+		for _, h := range names {
+			lctx, cancel := context.WithTimeout(ctx, every)
+			a, err := lookup(lctx, h)
+			cancel()
+			if err == nil {
+				addrs = append(addrs, a...)
+			}
+		}
+		slices.Sort(addrs)
+		return slices.Compact(addrs)
+	}
+	known := resolve()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := resolve()
+		added := newAddrs(known, now)
+		if len(added) == 0 {
+			known = now
+			continue
+		}
+		if s.redial(ctx, "store address changed", "new", added, "was", known) {
+			known = now
+		}
+	}
+}
+
+// hostNames returns the host names among hosts (host or host:port),
+// leaving out IP addresses.
+func hostNames(hosts []string) []string {
+	var names []string
+	for _, h := range hosts {
+		if host, _, err := net.SplitHostPort(h); err == nil {
+			h = host
+		}
+		if h != "" && net.ParseIP(h) == nil && !slices.Contains(names, h) {
+			names = append(names, h)
+		}
+	}
+	return names
+}
+
+// newAddrs returns the addresses in now that are not in known (both sorted).
+func newAddrs(known, now []string) []string {
+	var added []string
+	for _, a := range now {
+		if _, found := slices.BinarySearch(known, a); !found {
+			added = append(added, a)
+		}
+	}
+	return added
 }
 
 func (s *redialSink) WriteBatch(ctx context.Context, b Batch) error {

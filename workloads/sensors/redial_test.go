@@ -3,6 +3,8 @@ package sensors
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,5 +78,91 @@ func TestRedialSink(t *testing.T) {
 	}
 	if opens != 2 {
 		t.Fatalf("permanent errors opened a session (%d opens)", opens)
+	}
+}
+
+// TestRedialWatch: a session is opened again as soon as the store's name
+// resolves to a new address (also after an empty answer), not when an
+// address only goes away, and again on the next look-up if the open
+// failed.
+func TestRedialWatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	answer := []string{"10.0.0.2"}
+	set := func(a ...string) {
+		mu.Lock()
+		answer = a
+		mu.Unlock()
+	}
+	lookup := func(_ context.Context, host string) ([]string, error) {
+		if host != "cql" {
+			t.Errorf("looked up %q, want cql only", host)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if answer == nil {
+			return nil, errors.New("no such host")
+		}
+		return slices.Clone(answer), nil
+	}
+	var opens atomic.Int64
+	var openErr atomic.Bool
+	open := func(context.Context) (sink, error) {
+		opens.Add(1)
+		if openErr.Load() {
+			return nil, errors.New("connection refused")
+		}
+		return &fakeSink{}, nil
+	}
+	first := &fakeSink{}
+	s := newRedialSink(first, open, testLogger(t))
+	done := make(chan struct{})
+	go func() { defer close(done); s.watch(ctx, []string{"cql:9042", "10.9.9.9:9042"}, 5*time.Millisecond, lookup) }()
+	defer func() { cancel(); <-done }()
+
+	waitOpens := func(want int64, what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for opens.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(50 * time.Millisecond) // ten more look-ups: no extra opens
+		if got := opens.Load(); got != want {
+			t.Fatalf("%s: %d sessions opened, want %d", what, got, want)
+		}
+	}
+	waitOpens(0, "same address")
+	set("10.0.0.2", "10.0.0.3")
+	waitOpens(1, "a second address")
+	if !first.closed.Load() {
+		t.Fatal("the first session was not closed")
+	}
+	set("10.0.0.3")
+	waitOpens(1, "an address gone")
+	set()
+	waitOpens(1, "no answer")
+	openErr.Store(true)
+	set("10.0.0.4")
+	deadline := time.Now().Add(5 * time.Second)
+	for opens.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if opens.Load() < 3 {
+		t.Fatalf("a failed open was not tried again (%d opens)", opens.Load())
+	}
+	openErr.Store(false)
+	time.Sleep(50 * time.Millisecond)
+	n := opens.Load()
+	waitOpens(n, "after the open succeeded")
+	if cur, gen := s.get(); cur == sink(first) || gen != 2 {
+		t.Fatalf("session generation %d, want 2 (one per successful open)", gen)
+	}
+}
+
+func TestHostNames(t *testing.T) {
+	got := hostNames([]string{"cql:9042", "cql", "10.0.0.1:9042", "::1", "[fe80::1]:9042", "db.example"})
+	if want := []string{"cql", "db.example"}; !slices.Equal(got, want) {
+		t.Fatalf("hostNames = %v, want %v", got, want)
 	}
 }
