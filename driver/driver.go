@@ -17,19 +17,26 @@ import (
 // api.Service. It is an http.Handler (see handler.go); Serve puts it on a
 // unix socket.
 type Driver struct {
-	svc    api.Service
-	nodeID string // this node's ID: a volume attached here has a Mountpoint
-	log    *slog.Logger
-	mounts *mounts
+	svc       api.Service
+	nodeID    string        // this node's ID: a volume attached here has a Mountpoint
+	ownerWait time.Duration // see New
+	log       *slog.Logger
+	mounts    *mounts
 }
 
 // New returns a driver serving svc, the service of the node whose ID is
-// nodeID. A nil log discards the driver's messages.
-func New(svc api.Service, nodeID string, log *slog.Logger) *Driver {
+// nodeID. A Mount of a volume attached on another node that is still up
+// tries again for up to ownerWait before it fails: an orchestrator may
+// notice a dead node before the cluster does (Swarm with a 1 s heartbeat
+// does), and a Mount that failed at once would have its task rejected
+// and rescheduled, seconds later, instead of taking the volume over as
+// soon as the dead node's lease lapses. The daemon passes its lease TTL
+// and a second. A nil log discards the driver's messages.
+func New(svc api.Service, nodeID string, ownerWait time.Duration, log *slog.Logger) *Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{svc: svc, nodeID: nodeID, log: log.With("component", "docker-plugin"), mounts: newMounts()}
+	return &Driver{svc: svc, nodeID: nodeID, ownerWait: ownerWait, log: log.With("component", "docker-plugin"), mounts: newMounts()}
 }
 
 // volume is a volume as Docker's Get and List want it.
@@ -106,7 +113,7 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		}
 	}
 	path, err := d.mounts.mount(vol, id, func() (string, error) {
-		a, err := d.svc.AttachVolume(ctx, vol, api.AttachOptions{})
+		a, err := d.attach(ctx, vol)
 		if err != nil {
 			return "", explain("mount", vol, err)
 		}
@@ -118,6 +125,33 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	}
 	d.log.Debug("volume mounted", "volume", vol, "mount", path, "id", id)
 	return path, nil
+}
+
+// ownerPoll is how often a Mount asks again whether a volume's other
+// node is down.
+const ownerPoll = 250 * time.Millisecond
+
+// attach attaches vol on this node. While another node holds it and is
+// up, it tries again every ownerPoll for up to d.ownerWait (see New).
+func (d *Driver) attach(ctx context.Context, vol string) (*api.Attachment, error) {
+	deadline := time.Now().Add(d.ownerWait)
+	for waited := false; ; waited = true {
+		a, err := d.svc.AttachVolume(ctx, vol, api.AttachOptions{})
+		if err == nil && waited {
+			d.log.Info("volume taken over once its other node's lease lapsed", "volume", vol)
+		}
+		if !errors.Is(err, api.ErrInUse) || time.Now().Add(ownerPoll).After(deadline) {
+			return a, err
+		}
+		if !waited {
+			d.log.Info("volume attached on another node that is up; waiting for it to be declared down", "volume", vol, "for", d.ownerWait, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(ownerPoll):
+		}
+	}
 }
 
 // unmount releases the mount ID; the last one detaches the volume. An

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
 )
@@ -15,7 +16,7 @@ import (
 func newTest(t *testing.T) (*Driver, *fake) {
 	t.Helper()
 	f := newFake("n1")
-	d := New(f, "n1", nil)
+	d := New(f, "n1", 0, nil)
 	if err := d.create(context.Background(), "v1", map[string]string{"size": "1G", "repl": "2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +116,50 @@ func TestMountAttachedElsewhere(t *testing.T) {
 	}
 	if _, err := d.mount(ctx, "nope", "id1"); !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "docker volume create -d ballast") {
 		t.Fatalf("mount of a missing volume: %v", err)
+	}
+}
+
+// TestMountWaitsForOwner: a Mount of a volume another node holds tries
+// again until that node is declared down (its attachment released, in
+// the fake) and then takes it; an owner that stays up fails the Mount
+// once the wait is over, not before.
+func TestMountWaitsForOwner(t *testing.T) {
+	ctx := context.Background()
+	d, f := newTest(t)
+	d.ownerWait = 5 * time.Second
+	f.attachOn("v1", "n2")
+	go func() {
+		time.Sleep(3 * ownerPoll / 2)
+		f.detachOn("v1")
+	}()
+	path, err := d.mount(ctx, "v1", "id1")
+	if err != nil || path == "" {
+		t.Fatalf("mount once n2 was declared down: %q, %v", path, err)
+	}
+	if a := f.attachment("v1"); a == nil || a.Node != "n1" {
+		t.Fatalf("attachment %+v, want on n1", a)
+	}
+	if n := f.count("attach"); n < 2 {
+		t.Fatalf("%d attach calls; want the first refused and a later one", n)
+	}
+
+	d2, f2 := newTest(t)
+	d2.ownerWait = 3 * ownerPoll
+	f2.attachOn("v1", "n2")
+	start := time.Now()
+	_, err = d2.mount(ctx, "v1", "id1")
+	if !errors.Is(err, api.ErrInUse) {
+		t.Fatalf("mount of a volume whose owner stays up: %v", err)
+	}
+	if waited := time.Since(start); waited < 2*ownerPoll || f2.count("attach") < 3 {
+		t.Fatalf("gave up after %v and %d attach calls; want about %v of tries", waited, f2.count("attach"), d2.ownerWait)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, ownerPoll/2)
+	defer cancel()
+	d2.ownerWait = time.Minute
+	if _, err := d2.mount(cctx, "v1", "id1"); !errors.Is(err, api.ErrInUse) || cctx.Err() == nil {
+		t.Fatalf("mount whose caller gave up: %v (ctx %v)", err, cctx.Err())
 	}
 }
 
@@ -352,7 +397,7 @@ func TestExplain(t *testing.T) {
 // The Status's replicas name each replica's node and mark the one local to
 // the attach node and those not in sync.
 func TestStatusReplicas(t *testing.T) {
-	d := New(newFake("n1"), "n1", nil)
+	d := New(newFake("n1"), "n1", 0, nil)
 	v := &api.Volume{Replicas: []api.Replica{
 		{Node: "n1", InSync: true, Local: true},
 		{Node: "n2", InSync: false},

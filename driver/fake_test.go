@@ -54,6 +54,14 @@ func (f *fake) attachOn(name, node string) {
 	f.vols[name].Attachment = &api.Attachment{Volume: name, Node: node, MountPath: "/var/lib/ballast/mounts/" + name, Since: time.Now()}
 }
 
+// detachOn releases a volume's attachment, as the cluster does for a
+// node declared down.
+func (f *fake) detachOn(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vols[name].Attachment = nil
+}
+
 func (f *fake) attachment(name string) *api.Attachment {
 	f.mu.Lock()
 	defer f.mu.Unlock()
