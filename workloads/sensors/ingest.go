@@ -212,7 +212,10 @@ func (in *Ingester) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); in.publishLag(runCtx, side) }()
-	go func() { defer wg.Done(); redial.watch(runCtx, cfg.Cassandra.Hosts, resolveEvery, net.DefaultResolver.LookupHost) }()
+	go func() {
+		defer wg.Done()
+		redial.watch(runCtx, cfg.Cassandra.Hosts, resolveEvery, net.DefaultResolver.LookupHost)
+	}()
 	go func() { defer wg.Done(); in.logProgress(runCtx) }()
 	go func() {
 		defer wg.Done()

@@ -118,7 +118,10 @@ func TestRedialWatch(t *testing.T) {
 	first := &fakeSink{}
 	s := newRedialSink(first, open, testLogger(t))
 	done := make(chan struct{})
-	go func() { defer close(done); s.watch(ctx, []string{"cql:9042", "10.9.9.9:9042"}, 5*time.Millisecond, lookup) }()
+	go func() {
+		defer close(done)
+		s.watch(ctx, []string{"cql:9042", "10.9.9.9:9042"}, 5*time.Millisecond, lookup)
+	}()
 	defer func() { cancel(); <-done }()
 
 	waitOpens := func(want int64, what string) {
