@@ -46,13 +46,15 @@ func (n *Node) liveness(ctx context.Context) ([]meta.Node, map[string]bool, erro
 	return nodes, alive, nil
 }
 
-// watchDeaths records when other nodes go down, for cluster status.
+// watchDeaths records when other nodes go down, for cluster status, and
+// hurries the replicas open on them.
 func (n *Node) watchDeaths(ctx context.Context) {
 	n.meta.WatchDeaths(ctx, func(id string) {
 		if id == n.cfg.ID {
 			return
 		}
 		n.log.Warn("node went down", "node", id)
+		n.suspectNode(id)
 		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := n.meta.MarkDown(mctx, id, time.Now().UTC()); err != nil {

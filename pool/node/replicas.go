@@ -28,7 +28,7 @@ type member interface {
 
 var (
 	_ member         = (*localMember)(nil)
-	_ member         = (*remote.Client)(nil)
+	_ member         = (*remoteMember)(nil)
 	_ remote.Replica = localRef{}
 )
 
@@ -143,7 +143,29 @@ func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (me
 	if err != nil {
 		return nil, fmt.Errorf("replica %s on node %s (%s): %w", r.ID, r.Node, addr, err)
 	}
-	return c, nil
+	return &remoteMember{Client: c, node: r.Node}, nil
+}
+
+// remoteMember is a replica on another node.
+type remoteMember struct {
+	*remote.Client
+	node string
+}
+
+// suspectNode gives every replica on node id that a volume attached here
+// has open downDialTimeout to answer, since id was declared down (see
+// remote.Client.Suspect). Without it, the first write after a node died
+// silently waited the replica protocol's 10 s before the replica left
+// the in-sync set, and a database's writes with it.
+func (n *Node) suspectNode(id string) {
+	for _, a := range n.attachments() {
+		for rid, m := range a.members() {
+			if rm, ok := m.(*remoteMember); ok && rm.node == id {
+				n.log.Warn("replica's node went down; it has a short time to answer", "volume", a.vol, "replica", rid, "node", id, "for", downDialTimeout)
+				rm.Suspect(downDialTimeout)
+			}
+		}
+	}
 }
 
 // openFenced opens replica r and fences it at epoch: once it returns, no

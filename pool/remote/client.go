@@ -48,11 +48,13 @@ type Client struct {
 
 	w *frameWriter // sends requests, batching those of concurrent callers
 
-	mu      sync.Mutex
-	pending map[uint64]chan *Frame // by request ID
-	nextID  uint64
-	err     error         // why the connection is dead; set once
-	dead    chan struct{} // closed when err is set
+	mu         sync.Mutex
+	pending    map[uint64]chan *Frame // by request ID
+	nextID     uint64
+	err        error         // why the connection is dead; set once
+	dead       chan struct{} // closed when err is set
+	suspect    chan struct{} // closed by Suspect; a new one once an answer clears it
+	suspectFor time.Duration // while suspected, how long a request may go unanswered; else 0
 
 	readerDone chan struct{}
 }
@@ -142,6 +144,7 @@ func handshake(ctx context.Context, conn net.Conn, secret []byte, replicaID stri
 		pending:    map[uint64]chan *Frame{},
 		nextID:     1,
 		dead:       make(chan struct{}),
+		suspect:    make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
 	c.size.Store(resp.Length)
@@ -160,6 +163,9 @@ func (c *Client) readLoop(br *bufio.Reader) {
 		c.mu.Lock()
 		ch := c.pending[f.ID]
 		delete(c.pending, f.ID)
+		if c.suspectFor > 0 { // an answer: the server is alive after all
+			c.suspectFor, c.suspect = 0, make(chan struct{})
+		}
 		c.mu.Unlock()
 		if ch == nil {
 			c.fail(fmt.Errorf("answer to unknown request %d: %w", f.ID, ErrBadFrame))
@@ -183,16 +189,34 @@ func (c *Client) fail(err error) error {
 	return c.err
 }
 
+// Suspect shortens to d the time a request may go unanswered, for the
+// requests in flight (counted from when each was sent) and later ones,
+// until the server answers one. The node says so when the replica's
+// node was declared down: a live server answers in milliseconds, a dead
+// host never does, and every write of the volume would wait the full
+// timeout for it before the replica leaves the in-sync set.
+func (c *Client) Suspect(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil || c.suspectFor > 0 || d <= 0 {
+		return
+	}
+	c.suspectFor = d
+	close(c.suspect)
+}
+
 // call is one request in flight.
 type call struct {
 	ch       chan *Frame
+	sent     time.Time
 	deadline time.Time
 }
 
 // start sends req and returns the call to wait on. When the write returns,
 // the connection no longer references req.Payload.
 func (c *Client) start(req *Frame) (call, error) {
-	cl := call{ch: make(chan *Frame, 1), deadline: time.Now().Add(c.timeout)}
+	now := time.Now()
+	cl := call{ch: make(chan *Frame, 1), sent: now, deadline: now.Add(c.timeout)}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err
@@ -224,20 +248,35 @@ func (c *Client) start(req *Frame) (call, error) {
 // wait returns the answer to cl, or an error when the connection dies or
 // the answer is late.
 func (c *Client) wait(cl call) (*Frame, error) {
-	t := time.NewTimer(time.Until(cl.deadline))
+	c.mu.Lock()
+	hurry := c.suspect
+	c.mu.Unlock()
+	deadline, why := cl.deadline, fmt.Errorf("%w after %v", ErrTimeout, c.timeout)
+	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
-	select {
-	case f := <-cl.ch:
-		return f, nil
-	case <-c.dead:
+	for {
 		select {
 		case f := <-cl.ch:
 			return f, nil
-		default:
-			return nil, c.fail(nil)
+		case <-c.dead:
+			select {
+			case f := <-cl.ch:
+				return f, nil
+			default:
+				return nil, c.fail(nil)
+			}
+		case <-hurry:
+			hurry = nil
+			c.mu.Lock()
+			d := c.suspectFor
+			c.mu.Unlock()
+			if d > 0 && cl.sent.Add(d).Before(deadline) {
+				deadline, why = cl.sent.Add(d), fmt.Errorf("%w after %v: its node is down", ErrTimeout, d)
+				t.Reset(time.Until(deadline))
+			}
+		case <-t.C:
+			return nil, c.fail(why)
 		}
-	case <-t.C:
-		return nil, c.fail(fmt.Errorf("%w after %v", ErrTimeout, c.timeout))
 	}
 }
 

@@ -569,6 +569,80 @@ func TestUnresponsiveServer(t *testing.T) {
 	checkGoroutines(t, before)
 }
 
+// TestSuspect: once the client is told the server's node is down, calls
+// that went unanswered for the short time fail at once and later ones
+// after the short time, not the timeout; an answer from the server (it
+// is alive after all) restores the full timeout.
+func TestSuspect(t *testing.T) {
+	release := make(chan struct{})
+	var slow atomic.Int64 // ns each write waits, unless < 0: until release
+	st := &stub{Mem: block.NewMem(1 << 20), hold: func(op string, _ int64) {
+		if d := slow.Load(); d < 0 {
+			<-release
+		} else {
+			time.Sleep(time.Duration(d))
+		}
+	}}
+	srv, err := NewServer(secret, only("s", st), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() { srv.Close(); <-served }()
+	defer close(release)
+	dial := func() *Client {
+		c, err := Dial(context.Background(), ln.Addr().String(), secret, "s", 1) // 10 s timeout
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	// A silent server: pending writes fail once suspected, not after 10 s.
+	slow.Store(-1)
+	c := dial()
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := c.WriteAt(make([]byte, bs), int64(i)*bs)
+			errs <- err
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	c.Suspect(100 * time.Millisecond)
+	for range 4 {
+		if err := <-errs; !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "node is down") {
+			t.Fatalf("pending write on a suspected client: %v, want ErrTimeout naming the down node", err)
+		}
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("pending writes failed %v after Suspect, want at once", d)
+	}
+
+	// A live server: a quick answer clears the suspicion, and a later
+	// call may take longer than the short time.
+	slow.Store(0)
+	c = dial()
+	c.Suspect(50 * time.Millisecond)
+	if _, err := c.WriteAt(make([]byte, bs), 0); err != nil {
+		t.Fatalf("quick write on a suspected client: %v", err)
+	}
+	slow.Store(int64(200 * time.Millisecond))
+	if _, err := c.WriteAt(make([]byte, bs), 0); err != nil {
+		t.Fatalf("slow write after the server answered: %v, want the full timeout", err)
+	}
+	// Suspected again and slow: a new call gets only the short time.
+	c.Suspect(50 * time.Millisecond)
+	start = time.Now()
+	if _, err := c.WriteAt(make([]byte, bs), 0); !errors.Is(err, ErrTimeout) || time.Since(start) > 2*time.Second {
+		t.Fatalf("slow write on a suspected client: %v after %v, want ErrTimeout after 50ms, not 10 s", err, time.Since(start))
+	}
+}
+
 // TestServerKilled: when the server goes away mid-I/O, pending calls fail
 // at once (not after the timeout) and nothing leaks.
 func TestServerKilled(t *testing.T) {
