@@ -90,7 +90,7 @@ func TestKafkaTLSAndSASL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.open = func(context.Context) (sink, error) { return store, nil }
+	in.open = func(context.Context, []string) (sink, error) { return store, nil }
 	runIngester(t, in)
 	waitFor(t, "the readings stored through TLS and SCRAM", time.Minute, func() bool { return store.count() == 500 })
 

@@ -112,7 +112,7 @@ type sink interface {
 // Ingester moves readings from the consumer group into the store. See Run.
 type Ingester struct {
 	cfg     IngestConfig
-	open    func(ctx context.Context) (sink, error)
+	open    func(ctx context.Context, hosts []string) (sink, error) // nil hosts: the configured ones
 	kc      *kafkaClient
 	log     *slog.Logger
 	lag     *LagTracker
@@ -156,7 +156,13 @@ func NewIngester(cfg IngestConfig) (*Ingester, error) {
 	if err != nil {
 		return nil, err
 	}
-	open := func(ctx context.Context) (sink, error) { return OpenStore(ctx, cfg.Cassandra, cfg.CreateSchema) }
+	open := func(ctx context.Context, hosts []string) (sink, error) {
+		c := cfg.Cassandra
+		if hosts != nil {
+			c.Hosts = hosts
+		}
+		return OpenStore(ctx, c, cfg.CreateSchema)
+	}
 	return &Ingester{cfg: cfg, open: open, kc: kc, log: cfg.Logger, lag: NewLagTracker(cfg.Group), alerts: alertBook{last: map[string]int64{}}}, nil
 }
 
@@ -187,7 +193,7 @@ func (in *Ingester) Run(ctx context.Context) error {
 	var store sink
 	err := Retry(ctx, cfg.Backoff, in.log, "connect to the store", func(ctx context.Context) error {
 		var err error
-		store, err = in.open(ctx)
+		store, err = in.open(ctx, nil)
 		return err
 	})
 	if err != nil {

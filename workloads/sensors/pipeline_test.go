@@ -205,7 +205,7 @@ func newTestIngester(t *testing.T, addr string, store *memStore) *Ingester {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in.open = func(context.Context) (sink, error) { return store, nil }
+	in.open = func(context.Context, []string) (sink, error) { return store, nil }
 	return in
 }
 

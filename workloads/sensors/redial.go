@@ -24,7 +24,7 @@ const resolveEvery = 500 * time.Millisecond
 // host name resolves to an address it did not have (watch), and, for a
 // store that moved without its name changing, when writes keep failing.
 type redialSink struct {
-	open func(ctx context.Context) (sink, error)
+	open func(ctx context.Context, hosts []string) (sink, error) // nil hosts: the configured ones
 	log  *slog.Logger
 
 	mu       sync.Mutex
@@ -34,7 +34,7 @@ type redialSink struct {
 	opened   time.Time
 }
 
-func newRedialSink(first sink, open func(ctx context.Context) (sink, error), log *slog.Logger) *redialSink {
+func newRedialSink(first sink, open func(ctx context.Context, hosts []string) (sink, error), log *slog.Logger) *redialSink {
 	return &redialSink{open: open, log: log, cur: first, opened: time.Now()}
 }
 
@@ -48,53 +48,54 @@ func (s *redialSink) get() (sink, uint64) {
 // after redialAfter failures in a row.
 func (s *redialSink) result(ctx context.Context, gen uint64, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if gen != s.gen || ctx.Err() != nil {
+	if gen != s.gen || ctx.Err() != nil || IsPermanent(err) { // a bad statement is not a lost store
+		s.mu.Unlock()
 		return
 	}
 	if err == nil {
 		s.failures = 0
+		s.mu.Unlock()
 		return
-	}
-	if IsPermanent(err) {
-		return // a bad statement, not a lost store
 	}
 	s.failures++
-	if s.failures < redialAfter || time.Since(s.opened) < time.Second {
+	failures := s.failures
+	if failures < redialAfter || time.Since(s.opened) < time.Second {
+		s.mu.Unlock()
 		return
 	}
-	s.redialLocked(ctx, "writes keep failing", "failures", s.failures, "err", err)
+	s.opened = time.Now()
+	s.mu.Unlock()
+	s.redial(ctx, nil, "writes keep failing", "failures", failures, "err", err)
 }
 
-// redial opens a new session now, because the store's address changed.
-func (s *redialSink) redial(ctx context.Context, why string, args ...any) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.redialLocked(ctx, why, args...)
-}
-
-// redialLocked opens a new session and closes the old one: writes still
-// in flight on it fail and are retried on the new one. A failed open
-// keeps the old session.
-func (s *redialSink) redialLocked(ctx context.Context, why string, args ...any) bool {
+// redial opens a new session to hosts (nil: the configured ones) and
+// closes the old one: writes still in flight on it fail and are retried
+// on the new one. A failed open keeps the old session. Writes go on on
+// the old session while the new one opens, and another redial may run
+// meanwhile (the store's new address may show up while a session opens
+// to an old one): the last one opened is kept.
+func (s *redialSink) redial(ctx context.Context, hosts []string, why string, args ...any) bool {
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	s.opened = time.Now()
-	next, err := s.open(octx)
+	next, err := s.open(octx, hosts)
 	if err != nil {
 		s.log.Warn("store: "+why+"; a new session did not open", append(args, "open_err", err)...)
 		return false
 	}
 	s.log.Warn("store: "+why+"; opened a new session (the store may have moved)", args...)
+	s.mu.Lock()
 	old := s.cur
 	s.cur, s.gen, s.failures = next, s.gen+1, 0
+	s.mu.Unlock()
 	old.Close()
 	return true
 }
 
 // watch looks the store's host names up every interval until ctx
-// ends and opens a new session as soon as one resolves to an address the
-// current session was not opened with. An empty answer (the old task
+// ends and, as soon as one resolves to an address the current session
+// was not opened with, opens a new session to the new addresses: they
+// are the moved store, while an old one may be a dead node's, still in
+// DNS, that a session would wait for. An empty answer (the old task
 // gone, the new one not yet in DNS) is remembered as no address, so the
 // new task's address counts as new. Addresses given as IPs are not
 // watched.
@@ -107,10 +108,16 @@ func (s *redialSink) watch(ctx context.Context, hosts []string, every time.Durat
 		var addrs []string
 		for _, h := range names {
 			lctx, cancel := context.WithTimeout(ctx, every)
-			a, err := lookup(lctx, h)
+			a, err := lookup(lctx, h.name)
 			cancel()
-			if err == nil {
-				addrs = append(addrs, a...)
+			if err != nil {
+				continue
+			}
+			for _, ip := range a {
+				if h.port != "" {
+					ip = net.JoinHostPort(ip, h.port)
+				}
+				addrs = append(addrs, ip)
 			}
 		}
 		slices.Sort(addrs)
@@ -131,22 +138,26 @@ func (s *redialSink) watch(ctx context.Context, hosts []string, every time.Durat
 			known = now
 			continue
 		}
-		if s.redial(ctx, "store address changed", "new", added, "was", known) {
+		if s.redial(ctx, added, "store address changed", "new", added, "was", known) {
 			known = now
 		}
 	}
 }
 
+// hostPort is a host name to watch and the port given with it, if any.
+type hostPort struct{ name, port string }
+
 // hostNames returns the host names among hosts (host or host:port),
 // leaving out IP addresses.
-func hostNames(hosts []string) []string {
-	var names []string
+func hostNames(hosts []string) []hostPort {
+	var names []hostPort
 	for _, h := range hosts {
-		if host, _, err := net.SplitHostPort(h); err == nil {
-			h = host
+		hp := hostPort{name: h}
+		if host, port, err := net.SplitHostPort(h); err == nil {
+			hp = hostPort{host, port}
 		}
-		if h != "" && net.ParseIP(h) == nil && !slices.Contains(names, h) {
-			names = append(names, h)
+		if hp.name != "" && net.ParseIP(hp.name) == nil && !slices.Contains(names, hp) {
+			names = append(names, hp)
 		}
 	}
 	return names

@@ -38,7 +38,7 @@ func TestRedialSink(t *testing.T) {
 	first, second := &fakeSink{}, &fakeSink{}
 	opens := 0
 	var openErr error
-	open := func(context.Context) (sink, error) {
+	open := func(context.Context, []string) (sink, error) {
 		opens++
 		if openErr != nil {
 			return nil, openErr
@@ -108,8 +108,10 @@ func TestRedialWatch(t *testing.T) {
 	}
 	var opens atomic.Int64
 	var openErr atomic.Bool
-	open := func(context.Context) (sink, error) {
+	var lastHosts atomic.Value
+	open := func(_ context.Context, hosts []string) (sink, error) {
 		opens.Add(1)
+		lastHosts.Store(hosts)
 		if openErr.Load() {
 			return nil, errors.New("connection refused")
 		}
@@ -138,6 +140,9 @@ func TestRedialWatch(t *testing.T) {
 	waitOpens(0, "same address")
 	set("10.0.0.2", "10.0.0.3")
 	waitOpens(1, "a second address")
+	if h := lastHosts.Load().([]string); !slices.Equal(h, []string{"10.0.0.3:9042"}) {
+		t.Fatalf("new session to %v, want the new address only", h)
+	}
 	if !first.closed.Load() {
 		t.Fatal("the first session was not closed")
 	}
@@ -164,8 +169,8 @@ func TestRedialWatch(t *testing.T) {
 }
 
 func TestHostNames(t *testing.T) {
-	got := hostNames([]string{"cql:9042", "cql", "10.0.0.1:9042", "::1", "[fe80::1]:9042", "db.example"})
-	if want := []string{"cql", "db.example"}; !slices.Equal(got, want) {
+	got := hostNames([]string{"cql:9042", "cql", "cql:9042", "10.0.0.1:9042", "::1", "[fe80::1]:9042", "db.example"})
+	if want := []hostPort{{"cql", "9042"}, {"cql", ""}, {"db.example", ""}}; !slices.Equal(got, want) {
 		t.Fatalf("hostNames = %v, want %v", got, want)
 	}
 }
