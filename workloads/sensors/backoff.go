@@ -63,7 +63,18 @@ func (b Backoff) Delay(attempt int) time.Duration {
 // single hiccup stays quiet). It returns ctx's error if ctx ended first,
 // and op's error at once if it is permanent (see Permanent).
 func Retry(ctx context.Context, b Backoff, log *slog.Logger, what string, op func(context.Context) error) error {
+	return retryWake(ctx, b, nil, log, what, op)
+}
+
+// retryWake is Retry that also stops waiting when the channel wake
+// returns (taken before each attempt, so a change during it counts) is
+// closed: the ingester's store session was replaced.
+func retryWake(ctx context.Context, b Backoff, wake func() <-chan struct{}, log *slog.Logger, what string, op func(context.Context) error) error {
 	for attempt := 0; ; attempt++ {
+		var woken <-chan struct{}
+		if wake != nil {
+			woken = wake()
+		}
 		err := op(ctx)
 		if err == nil {
 			if attempt > 0 {
@@ -88,6 +99,8 @@ func Retry(ctx context.Context, b Backoff, log *slog.Logger, what string, op fun
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-woken:
+			t.Stop()
 		case <-t.C:
 		}
 	}

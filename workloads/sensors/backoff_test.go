@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 )
@@ -47,5 +48,35 @@ func TestRetryStopsWithContext(t *testing.T) {
 	}
 	if calls < 2 {
 		t.Fatalf("%d calls: no retry happened", calls)
+	}
+}
+
+// TestRetryWake: a retry waiting out a long backoff goes at once when the
+// wake channel closes, and a change during the attempt counts too.
+func TestRetryWake(t *testing.T) {
+	var mu sync.Mutex
+	ch := make(chan struct{})
+	wake := func() <-chan struct{} { mu.Lock(); defer mu.Unlock(); return ch }
+	swap := func() { mu.Lock(); close(ch); ch = make(chan struct{}); mu.Unlock() }
+	b := Backoff{Min: time.Minute, Max: time.Minute}
+	calls := 0
+	start := time.Now()
+	err := retryWake(context.Background(), b, wake, testLogger(t), "op", func(context.Context) error {
+		calls++
+		switch calls {
+		case 1:
+			go func() { time.Sleep(20 * time.Millisecond); swap() }() // while waiting
+			return errors.New("down")
+		case 2:
+			swap() // during the attempt
+			return errors.New("still down")
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("retryWake: %v after %d calls, want success on the third", err, calls)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("took %v: the waits did not end when woken", d)
 	}
 }

@@ -407,6 +407,10 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 		in.malformed.Add(int64(len(dead)))
 	}
 
+	var wake func() <-chan struct{}
+	if w, ok := store.(interface{ newSession() <-chan struct{} }); ok {
+		wake = w.newSession // retry at once on a store that moved
+	}
 	batches := Batches(readings, in.cfg.BatchRows)
 	work := make(chan Batch)
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -418,7 +422,7 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 			defer wg.Done()
 			for b := range work {
 				attempts := 0
-				err := Retry(ctx, in.cfg.Backoff, in.log, "write batch", func(ctx context.Context) error {
+				err := retryWake(ctx, in.cfg.Backoff, wake, in.log, "write batch", func(ctx context.Context) error {
 					attempts++
 					return store.WriteBatch(ctx, b)
 				})

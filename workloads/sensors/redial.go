@@ -32,10 +32,19 @@ type redialSink struct {
 	gen      uint64 // counts sessions opened
 	failures int    // consecutive failed writes on cur
 	opened   time.Time
+	swapped  chan struct{} // closed when cur is replaced, then made anew
 }
 
 func newRedialSink(first sink, open func(ctx context.Context, hosts []string) (sink, error), log *slog.Logger) *redialSink {
-	return &redialSink{open: open, log: log, cur: first, opened: time.Now()}
+	return &redialSink{open: open, log: log, cur: first, opened: time.Now(), swapped: make(chan struct{})}
+}
+
+// newSession returns a channel closed when the next session replaces the
+// current one: a write waiting to retry need not wait any longer.
+func (s *redialSink) newSession() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.swapped
 }
 
 func (s *redialSink) get() (sink, uint64) {
@@ -86,6 +95,8 @@ func (s *redialSink) redial(ctx context.Context, hosts []string, why string, arg
 	s.mu.Lock()
 	old := s.cur
 	s.cur, s.gen, s.failures = next, s.gen+1, 0
+	close(s.swapped)
+	s.swapped = make(chan struct{})
 	s.mu.Unlock()
 	old.Close()
 	return true
