@@ -24,19 +24,44 @@ type Driver struct {
 	mounts    *mounts
 }
 
+// Options are a driver's settings. The zero value keeps mount IDs in
+// memory and fails a Mount of a volume held elsewhere at once.
+type Options struct {
+	// OwnerWait: a Mount of a volume attached on another node that is
+	// still up tries again for up to this long before it fails. An
+	// orchestrator may notice a dead node before the cluster does (Swarm
+	// with a 1 s heartbeat does), and a Mount that failed at once would
+	// have its task rejected and rescheduled, seconds later, instead of
+	// taking the volume over as soon as the dead node's lease lapses. The
+	// daemon passes its lease TTL and a second.
+	OwnerWait time.Duration
+	// MountsFile, if set, is where the Docker mount IDs using each volume
+	// on this node are kept, so that they outlive a restart of the daemon
+	// (the daemon keeps it in its data dir).
+	MountsFile string
+}
+
 // New returns a driver serving svc, the service of the node whose ID is
-// nodeID. A Mount of a volume attached on another node that is still up
-// tries again for up to ownerWait before it fails: an orchestrator may
-// notice a dead node before the cluster does (Swarm with a 1 s heartbeat
-// does), and a Mount that failed at once would have its task rejected
-// and rescheduled, seconds later, instead of taking the volume over as
-// soon as the dead node's lease lapses. The daemon passes its lease TTL
-// and a second. A nil log discards the driver's messages.
-func New(svc api.Service, nodeID string, ownerWait time.Duration, log *slog.Logger) *Driver {
+// nodeID. A nil log discards the driver's messages. A mounts file that
+// cannot be read is reported in the log and started afresh: the volumes
+// it named stay attached until detached by hand, as before the file.
+func New(svc api.Service, nodeID string, opts Options, log *slog.Logger) *Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{svc: svc, nodeID: nodeID, ownerWait: ownerWait, log: log.With("component", "docker-plugin"), mounts: newMounts()}
+	log = log.With("component", "docker-plugin")
+	d := &Driver{svc: svc, nodeID: nodeID, ownerWait: opts.OwnerWait, log: log, mounts: newMounts()}
+	if opts.MountsFile != "" {
+		onSave := func(err error) {
+			log.Warn("docker mount IDs not saved: a container using the volume will not detach it if the daemon restarts first", "err", err)
+		}
+		m, err := loadMounts(&refsFile{path: opts.MountsFile}, onSave)
+		if err != nil {
+			log.Error("docker mount IDs of an earlier run not read; starting without them", "err", err)
+		}
+		d.mounts = m
+	}
+	return d
 }
 
 // volume is a volume as Docker's Get and List want it.
@@ -119,6 +144,13 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		}
 		d.log.Info("volume attached for docker", "volume", vol, "mount", a.MountPath, "id", id)
 		return a.MountPath, nil
+	}, func() bool {
+		v, err := d.svc.InspectVolume(ctx, vol)
+		here := err == nil && v.Attachment != nil && v.Attachment.Node == d.nodeID
+		if !here {
+			d.log.Info("mount IDs kept from before a restart dropped: the volume is no longer attached here", "volume", vol, "err", err)
+		}
+		return here
 	})
 	if err != nil {
 		return "", err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +18,7 @@ import (
 func newTest(t *testing.T) (*Driver, *fake) {
 	t.Helper()
 	f := newFake("n1")
-	d := New(f, "n1", 0, nil)
+	d := New(f, "n1", Options{}, nil)
 	if err := d.create(context.Background(), "v1", map[string]string{"size": "1G", "repl": "2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +399,7 @@ func TestExplain(t *testing.T) {
 // The Status's replicas name each replica's node and mark the one local to
 // the attach node and those not in sync.
 func TestStatusReplicas(t *testing.T) {
-	d := New(newFake("n1"), "n1", 0, nil)
+	d := New(newFake("n1"), "n1", Options{}, nil)
 	v := &api.Volume{Replicas: []api.Replica{
 		{Node: "n1", InSync: true, Local: true},
 		{Node: "n2", InSync: false},
@@ -440,5 +442,69 @@ func TestMountWithoutID(t *testing.T) {
 	}
 	if f.count("detach") != 1 || f.attachment("v1") != nil {
 		t.Fatalf("not detached after the last unmount (%d detaches)", f.count("detach"))
+	}
+}
+
+// TestMountIDsSurviveRestart: with a mounts file, the mount IDs of
+// containers started before a restart of the daemon are known after it,
+// so the last one's unmount detaches the volume; IDs of a volume that is
+// no longer attached here are dropped at the next mount, which attaches;
+// an unreadable file is started afresh.
+func TestMountIDsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "docker-mounts.json")
+	f := newFake("n1")
+	d := New(f, "n1", Options{MountsFile: file}, nil)
+	if err := d.create(ctx, "v1", map[string]string{"size": "1G"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"id1", "id2"} {
+		if _, err := d.mount(ctx, "v1", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	d = New(f, "n1", Options{MountsFile: file}, nil) // the daemon restarted
+	if err := d.unmount(ctx, "v1", "id1"); err != nil || f.attachment("v1") == nil {
+		t.Fatalf("unmount of one of two IDs after a restart: %v, attachment %v; want it kept", err, f.attachment("v1"))
+	}
+	d = New(f, "n1", Options{MountsFile: file}, nil)
+	if err := d.unmount(ctx, "v1", "id2"); err != nil || f.attachment("v1") != nil || f.count("detach") != 1 {
+		t.Fatalf("last unmount after a restart: %v, attachment %v, %d detaches; want the volume detached", err, f.attachment("v1"), f.count("detach"))
+	}
+	if b, err := os.ReadFile(file); err != nil || strings.Contains(string(b), "v1") {
+		t.Fatalf("mounts file after the last unmount: %q, %v; want no v1", b, err)
+	}
+
+	// Detached behind the daemon's back (here: by another node's takeover).
+	if _, err := d.mount(ctx, "v1", "id3"); err != nil {
+		t.Fatal(err)
+	}
+	f.detachOn("v1")
+	d = New(f, "n1", Options{MountsFile: file}, nil)
+	attaches := f.count("attach")
+	if _, err := d.mount(ctx, "v1", "id4"); err != nil || f.count("attach") != attaches+1 || f.attachment("v1") == nil {
+		t.Fatalf("mount after the volume left this node: %v, %d attaches (was %d); want a new attach", err, f.count("attach"), attaches)
+	}
+	if err := d.unmount(ctx, "v1", "id3"); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.attachment("v1"); a == nil {
+		t.Fatal("an ID from before the volume left this node detached it under a container started since")
+	}
+
+	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f2 := newFake("n1")
+	d = New(f2, "n1", Options{MountsFile: file}, nil)
+	if err := d.create(ctx, "v2", map[string]string{"size": "1G"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.mount(ctx, "v2", "id1"); err != nil {
+		t.Fatalf("mount with an unreadable mounts file: %v", err)
+	}
+	if b, _ := os.ReadFile(file); !strings.Contains(string(b), `"v2"`) {
+		t.Fatalf("mounts file not rewritten: %q", b)
 	}
 }

@@ -25,7 +25,7 @@ func post(t testing.TB, h http.Handler, method, body string) (int, map[string]an
 
 func TestHandlerBadRequests(t *testing.T) {
 	f := newFake("n1")
-	d := New(f, "n1", 0, nil)
+	d := New(f, "n1", Options{}, nil)
 	for _, tc := range []struct {
 		method, body, want string
 	}{
@@ -75,7 +75,7 @@ func TestHandlerBadRequests(t *testing.T) {
 // docker volume ls / inspect / rm.
 func TestHandlerFlow(t *testing.T) {
 	f := newFake("n1")
-	d := New(f, "n1", 0, nil)
+	d := New(f, "n1", Options{}, nil)
 	step := func(method, body string) map[string]any {
 		t.Helper()
 		code, res := post(t, d, method, body)
@@ -150,7 +150,7 @@ func FuzzHandlers(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, m uint8, body string) {
 		svc := newFake("n1")
-		d := New(svc, "n1", 0, nil)
+		d := New(svc, "n1", Options{}, nil)
 		if _, err := svc.CreateVolume(t.Context(), mustSpec(t, "v1")); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"maps"
 	"slices"
 	"sync"
 )
@@ -8,11 +9,14 @@ import (
 // mounts counts, per volume, the Docker mount IDs using it on this node.
 // Docker calls Mount once per container start with a fresh ID and Unmount
 // with the same ID when the container stops, so the first ID attaches the
-// volume and the last one to go detaches it. The counts live in memory
-// only: after a restart of the daemon Docker may unmount IDs it never saw.
+// volume and the last one to go detaches it. With a file (see refsFile)
+// the IDs outlive a restart of the daemon; without, Docker may unmount
+// IDs the daemon never saw, and such a volume stays attached.
 type mounts struct {
-	mu   sync.Mutex
-	vols map[string]*volMounts
+	mu     sync.Mutex
+	vols   map[string]*volMounts
+	file   *refsFile   // nil: in memory only
+	onSave func(error) // told when the file could not be saved
 }
 
 // volMounts is one volume's entry. Its lock is held across the attach or
@@ -20,12 +24,52 @@ type mounts struct {
 // (an unmount's detach cannot undo a concurrent mount's attach).
 type volMounts struct {
 	lock  sync.Mutex
-	users int // goroutines holding or waiting for lock; guarded by mounts.mu
-	ids   map[string]bool
-	path  string // where the volume is mounted while ids is not empty
+	users int             // goroutines holding or waiting for lock; guarded by mounts.mu
+	ids   map[string]bool // changed with lock and mounts.mu held
+	path  string          // where the volume is mounted while ids is not empty
+	// restored: ids were read from the file at start and the volume may
+	// have been detached or taken over since; checked at the next mount.
+	restored bool
 }
 
 func newMounts() *mounts { return &mounts{vols: map[string]*volMounts{}} }
+
+// loadMounts returns counts kept in file, with the IDs it holds.
+func loadMounts(file *refsFile, onSave func(error)) (*mounts, error) {
+	m := &mounts{vols: map[string]*volMounts{}, file: file, onSave: onSave}
+	recs, err := file.load()
+	if err != nil {
+		return m, err
+	}
+	for vol, r := range recs {
+		e := &volMounts{ids: map[string]bool{}, path: r.Path, restored: true}
+		for _, id := range r.IDs {
+			e.ids[id] = true
+		}
+		m.vols[vol] = e
+	}
+	return m, nil
+}
+
+// change applies fn to e's IDs and saves every volume's IDs to the file.
+// The caller holds e.lock.
+func (m *mounts) change(e *volMounts, fn func(ids map[string]bool)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	fn(e.ids)
+	if m.file == nil {
+		return
+	}
+	recs := map[string]refsRecord{}
+	for vol, v := range m.vols {
+		if len(v.ids) > 0 {
+			recs[vol] = refsRecord{Path: v.path, IDs: slices.Collect(maps.Keys(v.ids))}
+		}
+	}
+	if err := m.file.save(recs); err != nil && m.onSave != nil {
+		m.onSave(err)
+	}
+}
 
 // acquire returns vol's entry with its lock held; release gives it back.
 func (m *mounts) acquire(vol string) *volMounts {
@@ -53,10 +97,17 @@ func (m *mounts) release(vol string, e *volMounts) {
 
 // mount records id as a user of vol and returns where vol is mounted. The
 // first user calls attach; if attach fails nothing is recorded. Mounting
-// an id again is a no-op.
-func (m *mounts) mount(vol, id string, attach func() (string, error)) (string, error) {
+// an id again is a no-op. IDs restored from the file count only if
+// attachedHere (asked once) says the volume is still attached here.
+func (m *mounts) mount(vol, id string, attach func() (string, error), attachedHere func() bool) (string, error) {
 	e := m.acquire(vol)
 	defer m.release(vol, e)
+	if e.restored {
+		e.restored = false
+		if len(e.ids) > 0 && !attachedHere() {
+			m.change(e, func(ids map[string]bool) { clear(ids) })
+		}
+	}
 	if e.ids[id] {
 		return e.path, nil
 	}
@@ -67,7 +118,7 @@ func (m *mounts) mount(vol, id string, attach func() (string, error)) (string, e
 		}
 		e.path = path
 	}
-	e.ids[id] = true
+	m.change(e, func(ids map[string]bool) { ids[id] = true })
 	return e.path, nil
 }
 
@@ -81,7 +132,8 @@ func (m *mounts) unmount(vol, id string, detach func() error) (known bool, err e
 	if !e.ids[id] {
 		return false, nil
 	}
-	delete(e.ids, id)
+	e.restored = false // Docker's own unmount: the ID was in use here
+	m.change(e, func(ids map[string]bool) { delete(ids, id) })
 	if len(e.ids) > 0 {
 		return true, nil
 	}

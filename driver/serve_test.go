@@ -38,7 +38,7 @@ func TestServe(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, New(newFake("n1"), "n1", 0, nil), sock) }()
+	go func() { done <- Serve(ctx, New(newFake("n1"), "n1", Options{}, nil), sock) }()
 
 	cl := unixClient(sock)
 	var res *http.Response
@@ -66,7 +66,7 @@ func TestServe(t *testing.T) {
 	}
 
 	// A second plugin on the same socket is refused.
-	err = Serve(context.Background(), New(newFake("n1"), "n1", 0, nil), sock)
+	err = Serve(context.Background(), New(newFake("n1"), "n1", Options{}, nil), sock)
 	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Fatalf("second Serve on a live socket: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestServeRefusesNonSocket(t *testing.T) {
 	if err := os.WriteFile(path, []byte("data"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := Serve(context.Background(), New(newFake("n1"), "n1", 0, nil), path)
+	err := Serve(context.Background(), New(newFake("n1"), "n1", Options{}, nil), path)
 	if err == nil || !strings.Contains(err.Error(), "is not a socket") {
 		t.Fatalf("Serve over a regular file: %v", err)
 	}

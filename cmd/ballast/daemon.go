@@ -336,7 +336,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		// The Docker volume plugin, next to the daemon's own socket; it
 		// stops first at shutdown, so Docker calls no longer reach the node.
 		go func() {
-			err := driver.Serve(sctx, driver.New(n, f.nodeID, f.leaseTTL+time.Second, logger), f.docker)
+			err := driver.Serve(sctx, driver.New(n, f.nodeID, driver.Options{OwnerWait: f.leaseTTL + time.Second, MountsFile: filepath.Join(f.dataDir, "docker-mounts.json")}, logger), f.docker)
 			if err != nil {
 				logger.Error("docker volume plugin failed; stopping", "err", err)
 				stop()
