@@ -1,6 +1,7 @@
 package sensors
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -15,6 +17,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+	"golang.org/x/sys/unix"
 )
 
 // TLSFiles names the files of a TLS client setup; all optional.
@@ -120,7 +123,30 @@ func (k *kafkaClient) dialer() *kafka.Dialer {
 }
 
 func (k *kafkaClient) transport() *kafka.Transport {
-	return &kafka.Transport{DialTimeout: 10 * time.Second, TLS: k.tls, SASL: k.sasl, ClientID: "ballast-workload", MetadataTTL: 10 * time.Second}
+	return &kafka.Transport{Dial: dialUserTimeout, DialTimeout: 10 * time.Second, TLS: k.tls, SASL: k.sasl, ClientID: "ballast-workload", MetadataTTL: 10 * time.Second}
+}
+
+// tcpUserTimeout is how long data sent on a broker connection may go
+// unacknowledged before the connection fails.
+const tcpUserTimeout = 5 * time.Second
+
+// dialUserTimeout dials with TCP_USER_TIMEOUT set to tcpUserTimeout. A
+// broker whose node died silently never answers nor resets: a client
+// that gives each request less time than the transport's own timeout
+// (the lag publisher gives 1 s) abandoned the request but kept the
+// connection, and every later request went to the dead broker (measured
+// in the demo: no lag was published after the broker moved, and the
+// autoscaler never scaled). The kernel now fails such a connection, and
+// the transport dials the broker's new address.
+func dialUserTimeout(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(tcpUserTimeout/time.Millisecond))
+		})
+		return errors.Join(err, serr)
+	}}
+	return d.DialContext(ctx, network, addr)
 }
 
 func (k *kafkaClient) client() *kafka.Client {

@@ -20,6 +20,7 @@ import (
 	"github.com/gocql/gocql"
 	kafka "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/sys/unix"
 )
 
 // selfSigned writes a CA-less self-signed certificate for 127.0.0.1 and
@@ -167,5 +168,32 @@ func TestCassandraConfig(t *testing.T) {
 	cl, _ = CassandraConfig{Hosts: []string{"h"}}.cluster()
 	if cl.Consistency != gocql.LocalQuorum || cl.Authenticator != nil || cl.SslOpts != nil {
 		t.Errorf("defaults: %v %v %v", cl.Consistency, cl.Authenticator, cl.SslOpts)
+	}
+}
+
+// TestDialUserTimeout: broker connections carry TCP_USER_TIMEOUT, so one
+// to a host that died silently fails instead of hanging for good.
+func TestDialUserTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := dialUserTimeout(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	raw, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got int
+	var gerr error
+	if err := raw.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT) }); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	if want := int(tcpUserTimeout / time.Millisecond); got != want {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms, want %d", got, want)
 	}
 }
