@@ -29,10 +29,11 @@ func Alerts(in []Stamped, threshold float64) []Reading {
 
 // writeAlerts writes the alerts newer than the sensors' last ones.
 func (in *Ingester) writeAlerts(ctx context.Context, store sink, alerts []Reading) error {
+	wake := sessionWake(store)
 	for _, a := range alerts {
 		if !in.alerts.known(a.SensorID) {
 			var last Reading
-			err := Retry(ctx, in.cfg.Backoff, in.log, "read last alert", func(ctx context.Context) error {
+			err := retryWake(ctx, in.cfg.Backoff, wake, in.log, "read last alert", func(ctx context.Context) error {
 				var err error
 				last, err = store.LastAlert(ctx, a.SensorID)
 				if errors.Is(err, ErrNoAlert) {
@@ -48,7 +49,7 @@ func (in *Ingester) writeAlerts(ctx context.Context, store sink, alerts []Readin
 		if !in.alerts.newer(a) {
 			continue
 		}
-		if err := Retry(ctx, in.cfg.Backoff, in.log, "write alert", func(ctx context.Context) error {
+		if err := retryWake(ctx, in.cfg.Backoff, wake, in.log, "write alert", func(ctx context.Context) error {
 			return store.WriteAlert(ctx, a)
 		}); err != nil {
 			return err

@@ -303,6 +303,15 @@ func (in *Ingester) newSideWriter() *kafka.Writer {
 	}
 }
 
+// sessionWake returns what tells a retry of a write to store to go at
+// once: a new session (the store moved). Nil for a sink without sessions.
+func sessionWake(store sink) func() <-chan struct{} {
+	if w, ok := store.(interface{ newSession() <-chan struct{} }); ok {
+		return w.newSession
+	}
+	return nil
+}
+
 // commit commits a written chunk: per partition, the offset after its
 // last message. Retried until it succeeds or ctx ends.
 func (in *Ingester) commit(ctx context.Context, r *kafka.Reader, chunk []kafka.Message) error {
@@ -407,10 +416,7 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 		in.malformed.Add(int64(len(dead)))
 	}
 
-	var wake func() <-chan struct{}
-	if w, ok := store.(interface{ newSession() <-chan struct{} }); ok {
-		wake = w.newSession // retry at once on a store that moved
-	}
+	wake := sessionWake(store)
 	batches := Batches(readings, in.cfg.BatchRows)
 	work := make(chan Batch)
 	ctx, cancel := context.WithCancelCause(ctx)
