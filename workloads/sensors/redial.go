@@ -82,8 +82,10 @@ func (s *redialSink) result(ctx context.Context, gen uint64, err error) {
 // on the new one. A failed open keeps the old session. Writes go on on
 // the old session while the new one opens, and another redial may run
 // meanwhile (the store's new address may show up while a session opens
-// to an old one): the last one opened is kept.
+// to the names, which may still resolve to the dead address too): a
+// session is kept only if none replaced the old one while it opened.
 func (s *redialSink) redial(ctx context.Context, hosts []string, why string, args ...any) bool {
+	_, gen := s.get()
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	next, err := s.open(octx, hosts)
@@ -91,8 +93,14 @@ func (s *redialSink) redial(ctx context.Context, hosts []string, why string, arg
 		s.log.Warn("store: "+why+"; a new session did not open", append(args, "open_err", err)...)
 		return false
 	}
-	s.log.Warn("store: "+why+"; opened a new session (the store may have moved)", args...)
 	s.mu.Lock()
+	if s.gen != gen {
+		s.mu.Unlock()
+		next.Close()
+		s.log.Info("store: "+why+"; a newer session opened meanwhile, keeping it", args...)
+		return true
+	}
+	s.log.Warn("store: "+why+"; opened a new session (the store may have moved)", args...)
 	old := s.cur
 	s.cur, s.gen, s.failures = next, s.gen+1, 0
 	close(s.swapped)

@@ -174,3 +174,31 @@ func TestHostNames(t *testing.T) {
 		t.Fatalf("hostNames = %v, want %v", got, want)
 	}
 }
+
+// TestRedialKeepsNewer: a redial whose session opens after another redial
+// replaced the session does not replace the newer one.
+func TestRedialKeepsNewer(t *testing.T) {
+	ctx := context.Background()
+	first, byName, byAddr := &fakeSink{}, &fakeSink{}, &fakeSink{}
+	slow := make(chan struct{})
+	open := func(_ context.Context, hosts []string) (sink, error) {
+		if hosts == nil {
+			<-slow // the names resolve to the dead address too: a slow open
+			return byName, nil
+		}
+		return byAddr, nil
+	}
+	s := newRedialSink(first, open, testLogger(t))
+	done := make(chan bool)
+	go func() { done <- s.redial(ctx, nil, "writes keep failing") }()
+	time.Sleep(10 * time.Millisecond)
+	if !s.redial(ctx, []string{"10.0.0.3:9042"}, "store address changed") {
+		t.Fatal("redial to the new address failed")
+	}
+	close(slow)
+	<-done
+	if cur, _ := s.get(); cur != sink(byAddr) || !byName.closed.Load() || !first.closed.Load() {
+		t.Fatalf("current session %p (want the new address's %p); by-name closed %v, first closed %v",
+			cur, byAddr, byName.closed.Load(), first.closed.Load())
+	}
+}
