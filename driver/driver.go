@@ -144,13 +144,16 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		}
 		d.log.Info("volume attached for docker", "volume", vol, "mount", a.MountPath, "id", id)
 		return a.MountPath, nil
-	}, func() bool {
+	}, func() (string, bool, error) {
 		v, err := d.svc.InspectVolume(ctx, vol)
-		here := err == nil && v.Attachment != nil && v.Attachment.Node == d.nodeID
-		if !here {
-			d.log.Info("mount IDs kept from before a restart dropped: the volume is no longer attached here", "volume", vol, "err", err)
+		if err != nil {
+			return "", false, explain("mount", vol, err)
 		}
-		return here
+		if a := v.Attachment; a != nil && a.Node == d.nodeID {
+			return a.MountPath, true, nil
+		}
+		d.log.Info("mount IDs kept from before a restart dropped: the volume is no longer attached here", "volume", vol)
+		return "", false, nil
 	})
 	if err != nil {
 		return "", err
@@ -180,14 +183,15 @@ func (d *Driver) attach(ctx context.Context, vol string) (*api.Attachment, error
 		}
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return nil, fmt.Errorf("%w (gave up waiting: %w)", err, ctx.Err())
 		case <-time.After(ownerPoll):
 		}
 	}
 }
 
 // unmount releases the mount ID; the last one detaches the volume. An
-// unknown ID succeeds: the counts are lost when the daemon restarts.
+// unknown ID succeeds: without a mounts file, or with one that could not
+// be saved, the IDs of an earlier run are not known.
 func (d *Driver) unmount(ctx context.Context, name, id string) error {
 	vol, err := volumeName(name)
 	if err != nil {
@@ -208,7 +212,7 @@ func (d *Driver) unmount(ctx context.Context, name, id string) error {
 		return nil
 	})
 	if !known {
-		d.log.Info("unmount of a mount ID this daemon does not know (started before a restart?); the volume stays attached", "volume", vol, "id", id)
+		d.log.Info("unmount of a mount ID this daemon does not know (mounted before a restart, its record lost?); the volume stays attached", "volume", vol, "id", id)
 	}
 	return err
 }

@@ -26,7 +26,7 @@ type volMounts struct {
 	lock  sync.Mutex
 	users int             // goroutines holding or waiting for lock; guarded by mounts.mu
 	ids   map[string]bool // changed with lock and mounts.mu held
-	path  string          // where the volume is mounted while ids is not empty
+	path  string          // where the volume is mounted while ids is not empty (set with lock held, ids empty or restored)
 	// restored: ids were read from the file at start and the volume may
 	// have been detached or taken over since; checked at the next mount.
 	restored bool
@@ -98,16 +98,23 @@ func (m *mounts) release(vol string, e *volMounts) {
 // mount records id as a user of vol and returns where vol is mounted. The
 // first user calls attach; if attach fails nothing is recorded. Mounting
 // an id again is a no-op. IDs restored from the file count only if
-// attachedHere (asked once) says the volume is still attached here.
-func (m *mounts) mount(vol, id string, attach func() (string, error), attachedHere func() bool) (string, error) {
+// attachedHere says the volume is still attached here (and where); if it
+// cannot tell, the mount fails and the next one asks again.
+func (m *mounts) mount(vol, id string, attach func() (string, error), attachedHere func() (string, bool, error)) (string, error) {
 	e := m.acquire(vol)
 	defer m.release(vol, e)
-	if e.restored {
-		e.restored = false
-		if len(e.ids) > 0 && !attachedHere() {
+	if e.restored && len(e.ids) > 0 {
+		path, here, err := attachedHere()
+		if err != nil {
+			return "", err
+		}
+		if here {
+			e.path = path
+		} else {
 			m.change(e, func(ids map[string]bool) { clear(ids) })
 		}
 	}
+	e.restored = false
 	if e.ids[id] {
 		return e.path, nil
 	}
@@ -124,8 +131,8 @@ func (m *mounts) mount(vol, id string, attach func() (string, error), attachedHe
 
 // unmount forgets id as a user of vol; when it was the last one it calls
 // detach. The id is forgotten even if detach fails: its container is gone.
-// known is false for an id this process never mounted, which is not an
-// error (the counts do not survive a restart).
+// known is false for an id not recorded, which is not an error (an ID of
+// an earlier run whose record was lost).
 func (m *mounts) unmount(vol, id string, detach func() error) (known bool, err error) {
 	e := m.acquire(vol)
 	defer m.release(vol, e)

@@ -60,7 +60,7 @@ func (f *refsFile) save(vols map[string]refsRecord) error {
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("save docker mount IDs: %w", err)
 	}
 	dir := filepath.Dir(f.path)
 	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+".*")

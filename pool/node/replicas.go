@@ -13,7 +13,7 @@ import (
 )
 
 // member is one replica of an open volume, on this node or another.
-// *localMember and *remote.Client implement it; both carry the epoch of the
+// *localMember and *remoteMember (a *remote.Client) implement it; both carry the epoch of the
 // attachment they were opened for, and the replica refuses their I/O once
 // it is fenced at a newer one.
 type member interface {

@@ -48,13 +48,14 @@ type Client struct {
 
 	w *frameWriter // sends requests, batching those of concurrent callers
 
-	mu         sync.Mutex
-	pending    map[uint64]chan *Frame // by request ID
-	nextID     uint64
-	err        error         // why the connection is dead; set once
-	dead       chan struct{} // closed when err is set
-	suspect    chan struct{} // closed by Suspect; a new one once an answer clears it
-	suspectFor time.Duration // while suspected, how long a request may go unanswered; else 0
+	mu          sync.Mutex
+	pending     map[uint64]chan *Frame // by request ID
+	nextID      uint64
+	err         error         // why the connection is dead; set once
+	dead        chan struct{} // closed when err is set
+	suspect     chan struct{} // closed by Suspect; a new one once an answer clears it
+	suspectFor  time.Duration // while suspected, how long a request may go unanswered; else 0
+	suspectedAt time.Time     // when Suspect was called
 
 	readerDone chan struct{}
 }
@@ -189,20 +190,29 @@ func (c *Client) fail(err error) error {
 	return c.err
 }
 
-// Suspect shortens to d the time a request may go unanswered, for the
-// requests in flight (counted from when each was sent) and later ones,
-// until the server answers one. The node says so when the replica's
-// node was declared down: a live server answers in milliseconds, a dead
-// host never does, and every write of the volume would wait the full
-// timeout for it before the replica leaves the in-sync set.
+// Suspect shortens to d the time a request may go unanswered, counted
+// from now for the requests in flight and from when each is sent for
+// later ones, until the server answers one; then in-flight requests get
+// their full timeout back. The node says so when the replica's node was
+// declared down: a live server answers in milliseconds, a dead host
+// never does, and every write of the volume would wait the full timeout
+// for it before the replica leaves the in-sync set.
 func (c *Client) Suspect(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil || c.suspectFor > 0 || d <= 0 {
 		return
 	}
-	c.suspectFor = d
+	c.suspectFor, c.suspectedAt = d, time.Now()
 	close(c.suspect)
+}
+
+// suspicion returns how long a request may go unanswered (0: the full
+// timeout), since when, and the channel the next Suspect closes.
+func (c *Client) suspicion() (time.Duration, time.Time, chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.suspectFor, c.suspectedAt, c.suspect
 }
 
 // call is one request in flight.
@@ -210,6 +220,7 @@ type call struct {
 	ch       chan *Frame
 	sent     time.Time
 	deadline time.Time
+	hurry    chan struct{} // the client's suspect channel when it was sent
 }
 
 // start sends req and returns the call to wait on. When the write returns,
@@ -226,6 +237,7 @@ func (c *Client) start(req *Frame) (call, error) {
 	req.ID = c.nextID
 	c.nextID++
 	c.pending[req.ID] = cl.ch
+	cl.hurry = c.suspect
 	c.mu.Unlock()
 
 	err := c.w.send(req)
@@ -248,10 +260,7 @@ func (c *Client) start(req *Frame) (call, error) {
 // wait returns the answer to cl, or an error when the connection dies or
 // the answer is late.
 func (c *Client) wait(cl call) (*Frame, error) {
-	c.mu.Lock()
-	hurry := c.suspect
-	c.mu.Unlock()
-	deadline, why := cl.deadline, fmt.Errorf("%w after %v", ErrTimeout, c.timeout)
+	hurry, deadline := cl.hurry, cl.deadline
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
 	for {
@@ -266,18 +275,37 @@ func (c *Client) wait(cl call) (*Frame, error) {
 				return nil, c.fail(nil)
 			}
 		case <-hurry:
+			d, at, next := c.suspicion()
+			if d == 0 { // lifted already: wait for the next one
+				hurry = next
+				continue
+			}
 			hurry = nil
-			c.mu.Lock()
-			d := c.suspectFor
-			c.mu.Unlock()
-			if d > 0 && cl.sent.Add(d).Before(deadline) {
-				deadline, why = cl.sent.Add(d), fmt.Errorf("%w after %v: its node is down", ErrTimeout, d)
+			if short := later(cl.sent, at).Add(d); short.Before(deadline) {
+				deadline = short
 				t.Reset(time.Until(deadline))
 			}
 		case <-t.C:
-			return nil, c.fail(why)
+			if deadline.Equal(cl.deadline) {
+				return nil, c.fail(fmt.Errorf("%w after %v", ErrTimeout, c.timeout))
+			}
+			d, _, next := c.suspicion()
+			if d > 0 {
+				return nil, c.fail(fmt.Errorf("%w after %v: its node is down", ErrTimeout, d))
+			}
+			// The server answered since: it is alive, the request gets
+			// its full time.
+			hurry, deadline = next, cl.deadline
+			t.Reset(time.Until(deadline))
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // roundTrip sends req and waits for the answer, turning a failed status

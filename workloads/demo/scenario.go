@@ -524,7 +524,8 @@ func (r *runner) killNode(ctx context.Context, service string) error {
 func (r *runner) kill(ctx context.Context, node string) error {
 	_, fuse, ferr := nodeLoops(ctx, node)
 	if err := cutNetwork(ctx, node); err != nil {
-		return err
+		_, kerr := docker(ctx, "kill", node) // it must not be left running
+		return errors.Join(err, kerr)
 	}
 	aerr := abortFUSE(r.c.Config, fuse)
 	if aerr != nil || ferr != nil {

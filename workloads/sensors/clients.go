@@ -119,7 +119,7 @@ func saslMechanism(name, user, pass string) (sasl.Mechanism, error) {
 }
 
 func (k *kafkaClient) dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.tls, SASLMechanism: k.sasl, ClientID: "ballast-workload"}
+	return &kafka.Dialer{DialFunc: dialUserTimeout, Timeout: 10 * time.Second, DualStack: true, TLS: k.tls, SASLMechanism: k.sasl, ClientID: "ballast-workload"}
 }
 
 func (k *kafkaClient) transport() *kafka.Transport {

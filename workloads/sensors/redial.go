@@ -2,6 +2,7 @@ package sensors
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"slices"
@@ -74,19 +75,19 @@ func (s *redialSink) result(ctx context.Context, gen uint64, err error) {
 	}
 	s.opened = time.Now()
 	s.mu.Unlock()
-	s.redial(ctx, nil, "writes keep failing", "failures", failures, "err", err)
+	s.redial(ctx, gen, nil, "writes keep failing", "failures", failures, "err", err)
 }
 
 // redial opens a new session to hosts (nil: the configured ones) and
 // closes the old one: writes still in flight on it fail and are retried
 // on the new one. A failed open keeps the old session. Writes go on on
 // the old session while the new one opens, and another redial may run
-// meanwhile (the store's new address may show up while a session opens
-// to the names, which may still resolve to the dead address too): a
-// session is kept only if none replaced the old one while it opened.
-func (s *redialSink) redial(ctx context.Context, hosts []string, why string, args ...any) bool {
-	_, gen := s.get()
-	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+// meanwhile: a session to the store's new addresses always replaces the
+// current one, while one to the configured names (which may still
+// resolve to the dead address too) replaces only session gen, the one
+// whose writes failed.
+func (s *redialSink) redial(ctx context.Context, gen uint64, hosts []string, why string, args ...any) bool {
+	octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	next, err := s.open(octx, hosts)
 	if err != nil {
@@ -94,15 +95,15 @@ func (s *redialSink) redial(ctx context.Context, hosts []string, why string, arg
 		return false
 	}
 	s.mu.Lock()
-	if s.gen != gen {
+	if hosts == nil && s.gen != gen {
 		s.mu.Unlock()
 		next.Close()
 		s.log.Info("store: "+why+"; a newer session opened meanwhile, keeping it", args...)
-		return true
+		return false
 	}
 	s.log.Warn("store: "+why+"; opened a new session (the store may have moved)", args...)
 	old := s.cur
-	s.cur, s.gen, s.failures = next, s.gen+1, 0
+	s.cur, s.gen, s.failures, s.opened = next, s.gen+1, 0, time.Now()
 	close(s.swapped)
 	s.swapped = make(chan struct{})
 	s.mu.Unlock()
@@ -123,14 +124,20 @@ func (s *redialSink) watch(ctx context.Context, hosts []string, every time.Durat
 	if len(names) == 0 {
 		return
 	}
-	resolve := func() []string {
-		var addrs []string
+	// resolve returns the addresses, or ok false when a look-up failed
+	// for another reason than the name not being there (a DNS server
+	// slow to answer is not a moved store).
+	resolve := func() (addrs []string, ok bool) {
 		for _, h := range names {
 			lctx, cancel := context.WithTimeout(ctx, every)
 			a, err := lookup(lctx, h.name)
 			cancel()
-			if err != nil {
+			var dnsErr *net.DNSError
+			if errors.As(err, &dnsErr) && dnsErr.IsNotFound {
 				continue
+			}
+			if err != nil {
+				return nil, false
 			}
 			for _, ip := range a {
 				if h.port != "" {
@@ -140,9 +147,9 @@ func (s *redialSink) watch(ctx context.Context, hosts []string, every time.Durat
 			}
 		}
 		slices.Sort(addrs)
-		return slices.Compact(addrs)
+		return slices.Compact(addrs), true
 	}
-	known := resolve()
+	known, haveKnown := resolve()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -151,13 +158,16 @@ func (s *redialSink) watch(ctx context.Context, hosts []string, every time.Durat
 			return
 		case <-t.C:
 		}
-		now := resolve()
-		added := newAddrs(known, now)
-		if len(added) == 0 {
-			known = now
+		now, ok := resolve()
+		if !ok {
 			continue
 		}
-		if s.redial(ctx, added, "store address changed", "new", added, "was", known) {
+		added := newAddrs(known, now)
+		if !haveKnown || len(added) == 0 {
+			known, haveKnown = now, true
+			continue
+		}
+		if s.redial(ctx, 0, added, "store address changed", "new", added, "was", known) {
 			known = now
 		}
 	}

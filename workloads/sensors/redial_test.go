@@ -3,6 +3,7 @@ package sensors
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,12 @@ func TestRedialWatch(t *testing.T) {
 	defer cancel()
 	var mu sync.Mutex
 	answer := []string{"10.0.0.2"}
+	failing := false
+	fail := func(f bool) {
+		mu.Lock()
+		failing = f
+		mu.Unlock()
+	}
 	set := func(a ...string) {
 		mu.Lock()
 		answer = a
@@ -101,8 +108,11 @@ func TestRedialWatch(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
+		if failing {
+			return nil, &net.DNSError{Err: "i/o timeout", Name: host, IsTimeout: true}
+		}
 		if answer == nil {
-			return nil, errors.New("no such host")
+			return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 		}
 		return slices.Clone(answer), nil
 	}
@@ -148,6 +158,10 @@ func TestRedialWatch(t *testing.T) {
 	}
 	set("10.0.0.3")
 	waitOpens(1, "an address gone")
+	fail(true)
+	waitOpens(1, "look-ups failing")
+	fail(false)
+	waitOpens(1, "the same address after failed look-ups")
 	set()
 	waitOpens(1, "no answer")
 	openErr.Store(true)
@@ -160,9 +174,12 @@ func TestRedialWatch(t *testing.T) {
 		t.Fatalf("a failed open was not tried again (%d opens)", opens.Load())
 	}
 	openErr.Store(false)
-	time.Sleep(50 * time.Millisecond)
-	n := opens.Load()
-	waitOpens(n, "after the open succeeded")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if _, gen := s.get(); gen == 2 {
+			break
+		}
+	}
+	waitOpens(opens.Load(), "after the open succeeded")
 	if cur, gen := s.get(); cur == sink(first) || gen != 2 {
 		t.Fatalf("session generation %d, want 2 (one per successful open)", gen)
 	}
@@ -190,9 +207,9 @@ func TestRedialKeepsNewer(t *testing.T) {
 	}
 	s := newRedialSink(first, open, testLogger(t))
 	done := make(chan bool)
-	go func() { done <- s.redial(ctx, nil, "writes keep failing") }()
+	go func() { done <- s.redial(ctx, 0, nil, "writes keep failing") }()
 	time.Sleep(10 * time.Millisecond)
-	if !s.redial(ctx, []string{"10.0.0.3:9042"}, "store address changed") {
+	if !s.redial(ctx, 0, []string{"10.0.0.3:9042"}, "store address changed") {
 		t.Fatal("redial to the new address failed")
 	}
 	close(slow)
