@@ -6,15 +6,16 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
+
+	"github.com/ballast-io/ballast/pool/atomicfile"
 )
 
 // refsFile keeps the Docker mount IDs using each volume on this node in a
 // file of the daemon's data dir, so that they outlive a restart of the
 // daemon: a container started before the restart then detaches its
 // volume when it stops, as any other does. Each change replaces the file
-// whole (write, fsync, rename, fsync the directory).
+// whole (atomicfile.Write).
 type refsFile struct {
 	path string
 }
@@ -62,36 +63,8 @@ func (f *refsFile) save(vols map[string]refsRecord) error {
 	if err != nil {
 		return fmt.Errorf("save docker mount IDs: %w", err)
 	}
-	dir := filepath.Dir(f.path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+".*")
-	if err != nil {
-		return fmt.Errorf("save docker mount IDs: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename, a no-op
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), f.path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	if err != nil {
+	if err := atomicfile.Write(f.path, b, 0o600); err != nil {
 		return fmt.Errorf("save docker mount IDs: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

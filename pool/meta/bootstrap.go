@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/ballast-io/ballast/pool/atomicfile"
 )
 
 // ClusterConfig is how a node of a multi-node cluster finds or starts its
@@ -98,7 +100,7 @@ func StartCluster(ctx context.Context, c ClusterConfig, log *slog.Logger) (*Clus
 		if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(joinedPath, b, 0o600); err != nil {
+		if err := atomicfile.Write(joinedPath, b, 0o600); err != nil {
 			return nil, fmt.Errorf("record the join: %w", err)
 		}
 		if !ans.Member {

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ballast-io/ballast/pool/atomicfile"
 )
 
 // TLSFiles are the PEM files of a node's etcd TLS identity: the cluster's
@@ -118,17 +120,9 @@ func WriteTLS(dir string, secret []byte, node string, hosts []string) (TLSFiles,
 		mode       os.FileMode
 	}{{f.CA, "CERTIFICATE", ca.Raw, 0o644}, {f.Cert, "CERTIFICATE", der, 0o644}, {f.Key, "PRIVATE KEY", keyDER, 0o600}} {
 		b := pem.EncodeToMemory(&pem.Block{Type: w.kind, Bytes: w.der})
-		if err := writeFileAtomic(w.path, b, w.mode); err != nil {
+		if err := atomicfile.Write(w.path, b, w.mode); err != nil {
 			return f, fmt.Errorf("etcd tls: %w", err)
 		}
 	}
 	return f, nil
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

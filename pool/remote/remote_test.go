@@ -522,6 +522,23 @@ func checkGoroutines(t *testing.T, n int) {
 	}
 }
 
+// serveStub serves st as replica "s" on a loopback port; served gets
+// Serve's result once srv is closed.
+func serveStub(t *testing.T, st *stub) (*Server, net.Listener, <-chan error) {
+	t.Helper()
+	srv, err := NewServer(secret, only("s", st), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	return srv, ln, served
+}
+
 // TestUnresponsiveServer: a server that stops answering (a partition, a
 // hung disk) fails every pending call within the timeout, and later calls
 // at once.
@@ -529,13 +546,7 @@ func TestUnresponsiveServer(t *testing.T) {
 	before := runtime.NumGoroutine()
 	release := make(chan struct{})
 	st := &stub{Mem: block.NewMem(1 << 20), hold: func(string, int64) { <-release }}
-	srv, err := NewServer(secret, only("s", st), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	srv, ln, served := serveStub(t, st)
 
 	const timeout = 300 * time.Millisecond
 	c, err := (&Dialer{Timeout: timeout}).Dial(context.Background(), ln.Addr().String(), secret, "s", 1)
@@ -583,13 +594,7 @@ func TestSuspect(t *testing.T) {
 			time.Sleep(time.Duration(d))
 		}
 	}}
-	srv, err := NewServer(secret, only("s", st), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	srv, ln, served := serveStub(t, st)
 	defer func() { srv.Close(); <-served }()
 	defer close(release)
 	dial := func() *Client {
@@ -656,13 +661,7 @@ func TestServerKilled(t *testing.T) {
 	release := make(chan struct{})
 	var held atomic.Int32
 	st := &stub{Mem: block.NewMem(1 << 20), hold: func(string, int64) { held.Add(1); <-release }}
-	srv, err := NewServer(secret, only("s", st), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	srv, ln, served := serveStub(t, st)
 	c, err := (&Dialer{Timeout: 10 * time.Second}).Dial(context.Background(), ln.Addr().String(), secret, "s", 1)
 	if err != nil {
 		t.Fatal(err)
