@@ -24,10 +24,11 @@ type ackWriter struct {
 	acked int64
 	err   error
 	done  chan struct{}
+	stop  chan struct{}
 }
 
 func startAckWriter(path string) *ackWriter {
-	w := &ackWriter{path: path, acked: -1, done: make(chan struct{})}
+	w := &ackWriter{path: path, acked: -1, done: make(chan struct{}), stop: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -42,6 +43,11 @@ func (w *ackWriter) run() {
 	defer f.Close()
 	rec := make([]byte, 4096)
 	for seq := int64(0); ; seq++ {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
 		fillRecord(rec, seq)
 		if _, err := f.WriteAt(rec, seq*4096); err != nil {
 			w.err = err
@@ -53,6 +59,12 @@ func (w *ackWriter) run() {
 		}
 		w.acked = seq
 	}
+}
+
+// halt stops the writer after the record it is writing.
+func (w *ackWriter) halt() {
+	close(w.stop)
+	<-w.done
 }
 
 // fillRecord fills rec (a 4096-byte record) as record seq: its CRC32C,

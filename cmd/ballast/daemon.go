@@ -11,6 +11,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/keeper"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/node"
@@ -60,6 +62,8 @@ type daemonFlags struct {
 	rebuildMB  int64
 	scrubIn    time.Duration
 	scrubMB    int64
+	keeper     bool
+	grace      time.Duration
 }
 
 func newDaemonCmd() *cobra.Command {
@@ -74,6 +78,9 @@ different disks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			socket, _ := cmd.Flags().GetString("socket")
+			if f.keeper && os.Getenv(keeper.EnvFD) == "" {
+				return superviseDaemon(cmd.Context(), f)
+			}
 			return runDaemon(cmd.Context(), f, socket)
 		},
 	}
@@ -103,7 +110,44 @@ different disks.`,
 	fl.StringVar(&f.csi, "csi-endpoint", "", "serve the CSI driver "+csi.DriverName+" (identity, controller and node services) on this unix socket, e.g. unix:///var/lib/kubelet/plugins/"+csi.DriverName+"/csi.sock; off by default")
 	fl.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9310); off by default")
 	fl.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's /debug/pprof on this address (e.g. 127.0.0.1:6060); off by default")
+	fl.BoolVar(&f.keeper, "keeper", true, "run as a small supervisor that restarts the serving daemon when it dies and keeps its volumes' FUSE connections and loop devices open meanwhile, so that I/O of running containers waits instead of failing")
+	fl.DurationVar(&f.grace, "restart-grace", time.Minute, "with --keeper: how long the volumes' I/O waits for a restarted daemon before it fails")
 	return cmd
+}
+
+// superviseDaemon runs "ballast daemon" as the keeper (pool/keeper): the
+// same command line runs again as its child, the serving daemon, which is
+// restarted whenever it dies. The child is started from the path this
+// process was started by, so a binary replaced on disk serves from the
+// next restart on (an upgrade under running containers).
+func superviseDaemon(ctx context.Context, f *daemonFlags) error {
+	logger, err := newLogger(f.logLevel, f.logJSON)
+	if err != nil {
+		return err
+	}
+	if f.grace <= 0 {
+		return fmt.Errorf("--restart-grace %s: must be positive", f.grace)
+	}
+	bin, err := exec.LookPath(os.Args[0])
+	if err != nil {
+		return fmt.Errorf("find this binary to start the serving daemon: %w", err)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	logger = logger.With("component", "keeper")
+	logger.Info("keeper starting the serving daemon", "binary", bin, "restart_grace", f.grace)
+	s := &keeper.Supervisor{
+		Keeper: keeper.New(f.grace, logger),
+		Log:    logger,
+		Command: func() *exec.Cmd {
+			cmd := exec.Command(bin, os.Args[1:]...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+			return cmd
+		},
+		Backoff: 200 * time.Millisecond,
+	}
+	return s.Run(ctx)
 }
 
 func newLogger(level string, asJSON bool) (*slog.Logger, error) {
@@ -284,10 +328,20 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	}
 	defer cli.Close()
 
-	exp, err := fuseloop.New(filepath.Join(f.dataDir, "fuse"), fuseloop.Options{
+	fopts := fuseloop.Options{
 		MaxWrite: f.maxWrite,
 		Logger:   log.New(slogWriter{logger}, "", 0),
-	})
+	}
+	kc, err := keeper.FromEnv()
+	if err != nil {
+		return err
+	}
+	if kc != nil {
+		defer kc.Close()
+		fopts.Keeper = kc
+		logger.Info("the keeper holds this daemon's volumes across its restarts")
+	}
+	exp, err := fuseloop.New(filepath.Join(f.dataDir, "fuse"), fopts)
 	if err != nil {
 		return fmt.Errorf("fuse exporter: %w", err)
 	}

@@ -85,7 +85,9 @@ func newDaemon(t *testing.T, node string, disks []string, extra ...string) *daem
 		t.Fatal(err)
 	}
 	d := &daemon{t: t, node: node, dir: dir, socket: filepath.Join(dir, "ballast.sock"), logPath: filepath.Join(dir, "daemon.log")}
-	d.args = []string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--node-id", node, "--socket", d.socket, "--docker-socket="}
+	// Without the keeper (--keeper=false): the daemon is one process, and
+	// a kill is the crash of a node's daemon; keeper_test.go turns it on.
+	d.args = []string{"daemon", "--data-dir", filepath.Join(dir, "data"), "--node-id", node, "--socket", d.socket, "--docker-socket=", "--keeper=false"}
 	for _, disk := range disks {
 		d.args = append(d.args, "--pool-dir", filepath.Join(dir, disk))
 	}

@@ -119,7 +119,7 @@ func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mo
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if mount != nil {
+	if mount != nil && !mountedFrom(mountPath, devPath) {
 		if err := mount(devPath); err != nil {
 			return "", fmt.Errorf("attach %s: %w", name, err)
 		}
@@ -204,12 +204,26 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 // stale filesystems a crashed daemon left under mountRoot, then lets the
 // Exporter detach its block devices and FUSE mounts. The next Attach of a
 // volume remounts it (for ext4, after fsck replays the journal).
+//
+// Volumes the Exporter can take over (Adopter) stay as they are, their
+// filesystems mounted and in use; the next Attach takes them over, and
+// FinishRecover cleans up those no Attach took.
 func (a *Attacher) Recover(mountRoot string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var errs []error
+	keep := map[string]bool{}
+	if ad, ok := a.exp.(Adopter); ok {
+		devs, err := ad.Adoptable()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, d := range devs {
+			keep[d] = true
+		}
+	}
 	if mountRoot != "" {
-		if _, err := UnmountAllUnder(mountRoot); err != nil {
+		if _, err := unmountUnder(mountRoot, func(src string) bool { return !keep[src] }); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -217,4 +231,39 @@ func (a *Attacher) Recover(mountRoot string) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// FinishRecover runs after the daemon attached again what it had attached
+// before its restart: the volumes a previous daemon left to take over that
+// no Attach took (moved to another node meanwhile, say) are unmounted from
+// under mountRoot and given up.
+func (a *Attacher) FinishRecover(mountRoot string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ad, ok := a.exp.(Adopter)
+	if !ok {
+		return nil
+	}
+	devs, err := ad.Adoptable()
+	if err != nil || len(devs) == 0 {
+		return err
+	}
+	drop := map[string]bool{}
+	for _, d := range devs {
+		drop[d] = true
+	}
+	var errs []error
+	if mountRoot != "" {
+		if _, err := unmountUnder(mountRoot, func(src string) bool { return drop[src] }); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(append(errs, ad.ReleaseUnadopted())...)
+}
+
+// mountedFrom tells whether devPath is mounted at mountPath already: a
+// volume taken over from a previous daemon is.
+func mountedFrom(mountPath, devPath string) bool {
+	src, err := MountSource(mountPath)
+	return err == nil && src == devPath
 }

@@ -31,6 +31,18 @@ type Exporter interface {
 	Recover() error
 }
 
+// Adopter is an Exporter that can take volumes over from a previous
+// daemon whose kernel-side descriptors were kept across its restart
+// (fuseloop with a keeper): their block devices, and the filesystems on
+// them, never went away.
+type Adopter interface {
+	// Adoptable returns the block devices of the volumes left to take
+	// over, by volume name; Export of one of them takes it over.
+	Adoptable() (map[string]string, error)
+	// ReleaseUnadopted gives up the volumes no Export took over.
+	ReleaseUnadopted() error
+}
+
 // ValidateName checks a volume name by the rules every front door uses
 // (spec.ValidateName): the name becomes a directory here.
 func ValidateName(name string) error { return spec.ValidateName("volume name", name) }

@@ -200,6 +200,12 @@ func MountsUnder(root string) ([]string, error) {
 // UnmountAllUnder lazily unmounts every mount strictly under root (the
 // stale filesystems of a crashed daemon) and returns what it unmounted.
 func UnmountAllUnder(root string) ([]string, error) {
+	return unmountUnder(root, func(string) bool { return true })
+}
+
+// unmountUnder lazily unmounts the mounts strictly under root whose
+// source device pick chooses.
+func unmountUnder(root string, pick func(source string) bool) ([]string, error) {
 	mps, err := MountsUnder(root)
 	if err != nil {
 		return nil, err
@@ -207,6 +213,9 @@ func UnmountAllUnder(root string) ([]string, error) {
 	var done []string
 	var errs []error
 	for _, mp := range mps {
+		if src, err := MountSource(mp); err == nil && !pick(src) {
+			continue
+		}
 		err := unix.Unmount(mp, unix.MNT_DETACH)
 		switch {
 		case err == nil:

@@ -40,6 +40,9 @@ type Frontend interface {
 	// the device.
 	Detach(ctx context.Context, name, mountPath string) error
 	Recover(mountRoot string) error
+	// FinishRecover gives up what Recover left for a takeover that no
+	// attach took (see frontend.Attacher.FinishRecover).
+	FinishRecover(mountRoot string) error
 }
 
 // Config says what a node is and where its files go.

@@ -13,7 +13,9 @@ import (
 // recover brings this node back to a consistent state after a crash:
 // stale mounts and devices of the previous daemon go, half-done creates are
 // rolled back, half-done deletes finished, and volumes attached here are
-// attached again at the same mount path.
+// attached again at the same mount path. A volume whose FUSE connection
+// and loop device the keeper held across the restart is taken over as it
+// is: its filesystem stays mounted, and the I/O that waited is served.
 func (n *Node) recover(ctx context.Context) error {
 	if err := n.front.Recover(n.cfg.MountDir); err != nil {
 		return fmt.Errorf("clean up stale mounts: %w", err)
@@ -55,6 +57,9 @@ func (n *Node) recover(ctx context.Context) error {
 		if _, err := n.attachLocked(ctx, a.Volume, api.AttachOptions{Block: a.Block}); err != nil {
 			errs = append(errs, fmt.Errorf("re-attach %s: %w", a.Volume, err))
 		}
+	}
+	if err := n.front.FinishRecover(n.cfg.MountDir); err != nil {
+		errs = append(errs, fmt.Errorf("give up volumes kept for a takeover: %w", err))
 	}
 	return errors.Join(errs...)
 }

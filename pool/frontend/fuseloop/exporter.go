@@ -37,6 +37,7 @@
 package fuseloop
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -65,6 +66,9 @@ type Options struct {
 	// release a busy volume (e.g. a filesystem still mounted on it) after
 	// lazily unmounting its FUSE mount. Default 10 s.
 	UnmountTimeout time.Duration
+	// Keeper, when set, keeps each exported volume's FUSE connection and
+	// loop device open across daemon restarts; see Keeper.
+	Keeper Keeper
 }
 
 // Exporter implements frontend.Exporter with FUSE + loop devices. Each
@@ -75,6 +79,10 @@ type Exporter struct {
 
 	mu   sync.Mutex
 	vols map[string]*export
+	// adoptable are the volumes a previous daemon left with the keeper,
+	// found by Recover: Export takes them over instead of cleaning up.
+	adoptable  map[string]heldState
+	heldLoaded bool
 }
 
 var _ frontend.Exporter = (*Exporter)(nil)
@@ -87,6 +95,8 @@ type export struct {
 	served  chan struct{} // closed when srv.Serve returns
 	loop    *os.File      // open loop device (nil after detach)
 	devPath string
+	mounted bool // its FUSE mount is up
+	held    bool // the keeper holds its descriptors
 }
 
 // New returns an Exporter keeping its FUSE mounts under stateDir (a
@@ -114,7 +124,7 @@ func New(stateDir string, opts Options) (*Exporter, error) {
 	if opts.Logger == nil {
 		opts.Logger = log.New(io.Discard, "", 0)
 	}
-	return &Exporter{stateDir: abs, opts: opts, vols: map[string]*export{}}, nil
+	return &Exporter{stateDir: abs, opts: opts, vols: map[string]*export{}, adoptable: map[string]heldState{}}, nil
 }
 
 // StateDir is the directory holding the per-volume FUSE mounts.
@@ -168,6 +178,20 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	}
 
 	mnt := e.MountPoint(name)
+	if _, ok := e.adoptable[name]; ok {
+		delete(e.adoptable, name)
+		x, err := e.takeOver(name, mnt, dev)
+		if err == nil {
+			x.held = true
+			e.vols[name] = x
+			e.opts.Logger.Printf("fuseloop: took over %s from the previous daemon (%s stayed mounted)", name, x.devPath)
+			return x.devPath, nil
+		}
+		e.opts.Logger.Printf("fuseloop: cannot take %s over from the previous daemon, starting it afresh: %v", name, err)
+		if derr := e.opts.Keeper.Drop(name); derr != nil {
+			e.opts.Logger.Printf("fuseloop: release %s's held descriptors: %v", name, derr)
+		}
+	}
 	// Leftovers of a crashed daemon at this path: clean them first.
 	if err := e.cleanStale(mnt); err != nil {
 		return "", err
@@ -184,10 +208,18 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 		}
 	}()
 
-	srv, err := fuse.NewServer(newDiskFS(dev, e.opts.Logger), mnt, e.mountOptions(name))
+	opts := e.mountOptions(name)
+	fuseDev, err := mountFUSE(mnt, name, opts)
 	if err != nil {
 		close(x.served)
-		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
+		return "", fmt.Errorf("fuseloop: %w", err)
+	}
+	defer fuseDev.Close() // go-fuse serves a copy; the keeper may hold another
+	x.mounted = true      // unmounted on failure from here on
+	srv, err := serveFD(newDiskFS(dev, e.opts.Logger), fuseDev, opts)
+	if err != nil {
+		close(x.served)
+		return "", fmt.Errorf("fuseloop: serve %s: %w", mnt, err)
 	}
 	x.srv = srv
 	go func() {
@@ -209,6 +241,15 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	}
 	x.loop = lf
 	x.devPath = lf.Name()
+	if e.opts.Keeper != nil {
+		st, _ := json.Marshal(heldState{Mount: mnt, Device: x.devPath, MaxWrite: e.opts.MaxWrite})
+		if err := e.opts.Keeper.Hold(name, st, fuseDev, lf); err != nil {
+			// The volume works; only a restart of this daemon fails its I/O.
+			e.opts.Logger.Printf("fuseloop: the keeper cannot hold %s (its I/O will not survive a daemon restart): %v", name, err)
+		} else {
+			x.held = true
+		}
+	}
 	e.vols[name] = x
 	return x.devPath, nil
 }
@@ -276,6 +317,13 @@ func (e *Exporter) Unexport(name string) error {
 // teardown undoes whatever part of an export exists. Safe to call again.
 func (e *Exporter) teardown(x *export) error {
 	var errs []error
+	if x.held {
+		if err := e.opts.Keeper.Drop(x.name); err != nil {
+			errs = append(errs, fmt.Errorf("release held descriptors: %w", err))
+		} else {
+			x.held = false
+		}
+	}
 	if x.loop != nil {
 		if err := detachLoop(x.loop); err != nil {
 			errs = append(errs, err)
@@ -283,11 +331,11 @@ func (e *Exporter) teardown(x *export) error {
 		x.loop.Close()
 		x.loop = nil
 	}
-	if x.srv != nil {
+	if x.mounted {
 		if err := e.unmountFUSE(x.mnt, x.served); err != nil {
 			errs = append(errs, err)
 		} else {
-			x.srv = nil
+			x.mounted = false
 		}
 	}
 	if len(errs) == 0 {
@@ -356,6 +404,11 @@ func (e *Exporter) ownsLoop(devPath string) bool {
 			return true
 		}
 	}
+	for _, st := range e.adoptable {
+		if st.Device == devPath {
+			return true
+		}
+	}
 	return false
 }
 
@@ -365,7 +418,66 @@ func (e *Exporter) owns(mnt string) bool {
 			return true
 		}
 	}
+	for _, st := range e.adoptable {
+		if st.Mount == mnt {
+			return true
+		}
+	}
 	return false
+}
+
+// Adoptable returns the block devices of the volumes a previous daemon
+// left with the keeper (found by Recover) that no Export took over yet,
+// by volume name. A filesystem mounted on one stays mounted.
+func (e *Exporter) Adoptable() (map[string]string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	err := e.loadHeld()
+	out := map[string]string{}
+	for name, st := range e.adoptable {
+		out[name] = st.Device
+	}
+	return out, err
+}
+
+// loadHeld asks the keeper, once, what a previous daemon left with it.
+func (e *Exporter) loadHeld() error {
+	if e.opts.Keeper == nil || e.heldLoaded {
+		return nil
+	}
+	held, err := e.held()
+	if err != nil {
+		return fmt.Errorf("fuseloop: ask the keeper what it holds: %w", err)
+	}
+	e.heldLoaded = true
+	for name, st := range held {
+		if _, ok := e.vols[name]; !ok {
+			e.adoptable[name] = st
+		}
+	}
+	return nil
+}
+
+// ReleaseUnadopted lets go of the volumes Recover found held that no
+// Export took over (say the volume moved to another node meanwhile): the
+// keeper closes them, their I/O fails, and their leftovers are cleaned up
+// as a crashed daemon's are.
+func (e *Exporter) ReleaseUnadopted() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for name, st := range e.adoptable {
+		delete(e.adoptable, name)
+		e.opts.Logger.Printf("fuseloop: %s was held for this daemon but not attached again; releasing it", name)
+		if err := e.opts.Keeper.Drop(name); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", name, err))
+		}
+		if err := e.cleanStale(st.Mount); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", name, err))
+		}
+		_ = os.Remove(st.Mount)
+	}
+	return errors.Join(errs...)
 }
 
 // Recover cleans up after a crashed daemon that used the same state dir:
@@ -374,10 +486,16 @@ func (e *Exporter) owns(mnt string) bool {
 // Exporter are left alone. Filesystems mounted on those loop devices should
 // be unmounted first (frontend.Attacher.Recover does): a loop device still
 // in use is only marked to detach when its last user goes away.
+//
+// With a Keeper, the volumes it still holds are left as they are, for
+// Export to take over; ReleaseUnadopted cleans up those no Export took.
 func (e *Exporter) Recover() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var errs []error
+	if err := e.loadHeld(); err != nil {
+		errs = append(errs, err)
+	}
 	for _, lp := range loopsBackedUnder(e.stateDir) {
 		if e.ownsLoop(lp) {
 			continue

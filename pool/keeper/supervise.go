@@ -1,0 +1,103 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Supervisor runs the serving daemon as a child process, restarts it when
+// it dies, and keeps its descriptors meanwhile (Keeper).
+type Supervisor struct {
+	Keeper *Keeper
+	// Command builds the child's command line; called for every start.
+	Command func() *exec.Cmd
+	Log     *slog.Logger
+	// Backoff is the wait before the first restart after a crash; it
+	// doubles while the child keeps dying young, up to 10 s.
+	Backoff time.Duration
+}
+
+// Run starts the child and restarts it whenever it dies by a signal or
+// exits with an error, until ctx ends (it then sends the child SIGTERM,
+// waits for it and releases what the keeper holds) or the child exits
+// with status 0 by itself. The child dies with the supervisor (SIGKILL).
+func (s *Supervisor) Run(ctx context.Context) error {
+	defer s.Keeper.Close()
+	backoff := max(s.Backoff, 100*time.Millisecond)
+	for {
+		started := time.Now()
+		err := s.runOnce(ctx)
+		if ctx.Err() != nil {
+			return err
+		}
+		var exit *exec.ExitError
+		if err == nil {
+			s.Log.Info("serving daemon exited by itself; stopping")
+			return nil
+		}
+		if !errors.As(err, &exit) {
+			return err // could not start it at all
+		}
+		if time.Since(started) > 30*time.Second {
+			backoff = max(s.Backoff, 100*time.Millisecond)
+		}
+		s.Log.Error("serving daemon died; restarting it (volumes stay mounted, their I/O waits)", "err", err, "after", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// runOnce runs one child to its end.
+func (s *Supervisor) runOnce(ctx context.Context) error {
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("keeper socket: %w", err)
+	}
+	mine := os.NewFile(uintptr(pair[0]), "keeper")
+	theirs := os.NewFile(uintptr(pair[1]), "keeper-child")
+	cmd := s.Command()
+	cmd.ExtraFiles = []*os.File{theirs} // fd 3 in the child
+	cmd.Env = append(cmd.Environ(), EnvFD+"="+strconv.Itoa(3))
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		mine.Close()
+		return fmt.Errorf("start the serving daemon: %w", err)
+	}
+	s.Log.Info("serving daemon started", "pid", cmd.Process.Pid)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := s.Keeper.Serve(mine); err != nil {
+			s.Log.Warn("keeper connection", "err", err)
+		}
+	}()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err = <-exited:
+	case <-ctx.Done():
+		s.Log.Info("stopping the serving daemon", "pid", cmd.Process.Pid)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		err = <-exited
+	}
+	<-served
+	return err
+}
