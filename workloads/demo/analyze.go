@@ -39,8 +39,9 @@ type Failover struct {
 	// attachment fenced), on AttachedOn.
 	Attached   time.Time `json:"attached"`
 	AttachedOn string    `json:"attached_on"`
-	// Resumed: the first sample, once rescheduled, whose committed
-	// readings (stored, then committed by the ingester) went up.
+	// Resumed: the first sample, once rescheduled (for a daemon's death:
+	// once its volume is attached again), whose committed readings
+	// (stored, then committed by the ingester) went up.
 	Resumed time.Time `json:"resumed"`
 }
 
@@ -78,7 +79,11 @@ func Analyze(samples []Sample, f Failure) Failover {
 		if s.Kafka == nil {
 			continue
 		}
-		if !fo.Rescheduled.IsZero() && fo.Resumed.IsZero() && prev != nil && s.Kafka.Committed > prev.Kafka.Committed {
+		// A node's death: the service runs again elsewhere. A daemon's
+		// death: the restarted daemon takes the volume over under the
+		// same containers (no new task), or they are replaced.
+		back := !fo.Rescheduled.IsZero() || (f.Kind == FailDaemon && !fo.Attached.IsZero())
+		if back && fo.Resumed.IsZero() && prev != nil && s.Kafka.Committed > prev.Kafka.Committed {
 			fo.Resumed = s.Time
 		}
 		prev = s

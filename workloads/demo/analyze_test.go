@@ -76,6 +76,26 @@ func TestAnalyze(t *testing.T) {
 	if fo.Recovered() || fo.Seconds() != -1 || !fo.Rescheduled.IsZero() || !fo.Attached.IsZero() {
 		t.Errorf("task never replaced: %+v, want nothing seen", fo)
 	}
+
+	// A daemon killed under task b at 20 s; the restarted daemon takes
+	// the volume over (epoch 4) at 22 s under the same task; readings are
+	// stored again at 23 s. The commit at 21 s, before the takeover, does
+	// not count.
+	takeover := []Sample{
+		mk(19, 1600, "node4", "b", "node4", 3, 1),
+		mk(20, 1700, "node4", "b", "node4", 3, 1),
+		mk(21, 1750, "node4", "b", "node4", 3, 1),
+		mk(22, 1750, "node4", "b", "node4", 4, 1),
+		mk(23, 1900, "node4", "b", "node4", 4, 1),
+	}
+	fo = Analyze(takeover, Failure{Kind: FailDaemon, At: at(20), Service: CQLService, Volume: "sensors_cql-data", Tasks: []string{"b"}, Epoch: 3})
+	if !fo.Rescheduled.IsZero() || !fo.Attached.Equal(at(22)) || !fo.Resumed.Equal(at(23)) || fo.Seconds() != 3 {
+		t.Errorf("takeover: rescheduled %v, attached %v, resumed %v (%.1f s); want no new task, +22s, +23s (3 s)",
+			fo.Rescheduled, fo.Attached.Sub(t0), fo.Resumed.Sub(t0), fo.Seconds())
+	}
+	if note := targetNote(fo); !strings.Contains(note, "same containers carried on") {
+		t.Errorf("takeover note %q", note)
+	}
 }
 
 func TestTimelineAndScaling(t *testing.T) {
@@ -214,7 +234,7 @@ func TestWriteReport(t *testing.T) {
 	}
 	for _, want := range []string{"| Steady state, readings stored/s | 100 |", "docker kill node2 (cql): new task running / volume attached / storing again, s | 5.0 / 3.0 / 7.0 | storing within 10 s meets |",
 		"| Autoscaler, +6 s | 1 -> 2 replicas |", "zero lost meets",
-		"| kill -9 ballast daemon on node4 (cql): new task running / volume attached / storing again, s | 4.0 / - / 14.0 | — |"} {
+		"| kill -9 serving ballast daemon on node4 (cql): new task running / volume attached / storing again, s | 4.0 / - / 14.0 | — |"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md)
 		}

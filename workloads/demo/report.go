@@ -206,7 +206,7 @@ func failoverCells(fo Failover) []string {
 	}
 	what := "docker kill " + fo.Node
 	if fo.Kind == FailDaemon {
-		what = "kill -9 ballast daemon on " + fo.Node
+		what = "kill -9 serving ballast daemon on " + fo.Node
 	}
 	return []string{what, fo.Service, since(fo.Rescheduled), since(fo.Attached), since(fo.Resumed), fo.RunsOn}
 }
@@ -239,11 +239,14 @@ func meetsTarget(fo Failover) bool {
 }
 
 // targetNote says, for a node's death, whether the failover met the
-// target. A daemon killed under running containers has no such target
-// here: they get I/O errors until they are replaced (issue 13 is to keep
-// them running instead).
+// target; for a daemon killed under running containers, whether they
+// carried on (the restarted daemon took their volume over) or saw I/O
+// errors and were replaced.
 func targetNote(fo Failover) string {
-	if fo.Kind != FailKillNode {
+	if fo.Kind == FailDaemon {
+		if fo.Rescheduled.IsZero() {
+			return " (the same containers carried on: the restarted daemon took their volume over)"
+		}
 		return " (the containers on that node saw I/O errors and were replaced)"
 	}
 	if meetsTarget(fo) {

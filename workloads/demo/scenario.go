@@ -542,16 +542,19 @@ func (r *runner) kill(ctx context.Context, node string) error {
 	return nil
 }
 
-// killDaemon kill -9s the Ballast daemon (only) on the node running
-// service; the node's supervisor starts it again a second later.
+// killDaemon kill -9s the serving Ballast daemon (only) on the node
+// running service: the child of "ballast daemon", whose keeper holds the
+// volumes' FUSE connections and starts a new daemon, which takes them
+// over under the running containers.
 func (r *runner) killDaemon(ctx context.Context, service string) error {
 	f, err := r.failure(FailDaemon, service)
 	if err != nil {
 		return err
 	}
-	r.record(f, "kill -9 the Ballast daemon on "+f.Node, fmt.Sprintf("the node running %s; dockerd and the containers stay up", service))
-	if _, err := dockerExec(ctx, f.Node, "sh", "-c", "kill -9 $(cat /run/ballast-demo/ballast.pid)"); err != nil {
-		return err
+	r.record(f, "kill -9 the serving Ballast daemon on "+f.Node, fmt.Sprintf("the node running %s; its keeper, dockerd and the containers stay up", service))
+	const kill = `k=$(cat /run/ballast-demo/ballast.pid) && c=$(cat /proc/$k/task/*/children) && [ -n "$c" ] && kill -9 $c`
+	if out, err := dockerExec(ctx, f.Node, "sh", "-c", kill); err != nil {
+		return fmt.Errorf("kill the serving daemon on %s: %w: %s", f.Node, err, out)
 	}
 	_, rerr := r.recover(ctx, f)
 	if err := r.waitWhole(ctx); err != nil {
