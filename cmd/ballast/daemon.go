@@ -12,9 +12,11 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -117,9 +119,10 @@ different disks.`,
 
 // superviseDaemon runs "ballast daemon" as the keeper (pool/keeper): the
 // same command line runs again as its child, the serving daemon, which is
-// restarted whenever it dies. The child is started from the path this
-// process was started by, so a binary replaced on disk serves from the
-// next restart on (an upgrade under running containers).
+// restarted whenever it dies, and at once on SIGHUP. The child is started
+// from the path this process was started by, so a binary replaced on disk
+// serves from the next restart on: replace it, send SIGHUP, and the
+// running containers' I/O waits for the new daemon (an upgrade).
 func superviseDaemon(ctx context.Context, f *daemonFlags) error {
 	logger, err := newLogger(f.logLevel, f.logJSON)
 	if err != nil {
@@ -137,7 +140,11 @@ func superviseDaemon(ctx context.Context, f *daemonFlags) error {
 	}
 	logger = logger.With("component", "keeper")
 	logger.Info("keeper starting the serving daemon", "binary", bin, "restart_grace", f.grace)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	s := &keeper.Supervisor{
+		Restart: hup,
 		Keeper: keeper.New(f.grace, logger),
 		Log:    logger,
 		Command: func() *exec.Cmd {
@@ -337,6 +344,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		return err
 	}
 	if kc != nil {
+		signal.Ignore(syscall.SIGHUP) // the keeper's signal (a restart), not ours
 		defer kc.Close()
 		fopts.Keeper = kc
 		logger.Info("the keeper holds this daemon's volumes across its restarts")

@@ -36,14 +36,15 @@ func (d *daemon) servingPID() int {
 	return child
 }
 
-// TestRestartKeepsIO kills the serving daemon (kill -9) under a mounted
-// volume that two writers keep busy: one fsyncs 4 KiB records one after
-// another, fio writes with verify=crc32c. The keeper restarts the daemon,
+// TestRestartKeepsIO kills the serving daemon (kill -9; the second time:
+// SIGHUP to the keeper, an upgrade) under a mounted volume that two
+// writers keep busy: one fsyncs 4 KiB records one after another, fio
+// writes with verify=crc32c. The keeper restarts the daemon,
 // which takes the same FUSE connection and loop device over. Neither
 // writer may see an error: their I/O waits, then carries on. Every
 // acknowledged record is there, fio verifies, e2fsck is clean, and the
-// volume is still on the same loop device and mount. Twice, so a daemon
-// that took over can be taken over in turn.
+// volume is still on the same loop device and mount. The second time, a
+// daemon that took over is taken over in turn.
 func TestRestartKeepsIO(t *testing.T) {
 	d := startDaemon(t, "--keeper=true", "--restart-grace=60s")
 	ctx := d.ctx()
@@ -81,7 +82,15 @@ func TestRestartKeepsIO(t *testing.T) {
 			t.Fatal("no serving daemon under the keeper")
 		}
 		before := w.acked
-		if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		how := "killed (kill -9)"
+		if round == 1 {
+			// An upgrade: SIGHUP to the keeper replaces the daemon.
+			how = "replaced (SIGHUP to the keeper)"
+			err = d.cmd.Process.Signal(syscall.SIGHUP)
+		} else {
+			err = syscall.Kill(old, syscall.SIGKILL)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 		t0 := time.Now()
@@ -104,7 +113,7 @@ func TestRestartKeepsIO(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Logf("round %d: daemon %d killed; the new one attached db again after %s (epoch %d)", round, old, time.Since(t0).Round(time.Millisecond), att.Epoch)
+		t.Logf("round %d: daemon %d %s; the new one attached db again after %s (epoch %d)", round, old, how, time.Since(t0).Round(time.Millisecond), att.Epoch)
 		// The writer goes on: more records get acknowledged.
 		for deadline := time.Now().Add(30 * time.Second); w.acked < before+20; {
 			select {

@@ -24,6 +24,10 @@ type Supervisor struct {
 	// Backoff is the wait before the first restart after a crash; it
 	// doubles while the child keeps dying young, up to 10 s.
 	Backoff time.Duration
+	// Restart, when it receives, replaces the child at once (SIGKILL and
+	// start again, from the binary now at its path): an upgrade under
+	// running containers, whose I/O waits meanwhile.
+	Restart <-chan os.Signal
 }
 
 // Run starts the child and restarts it whenever it dies by a signal or
@@ -38,6 +42,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		err := s.runOnce(ctx)
 		if ctx.Err() != nil {
 			return err
+		}
+		if errors.Is(err, errRestart) {
+			continue
 		}
 		var exit *exec.ExitError
 		if err == nil {
@@ -59,6 +66,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		backoff = min(2*backoff, 10*time.Second)
 	}
 }
+
+var errRestart = errors.New("restart asked")
 
 // runOnce runs one child to its end.
 func (s *Supervisor) runOnce(ctx context.Context) error {
@@ -93,6 +102,11 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 	go func() { exited <- cmd.Wait() }()
 	select {
 	case err = <-exited:
+	case <-s.Restart:
+		s.Log.Info("restarting the serving daemon as asked; volumes stay mounted, their I/O waits", "pid", cmd.Process.Pid)
+		_ = cmd.Process.Kill()
+		<-exited
+		err = errRestart
 	case <-ctx.Done():
 		s.Log.Info("stopping the serving daemon", "pid", cmd.Process.Pid)
 		_ = cmd.Process.Signal(syscall.SIGTERM)

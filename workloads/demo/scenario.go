@@ -463,7 +463,7 @@ func (r *runner) recover(ctx context.Context, f Failure) (Failover, error) {
 		fo = Analyze(r.samples, f)
 		r.mu.Unlock()
 		switch {
-		case fo.Rescheduled.IsZero():
+		case fo.Rescheduled.IsZero() && f.Kind != FailDaemon: // a daemon's volume is taken over in place
 			return false, "not rescheduled", nil
 		case fo.Attached.IsZero():
 			return false, "volume not attached again", nil
