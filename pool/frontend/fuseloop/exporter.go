@@ -216,7 +216,8 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	}
 	defer fuseDev.Close() // go-fuse serves a copy; the keeper may hold another
 	x.mounted = true      // unmounted on failure from here on
-	srv, err := serveFD(newDiskFS(dev, e.opts.Logger), fuseDev, opts)
+	fs := newDiskFS(dev, e.opts.Logger)
+	srv, err := serveFD(fs, fuseDev, opts)
 	if err != nil {
 		close(x.served)
 		return "", fmt.Errorf("fuseloop: serve %s: %w", mnt, err)
@@ -242,7 +243,7 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	x.loop = lf
 	x.devPath = lf.Name()
 	if e.opts.Keeper != nil {
-		st, _ := json.Marshal(heldState{Mount: mnt, Device: x.devPath, MaxWrite: e.opts.MaxWrite})
+		st, _ := json.Marshal(heldState{Mount: mnt, Device: x.devPath, MaxWrite: e.opts.MaxWrite, MTime: fs.mtime})
 		if err := e.opts.Keeper.Hold(name, st, fuseDev, lf); err != nil {
 			// The volume works; only a restart of this daemon fails its I/O.
 			e.opts.Logger.Printf("fuseloop: the keeper cannot hold %s (its I/O will not survive a daemon restart): %v", name, err)

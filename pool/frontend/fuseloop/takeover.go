@@ -37,6 +37,10 @@ type heldState struct {
 	Mount    string `json:"mount"`     // the FUSE mount point
 	Device   string `json:"device"`    // the loop device
 	MaxWrite int    `json:"max_write"` // negotiated at INIT: the new reader's buffers must fit it
+	// MTime is the file's times (seconds), the same for every daemon that
+	// serves it: the kernel caches the attributes, and a change of mtime
+	// would make it drop the file's cached data.
+	MTime uint64 `json:"mtime"`
 }
 
 // mountFUSE opens /dev/fuse and mounts it at mnt, as go-fuse's DirectMount
@@ -132,6 +136,9 @@ func (e *Exporter) takeOver(name, mnt string, dev block.Device) (x *export, err 
 	}
 	ch := make(chan started, 1)
 	fs, opts := newDiskFS(dev, e.opts.Logger), e.mountOptions(name)
+	if st.MTime != 0 {
+		fs.mtime = st.MTime
+	}
 	go func() {
 		srv, err := serveFD(fs, fuseDev, opts)
 		ch <- started{srv, err}
