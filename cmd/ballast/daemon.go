@@ -145,8 +145,8 @@ func superviseDaemon(ctx context.Context, f *daemonFlags) error {
 	defer signal.Stop(hup)
 	s := &keeper.Supervisor{
 		Restart: hup,
-		Keeper: keeper.New(f.grace, logger),
-		Log:    logger,
+		Keeper:  keeper.New(f.grace, logger),
+		Log:     logger,
 		Command: func() *exec.Cmd {
 			cmd := exec.Command(bin, os.Args[1:]...)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
