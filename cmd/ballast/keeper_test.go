@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,51 @@ func (d *daemon) servingPID() int {
 	}
 	child, _ := strconv.Atoi(pids[0])
 	return child
+}
+
+// restartServing kills the serving daemon (kill -9), or with upgrade asks
+// the keeper to replace it (SIGHUP), and returns its PID and a clock
+// started then.
+func (d *daemon) restartServing(upgrade bool) (int, func() time.Duration) {
+	d.t.Helper()
+	old := d.servingPID()
+	if old == 0 {
+		d.t.Fatal("no serving daemon under the keeper")
+	}
+	var err error
+	if upgrade {
+		err = d.cmd.Process.Signal(syscall.SIGHUP)
+	} else {
+		err = syscall.Kill(old, syscall.SIGKILL)
+	}
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	t0 := time.Now()
+	return old, func() time.Duration { return time.Since(t0) }
+}
+
+// waitTakenOver waits for a new serving daemon to have attached vol
+// again, at an epoch above epoch, while w (if any) keeps writing.
+func (d *daemon) waitTakenOver(ctx context.Context, vol string, epoch uint64, w *ackWriter) *api.Attachment {
+	d.t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		v, err := d.client.InspectVolume(ctx, vol)
+		if err == nil && v.Attachment != nil && v.Attachment.Epoch > epoch {
+			return v.Attachment
+		}
+		if w != nil {
+			select {
+			case <-w.done:
+				d.t.Fatalf("the writer stopped while the daemon restarted: %v", w.err)
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("%s not attached again 60 s after the daemon was killed", vol)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestRestartKeepsIO kills the serving daemon (kill -9; the second time:
@@ -77,43 +123,14 @@ func TestRestartKeepsIO(t *testing.T) {
 			}
 		})
 		time.Sleep(1500 * time.Millisecond)
-		old := d.servingPID()
-		if old == 0 {
-			t.Fatal("no serving daemon under the keeper")
-		}
 		before := w.acked
 		how := "killed (kill -9)"
 		if round == 1 {
-			// An upgrade: SIGHUP to the keeper replaces the daemon.
 			how = "replaced (SIGHUP to the keeper)"
-			err = d.cmd.Process.Signal(syscall.SIGHUP)
-		} else {
-			err = syscall.Kill(old, syscall.SIGKILL)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		t0 := time.Now()
-		// The keeper starts a new daemon, which attaches db again.
-		for {
-			if pid := d.servingPID(); pid != 0 && pid != old {
-				v, err := d.client.InspectVolume(ctx, "db")
-				if err == nil && v.Attachment != nil && v.Attachment.Epoch > att.Epoch {
-					att = v.Attachment
-					break
-				}
-			}
-			select {
-			case <-w.done:
-				t.Fatalf("round %d: the writer stopped while the daemon restarted: %v", round, w.err)
-			default:
-			}
-			if time.Since(t0) > 60*time.Second {
-				t.Fatalf("round %d: volume not attached again 60 s after the daemon was killed", round)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Logf("round %d: daemon %d %s; the new one attached db again after %s (epoch %d)", round, old, how, time.Since(t0).Round(time.Millisecond), att.Epoch)
+		old, took := d.restartServing(round == 1)
+		att = d.waitTakenOver(ctx, "db", att.Epoch, w)
+		t.Logf("round %d: daemon %d %s; the new one attached db again after %s (epoch %d)", round, old, how, took().Round(time.Millisecond), att.Epoch)
 		// The writer goes on: more records get acknowledged.
 		for deadline := time.Now().Add(30 * time.Second); w.acked < before+20; {
 			select {
@@ -144,4 +161,51 @@ func TestRestartKeepsIO(t *testing.T) {
 	}
 	fioVerify(t, filepath.Join(mnt, "base"), "16M", 7)
 	fsckFrozen(t, mnt)
+}
+
+// TestCSIRestartKeepsMounts stages and publishes a volume through CSI
+// (the kubelet's staging and target bind mounts), writes through the
+// target path, kills the serving daemon and checks that the same bind
+// mounts carry on (no error, acknowledged records there) and that
+// unpublish and unstage work against the new daemon.
+func TestCSIRestartKeepsMounts(t *testing.T) {
+	n := launchCSI(t, "n1", []string{"disk1", "disk2"}, "--keeper=true")
+	ctx := n.ctx()
+	vol := n.create(ctx, "pvc-restart", 256<<20, map[string]string{"repl": "2"}, nil)
+	target := n.stage(ctx, vol.VolumeId, 0)
+	v, err := n.client.InspectVolume(ctx, vol.VolumeId)
+	if err != nil || v.Attachment == nil {
+		t.Fatalf("inspect: %+v, %v", v, err)
+	}
+	w := startAckWriter(filepath.Join(target, "log"))
+	t.Cleanup(func() {
+		select {
+		case <-w.stop:
+		default:
+			w.halt()
+		}
+	})
+	time.Sleep(time.Second)
+	before := w.acked
+	_, took := n.restartServing(false)
+	att := n.waitTakenOver(ctx, vol.VolumeId, v.Attachment.Epoch, w)
+	t.Logf("serving daemon killed; %s attached again after %s", vol.VolumeId, took().Round(time.Millisecond))
+	for deadline := time.Now().Add(30 * time.Second); w.acked < before+20; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer on the CSI target acknowledged only %d records in 30 s (from %d): %v", w.acked, before, w.err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w.halt()
+	if w.err != nil {
+		t.Fatalf("the writer on the CSI target saw an error: %v", w.err)
+	}
+	if src, _ := frontend.MountSource(target); src != att.Device {
+		t.Fatalf("target %s is mounted from %q, the volume is on %s", target, src, att.Device)
+	}
+	checkRecords(t, filepath.Join(target, "log"), w.acked)
+	n.unstage(ctx, vol.VolumeId)
+	if mounted, _ := frontend.IsMounted(target); mounted {
+		t.Fatalf("%s still mounted after NodeUnpublishVolume", target)
+	}
 }
