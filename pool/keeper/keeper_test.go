@@ -203,3 +203,41 @@ exit 3`
 }
 
 func has(m map[string][]byte, k string) bool { _, ok := m[k]; return ok }
+
+// FuzzMessage: whatever a datagram holds, the keeper answers it without
+// panicking, never holds a volume without descriptors, and a name it
+// reports as dropped is gone.
+func FuzzMessage(f *testing.F) {
+	for _, s := range []string{`{"op":"hold","name":"db"}`, `{"op":"take","name":"db"}`, `{"op":"drop","name":"db"}`,
+		`{"op":"list"}`, `{"op":"what"}`, `{`, ``, `{"op":"take","name":""}`, `{"held":{"a":"AA=="}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(pair[0])
+		defer unix.Close(pair[1])
+		if len(b) > maxMessage {
+			b = b[:maxMessage]
+		}
+		if err := unix.Sendmsg(pair[0], b, nil, nil, 0); err != nil {
+			t.Skip(err)
+		}
+		m, files, err := recv(pair[1])
+		if err != nil {
+			return
+		}
+		k := New(time.Minute, quiet())
+		defer k.Close()
+		ans, out := k.handle(1, m, files)
+		closeAll(out)
+		if m.Op == "hold" && ans.Err == "" {
+			t.Fatalf("held %q without descriptors", m.Name)
+		}
+		if len(k.Names()) != 0 {
+			t.Fatalf("something is held after %q: %v", b, k.Names())
+		}
+	})
+}
