@@ -422,6 +422,13 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	} else {
 		csiDone <- nil
 	}
+	if kc != nil {
+		// Started: from here on a death is a crash for the keeper to
+		// restart from, not a start-up error (a bad flag, a taken port).
+		if err := kc.Ready(); err != nil {
+			logger.Warn("could not tell the keeper this daemon serves", "err", err)
+		}
+	}
 	serveErr := api.Serve(sctx, socket, n, logger)
 	stop()
 	if err := <-dockerDone; err != nil && serveErr == nil {

@@ -82,6 +82,13 @@ func (c *Client) Drop(name string) error {
 	return err
 }
 
+// Ready tells the keeper this daemon has started and serves: from then on
+// its death is a crash to restart from, not a start-up error.
+func (c *Client) Ready() error {
+	_, _, err := c.call(message{Op: "ready"}, nil)
+	return err
+}
+
 // Held lists what the keeper holds: each name's state.
 func (c *Client) Held() (map[string][]byte, error) {
 	ans, _, err := c.call(message{Op: "list"}, nil)

@@ -22,6 +22,7 @@ type Keeper struct {
 	entries map[string]*entry
 	gen     int // the last connection served
 	closed  bool
+	ready   bool // some daemon said it serves (Client.Ready)
 }
 
 // entry is one held volume: an opaque state and the descriptors.
@@ -114,6 +115,10 @@ func (k *Keeper) handle(gen int, m message, files []*os.File) (message, []*os.Fi
 			k.log.Info("released volume descriptors", "volume", m.Name)
 		}
 		return message{}, nil
+	case "ready":
+		closeAll(files)
+		k.ready = true
+		return message{}, nil
 	case "list":
 		closeAll(files)
 		held := map[string][]byte{}
@@ -186,6 +191,13 @@ func (k *Keeper) expire() {
 		closeAll(e.files)
 		delete(k.entries, name)
 	}
+}
+
+// Ready reports whether a daemon ever said it serves.
+func (k *Keeper) Ready() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.ready
 }
 
 // Close releases every held volume.

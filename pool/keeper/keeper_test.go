@@ -159,8 +159,9 @@ func TestGrace(t *testing.T) {
 	}
 }
 
-// TestSupervisor: the child gets its end of the keeper socket as fd 3, is
-// restarted when it fails, and gets SIGTERM when the supervisor stops.
+// TestSupervisor: the child gets its end of the keeper socket as fd 3; it
+// is not restarted when it fails before any child served, is restarted
+// when it fails after, and gets SIGTERM when the supervisor stops.
 func TestSupervisor(t *testing.T) {
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Skip("no sh")
@@ -171,6 +172,19 @@ func TestSupervisor(t *testing.T) {
 exit 3`
 	s := &Supervisor{Keeper: New(time.Second, quiet()), Log: quiet(), Backoff: 10 * time.Millisecond,
 		Command: func() *exec.Cmd { return exec.Command("sh", "-c", script, "sh", log) }}
+	// Before any child said it serves, a failing child is a start-up
+	// error (a bad flag): no restart, its error returned.
+	err := s.Run(context.Background())
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(err.Error(), "failed while starting") {
+		t.Fatalf("Run with a child failing at start-up = %v, want its exit status 3", err)
+	}
+	if b, _ := os.ReadFile(log); string(b) != "ok\n" {
+		t.Fatalf("a child failing at start-up was started %q times", b)
+	}
+	os.Remove(log)
+	s.Keeper = New(time.Second, quiet())
+	s.Keeper.ready = true // as if a daemon had served: deaths are crashes now
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -33,7 +33,9 @@ type Supervisor struct {
 // Run starts the child and restarts it whenever it dies by a signal or
 // exits with an error, until ctx ends (it then sends the child SIGTERM,
 // waits for it and releases what the keeper holds) or the child exits
-// with status 0 by itself. The child dies with the supervisor (SIGKILL).
+// with status 0 by itself. A child that fails before any child ever said
+// it serves (Client.Ready: a bad flag, say) is not restarted: Run returns
+// its error. The child dies with the supervisor (SIGKILL).
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.Keeper.Close()
 	backoff := max(s.Backoff, 100*time.Millisecond)
@@ -53,6 +55,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		if !errors.As(err, &exit) {
 			return err // could not start it at all
+		}
+		if !s.Keeper.Ready() {
+			return fmt.Errorf("the serving daemon failed while starting: %w", err)
 		}
 		if time.Since(started) > 30*time.Second {
 			backoff = max(s.Backoff, 100*time.Millisecond)
