@@ -230,8 +230,10 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	if err := srv.WaitMount(); err != nil {
 		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
 	}
-
-	backing, err := os.OpenFile(filepath.Join(mnt, DiskFile), os.O_RDWR|unix.O_DIRECT, 0)
+	if err := pollHack(mnt); err != nil {
+		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
+	}
+	backing, err := openNoPoll(filepath.Join(mnt, DiskFile), unix.O_RDWR|unix.O_DIRECT)
 	if err != nil {
 		return "", fmt.Errorf("fuseloop: open %s with O_DIRECT: %w", filepath.Join(mnt, DiskFile), err)
 	}

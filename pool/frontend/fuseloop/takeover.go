@@ -80,6 +80,37 @@ func serveFD(fs fuse.RawFileSystem, dev *os.File, opts *fuse.MountOptions) (*fus
 	return srv, nil
 }
 
+// pollHack makes the kernel learn, once per connection, that the server
+// does not implement POLL, as go-fuse's WaitMount does for the mounts it
+// makes itself (not for /dev/fd/N ones). Otherwise a file of the mount
+// opened by this process through Go's os package is added to the runtime's
+// epoll, which sends POLL from inside the runtime while it holds its
+// processor: a garbage collection then waits for that thread while the
+// server's readers wait for the collection, and nothing answers the POLL
+// (seen in the CSI sanity suite: the daemon hung in epoll_ctl). go-fuse
+// answers a lookup of its hack file, and POLL with ENOSYS, which the
+// kernel remembers for the connection.
+func pollHack(mnt string) error {
+	fd, err := unix.Open(filepath.Join(mnt, ".go-fuse-epoll-hack"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("poll hack: %w", err)
+	}
+	defer unix.Close(fd)
+	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
+	return nil
+}
+
+// openNoPoll opens a file of a FUSE mount this process serves without
+// adding it to Go's netpoller (see pollHack): os.NewFile keeps a blocking
+// descriptor out of it.
+func openNoPoll(path string, flags int) (*os.File, error) {
+	fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
 // notifyResend asks the kernel to queue again every request a dead daemon
 // read from this connection and never answered (FUSE_NOTIFY_RESEND,
 // protocol 7.40, Linux 6.9); they come back with bit 63 of their unique
