@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./workloads/kafka
 	$(GO) test -run '^$$' -fuzz '^FuzzPlan$$' -fuzztime $(FUZZTIME) ./workloads/autoscale
 	$(GO) test -run '^$$' -fuzz '^FuzzMessage$$' -fuzztime $(FUZZTIME) ./pool/keeper
+	$(GO) test -run '^$$' -fuzz '^FuzzFDStoreState$$' -fuzztime $(FUZZTIME) ./pool/keeper
 
 # fio against ext4 on a plain loop device (the baseline) and against
 # Ballast volumes, printed as ratios; see README "Benchmarks".

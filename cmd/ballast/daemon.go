@@ -153,6 +153,13 @@ func superviseDaemon(ctx context.Context, f *daemonFlags) error {
 			return cmd
 		},
 		Backoff: 200 * time.Millisecond,
+		Store:   keeper.StoreFromEnv(),
+	}
+	if n, err := keeper.RestoreFromEnv(s.Keeper, s.Store); n > 0 || err != nil {
+		logger.Info("volumes handed back by systemd's file descriptor store, for the serving daemon to take over", "volumes", n, "err", err)
+	}
+	if s.Store != nil {
+		logger.Info("systemd keeps the volumes' descriptors across a restart of the keeper (FDSTORE)")
 	}
 	return s.Run(ctx)
 }
@@ -437,11 +444,25 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	if err := <-csiDone; err != nil && serveErr == nil {
 		serveErr = err
 	}
-	logger.Info("shutting down: unmounting volumes (they are attached again on restart)")
+	// A keeper that outlives this daemon (a restart), or hands its
+	// descriptors to systemd, keeps the volumes mounted for the next
+	// daemon; otherwise they are let go of now, without waiting for busy
+	// ones. The attachments stay recorded either way.
+	keep := false
+	if kc != nil {
+		if keep, err = kc.KeepsVolumes(); err != nil {
+			logger.Warn("could not ask the keeper whether the volumes outlive this daemon; letting them go", "err", err)
+		}
+	}
+	if keep {
+		logger.Info("shutting down: volumes stay mounted for the next daemon")
+	} else {
+		logger.Info("shutting down: unmounting volumes (they are attached again on restart)")
+	}
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := n.Close(cctx); err != nil {
-		logger.Error("close node", "err", err)
+	if err := n.Shutdown(cctx, keep); err != nil {
+		logger.Error("shut down node", "err", err)
 	}
 	if ctx.Err() != nil {
 		return nil // stopped by a signal

@@ -56,6 +56,10 @@ type daemon struct {
 	wrap []string
 	// cwd is the daemon's working directory, when not the test's.
 	cwd string
+	// env is added to the daemon's environment; files are passed to it
+	// from fd 3 on (as systemd passes stored descriptors).
+	env   []string
+	files []*os.File
 }
 
 // startDaemon starts a single-node daemon with two pool dirs under a fresh
@@ -122,6 +126,8 @@ func (d *daemon) start() {
 	argv := append(append(slices.Clone(d.wrap), ballastBin), d.args...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Dir = d.cwd
+	d.cmd.Env = append(os.Environ(), d.env...)
+	d.cmd.ExtraFiles = d.files
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// If the test binary dies without its cleanups (a panic), the daemon
 	// still stops, and SIGTERM makes it unmount its volumes on the way.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
 )
@@ -198,6 +199,67 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 	}
 	delete(a.attached, name)
 	return nil
+}
+
+// Abandon lets go of volume name at once: its filesystem (at mountPath;
+// "" for a raw block volume) is unmounted, lazily when busy, and its
+// device removed without waiting for its users (Exporter.Abort), whose
+// I/O fails from then on. For a volume another node took over: the
+// containers still on it are on a dead filesystem either way, and the
+// next Docker or CSI call about it finds nothing left to undo here.
+func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var errs []error
+	if mountPath != "" {
+		if err := Unmount(mountPath); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := a.exp.Abort(name); err != nil {
+		errs = append(errs, err)
+	}
+	delete(a.attached, name)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("abandon %s: %w", name, err)
+	}
+	return nil
+}
+
+// Shutdown lets go of volume name when the daemon stops and nothing keeps
+// its device for the next daemon: its data is synced first; an idle
+// filesystem is then unmounted and its device removed as Detach does, a
+// busy one (a container still uses it) is abandoned at once (Abandon)
+// rather than waited for: the daemon's exit would end its I/O anyway.
+// A raw block volume is always abandoned after the sync: who holds it
+// open cannot be told.
+func (a *Attacher) Shutdown(ctx context.Context, name, mountPath string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	target := a.attached[name].devPath
+	a.mu.Unlock()
+	if mountPath != "" {
+		target = mountPath
+	}
+	var syncErr error
+	if target != "" {
+		syncErr = syncWithin(target, 2*time.Second)
+	}
+	if mountPath != "" {
+		busy, err := unmountIdle(mountPath)
+		if err != nil {
+			return fmt.Errorf("shut down %s: %w", name, errors.Join(syncErr, err))
+		}
+		if !busy {
+			return errors.Join(syncErr, a.Detach(ctx, name, ""))
+		}
+	}
+	return errors.Join(syncErr, a.Abandon(ctx, name, mountPath))
 }
 
 // Recover runs at daemon start, before any Attach: it lazily unmounts the

@@ -23,6 +23,10 @@ type Exporter interface {
 	Export(name string, dev block.Device) (devPath string, err error)
 	// Unexport removes the block device of name. Idempotent.
 	Unexport(name string) error
+	// Abort removes the block device of name at once, without waiting
+	// for its users to let go: their I/O fails from then on. For a volume
+	// another node took over, and for a busy one at shutdown.
+	Abort(name string) error
 	// Grow makes the kernel see the new size of name's device after the
 	// block.Device exported as name grew. Idempotent.
 	Grow(name string) error

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -148,6 +149,65 @@ func Unmount(target string) error {
 		}
 	}
 	return fmt.Errorf("unmount %s: still mounted", target)
+}
+
+// unmountIdle unmounts target (every mount stacked on it) unless it is
+// busy: then it leaves it mounted and says so. Not mounted is idle.
+func unmountIdle(target string) (busy bool, err error) {
+	target, err = filepath.Abs(target)
+	if err != nil {
+		return false, err
+	}
+	for i := 0; i < 16; i++ {
+		m, err := mountAt(target)
+		if err != nil {
+			return false, err
+		}
+		if m == nil {
+			return false, nil
+		}
+		err = unix.Unmount(target, 0)
+		if errors.Is(err, unix.EBUSY) {
+			return true, nil
+		}
+		if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return false, fmt.Errorf("unmount %s: %w", target, err)
+		}
+	}
+	return false, fmt.Errorf("unmount %s: still mounted", target)
+}
+
+// syncWithin writes what the kernel caches for path out to its device:
+// syncfs(2) of the filesystem mounted at path, or fsync(2) of a block
+// device. It gives up waiting after d (the sync goes on in the
+// background): a volume whose replicas stopped answering must not hold a
+// shutdown up.
+func syncWithin(path string, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.Open(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err == nil && st.Mode()&os.ModeDevice != 0 {
+			err = f.Sync()
+		} else if err == nil {
+			err = unix.Syncfs(int(f.Fd()))
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", path, err)
+		}
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("sync %s: not done after %s", path, d)
+	}
 }
 
 // Freeze blocks new writes to the filesystem mounted at target and flushes

@@ -89,6 +89,15 @@ func (c *Client) Ready() error {
 	return err
 }
 
+// KeepsVolumes asks whether what the keeper holds outlives this daemon: it
+// does unless the keeper itself is stopping with nowhere to hand it
+// (systemd's file descriptor store). A daemon stopping with its volumes
+// kept leaves them exactly as they are, for the next daemon to take over.
+func (c *Client) KeepsVolumes() (bool, error) {
+	ans, _, err := c.call(message{Op: "plan"}, nil)
+	return ans.Keep, err
+}
+
 // Held lists what the keeper holds: each name's state.
 func (c *Client) Held() (map[string][]byte, error) {
 	ans, _, err := c.call(message{Op: "list"}, nil)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +24,9 @@ type Keeper struct {
 	gen     int // the last connection served
 	closed  bool
 	ready   bool // some daemon said it serves (Client.Ready)
+
+	stopping bool // the supervisor is stopping (Stop)
+	store    bool // ... and hands the held volumes to a store that outlives it
 }
 
 // entry is one held volume: an opaque state and the descriptors.
@@ -119,6 +123,9 @@ func (k *Keeper) handle(gen int, m message, files []*os.File) (message, []*os.Fi
 		closeAll(files)
 		k.ready = true
 		return message{}, nil
+	case "plan":
+		closeAll(files)
+		return message{Keep: !k.stopping || k.store}, nil
 	case "list":
 		closeAll(files)
 		held := map[string][]byte{}
@@ -193,11 +200,59 @@ func (k *Keeper) expire() {
 	}
 }
 
+// Stop tells the daemons asking (Client.KeepsVolumes) that the keeper is
+// stopping, and whether what it holds will outlive it (store: handed to
+// systemd's file descriptor store for the next keeper).
+func (k *Keeper) Stop(store bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopping, k.store = true, store
+}
+
 // Ready reports whether a daemon ever said it serves.
 func (k *Keeper) Ready() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.ready
+}
+
+// held is one entry as handed to (or restored from) a store.
+type held struct {
+	Name  string
+	State []byte
+	Files []*os.File
+}
+
+// take removes and returns every held volume; the caller owns the files.
+func (k *Keeper) take() []held {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []held
+	for name, e := range k.entries {
+		out = append(out, held{Name: name, State: e.state, Files: e.files})
+		delete(k.entries, name)
+	}
+	slices.SortFunc(out, func(a, b held) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// restore holds h as a volume whose daemon went away just now (a previous
+// keeper's, restored from a store): the next daemon takes it over within
+// the grace, or it is released.
+func (k *Keeper) restore(hs []held) {
+	if len(hs) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	now := time.Now()
+	for _, h := range hs {
+		if old, ok := k.entries[h.Name]; ok {
+			closeAll(old.files)
+		}
+		k.entries[h.Name] = &entry{state: h.State, files: h.Files, since: now}
+	}
+	time.AfterFunc(k.grace, k.expire)
 }
 
 // Close releases every held volume.

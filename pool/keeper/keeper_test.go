@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -214,6 +215,104 @@ exit 3`
 	if err := s.Run(context.Background()); err != nil {
 		t.Fatalf("Run after a clean exit: %v", err)
 	}
+
+	// ... unless it left volumes held (stopped by a SIGTERM of its own):
+	// the next child takes them over.
+	os.Remove(log)
+	s.Keeper = New(time.Minute, quiet())
+	s.Keeper.ready = true
+	_, w := heldPipe(t)
+	s.Keeper.restore([]held{{Name: "db", Files: []*os.File{w}}})
+	s.Command = func() *exec.Cmd {
+		return exec.Command("sh", "-c", `echo x >>"$1"; [ $(wc -l <"$1") -ge 2 ] && exec sleep 60; exit 0`, "sh", log)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	go func() { done <- s.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(log); string(b) == "x\nx\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(log)
+			t.Fatalf("a child that exited 0 leaving a volume held was not restarted: starts %q", b)
+		}
+	}
+	cancel()
+	<-done
+}
+
+// TestFDStoreState: what Save hands systemd, restore takes back: each
+// volume with its state and its own descriptors, whatever order systemd
+// passes them in; a state naming a descriptor systemd did not pass loses
+// that volume, not the others.
+func TestFDStoreState(t *testing.T) {
+	r1, w1 := heldPipe(t)
+	_, w2 := heldPipe(t)
+	state, err := json.Marshal([]storedVolume{
+		{Name: "a", State: []byte("sa"), Fds: []string{"ballast-v0-0"}},
+		{Name: "b", State: []byte("sb"), Fds: []string{"ballast-v1-0", "ballast-v1-1"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf, err := os.CreateTemp(t.TempDir(), "state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf.Write(state)
+	hs, err := restore([]*os.File{w2, mf, w1}, []string{"ballast-v1-0", stateName, "ballast-v0-0"})
+	if len(hs) != 1 || hs[0].Name != "a" || string(hs[0].State) != "sa" || len(hs[0].Files) != 1 {
+		t.Fatalf("restore = %+v", hs)
+	}
+	if err == nil || !strings.Contains(err.Error(), "ballast-v1-1 missing") {
+		t.Fatalf("restore of b without its second descriptor: %v", err)
+	}
+	if _, err := hs[0].Files[0].Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(r1, b); err != nil || b[0] != 'y' {
+		t.Fatalf("a got another descriptor than its own: %q %v", b, err)
+	}
+	hs[0].Files[0].Close()
+}
+
+// FuzzFDStoreState: whatever the state memfd holds, restore neither
+// panics nor gives a volume without descriptors or one descriptor twice.
+func FuzzFDStoreState(f *testing.F) {
+	f.Add([]byte(`[{"name":"a","fds":["x"]},{"name":"b","fds":["x","y"]}]`))
+	f.Add([]byte(`[{"name":"","fds":["x"]}]`))
+	f.Add([]byte(`{`))
+	f.Fuzz(func(t *testing.T, state []byte) {
+		mfd, err := unix.MemfdCreate("state", unix.MFD_CLOEXEC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := []*os.File{os.NewFile(uintptr(mfd), "state")}
+		for range 2 {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Close()
+			files = append(files, w)
+		}
+		files[0].Write(state)
+		hs, _ := restore(files, []string{stateName, "x", "y"})
+		seen := map[*os.File]bool{}
+		for _, h := range hs {
+			if len(h.Files) == 0 || h.Name == "" {
+				t.Fatalf("restored %+v", h)
+			}
+			for _, fl := range h.Files {
+				if seen[fl] {
+					t.Fatalf("descriptor %s given twice", fl.Name())
+				}
+				seen[fl] = true
+				fl.Close()
+			}
+		}
+	})
 }
 
 func has(m map[string][]byte, k string) bool { _, ok := m[k]; return ok }

@@ -28,16 +28,23 @@ type Supervisor struct {
 	// start again, from the binary now at its path): an upgrade under
 	// running containers, whose I/O waits meanwhile.
 	Restart <-chan os.Signal
+	// Store, when set, receives what the keeper holds when the supervisor
+	// stops (systemd's file descriptor store), so that the volumes' I/O
+	// waits for the next supervisor instead of failing.
+	Store *FDStore
 }
 
 // Run starts the child and restarts it whenever it dies by a signal or
-// exits with an error, until ctx ends (it then sends the child SIGTERM,
-// waits for it and releases what the keeper holds) or the child exits
-// with status 0 by itself. A child that fails before any child ever said
-// it serves (Client.Ready: a bad flag, say) is not restarted: Run returns
-// its error. The child dies with the supervisor (SIGKILL).
+// exits with an error, until ctx ends or the child exits with status 0 by
+// itself, holding nothing. When ctx ends it tells the child whether the
+// volumes outlive the keeper (Client.KeepsVolumes: with a Store they do),
+// sends it SIGTERM, waits for it, and hands what the keeper holds to the
+// Store or releases it. A child that fails before any child ever said it
+// serves (Client.Ready: a bad flag, say) is not restarted: Run returns its
+// error. The child dies with the supervisor (SIGKILL).
 func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.Keeper.Close()
+	defer s.save()
 	backoff := max(s.Backoff, 100*time.Millisecond)
 	for {
 		started := time.Now()
@@ -50,8 +57,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 		var exit *exec.ExitError
 		if err == nil {
-			s.Log.Info("serving daemon exited by itself; stopping")
-			return nil
+			if len(s.Keeper.Names()) == 0 {
+				s.Log.Info("serving daemon exited by itself; stopping")
+				return nil
+			}
+			// Stopped by a signal of its own, leaving its volumes to
+			// the next daemon: start it.
+			s.Log.Info("serving daemon exited, leaving its volumes to the next one; restarting it")
+			continue
 		}
 		if !errors.As(err, &exit) {
 			return err // could not start it at all
@@ -73,6 +86,20 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 var errRestart = errors.New("restart asked")
+
+// save hands what the keeper holds to the Store, if any.
+func (s *Supervisor) save() {
+	if s.Store == nil {
+		return
+	}
+	n, err := s.Store.Save(s.Keeper)
+	if err != nil {
+		s.Log.Error("could not hand every volume to systemd's file descriptor store; their I/O fails", "err", err)
+	}
+	if n > 0 {
+		s.Log.Info("volumes handed to systemd's file descriptor store for the next start", "volumes", n)
+	}
+}
 
 // runOnce runs one child to its end.
 func (s *Supervisor) runOnce(ctx context.Context) error {
@@ -113,7 +140,8 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 		<-exited
 		err = errRestart
 	case <-ctx.Done():
-		s.Log.Info("stopping the serving daemon", "pid", cmd.Process.Pid)
+		s.Keeper.Stop(s.Store != nil)
+		s.Log.Info("stopping the serving daemon", "pid", cmd.Process.Pid, "volumes_outlive_keeper", s.Store != nil)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		err = <-exited
 	}

@@ -31,10 +31,11 @@ import (
 // message is one request or answer on the socket. Descriptors travel
 // beside it as SCM_RIGHTS.
 type message struct {
-	Op    string            `json:"op,omitempty"` // hold, drop, list, take
+	Op    string            `json:"op,omitempty"` // hold, drop, list, take, ready, plan
 	Name  string            `json:"name,omitempty"`
 	State []byte            `json:"state,omitempty"`
 	Held  map[string][]byte `json:"held,omitempty"` // list's answer: name -> state
+	Keep  bool              `json:"keep,omitempty"` // plan's answer: held volumes outlive this daemon
 	Err   string            `json:"err,omitempty"`
 }
 

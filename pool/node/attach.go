@@ -314,8 +314,14 @@ func (n *Node) DetachVolume(ctx context.Context, name string) error {
 // release unmounts and closes a local attachment and saves its repair count;
 // the attachment record stays as it is.
 func (n *Node) release(ctx context.Context, a *attachment) error {
+	return n.letGo(ctx, a, n.front.Detach)
+}
+
+// letGo is release with the frontend's way of letting go of the volume's
+// device and mount (Detach, Shutdown).
+func (n *Node) letGo(ctx context.Context, a *attachment, unexport func(ctx context.Context, name, mountPath string) error) error {
 	a.stop() // no scrub or rebuild outlives the attachment
-	if err := n.front.Detach(ctx, a.vol, a.mountPath); err != nil {
+	if err := unexport(ctx, a.vol, a.mountPath); err != nil {
 		return fmt.Errorf("detach volume %s: %w", a.vol, err)
 	}
 	flushErr := a.engine.Flush()

@@ -39,6 +39,12 @@ type Frontend interface {
 	// Detach unmounts mountPath ("" for a raw block device) and removes
 	// the device.
 	Detach(ctx context.Context, name, mountPath string) error
+	// Shutdown lets go of a volume at daemon shutdown without waiting
+	// for a busy filesystem's users (frontend.Attacher.Shutdown).
+	Shutdown(ctx context.Context, name, mountPath string) error
+	// Abandon lets go of a volume at once, its users' I/O failing (for
+	// a volume another node took over; frontend.Attacher.Abandon).
+	Abandon(ctx context.Context, name, mountPath string) error
 	Recover(mountRoot string) error
 	// FinishRecover gives up what Recover left for a takeover that no
 	// attach took (see frontend.Attacher.FinishRecover).
@@ -349,10 +355,27 @@ func (n *Node) reportUsage(ctx context.Context) {
 // Close unmounts and closes every volume attached here but keeps their
 // attachment records: a restarted daemon attaches them again.
 func (n *Node) Close(ctx context.Context) error {
+	return n.Shutdown(ctx, false)
+}
+
+// Shutdown stops the node when the daemon stops. With keep (a keeper holds
+// the volumes' kernel side for the next daemon), every attached volume is
+// left exactly as it is, mounted and serving until the process exits: the
+// next daemon takes it over with the requests that queued meanwhile.
+// Without, each volume is let go of at once (frontend Shutdown: synced,
+// an idle one unmounted cleanly, a busy one abandoned rather than waited
+// for). Either way the attachment records stay: the next daemon on this
+// node attaches the volumes again.
+func (n *Node) Shutdown(ctx context.Context, keep bool) error {
 	var errs []error
 	for _, a := range n.attachments() {
 		unlock := n.locks.lock(a.vol)
-		errs = append(errs, n.release(ctx, a))
+		if keep {
+			a.stop() // no rebuild or scrub half-way; the next daemon resumes them
+			n.log.Info("volume left attached and mounted for the next daemon", "volume", a.vol, "mount", a.mountPath)
+		} else {
+			errs = append(errs, n.letGo(ctx, a, n.front.Shutdown))
+		}
 		unlock()
 	}
 	if n.srv != nil {

@@ -317,6 +317,53 @@ func (e *Exporter) Unexport(name string) error {
 	return nil
 }
 
+// Abort ends the export of name at once, without waiting for its users
+// to let go: the keeper's copies are dropped, the loop device is set to
+// clear itself when its last user closes it, the FUSE connection is
+// aborted (I/O queued or still to come fails with EIO) and its mount
+// detached lazily. It is for a volume another node took over (its I/O
+// fails anyway) and for a busy volume at a shutdown that nobody keeps it
+// across; Unexport is the clean way.
+func (e *Exporter) Abort(name string) error {
+	if err := frontend.ValidateName(name); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.vols[name]
+	if !ok {
+		return e.cleanStale(e.MountPoint(name))
+	}
+	var errs []error
+	if x.held {
+		if err := e.opts.Keeper.Drop(x.name); err != nil {
+			errs = append(errs, fmt.Errorf("release held descriptors: %w", err))
+		}
+		x.held = false
+	}
+	if x.loop != nil {
+		if err := detachLoop(x.loop); err != nil {
+			errs = append(errs, err)
+		}
+		x.loop.Close()
+		x.loop = nil
+	}
+	if x.mounted {
+		abortConn(x.mnt)
+		if err := unix.Unmount(x.mnt, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("fuseloop: lazy unmount %s: %w", x.mnt, err))
+		}
+		x.mounted = false
+		select {
+		case <-x.served:
+		case <-time.After(time.Second):
+			e.opts.Logger.Printf("fuseloop: the server of aborted volume %s has not stopped after 1s; going on", name)
+		}
+	}
+	delete(e.vols, name)
+	return errors.Join(errs...)
+}
+
 // teardown undoes whatever part of an export exists. Safe to call again.
 func (e *Exporter) teardown(x *export) error {
 	var errs []error

@@ -3,6 +3,7 @@ package fuseloop
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"os"
 	"path/filepath"
 	"slices"
@@ -201,17 +202,18 @@ func (e *Exporter) takeOver(name, mnt string, dev block.Device) (x *export, err 
 }
 
 // abortConn aborts the FUSE connection mounted at mnt through fusectl,
-// mounting it if needed; best effort.
+// mounting it if needed; best effort. The connection is found from the
+// mount table, not by a stat that would ask the (possibly hung) server.
 func abortConn(mnt string) {
-	var st unix.Stat_t
-	if err := unix.Stat(mnt, &st); err != nil {
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(mnt))
+	if err != nil || len(ms) == 0 {
 		return
 	}
 	dir := "/sys/fs/fuse/connections"
 	if ents, err := os.ReadDir(dir); err != nil || len(ents) == 0 {
 		_ = unix.Mount("fusectl", dir, "fusectl", 0, "")
 	}
-	_ = os.WriteFile(filepath.Join(dir, fmt.Sprint(unix.Minor(st.Dev)), "abort"), []byte("1"), 0)
+	_ = os.WriteFile(filepath.Join(dir, fmt.Sprint(ms[0].Minor), "abort"), []byte("1"), 0)
 }
 
 func closeAll(files []*os.File) {
