@@ -27,8 +27,9 @@ var clusterFioTargets = map[int]map[string]float64{
 }
 
 const (
-	failoverTrials     = 5
-	failoverTarget     = 5 * time.Second // median kill -> first successful write
+	failoverTrials     = 5               // per filesystem and way of failing
+	failoverLease      = 2 * time.Second // the daemons' --lease-ttl for the failover trials
+	failoverTarget     = 3 * time.Second // median failure -> first successful write
 	failoverVolumeSize = 1 << 30
 	failoverData       = 32 // MiB fsynced before the kill
 	rebuildVolumeSize  = 4 << 30
@@ -196,9 +197,11 @@ func (cl *cluster) stop() {
 	}
 }
 
-// failoverTrial is one kill -9 of the attach node and the takeover.
+// failoverTrial is one failure of the attach node and the takeover.
 type failoverTrial struct {
 	volume, from, to string
+	fs               string // ext4, xfs
+	frozen           bool   // the owner was stopped (SIGSTOP), not killed
 	detect           time.Duration // kill -> AttachVolume on the survivor stops returning ErrInUse
 	attach           time.Duration // that -> AttachVolume returned
 	write            time.Duration // write + fsync of a small file on the new mount
@@ -263,16 +266,31 @@ func measureCluster(ctx context.Context, c config, fr *fioRunner, sel []job, log
 			return cr
 		}
 	}
-	for i := range failoverTrials {
-		t := failover(ctx, cl, i)
-		if t.err != nil {
-			logger.Error("failover trial", "trial", i+1, "err", t.err)
-		} else {
-			logger.Info("failover trial", "trial", i+1, "from", t.from, "to", t.to, "detect", t.detect, "attach", t.attach, "write", t.write)
-		}
-		cr.trials = append(cr.trials, t)
-		if ctx.Err() != nil {
+	// Same dirs and etcd, daemons restarted with a short lease.
+	for _, d := range cl.nodes {
+		d.stop()
+		d.args = append(d.args, "--lease-ttl", failoverLease.String())
+		if err := d.start(ctx); err != nil {
+			cr.err = fmt.Errorf("restart %s with --lease-ttl %s: %w", d.root, failoverLease, err)
 			return cr
+		}
+	}
+	i := 0
+	for _, fs := range []string{"ext4", "xfs"} {
+		for _, frozen := range []bool{false, true} {
+			for range failoverTrials {
+				t := failover(ctx, cl, i, fs, frozen)
+				i++
+				if t.err != nil {
+					logger.Error("failover trial", "trial", i, "err", t.err)
+				} else {
+					logger.Info("failover trial", "trial", i, "fs", fs, "frozen", frozen, "from", t.from, "to", t.to, "detect", t.detect, "attach", t.attach, "write", t.write)
+				}
+				cr.trials = append(cr.trials, t)
+				if ctx.Err() != nil {
+					return cr
+				}
+			}
 		}
 	}
 
@@ -298,14 +316,17 @@ func replicaNodes(v *api.Volume) []string {
 	return ns
 }
 
-// failover runs trial i: a repl 2 volume attached on X with fsynced data;
-// X is killed, the other replica node Y attaches it and writes. X is
-// restarted afterwards, the volume deleted. X rotates over a, b, c where
-// the placement allows.
-func failover(ctx context.Context, cl *cluster, i int) (t failoverTrial) {
+// failover runs trial i: a repl 2 volume of filesystem fs attached on X
+// with fsynced data; X is killed (or, frozen, stopped with SIGSTOP: hung,
+// its kernel still accepting connections), the other replica node Y
+// attaches it and writes. X is restarted (or resumed: it then finds its
+// volume taken over and lets go of it) afterwards, the volume deleted. X
+// rotates over a, b, c where the placement allows.
+func failover(ctx context.Context, cl *cluster, i int, fs string, frozen bool) (t failoverTrial) {
 	t.volume = fmt.Sprintf("failover-%d", i+1)
+	t.fs, t.frozen = fs, frozen
 	creator := cl.nodes[i%len(cl.nodes)]
-	v, err := creator.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: "ext4"})
+	v, err := creator.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: fs})
 	if err != nil {
 		t.err = fmt.Errorf("create %s: %w", t.volume, err)
 		return t
@@ -323,6 +344,9 @@ func failover(ctx context.Context, cl *cluster, i int) (t failoverTrial) {
 	cleanup := func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
+		if frozen {
+			_ = syscall.Kill(-x.pid(), syscall.SIGCONT)
+		}
 		if x.client == nil {
 			if err := x.start(cctx); err != nil {
 				t.err = errors.Join(t.err, fmt.Errorf("restart %s: %w", t.from, err))
@@ -346,7 +370,16 @@ func failover(ctx context.Context, cl *cluster, i int) (t failoverTrial) {
 		t.err = err
 		return t
 	}
-	x.kill9()
+	if frozen {
+		// The keeper and the serving daemon (its process group) stop.
+		x.log.Info("freezing daemon with SIGSTOP", "pid", x.pid())
+		if err := syscall.Kill(-x.pid(), syscall.SIGSTOP); err != nil {
+			t.err = fmt.Errorf("SIGSTOP %s: %w", t.from, err)
+			return t
+		}
+	} else {
+		x.kill9()
+	}
 	killed := time.Now()
 	var detected time.Time
 	for {

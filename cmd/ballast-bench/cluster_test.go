@@ -71,8 +71,8 @@ func TestClusterReport(t *testing.T) {
 		r2[j.name] = result{IOPS: 600, MiBs: 600}
 	}
 	r2["rand-write-4k-qd16"] = result{IOPS: 400} // below 0.5
-	trial := func(d time.Duration) failoverTrial {
-		return failoverTrial{volume: "v", from: "a", to: "b", detect: d, attach: time.Second, write: 10 * time.Millisecond,
+	trial := func(d time.Duration, fs string, frozen bool) failoverTrial {
+		return failoverTrial{volume: "v", from: "a", to: "b", fs: fs, frozen: frozen, detect: d, attach: time.Second, write: 10 * time.Millisecond,
 			times: attachTimes{claim: time.Millisecond, open: 2 * time.Millisecond, mount: 3 * time.Millisecond}}
 	}
 	rp := &report{jobs: sel, targets: []fioTarget{{label: "baseline (loop)", res: base}}, skipSnap: true, skipRSS: true,
@@ -81,24 +81,28 @@ func TestClusterReport(t *testing.T) {
 				{label: "cluster repl 2", repl: 2, res: r2, want: clusterFioTargets[2]},
 				{label: "cluster repl 3", repl: 3, res: r2},
 			},
-			trials: []failoverTrial{trial(2 * time.Second), trial(3 * time.Second), trial(5 * time.Second), {volume: "v", err: errors.New("boom")}},
+			trials: []failoverTrial{trial(time.Second, "ext4", false), trial(1500*time.Millisecond, "ext4", false), trial(5*time.Second, "ext4", false),
+				{volume: "v", fs: "ext4", err: errors.New("boom")}, trial(3*time.Second, "xfs", true)},
 			rebuild: &rebuildResult{owner: "a", peer: "b", spare: "c", allocated: 1 << 30, took: 4 * time.Second, copyTook: 2 * time.Second,
 				fgBefore: result{MiBs: 100}, fgDuring: result{MiBs: 60}},
 		}}
 	out := rp.render()
-	// repl 2: seq write (0.6) and rand write (0.4) missed; failover median 4.01 s
-	// meets; rebuild 256 MiB/s vs 512: 0.5 missed; foreground 0.6 meets.
-	if rp.checked != 5 || len(rp.missed) != 3 {
+	// repl 2: seq write (0.6) and rand write (0.4) missed; failover ext4
+	// killed median 2.51 s meets, xfs frozen 4.01 s misses; rebuild 256
+	// MiB/s vs 512: 0.5 missed; foreground 0.6 meets.
+	if rp.checked != 6 || len(rp.missed) != 4 {
 		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
 	}
 	for _, want := range []string{
 		"| seq-write-1M | MiB/s | 1000.0 | 600.0 | 0.60x | ≥ 0.70 **below** |",
 		"| rand-write-4k-qd16 | IOPS | 1000 | 400 | 0.40x | ≥ 0.50 **below** | 400 | 0.40x | — |",
-		"| 1 | v | a | b | 2.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 3.01 |",
-		"| 3 of 4 | 4.01 | 6.01 | median < 5s meets |",
+		"| 1 | ext4 | a | killed | b | 1.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 2.01 |",
+		"| 5 | xfs | a | frozen | b | 3.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 4.01 |",
+		"| ext4 | killed | 3 of 4 | 2.51 | 6.01 | median < 3s meets |",
+		"| xfs | frozen | 1 of 1 | 4.01 | 4.01 | median < 3s **below** |",
 		"| Rebuild throughput | 256.0 MiB/s (1 GiB in 4.00 s) | 512.0 MiB/s (dd) | 0.50x | ≥ 0.70 **below** |",
 		"| 60.0 | 100.0 (before the failure) | 0.60x | ≥ 0.50 meets |",
-		"2 of 5 targets met.",
+		"2 of 6 targets met.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -128,6 +129,7 @@ func TestPartitionedOwnerIsFenced(t *testing.T) {
 	time.Sleep(time.Second)
 
 	a.cmd.Process.Signal(syscall.SIGSTOP)
+	stopped := time.Now()
 	stoppedAcks := w.acked
 	defer a.cmd.Process.Signal(syscall.SIGCONT) // so cleanup can stop it
 	var batt *api.Attachment
@@ -140,6 +142,7 @@ func TestPartitionedOwnerIsFenced(t *testing.T) {
 			t.Fatalf("b could not take over from the silent a: %v", err)
 		}
 	}
+	t.Logf("b took the volume over %s after a froze (lease 2s)", time.Since(stopped).Round(time.Millisecond))
 	before, err := b.client.InspectVolume(ctx, "split")
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +164,21 @@ func TestPartitionedOwnerIsFenced(t *testing.T) {
 	}
 	if insync(*after) != insync(*before) || after.Attachment.Node != "b" {
 		t.Fatalf("the old owner changed the volume: in sync %s -> %s, attached on %s", insync(*before), insync(*after), after.Attachment.Node)
+	}
+	// The fenced former owner cleans up on its own: its stale mount and
+	// its loop device go, and a detach there says where the volume is.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		mounted, _ := frontend.IsMounted(att.MountPath)
+		_, bound := os.Stat("/sys/block/" + filepath.Base(att.Device) + "/loop/backing_file")
+		if !mounted && bound != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20 s after it resumed, the fenced owner still has its stale mount (%v) or loop device %s (%v)", mounted, att.Device, bound == nil)
+		}
+	}
+	if err := a.client.DetachVolume(ctx, "split"); !errors.Is(err, api.ErrInUse) || !strings.Contains(err.Error(), "attached on node b") {
+		t.Fatalf("detach on the fenced former owner: %v; want an in-use error naming b", err)
 	}
 	fioVerify(t, filepath.Join(batt.MountPath, "base"), "32M", 31)
 	checkRecords(t, filepath.Join(batt.MountPath, "late"), min(stoppedAcks, w.acked))

@@ -495,3 +495,7 @@ func (e *Engine) Drop(id string, cause error) error {
 	}
 	return nil
 }
+
+// Fenced reports whether a replica refused the engine's I/O as fenced at
+// a newer epoch: another node took the volume over.
+func (e *Engine) Fenced() bool { return e.fenced.Load() }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
@@ -31,11 +32,23 @@ func (n *Node) AttachVolume(ctx context.Context, name string, opts api.AttachOpt
 	n.mu.Unlock()
 	if have != nil {
 		a, _, err := n.meta.Attachment(ctx, name)
-		if err == nil && a.Node == n.cfg.ID {
+		if err == nil && a.Node == n.cfg.ID && a.Epoch == have.epoch {
 			if a.Block != opts.Block {
 				return nil, fmt.Errorf("volume %q is attached on this node %s already; detach it first: %w", name, howAttached(a), api.ErrInUse)
 			}
 			return have.toAPI(a), nil
+		}
+		if err == nil || errors.Is(err, meta.ErrNotFound) {
+			// Superseded meanwhile (taken over, maybe back to here):
+			// the stale attachment goes before a new one is made.
+			if err != nil {
+				a = nil
+			}
+			if why := superseded(n.cfg.ID, have.epoch, a, have.engine.Fenced()); why != "" {
+				if err := n.retire(ctx, have, why); err != nil {
+					return nil, fmt.Errorf("attach volume %s: %w", name, err)
+				}
+			}
 		}
 	}
 	return n.attach(ctx, name, opts)
@@ -128,45 +141,67 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 // takeover waits this long for it.
 const downDialTimeout = 500 * time.Millisecond
 
-// openVolume opens v's in-sync replicas at v's epoch, fences each of them
-// at it (so that a former owner's I/O is refused from here on), and starts
-// the engine over them, a local replica first. A replica on a node that
-// alive says is down (killed with the old owner, say) gets downDialTimeout
-// to answer instead of the usual 10 s: a dead host's address is silent,
-// and every attach would wait for it. It is still dialled: after an etcd
-// election every liveness key lapses for a moment, and a healthy replica
-// must not leave the in-sync set for that.
+// upOpenTimeout bounds opening a replica on a node that is up: long
+// enough for a loaded machine, short of the replica protocol's 10 s, for
+// a node that hung since its last lease renewal.
+const upOpenTimeout = 5 * time.Second
+
+// openVolume opens v's in-sync replicas at v's epoch, all at once, fences
+// each of them at it (so that a former owner's I/O is refused from here
+// on), and starts the engine over them, a local replica first. A replica
+// on a node that alive says is down (killed or hung with the old owner,
+// say) gets downDialTimeout to answer instead of upOpenTimeout: a dead
+// host's address is silent, a hung daemon's kernel accepts the connection
+// and then nothing answers, and every takeover would wait for it. It is
+// still dialled: after an etcd election every liveness key lapses for a
+// moment, and a healthy replica must not leave the in-sync set for that.
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string, alive map[string]bool) (*attachment, error) {
 	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]member{}, mountPath: mountPath}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	type opened struct {
+		r   meta.Replica
+		m   member
+		err error
+	}
+	var todo []opened
+	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
+		if slices.Contains(v.InSync, r.ID) {
+			todo = append(todo, opened{r: r})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range todo {
+		wg.Add(1)
+		go func(o *opened) {
+			defer wg.Done()
+			down := o.r.Node != n.cfg.ID && !alive[o.r.Node]
+			timeout := upOpenTimeout
+			if down {
+				timeout = downDialTimeout
+			}
+			octx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			o.m, o.err = n.openFenced(octx, o.r, v.Epoch)
+			if o.err == nil {
+				if o.err = growTo(o.m, v.Size); o.err != nil {
+					o.m.Close()
+				}
+			}
+			if o.err != nil && down {
+				o.err = fmt.Errorf("node %s is down (no liveness key) and did not answer in %s: %w", o.r.Node, downDialTimeout, o.err)
+			}
+		}(&todo[i])
+	}
+	wg.Wait()
 	var members []engine.Member
 	lost := map[string]error{}
-	for _, r := range localFirst(v.Replicas, n.cfg.ID) {
-		if !slices.Contains(v.InSync, r.ID) {
+	for _, o := range todo {
+		if o.err != nil {
+			lost[o.r.ID] = o.err
 			continue
 		}
-		down := r.Node != n.cfg.ID && !alive[r.Node]
-		octx, cancel := ctx, context.CancelFunc(func() {})
-		if down {
-			octx, cancel = context.WithTimeout(ctx, downDialTimeout)
-		}
-		m, err := n.openFenced(octx, r, v.Epoch)
-		cancel()
-		if err == nil {
-			err = growTo(m, v.Size)
-			if err != nil {
-				m.Close()
-			}
-		}
-		if err != nil {
-			if down {
-				err = fmt.Errorf("node %s is down (no liveness key) and did not answer in %s: %w", r.Node, downDialTimeout, err)
-			}
-			lost[r.ID] = err
-			continue
-		}
-		a.add(r.ID, m)
-		members = append(members, engine.Member{ID: r.ID, Dev: m})
+		a.add(o.r.ID, o.m)
+		members = append(members, engine.Member{ID: o.r.ID, Dev: o.m})
 	}
 	// An in-sync replica that cannot be reached (its node died with the
 	// old owner, say) leaves the in-sync set before any I/O; the volume
@@ -288,17 +323,30 @@ func (n *Node) DetachVolume(ctx context.Context, name string) error {
 		return err
 	}
 	rec, rev, err := n.meta.Attachment(ctx, name)
-	switch {
-	case errors.Is(err, meta.ErrNotFound):
-		return nil
-	case err != nil:
-		return err
-	case rec.Node != n.cfg.ID:
-		return fmt.Errorf("volume %q is attached on node %s, not on this node (%s); detach it there: %w", name, rec.Node, n.cfg.ID, api.ErrInUse)
-	}
 	n.mu.Lock()
 	a := n.attached[name]
 	n.mu.Unlock()
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+		if a != nil {
+			return n.retire(ctx, a, superseded(n.cfg.ID, a.epoch, nil, a.engine.Fenced()))
+		}
+		return nil
+	case err != nil:
+		return err
+	}
+	if rec.Node != n.cfg.ID || (a != nil && a.epoch != rec.Epoch) {
+		if a != nil {
+			// Taken over by another node: what is left here is stale.
+			if err := n.retire(ctx, a, superseded(n.cfg.ID, a.epoch, rec, a.engine.Fenced())); err != nil {
+				n.log.Warn("detach of a volume taken over by another node", "volume", name, "err", err)
+			}
+		}
+		if rec.Node != n.cfg.ID {
+			return fmt.Errorf("volume %q is attached on node %s, not on this node (%s); detach it there: %w", name, rec.Node, n.cfg.ID, api.ErrInUse)
+		}
+		a = nil
+	}
 	if a != nil {
 		if err := n.release(ctx, a); err != nil {
 			return err

@@ -26,6 +26,11 @@ func (n *Node) healLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		for _, a := range n.attachments() {
+			if err := n.checkSuperseded(ctx, a); err != nil && ctx.Err() == nil {
+				n.log.Warn("cannot tell whether the volume is still this node's", "volume", a.vol, "err", err)
+			}
+		}
 		atts := n.attachments()
 		for _, a := range atts {
 			if err := n.heal(ctx, a, degraded, nodeDown, loc); err != nil && ctx.Err() == nil {
