@@ -200,8 +200,8 @@ func (cl *cluster) stop() {
 // failoverTrial is one failure of the attach node and the takeover.
 type failoverTrial struct {
 	volume, from, to string
-	fs               string // ext4, xfs
-	frozen           bool   // the owner was stopped (SIGSTOP), not killed
+	fs               string        // ext4, xfs
+	frozen           bool          // the owner was stopped (SIGSTOP), not killed
 	detect           time.Duration // kill -> AttachVolume on the survivor stops returning ErrInUse
 	attach           time.Duration // that -> AttachVolume returned
 	write            time.Duration // write + fsync of a small file on the new mount
