@@ -132,3 +132,71 @@ func TestJoinEmbeddedEtcd(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdLeaderDies kills the node that is both the leader of the
+// cluster's embedded etcd and the owner of a volume a writer fsyncs on.
+// The two other members elect a leader, which renews every lease in full,
+// so the dead node's liveness mark outlives it by the election and a whole
+// TTL; its heartbeats stopped at its death, and the node taking over goes
+// by them (its log says so) instead of waiting for the lease. Every
+// acknowledged record is there afterwards and the filesystem is clean.
+func TestEtcdLeaderDies(t *testing.T) {
+	secret := writeSecret(t, "the secret of the embedded cluster")
+	const ttl = "4s" // wide enough that the heartbeats decide before the renewed lease lapses
+	listenA, argsA := clusterArgs(t, secret)
+	nodes := map[string]*daemon{"a": launch(t, "a", []string{"disk"}, append(argsA, "--lease-ttl", ttl)...)}
+	for _, id := range []string{"b", "c"} {
+		_, args := clusterArgs(t, secret)
+		nodes[id] = launch(t, id, []string{"disk"}, append(args, "--lease-ttl", ttl, "--join", listenA)...)
+	}
+	leader := ""
+	for id, r := range etcdRoles(t, nodes["a"]) {
+		if r == "up/leader" {
+			leader = id
+		}
+	}
+	if leader == "" {
+		t.Fatalf("no etcd leader among %v", etcdRoles(t, nodes["a"]))
+	}
+	l := nodes[leader]
+	ctx := l.ctx()
+	if _, err := l.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 256 << 20, Repl: 3}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := l.client.AttachVolume(ctx, "v", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startAckWriter(filepath.Join(att.MountPath, "log"))
+	time.Sleep(time.Second)
+	l.kill9()
+	killed := time.Now()
+	<-w.done
+	var taker *daemon
+	var batt *api.Attachment
+	for taker == nil {
+		for id, d := range nodes {
+			if id == leader {
+				continue
+			}
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			batt, err = d.client.AttachVolume(actx, "v", api.AttachOptions{})
+			cancel()
+			if err == nil {
+				taker = d
+				break
+			}
+		}
+		if time.Since(killed) > time.Minute {
+			t.Fatalf("the volume was not taken over within a minute of the etcd leader %s's death: %v", leader, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%s took the volume over %s after the etcd leader %s (its owner) was killed (lease TTL %s)", taker.node, time.Since(killed).Round(time.Millisecond), leader, ttl)
+	logText, _ := os.ReadFile(taker.logPath)
+	if !strings.Contains(string(logText), "nodes silent for their lease TTL") {
+		t.Errorf("%s took the volume over without going by the dead node's heartbeats: it waited for the renewed lease", taker.node)
+	}
+	checkRecords(t, filepath.Join(batt.MountPath, "log"), w.acked)
+	fsckFrozen(t, batt.MountPath)
+}

@@ -77,7 +77,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	if err != nil {
 		return nil, err
 	}
-	alive, err := n.meta.Alive(ctx)
+	alive, err := n.aliveNow(ctx)
 	if err != nil {
 		return nil, err
 	}

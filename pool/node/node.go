@@ -89,6 +89,7 @@ type Node struct {
 	cfg   Config
 	meta  *meta.Store
 	front Frontend
+	beats *heartbeats // which nodes went silent though their lease runs
 	log   *slog.Logger
 
 	pools map[string]*pool // by pool ID
@@ -232,6 +233,8 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	if err := n.register(ctx); err != nil {
 		return nil, err
 	}
+	n.beats = newHeartbeats(cfg.ID, cfg.LeaseTTL)
+	go n.watchHeartbeats(ctx)
 	if err := n.meta.KeepAlive(ctx, cfg.ID, cfg.LeaseTTL); err != nil {
 		return nil, err
 	}
