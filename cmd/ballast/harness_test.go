@@ -60,6 +60,8 @@ type daemon struct {
 	// from fd 3 on (as systemd passes stored descriptors).
 	env   []string
 	files []*os.File
+	// bin is the ballast binary the daemon runs, when not ballastBin.
+	bin string
 }
 
 // startDaemon starts a single-node daemon with two pool dirs under a fresh
@@ -123,7 +125,11 @@ func (d *daemon) start() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	argv := append(append(slices.Clone(d.wrap), ballastBin), d.args...)
+	bin := ballastBin
+	if d.bin != "" {
+		bin = d.bin
+	}
+	argv := append(append(slices.Clone(d.wrap), bin), d.args...)
 	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Dir = d.cwd
 	d.cmd.Env = append(os.Environ(), d.env...)

@@ -209,3 +209,134 @@ func TestCSIRestartKeepsMounts(t *testing.T) {
 		t.Fatalf("%s still mounted after NodeUnpublishVolume", target)
 	}
 }
+
+// TestRestartUnderIO: a container (started through the Docker plugin,
+// before any restart) appends numbered lines to its Ballast volume,
+// fsyncing each, while the node's serving daemon is killed (kill -9) five
+// times, stopped with SIGTERM once, and once replaced by a freshly built
+// binary of another version (SIGTERM after the binary on disk changed:
+// the keeper starts the new one). Each time fio writes with
+// verify=crc32c through the same volume from the host. The container
+// never sees an error and keeps writing after each restart, the new
+// version serves after the upgrade, every line is there in order, e2fsck
+// is clean, and when the container is removed its volume is detached:
+// the mount ID Docker gave before the restarts is still known.
+func TestRestartUnderIO(t *testing.T) {
+	e := newDockerEnv(t)
+	bin := filepath.Join(t.TempDir(), "ballast")
+	run(t, "cp", ballastBin, bin)
+	d := newDaemon(t, "n1", []string{"disk1", "disk2"}, "--docker-socket", e.socket, "--keeper=true", "--restart-grace=60s")
+	d.bin = bin
+	d.start()
+	e.serving(d)
+	ctx := d.ctx()
+	e.create("rv", "--opt", "size=256M", "--opt", "repl=2")
+	// Each line fsynced before the next; an error ends the container
+	// with a status saying which.
+	script := `i=0; while [ ! -e /data/stop ]; do echo $i >>/data/seq || exit 3; sync /data/seq || exit 4; i=$((i+1)); done`
+	id := strings.TrimSpace(e.mustDocker(e.runArgs([]string{"-d", "-v", "rv:/data"}, "sh", "-c", script)...))
+	v, err := d.client.InspectVolume(ctx, "rv")
+	if err != nil || v.Attachment == nil {
+		t.Fatalf("rv after docker run: %+v, %v", v, err)
+	}
+	att := v.Attachment
+	mnt := att.MountPath
+	lines := func() int {
+		b, _ := os.ReadFile(filepath.Join(mnt, "seq"))
+		return strings.Count(string(b), "\n")
+	}
+	running := func(round int) {
+		t.Helper()
+		if st := strings.TrimSpace(e.mustDocker("inspect", "-f", "{{.State.Running}} {{.State.ExitCode}}", id)); st != "true 0" {
+			t.Fatalf("round %d: the container stopped (running, exit code: %s): its I/O failed\n%s", round, st, e.mustDocker("logs", id))
+		}
+	}
+	for start := time.Now(); lines() < 50; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the container wrote %d lines in 30 s", lines())
+		}
+	}
+
+	const upgraded = "upgrade-test"
+	for round := range 7 {
+		busy := filepath.Join(mnt, "busy"+strconv.Itoa(round))
+		bg := exec.Command("fio", append(fioArgs(busy, "16M", 20+round), "--fsync=4")...)
+		out := &strings.Builder{}
+		bg.Stdout, bg.Stderr = out, out
+		if err := bg.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bg.Process.Kill() })
+		time.Sleep(time.Second)
+		old := d.servingPID()
+		if old == 0 {
+			t.Fatalf("round %d: no serving daemon under the keeper", round)
+		}
+		how := "killed (kill -9)"
+		switch round {
+		case 5:
+			how = "stopped (SIGTERM)"
+			err = syscall.Kill(old, syscall.SIGTERM)
+		case 6:
+			how = "upgraded (new binary, SIGTERM)"
+			run(t, "go", "build", "-o", bin+".new", "-ldflags", "-X github.com/ballast-io/ballast/pool/version.Version="+upgraded, ".")
+			run(t, "mv", bin+".new", bin)
+			err = syscall.Kill(old, syscall.SIGTERM)
+		default:
+			err = syscall.Kill(old, syscall.SIGKILL)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		before := lines()
+		att = d.waitTakenOver(ctx, "rv", att.Epoch, nil)
+		took := time.Since(t0)
+		for deadline := time.Now().Add(30 * time.Second); lines() < before+20; time.Sleep(50 * time.Millisecond) {
+			running(round)
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the container wrote only %d lines in 30 s after the restart", round, lines()-before)
+			}
+		}
+		running(round)
+		if err := bg.Wait(); err != nil {
+			t.Fatalf("round %d: fio (write, verify=crc32c) through the restart failed: %v\n%s", round, err, out)
+		}
+		if att.MountPath != mnt || att.Device != v.Attachment.Device {
+			t.Fatalf("round %d: rv is attached %+v after the restart, not taken over on %s at %s", round, att, v.Attachment.Device, mnt)
+		}
+		t.Logf("round %d: serving daemon %d %s; rv taken over after %s; the container goes on (%d lines)", round, old, how, took.Round(time.Millisecond), lines())
+	}
+	nodes, err := d.client.ClusterStatus(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].Version != upgraded {
+		t.Fatalf("after the upgrade the node runs %+v (%v), want version %s", nodes, err, upgraded)
+	}
+
+	if err := os.WriteFile(filepath.Join(mnt, "stop"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := strings.TrimSpace(e.mustDocker("wait", id)); code != "0" {
+		t.Fatalf("the container exited with %s: its I/O failed\n%s", code, e.mustDocker("logs", id))
+	}
+	// Its volume goes with it: Docker's mount ID from before the
+	// restarts is still known.
+	waitDetached(t, d.client, "rv")
+	e.mustDocker("rm", id)
+	att, err = d.client.AttachVolume(ctx, "rv", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(att.MountPath, "seq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		if l != strconv.Itoa(i) {
+			t.Fatalf("line %d of the container's file is %q", i+1, l)
+		}
+	}
+	fsckFrozen(t, att.MountPath)
+	if err := d.client.DetachVolume(ctx, "rv"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -24,6 +24,7 @@ type Keeper struct {
 	gen     int // the last connection served
 	closed  bool
 	ready   bool // some daemon said it serves (Client.Ready)
+	readies int  // how many times a daemon said so
 
 	stopping bool // the supervisor is stopping (Stop)
 	store    bool // ... and hands the held volumes to a store that outlives it
@@ -122,6 +123,7 @@ func (k *Keeper) handle(gen int, m message, files []*os.File) (message, []*os.Fi
 	case "ready":
 		closeAll(files)
 		k.ready = true
+		k.readies++
 		return message{}, nil
 	case "plan":
 		closeAll(files)
@@ -207,6 +209,13 @@ func (k *Keeper) Stop(store bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.stopping, k.store = true, store
+}
+
+// readyCount is how many times a daemon said it serves.
+func (k *Keeper) readyCount() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.readies
 }
 
 // Ready reports whether a daemon ever said it serves.

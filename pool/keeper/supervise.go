@@ -22,7 +22,8 @@ type Supervisor struct {
 	Command func() *exec.Cmd
 	Log     *slog.Logger
 	// Backoff is the wait before the first restart after a crash; it
-	// doubles while the child keeps dying young, up to 10 s.
+	// doubles while the child keeps dying young without having served
+	// (Client.Ready), up to 10 s.
 	Backoff time.Duration
 	// Restart, when it receives, replaces the child at once (SIGKILL and
 	// start again, from the binary now at its path): an upgrade under
@@ -47,7 +48,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	defer s.save()
 	backoff := max(s.Backoff, 100*time.Millisecond)
 	for {
-		started := time.Now()
+		started, readies := time.Now(), s.Keeper.readyCount()
 		err := s.runOnce(ctx)
 		if ctx.Err() != nil {
 			return err
@@ -72,7 +73,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		if !s.Keeper.Ready() {
 			return fmt.Errorf("the serving daemon failed while starting: %w", err)
 		}
-		if time.Since(started) > 30*time.Second {
+		if time.Since(started) > 30*time.Second || s.Keeper.readyCount() > readies {
+			// It ran a while, or it served: not a crash loop at start-up.
 			backoff = max(s.Backoff, 100*time.Millisecond)
 		}
 		s.Log.Error("serving daemon died; restarting it (volumes stay mounted, their I/O waits)", "err", err, "after", backoff)
