@@ -340,3 +340,47 @@ func TestRestartUnderIO(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRestartGraceEnds: when no serving daemon comes back within
+// --restart-grace (here the binary on disk fails at once, every time),
+// the keeper lets the volume go and its waiting I/O fails with an error
+// instead of hanging. A working binary put back is started (the keeper
+// keeps trying) and attaches the volume again afresh, with every record
+// acknowledged before the failure.
+func TestRestartGraceEnds(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ballast")
+	run(t, "cp", ballastBin, bin)
+	d := newDaemon(t, "n1", []string{"disk1", "disk2"}, "--keeper=true", "--restart-grace=3s")
+	d.bin = bin
+	d.start()
+	ctx := d.ctx()
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "g", Size: 256 << 20, Repl: 2}); err != nil {
+		t.Fatal(err)
+	}
+	att, err := d.client.AttachVolume(ctx, "g", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startAckWriter(filepath.Join(att.MountPath, "log"))
+	time.Sleep(time.Second)
+	broken := "#!/bin/sh\necho 'a broken upgrade' >&2\nexit 1\n"
+	if err := os.WriteFile(bin+".new", []byte(broken), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "mv", bin+".new", bin)
+	old, took := d.restartServing(false)
+	select {
+	case <-w.done:
+		t.Logf("with no daemon back, the writer failed %s after daemon %d was killed: %v", took().Round(time.Millisecond), old, w.err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the writer still waits 30 s after the daemon was killed, with a restart grace of 3 s")
+	}
+	if w.err == nil || took() < 2*time.Second {
+		t.Fatalf("the writer ended after %s with %v: want an I/O error once the 3 s grace is over", took(), w.err)
+	}
+	run(t, "cp", ballastBin, bin+".new")
+	run(t, "mv", bin+".new", bin)
+	att2 := d.waitTakenOver(ctx, "g", att.Epoch, nil)
+	checkRecords(t, filepath.Join(att2.MountPath, "log"), w.acked)
+	fsckFrozen(t, att2.MountPath)
+}

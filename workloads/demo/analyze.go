@@ -41,7 +41,9 @@ type Failover struct {
 	AttachedOn string    `json:"attached_on"`
 	// Resumed: the first sample, once rescheduled (for a daemon's death:
 	// once its volume is attached again), whose committed readings
-	// (stored, then committed by the ingester) went up.
+	// (stored, then committed by the ingester) pass the readings produced
+	// as of the first sample after the failure: readings produced after
+	// the failure are being stored, not just what was in flight at it.
 	Resumed time.Time `json:"resumed"`
 }
 
@@ -61,13 +63,10 @@ func (f Failover) Seconds() float64 {
 // from f.
 func Analyze(samples []Sample, f Failure) Failover {
 	fo := Failover{Failure: f}
-	var prev *Sample
+	after := int64(-1) // produced as of the first sample after f that reached the broker
 	for i := range samples {
 		s := &samples[i]
 		if s.Time.Before(f.At) {
-			if s.Kafka != nil {
-				prev = s
-			}
 			continue
 		}
 		if svc, ok := s.Services[f.Service]; ok && fo.Rescheduled.IsZero() && svc.Running() > 0 && !overlaps(svc.Tasks, f.Tasks) {
@@ -79,14 +78,16 @@ func Analyze(samples []Sample, f Failure) Failover {
 		if s.Kafka == nil {
 			continue
 		}
+		if after < 0 {
+			after = s.Kafka.Produced
+		}
 		// A node's death: the service runs again elsewhere. A daemon's
 		// death: the restarted daemon takes the volume over under the
 		// same containers (no new task), or they are replaced.
 		back := !fo.Rescheduled.IsZero() || (f.Kind == FailDaemon && !fo.Attached.IsZero())
-		if back && fo.Resumed.IsZero() && prev != nil && s.Kafka.Committed > prev.Kafka.Committed {
+		if back && fo.Resumed.IsZero() && s.Kafka.Committed > after {
 			fo.Resumed = s.Time
 		}
-		prev = s
 	}
 	return fo
 }

@@ -410,7 +410,7 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 	if len(dead) > 0 {
 		in.log.Warn("malformed messages to the dead-letter topic", "count", len(dead), "topic", in.cfg.DeadLetterTopic,
 			"first", string(headerValue(dead[0], HeaderError)))
-		if _, _, err := writeAll(ctx, side, dead, in.cfg.Backoff, in.log); err != nil {
+		if _, _, err := writeAll(ctx, side, side.Topic, dead, in.cfg.Backoff, in.log); err != nil {
 			return err
 		}
 		in.malformed.Add(int64(len(dead)))

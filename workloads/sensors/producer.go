@@ -84,23 +84,23 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 			return ProduceStats{}, err
 		}
 	}
-	w := &kafka.Writer{
-		Addr:         kafka.TCP(kc.brokers...),
-		Topic:        cfg.Topic,
-		Balancer:     &kafka.Murmur2Balancer{}, // the Java client's partitioner: same sensor, same partition
-		RequiredAcks: kafka.RequireAll,
-		// Per partition. kafka-go allocates a batch's capacity up front,
-		// so not much more than a chunk's share of a partition; bytes
-		// under the brokers' default message.max.bytes (1 MB).
-		BatchSize:              1000,
-		BatchBytes:             1 << 20,
-		BatchTimeout:           time.Millisecond,
-		MaxAttempts:            3,
-		WriteBackoffMin:        50 * time.Millisecond,
-		WriteBackoffMax:        time.Second,
-		Transport:              kc.transport(),
-		AllowAutoTopicCreation: true,
-	}
+	w := newRenewingWriter(func() *kafka.Writer {
+		return &kafka.Writer{
+			Addr:         kafka.TCP(kc.brokers...),
+			Topic:        cfg.Topic,
+			Balancer:     &kafka.Murmur2Balancer{}, // the Java client's partitioner: same sensor, same partition
+			RequiredAcks: kafka.RequireAll,
+			// Per partition. kafka-go allocates a batch's capacity up front,
+			// so not much more than a chunk's share of a partition; bytes
+			// under the brokers' default message.max.bytes (1 MB).
+			BatchSize:              1000,
+			BatchBytes:             1 << 20,
+			BatchTimeout:           time.Millisecond,
+			MaxAttempts:            1, // writeAll retries, each time on a fresh writer
+			Transport:              kc.transport(),
+			AllowAutoTopicCreation: true,
+		}
+	})
 	defer w.Close()
 
 	// A generator emits readings as the clock and the rate allow; the
@@ -135,7 +135,7 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 				break drain
 			}
 		}
-		n, retries, err := writeAll(ctx, w, msgs, cfg.Backoff, log)
+		n, retries, err := writeAll(ctx, w, cfg.Topic, msgs, cfg.Backoff, log)
 		st.Produced += int64(n)
 		st.Retries += retries
 		if err != nil {
@@ -200,13 +200,57 @@ func generate(ctx context.Context, fleet *Fleet, pace *pacer, count int64, out c
 	return nil
 }
 
-// writeAll writes msgs, retrying the ones that failed until all are
-// acknowledged or ctx ends. It returns how many were acknowledged.
-func writeAll(ctx context.Context, w *kafka.Writer, msgs []kafka.Message, b Backoff, log *slog.Logger) (int, int64, error) {
+// messageWriter writes messages to Kafka: a *kafka.Writer, or a
+// renewingWriter.
+type messageWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// writeTimeout bounds one write of a batch: a healthy broker acknowledges
+// in milliseconds, even fsyncing.
+const writeTimeout = 5 * time.Second
+
+// renewingWriter is a kafka.Writer made anew after a failed write. When
+// the broker moves (its task rescheduled to another node, found again by
+// its DNS name), the old writer's transport keeps its pooled connections
+// and metadata for the dead address: in the demo the producer's writes
+// through it stalled for 28 s after the broker was back. A fresh writer
+// dials and asks for metadata again.
+type renewingWriter struct {
+	make func() *kafka.Writer
+	w    *kafka.Writer
+}
+
+func newRenewingWriter(make func() *kafka.Writer) *renewingWriter {
+	return &renewingWriter{make: make, w: make()}
+}
+
+// WriteMessages writes msgs within writeTimeout; after an error the next
+// write goes through a new writer. The old one is closed in the
+// background: closing waits for what it still has in flight.
+func (r *renewingWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	err := r.w.WriteMessages(wctx, msgs...)
+	if err != nil && ctx.Err() == nil {
+		old := r.w
+		go old.Close()
+		r.w = r.make()
+	}
+	return err
+}
+
+// Close closes the current writer.
+func (r *renewingWriter) Close() error { return r.w.Close() }
+
+// writeAll writes msgs to topic through w, retrying the ones that failed
+// until all are acknowledged or ctx ends. It returns how many were
+// acknowledged.
+func writeAll(ctx context.Context, w messageWriter, topic string, msgs []kafka.Message, b Backoff, log *slog.Logger) (int, int64, error) {
 	pending := msgs
 	var retries int64
 	done := 0
-	err := Retry(ctx, b, log, "write to "+w.Topic, func(ctx context.Context) error {
+	err := Retry(ctx, b, log, "write to "+topic, func(ctx context.Context) error {
 		err := w.WriteMessages(ctx, pending...)
 		if err == nil {
 			done += len(pending)
