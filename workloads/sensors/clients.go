@@ -130,6 +130,11 @@ func (k *kafkaClient) transport() *kafka.Transport {
 // unacknowledged before the connection fails.
 const tcpUserTimeout = 5 * time.Second
 
+// connectTimeout bounds a TCP connect to a broker; a live one on the
+// network answers in milliseconds (TLS and SASL come after, within the
+// dialer's own timeout).
+const connectTimeout = 2 * time.Second
+
 // dialUserTimeout dials with TCP_USER_TIMEOUT set to tcpUserTimeout. A
 // broker whose node died silently never answers nor resets: a client
 // that gives each request less time than the transport's own timeout
@@ -138,8 +143,12 @@ const tcpUserTimeout = 5 * time.Second
 // in the demo: no lag was published after the broker moved, and the
 // autoscaler never scaled). The kernel now fails such a connection, and
 // the transport dials the broker's new address.
+//
+// The TCP connect itself gets connectTimeout: a broker that moved leaves
+// its old address in DNS for a few seconds, and a connect to a dead node
+// is never refused.
 func dialUserTimeout(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+	d := net.Dialer{Timeout: connectTimeout, Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(tcpUserTimeout/time.Millisecond))

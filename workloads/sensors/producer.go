@@ -207,8 +207,9 @@ type messageWriter interface {
 }
 
 // writeTimeout bounds one write of a batch: a healthy broker acknowledges
-// in milliseconds, even fsyncing.
-const writeTimeout = 5 * time.Second
+// in milliseconds, even fsyncing; a write in flight to a broker that died
+// is abandoned after it.
+const writeTimeout = 3 * time.Second
 
 // renewingWriter is a kafka.Writer made anew after a failed write. When
 // the broker moves (its task rescheduled to another node, found again by
