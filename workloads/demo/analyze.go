@@ -2,6 +2,7 @@ package demo
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -41,9 +42,10 @@ type Failover struct {
 	AttachedOn string    `json:"attached_on"`
 	// Resumed: the first sample, once rescheduled (for a daemon's death:
 	// once its volume is attached again), whose committed readings
-	// (stored, then committed by the ingester) pass the readings produced
-	// as of the first sample after the failure: readings produced after
-	// the failure are being stored, not just what was in flight at it.
+	// (stored, then committed by the ingester) went up, past the readings
+	// produced up to the failure (the last count before it, carried on at
+	// the rate before it): readings produced after the failure are being
+	// stored, not just what was in flight at it.
 	Resumed time.Time `json:"resumed"`
 }
 
@@ -63,10 +65,15 @@ func (f Failover) Seconds() float64 {
 // from f.
 func Analyze(samples []Sample, f Failure) Failover {
 	fo := Failover{Failure: f}
-	after := int64(-1) // produced as of the first sample after f that reached the broker
+	var before []*Sample // the last two samples before f that reached the broker
+	var prev *Sample     // the last sample that reached the broker
 	for i := range samples {
 		s := &samples[i]
 		if s.Time.Before(f.At) {
+			if s.Kafka != nil {
+				before = append(before[max(len(before)-1, 0):], s)
+				prev = s
+			}
 			continue
 		}
 		if svc, ok := s.Services[f.Service]; ok && fo.Rescheduled.IsZero() && svc.Running() > 0 && !overlaps(svc.Tasks, f.Tasks) {
@@ -78,18 +85,35 @@ func Analyze(samples []Sample, f Failure) Failover {
 		if s.Kafka == nil {
 			continue
 		}
-		if after < 0 {
-			after = s.Kafka.Produced
-		}
 		// A node's death: the service runs again elsewhere. A daemon's
 		// death: the restarted daemon takes the volume over under the
 		// same containers (no new task), or they are replaced.
 		back := !fo.Rescheduled.IsZero() || (f.Kind == FailDaemon && !fo.Attached.IsZero())
-		if back && fo.Resumed.IsZero() && s.Kafka.Committed > after {
+		if back && fo.Resumed.IsZero() && prev != nil && s.Kafka.Committed > prev.Kafka.Committed && s.Kafka.Committed > producedAt(before, f.At) {
 			fo.Resumed = s.Time
 		}
+		prev = s
 	}
 	return fo
+}
+
+// producedAt estimates the readings produced up to t from the last samples
+// before it (at most two, oldest first): the last count, carried on at
+// the rate between the two.
+func producedAt(before []*Sample, t time.Time) int64 {
+	switch len(before) {
+	case 0:
+		return 0
+	case 1:
+		return before[0].Kafka.Produced
+	}
+	a, b := before[0], before[1]
+	n := b.Kafka.Produced
+	if dt := b.Time.Sub(a.Time).Seconds(); dt > 0 && b.Kafka.Produced > a.Kafka.Produced {
+		rate := float64(b.Kafka.Produced-a.Kafka.Produced) / dt
+		n += int64(math.Ceil(rate * t.Sub(b.Time).Seconds()))
+	}
+	return n
 }
 
 func overlaps(a, b []string) bool {

@@ -111,7 +111,7 @@ func TestAnalyze(t *testing.T) {
 		smp.Services[BrokerService] = smp.Services[CQLService]
 		return smp
 	}
-	broker := []Sample{stall(29, 2900, 2890, "k1"), stall(30, 0, -1, ""), stall(33, 3000, 2990, "k2"), stall(34, 3000, 3000, "k2"),
+	broker := []Sample{stall(28, 2800, 2790, "k1"), stall(29, 2900, 2890, "k1"), stall(30, 0, -1, ""), stall(33, 3000, 2990, "k2"), stall(34, 3000, 3000, "k2"),
 		stall(39, 3000, 3000, "k2"), stall(40, 3700, 3650, "k2")}
 	fo = Analyze(broker, Failure{Kind: FailKillNode, At: at(30), Service: BrokerService, Volume: "sensors_kafka-data", Tasks: []string{"k1"}, Epoch: 1})
 	if !fo.Rescheduled.Equal(at(33)) || !fo.Resumed.Equal(at(40)) {
