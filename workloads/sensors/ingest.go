@@ -290,17 +290,20 @@ func (in *Ingester) newReader() *kafka.Reader {
 }
 
 // newSideWriter writes to the dead-letter and lag topics (each message
-// names its topic).
-func (in *Ingester) newSideWriter() *kafka.Writer {
-	return &kafka.Writer{
-		Addr:                   kafka.TCP(in.kc.brokers...),
-		Balancer:               &kafka.Murmur2Balancer{},
-		RequiredAcks:           kafka.RequireAll,
-		BatchTimeout:           time.Millisecond,
-		MaxAttempts:            3,
-		Transport:              in.kc.transport(),
-		AllowAutoTopicCreation: true,
-	}
+// names its topic), through a fresh writer after a failed write (a broker
+// that moved: see renewingWriter).
+func (in *Ingester) newSideWriter() *renewingWriter {
+	return newRenewingWriter(func() *kafka.Writer {
+		return &kafka.Writer{
+			Addr:                   kafka.TCP(in.kc.brokers...),
+			Balancer:               &kafka.Murmur2Balancer{},
+			RequiredAcks:           kafka.RequireAll,
+			BatchTimeout:           time.Millisecond,
+			MaxAttempts:            1,
+			Transport:              in.kc.transport(),
+			AllowAutoTopicCreation: true,
+		}
+	})
 }
 
 // sessionWake returns what tells a retry of a write to store to go at
@@ -396,7 +399,7 @@ func (in *Ingester) collect(ctx context.Context, r *kafka.Reader, chunk []kafka.
 // handle stores a chunk: readings in batches, alerts, malformed messages
 // to the dead-letter topic. It returns only when all of it is written, or
 // with ctx's error.
-func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, chunk []kafka.Message) error {
+func (in *Ingester) handle(ctx context.Context, store sink, side messageWriter, chunk []kafka.Message) error {
 	readings := make([]Stamped, 0, len(chunk))
 	var dead []kafka.Message
 	for _, m := range chunk {
@@ -410,7 +413,7 @@ func (in *Ingester) handle(ctx context.Context, store sink, side *kafka.Writer, 
 	if len(dead) > 0 {
 		in.log.Warn("malformed messages to the dead-letter topic", "count", len(dead), "topic", in.cfg.DeadLetterTopic,
 			"first", string(headerValue(dead[0], HeaderError)))
-		if _, _, err := writeAll(ctx, side, side.Topic, dead, in.cfg.Backoff, in.log); err != nil {
+		if _, _, err := writeAll(ctx, side, in.cfg.DeadLetterTopic, dead, in.cfg.Backoff, in.log); err != nil {
 			return err
 		}
 		in.malformed.Add(int64(len(dead)))

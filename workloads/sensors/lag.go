@@ -113,7 +113,7 @@ func Total(lags []PartitionLag) int64 {
 // publishLag writes every partition's lag to the lag topic every
 // LagInterval. A failed write is logged and skipped: the next report
 // supersedes it.
-func (in *Ingester) publishLag(ctx context.Context, w *kafka.Writer) {
+func (in *Ingester) publishLag(ctx context.Context, w messageWriter) {
 	t := time.NewTicker(in.cfg.LagInterval)
 	defer t.Stop()
 	for {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	kafka "github.com/segmentio/kafka-go"
@@ -135,7 +136,7 @@ func Produce(ctx context.Context, cfg ProducerConfig) (ProduceStats, error) {
 				break drain
 			}
 		}
-		n, retries, err := writeAll(ctx, w, cfg.Topic, msgs, cfg.Backoff, log)
+		n, retries, err := writeAll(ctx, w, w.Topic(), msgs, cfg.Backoff, log)
 		st.Produced += int64(n)
 		st.Retries += retries
 		if err != nil {
@@ -219,30 +220,46 @@ const writeTimeout = 3 * time.Second
 // dials and asks for metadata again.
 type renewingWriter struct {
 	make func() *kafka.Writer
-	w    *kafka.Writer
+
+	mu sync.Mutex
+	w  *kafka.Writer
 }
 
 func newRenewingWriter(make func() *kafka.Writer) *renewingWriter {
 	return &renewingWriter{make: make, w: make()}
 }
 
-// WriteMessages writes msgs within writeTimeout; after an error the next
-// write goes through a new writer. The old one is closed in the
-// background: closing waits for what it still has in flight.
+// Topic is the writer's topic ("" when each message names its own).
+func (r *renewingWriter) Topic() string { return r.current().Topic }
+
+func (r *renewingWriter) current() *kafka.Writer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.w
+}
+
+// WriteMessages writes msgs within writeTimeout (or ctx's deadline, if
+// sooner); after an error other than ctx's cancellation the next write
+// goes through a new writer. The old one is closed in the background:
+// closing waits for what it still has in flight. Safe for concurrent use.
 func (r *renewingWriter) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	w := r.current()
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	err := r.w.WriteMessages(wctx, msgs...)
-	if err != nil && ctx.Err() == nil {
-		old := r.w
-		go old.Close()
-		r.w = r.make()
+	err := w.WriteMessages(wctx, msgs...)
+	if err != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		r.mu.Lock()
+		if r.w == w {
+			go w.Close()
+			r.w = r.make()
+		}
+		r.mu.Unlock()
 	}
 	return err
 }
 
 // Close closes the current writer.
-func (r *renewingWriter) Close() error { return r.w.Close() }
+func (r *renewingWriter) Close() error { return r.current().Close() }
 
 // writeAll writes msgs to topic through w, retrying the ones that failed
 // until all are acknowledged or ctx ends. It returns how many were
