@@ -174,9 +174,16 @@ func (w *LagWatcher) partitions(ctx context.Context) ([]kafka.PartitionOffsets, 
 	return parts, nil
 }
 
-// follow reads one partition of the lag topic until ctx ends (nil) or the
-// reader fails (Run starts it again). kafka-go's reader reconnects by
-// itself while the broker is away.
+// followIdle is how long a partition of the lag topic may stay silent
+// before follow gives its reader up (and Run makes a new one). Ingesters
+// report every second; a reader left with connections to a broker that
+// moved to another node may hear nothing more (twice in the demo, an
+// autoscaler that outlived the broker's move never scaled).
+const followIdle = 15 * time.Second
+
+// follow reads one partition of the lag topic until ctx ends (nil), the
+// reader fails or the partition stays silent for followIdle (Run starts
+// it again: reports read twice change nothing).
 func (w *LagWatcher) follow(ctx context.Context, po kafka.PartitionOffsets) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: w.kc.brokers, Topic: w.cfg.LagTopic, Partition: po.Partition, Dialer: w.kc.dialer(),
@@ -187,7 +194,9 @@ func (w *LagWatcher) follow(ctx context.Context, po kafka.PartitionOffsets) erro
 		return fmt.Errorf("read %s/%d: %w", w.cfg.LagTopic, po.Partition, err)
 	}
 	for {
-		m, err := r.ReadMessage(ctx)
+		rctx, cancel := context.WithTimeout(ctx, followIdle)
+		m, err := r.ReadMessage(rctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
