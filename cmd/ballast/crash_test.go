@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ type ackWriter struct {
 	err   error
 	done  chan struct{}
 	stop  chan struct{}
+	once  sync.Once
 }
 
 func startAckWriter(path string) *ackWriter {
@@ -61,9 +63,10 @@ func (w *ackWriter) run() {
 	}
 }
 
-// halt stops the writer after the record it is writing.
+// halt stops the writer after the record it is writing. Calling it
+// again waits for the same end.
 func (w *ackWriter) halt() {
-	close(w.stop)
+	w.once.Do(func() { close(w.stop) })
 	<-w.done
 }
 

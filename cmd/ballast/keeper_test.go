@@ -116,11 +116,7 @@ func TestRestartKeepsIO(t *testing.T) {
 		}
 		t.Cleanup(func() { // on failure: the daemon stops only when they do
 			bg.Process.Kill()
-			select {
-			case <-w.stop:
-			default:
-				w.halt()
-			}
+			w.halt()
 		})
 		time.Sleep(1500 * time.Millisecond)
 		before := w.acked
@@ -178,13 +174,7 @@ func TestCSIRestartKeepsMounts(t *testing.T) {
 		t.Fatalf("inspect: %+v, %v", v, err)
 	}
 	w := startAckWriter(filepath.Join(target, "log"))
-	t.Cleanup(func() {
-		select {
-		case <-w.stop:
-		default:
-			w.halt()
-		}
-	})
+	t.Cleanup(w.halt)
 	time.Sleep(time.Second)
 	before := w.acked
 	_, took := n.restartServing(false)

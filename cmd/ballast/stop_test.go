@@ -215,13 +215,7 @@ func TestStopKeepsIOWithSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := startAckWriter(filepath.Join(att.MountPath, "log"))
-	t.Cleanup(func() {
-		select {
-		case <-w.stop:
-		default:
-			w.halt()
-		}
-	})
+	t.Cleanup(w.halt)
 	time.Sleep(time.Second)
 	took := d.stopTimed()
 	before := w.acked

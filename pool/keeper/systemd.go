@@ -60,15 +60,7 @@ func (s *FDStore) notify(text string, files []*os.File) error {
 		return err
 	}
 	defer unix.Close(fd)
-	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
-		oob = unix.UnixRights(fds...)
-	}
-	if err := unix.Sendmsg(fd, []byte(text), oob, s.addr, 0); err != nil {
+	if err := unix.Sendmsg(fd, []byte(text), rights(files), s.addr, 0); err != nil {
 		return fmt.Errorf("sd_notify %q: %w", strings.ReplaceAll(text, "\n", " "), err)
 	}
 	return nil

@@ -58,20 +58,25 @@ func send(fd int, m message, files []*os.File) error {
 	if len(files) > maxFiles {
 		return fmt.Errorf("keeper: %d descriptors in one message, at most %d", len(files), maxFiles)
 	}
-	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
-		oob = unix.UnixRights(fds...)
-	}
+	oob := rights(files)
 	for {
 		err = unix.Sendmsg(fd, b, oob, nil, 0)
 		if !errors.Is(err, unix.EINTR) {
 			return err
 		}
 	}
+}
+
+// rights is the SCM_RIGHTS control message passing files; nil for none.
+func rights(files []*os.File) []byte {
+	if len(files) == 0 {
+		return nil
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	return unix.UnixRights(fds...)
 }
 
 // recv reads one datagram and the descriptors it carries, which the caller

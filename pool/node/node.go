@@ -355,12 +355,6 @@ func (n *Node) reportUsage(ctx context.Context) {
 	}
 }
 
-// Close unmounts and closes every volume attached here but keeps their
-// attachment records: a restarted daemon attaches them again.
-func (n *Node) Close(ctx context.Context) error {
-	return n.Shutdown(ctx, false)
-}
-
 // Shutdown stops the node when the daemon stops. With keep (a keeper holds
 // the volumes' kernel side for the next daemon), every attached volume is
 // left exactly as it is, mounted and serving until the process exits: the

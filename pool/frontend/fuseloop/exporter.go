@@ -334,20 +334,7 @@ func (e *Exporter) Abort(name string) error {
 	if !ok {
 		return e.cleanStale(e.MountPoint(name))
 	}
-	var errs []error
-	if x.held {
-		if err := e.opts.Keeper.Drop(x.name); err != nil {
-			errs = append(errs, fmt.Errorf("release held descriptors: %w", err))
-		}
-		x.held = false
-	}
-	if x.loop != nil {
-		if err := detachLoop(x.loop); err != nil {
-			errs = append(errs, err)
-		}
-		x.loop.Close()
-		x.loop = nil
-	}
+	errs := []error{e.releaseHeld(x), releaseLoop(x)}
 	if x.mounted {
 		abortConn(x.mnt)
 		if err := unix.Unmount(x.mnt, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
@@ -366,21 +353,7 @@ func (e *Exporter) Abort(name string) error {
 
 // teardown undoes whatever part of an export exists. Safe to call again.
 func (e *Exporter) teardown(x *export) error {
-	var errs []error
-	if x.held {
-		if err := e.opts.Keeper.Drop(x.name); err != nil {
-			errs = append(errs, fmt.Errorf("release held descriptors: %w", err))
-		} else {
-			x.held = false
-		}
-	}
-	if x.loop != nil {
-		if err := detachLoop(x.loop); err != nil {
-			errs = append(errs, err)
-		}
-		x.loop.Close()
-		x.loop = nil
-	}
+	errs := []error{e.releaseHeld(x), releaseLoop(x)}
 	if x.mounted {
 		if err := e.unmountFUSE(x.mnt, x.served); err != nil {
 			errs = append(errs, err)
@@ -388,10 +361,35 @@ func (e *Exporter) teardown(x *export) error {
 			x.mounted = false
 		}
 	}
-	if len(errs) == 0 {
+	err := errors.Join(errs...)
+	if err == nil {
 		_ = os.Remove(x.mnt) // only if empty (i.e. unmounted)
 	}
-	return errors.Join(errs...)
+	return err
+}
+
+// releaseHeld makes the keeper drop its copies of x's descriptors.
+func (e *Exporter) releaseHeld(x *export) error {
+	if !x.held {
+		return nil
+	}
+	if err := e.opts.Keeper.Drop(x.name); err != nil {
+		return fmt.Errorf("release held descriptors: %w", err)
+	}
+	x.held = false
+	return nil
+}
+
+// releaseLoop detaches x's loop device (it clears itself once its last
+// user closes it, if busy) and closes it.
+func releaseLoop(x *export) error {
+	if x.loop == nil {
+		return nil
+	}
+	err := detachLoop(x.loop)
+	x.loop.Close()
+	x.loop = nil
+	return err
 }
 
 // unmountFUSE unmounts a FUSE mount we serve and waits for its server loop
