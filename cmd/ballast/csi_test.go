@@ -34,16 +34,26 @@ type csiNode struct {
 }
 
 // launchCSI starts daemon node with --csi-endpoint and waits until its
-// driver answers Probe. Whatever the test leaves mounted under the node's
-// paths dir is unmounted before the daemon stops.
+// driver answers Probe.
 func launchCSI(t *testing.T, node string, disks []string, extra ...string) *csiNode {
+	t.Helper()
+	n := newCSI(t, node, disks, extra...)
+	n.start()
+	n.waitReady()
+	return n
+}
+
+// newCSI prepares daemon node with --csi-endpoint and clients for its
+// driver, without starting it. Whatever the test leaves mounted under the
+// node's paths dir is unmounted before the daemon stops.
+func newCSI(t *testing.T, node string, disks []string, extra ...string) *csiNode {
 	t.Helper()
 	base, err := os.MkdirTemp("/var/tmp", "ballast-csi-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(base, "csi.sock")
-	d := launch(t, node, disks, append([]string{"--csi-endpoint", "unix://" + sock}, extra...)...)
+	d := newDaemon(t, node, disks, append([]string{"--csi-endpoint", "unix://" + sock}, extra...)...)
 	t.Cleanup(func() { // runs before the daemon's cleanup stops it
 		if _, err := frontend.UnmountAllUnder(base); err != nil {
 			t.Logf("unmount CSI paths: %v", err)
@@ -55,17 +65,22 @@ func launchCSI(t *testing.T, node string, disks []string, extra ...string) *csiN
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	n := &csiNode{daemon: d, ident: csipb.NewIdentityClient(conn), ctrl: csipb.NewControllerClient(conn), nodeSvc: csipb.NewNodeClient(conn), paths: base}
+	return &csiNode{daemon: d, ident: csipb.NewIdentityClient(conn), ctrl: csipb.NewControllerClient(conn), nodeSvc: csipb.NewNodeClient(conn), paths: base}
+}
+
+// waitReady waits up to 30 s for the driver to answer Probe with ready.
+func (n *csiNode) waitReady() {
+	n.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		r, err := n.ident.Probe(ctx, &csipb.ProbeRequest{})
 		cancel()
 		if err == nil && r.GetReady().GetValue() {
-			return n
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("csi driver of node %s not ready after 30s: %v", node, err)
+			n.t.Fatalf("csi driver of node %s not ready after 30s: %v", n.node, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

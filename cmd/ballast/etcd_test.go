@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -33,34 +34,69 @@ type etcdServer struct {
 	cmd *exec.Cmd
 }
 
-// startEtcd runs Debian's etcd server on loopback ports for one test.
+// startEtcd runs Debian's etcd server on loopback ports for one test. The
+// ports are picked free but may be taken by another package's test before
+// etcd binds them, so a server that exits before it is ready is started
+// again on new ports (up to three tries).
 func startEtcd(t *testing.T) *etcdServer {
 	t.Helper()
 	testenv.RequireTools(t, "etcd")
+	var errs []string
+	for try := 1; try <= 3; try++ {
+		s, err := tryEtcd(t)
+		if err == nil {
+			return s
+		}
+		errs = append(errs, fmt.Sprintf("try %d: %v", try, err))
+	}
+	t.Fatalf("external etcd did not start:\n%s", strings.Join(errs, "\n"))
+	return nil
+}
+
+// tryEtcd starts one etcd server and waits until it answers; on failure it
+// stops the server and returns what its log said.
+func tryEtcd(t *testing.T) (*etcdServer, error) {
 	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
 	dir := t.TempDir()
+	logPath := filepath.Join(dir, "etcd.log")
 	cmd := exec.Command("etcd", "--name", "ext", "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "ext="+peer)
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
+	logf, err := os.Create(logPath)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
 		logf.Close()
-	})
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		logf.Close()
+	}
+	failed := func(err error) (*etcdServer, error) {
+		stop()
+		b, _ := os.ReadFile(logPath)
+		if len(b) > 2000 {
+			b = b[len(b)-2000:]
+		}
+		return nil, fmt.Errorf("%w; etcd log ends:\n%s", err, b)
+	}
 	cli, err := meta.Connect([]string{client}, nil)
 	if err != nil {
-		t.Fatal(err)
+		return failed(err)
 	}
 	defer cli.Close()
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -68,10 +104,16 @@ func startEtcd(t *testing.T) *etcdServer {
 		_, err := cli.Get(ctx, "health")
 		cancel()
 		if err == nil {
-			return &etcdServer{URL: client, cmd: cmd}
+			t.Cleanup(stop)
+			return &etcdServer{URL: client, cmd: cmd}, nil
+		}
+		select {
+		case <-exited:
+			return failed(fmt.Errorf("etcd exited before it was ready"))
+		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("external etcd not ready: %v", err)
+			return failed(fmt.Errorf("not ready after 30 s: %w", err))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,6 +83,76 @@ func (d *daemon) waitTakenOver(ctx context.Context, vol string, epoch uint64, w 
 	}
 }
 
+// upgradedVersion is the version a restart test's freshly built binary
+// reports.
+const upgradedVersion = "upgrade-test"
+
+// restartRounds is how many times a restart test ends the serving daemon:
+// kill -9 in the first five rounds, SIGTERM in the sixth, an upgrade in
+// the seventh (see endServing).
+const restartRounds = 7
+
+// endServing ends d's serving daemon the way round r of a restart test
+// does: kill -9, or SIGTERM (round 5), or in round 6 an upgrade: d.bin is
+// replaced by a fresh build reporting upgradedVersion, then SIGTERM (the
+// keeper starts what is at the path). It returns the PID and what was done.
+func (d *daemon) endServing(round int) (int, string) {
+	d.t.Helper()
+	old := d.servingPID()
+	if old == 0 {
+		d.t.Fatalf("round %d: no serving daemon under the keeper", round)
+	}
+	how, sig := "killed (kill -9)", syscall.SIGKILL
+	switch round {
+	case 5:
+		how, sig = "stopped (SIGTERM)", syscall.SIGTERM
+	case 6:
+		how, sig = "upgraded (new binary, SIGTERM)", syscall.SIGTERM
+		run(d.t, "go", "build", "-o", d.bin+".new", "-ldflags", "-X github.com/ballast-io/ballast/pool/version.Version="+upgradedVersion, ".")
+		run(d.t, "mv", d.bin+".new", d.bin)
+	}
+	if err := syscall.Kill(old, sig); err != nil {
+		d.t.Fatal(err)
+	}
+	return old, how
+}
+
+// checkUpgraded fails the test unless d's node reports upgradedVersion.
+func (d *daemon) checkUpgraded(ctx context.Context) {
+	d.t.Helper()
+	nodes, err := d.client.ClusterStatus(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].Version != upgradedVersion {
+		d.t.Fatalf("after the upgrade the node runs %+v (%v), want version %s", nodes, err, upgradedVersion)
+	}
+}
+
+// ownBinary gives d a copy of the ballast binary to run, which a restart
+// test may replace (an upgrade).
+func (d *daemon) ownBinary() {
+	d.t.Helper()
+	d.bin = filepath.Join(d.t.TempDir(), "ballast")
+	run(d.t, "cp", ballastBin, d.bin)
+}
+
+// startFio starts fio writing path with verify=crc32c and an fsync every
+// 4 writes; wait returns its error with its output.
+func startFio(t *testing.T, path string, seed int) (wait func() error) {
+	t.Helper()
+	cmd := exec.Command("fio", append(fioArgs(path, "16M", seed), "--fsync=4")...)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return func() error {
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("fio (write, verify=crc32c) on %s: %w\n%s", path, err, out)
+		}
+		return nil
+	}
+}
+
 // TestRestartKeepsIO kills the serving daemon (kill -9; the second time:
 // SIGHUP to the keeper, an upgrade) under a mounted volume that two
 // writers keep busy: one fsyncs 4 KiB records one after another, fio
@@ -159,13 +230,19 @@ func TestRestartKeepsIO(t *testing.T) {
 	fsckFrozen(t, mnt)
 }
 
-// TestCSIRestartKeepsMounts stages and publishes a volume through CSI
-// (the kubelet's staging and target bind mounts), writes through the
-// target path, kills the serving daemon and checks that the same bind
-// mounts carry on (no error, acknowledged records there) and that
-// unpublish and unstage work against the new daemon.
-func TestCSIRestartKeepsMounts(t *testing.T) {
-	n := launchCSI(t, "n1", []string{"disk1", "disk2"}, "--keeper=true")
+// TestCSIRestartUnderIO stages and publishes a volume through CSI (the
+// kubelet's staging and target bind mounts) and writes through the target
+// path (fsynced records, and fio with verify=crc32c each round) while the
+// serving daemon is ended as in TestRestartUnderIO: kill -9 five times,
+// SIGTERM, an upgrade. The same bind mounts carry on with no error, the
+// volume stays on the same loop device, every acknowledged record is
+// there, e2fsck is clean, and unpublish and unstage work against the last
+// daemon.
+func TestCSIRestartUnderIO(t *testing.T) {
+	n := newCSI(t, "n1", []string{"disk1", "disk2"}, "--keeper=true", "--restart-grace=60s")
+	n.ownBinary()
+	n.start()
+	n.waitReady()
 	ctx := n.ctx()
 	vol := n.create(ctx, "pvc-restart", 256<<20, map[string]string{"repl": "2"}, nil)
 	target := n.stage(ctx, vol.VolumeId, 0)
@@ -173,27 +250,40 @@ func TestCSIRestartKeepsMounts(t *testing.T) {
 	if err != nil || v.Attachment == nil {
 		t.Fatalf("inspect: %+v, %v", v, err)
 	}
+	att := v.Attachment
 	w := startAckWriter(filepath.Join(target, "log"))
 	t.Cleanup(w.halt)
 	time.Sleep(time.Second)
-	before := w.acked
-	_, took := n.restartServing(false)
-	att := n.waitTakenOver(ctx, vol.VolumeId, v.Attachment.Epoch, w)
-	t.Logf("serving daemon killed; %s attached again after %s", vol.VolumeId, took().Round(time.Millisecond))
-	for deadline := time.Now().Add(30 * time.Second); w.acked < before+20; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the writer on the CSI target acknowledged only %d records in 30 s (from %d): %v", w.acked, before, w.err)
+	for round := range restartRounds {
+		fio := startFio(t, filepath.Join(target, "busy"+strconv.Itoa(round)), 20+round)
+		time.Sleep(time.Second)
+		before := w.acked
+		old, how := n.endServing(round)
+		t0 := time.Now()
+		att = n.waitTakenOver(ctx, vol.VolumeId, att.Epoch, w)
+		took := time.Since(t0)
+		for deadline := time.Now().Add(30 * time.Second); w.acked < before+20; {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the writer on the CSI target acknowledged only %d records in 30 s (from %d): %v", round, w.acked, before, w.err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
+		if err := fio(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if src, _ := frontend.MountSource(target); att.Device != v.Attachment.Device || src != att.Device {
+			t.Fatalf("round %d: target %s is mounted from %q, the volume is on %s, was on %s: not taken over", round, target, src, att.Device, v.Attachment.Device)
+		}
+		t.Logf("round %d: serving daemon %d %s; %s taken over after %s; %d records acknowledged", round, old, how, vol.VolumeId, took.Round(time.Millisecond), w.acked)
 	}
+	n.checkUpgraded(ctx)
 	w.halt()
 	if w.err != nil {
 		t.Fatalf("the writer on the CSI target saw an error: %v", w.err)
 	}
-	if src, _ := frontend.MountSource(target); src != att.Device {
-		t.Fatalf("target %s is mounted from %q, the volume is on %s", target, src, att.Device)
-	}
 	checkRecords(t, filepath.Join(target, "log"), w.acked)
+	fioVerify(t, filepath.Join(target, "busy0"), "16M", 20)
+	fsckFrozen(t, target)
 	n.unstage(ctx, vol.VolumeId)
 	if mounted, _ := frontend.IsMounted(target); mounted {
 		t.Fatalf("%s still mounted after NodeUnpublishVolume", target)
@@ -213,10 +303,8 @@ func TestCSIRestartKeepsMounts(t *testing.T) {
 // the mount ID Docker gave before the restarts is still known.
 func TestRestartUnderIO(t *testing.T) {
 	e := newDockerEnv(t)
-	bin := filepath.Join(t.TempDir(), "ballast")
-	run(t, "cp", ballastBin, bin)
 	d := newDaemon(t, "n1", []string{"disk1", "disk2"}, "--docker-socket", e.socket, "--keeper=true", "--restart-grace=60s")
-	d.bin = bin
+	d.ownBinary()
 	d.start()
 	e.serving(d)
 	ctx := d.ctx()
@@ -247,37 +335,10 @@ func TestRestartUnderIO(t *testing.T) {
 		}
 	}
 
-	const upgraded = "upgrade-test"
-	for round := range 7 {
-		busy := filepath.Join(mnt, "busy"+strconv.Itoa(round))
-		bg := exec.Command("fio", append(fioArgs(busy, "16M", 20+round), "--fsync=4")...)
-		out := &strings.Builder{}
-		bg.Stdout, bg.Stderr = out, out
-		if err := bg.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { bg.Process.Kill() })
+	for round := range restartRounds {
+		fio := startFio(t, filepath.Join(mnt, "busy"+strconv.Itoa(round)), 20+round)
 		time.Sleep(time.Second)
-		old := d.servingPID()
-		if old == 0 {
-			t.Fatalf("round %d: no serving daemon under the keeper", round)
-		}
-		how := "killed (kill -9)"
-		switch round {
-		case 5:
-			how = "stopped (SIGTERM)"
-			err = syscall.Kill(old, syscall.SIGTERM)
-		case 6:
-			how = "upgraded (new binary, SIGTERM)"
-			run(t, "go", "build", "-o", bin+".new", "-ldflags", "-X github.com/ballast-io/ballast/pool/version.Version="+upgraded, ".")
-			run(t, "mv", bin+".new", bin)
-			err = syscall.Kill(old, syscall.SIGTERM)
-		default:
-			err = syscall.Kill(old, syscall.SIGKILL)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+		old, how := d.endServing(round)
 		t0 := time.Now()
 		before := lines()
 		att = d.waitTakenOver(ctx, "rv", att.Epoch, nil)
@@ -289,18 +350,15 @@ func TestRestartUnderIO(t *testing.T) {
 			}
 		}
 		running(round)
-		if err := bg.Wait(); err != nil {
-			t.Fatalf("round %d: fio (write, verify=crc32c) through the restart failed: %v\n%s", round, err, out)
+		if err := fio(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
 		}
 		if att.MountPath != mnt || att.Device != v.Attachment.Device {
 			t.Fatalf("round %d: rv is attached %+v after the restart, not taken over on %s at %s", round, att, v.Attachment.Device, mnt)
 		}
 		t.Logf("round %d: serving daemon %d %s; rv taken over after %s; the container goes on (%d lines)", round, old, how, took.Round(time.Millisecond), lines())
 	}
-	nodes, err := d.client.ClusterStatus(ctx)
-	if err != nil || len(nodes) != 1 || nodes[0].Version != upgraded {
-		t.Fatalf("after the upgrade the node runs %+v (%v), want version %s", nodes, err, upgraded)
-	}
+	d.checkUpgraded(ctx)
 
 	if err := os.WriteFile(filepath.Join(mnt, "stop"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -338,11 +396,10 @@ func TestRestartUnderIO(t *testing.T) {
 // keeps trying) and attaches the volume again afresh, with every record
 // acknowledged before the failure.
 func TestRestartGraceEnds(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "ballast")
-	run(t, "cp", ballastBin, bin)
 	d := newDaemon(t, "n1", []string{"disk1", "disk2"}, "--keeper=true", "--restart-grace=3s")
-	d.bin = bin
+	d.ownBinary()
 	d.start()
+	bin := d.bin
 	ctx := d.ctx()
 	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "g", Size: 256 << 20, Repl: 2}); err != nil {
 		t.Fatal(err)
