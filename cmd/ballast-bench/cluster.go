@@ -141,43 +141,63 @@ func (d *daemon) kill9() {
 	d.stop()
 }
 
-// cluster is an external etcd and three daemons a, b, c.
+// cluster is three daemons a, b, c sharing an external etcd, or (etcd
+// nil) running the cluster's embedded etcd as its three members.
 type cluster struct {
 	etcd  *etcdServer
 	nodes []*daemon
 	byID  map[string]*daemon
 }
 
-// startCluster starts etcd and the daemons a, b, c under dir/cluster, each
-// with one pool dir, a replica server on loopback and the same secret, at
-// default settings plus extra.
-func startCluster(ctx context.Context, c config, extra []string, logger *slog.Logger) (_ *cluster, err error) {
-	root := filepath.Join(c.dir, "cluster")
+// startCluster starts the daemons a, b, c under dir/<name>, each with one
+// pool dir, a replica server on loopback, the label node=<id> and the same
+// secret, at default settings plus extra. With embedded, a starts the
+// cluster's etcd and b and c join it as members (as `make demo`'s managers
+// do); otherwise an external etcd is started first.
+func startCluster(ctx context.Context, c config, name string, embedded bool, extra []string, logger *slog.Logger) (_ *cluster, err error) {
+	root := filepath.Join(c.dir, name)
 	cl := &cluster{byID: map[string]*daemon{}}
 	defer func() {
 		if err != nil {
 			cl.stop()
 		}
 	}()
-	if cl.etcd, err = startEtcd(ctx, filepath.Join(root, "etcd"), logger); err != nil {
+	if !embedded {
+		if cl.etcd, err = startEtcd(ctx, filepath.Join(root, "etcd"), logger); err != nil {
+			return cl, err
+		}
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
 		return cl, err
 	}
 	secret := filepath.Join(root, "secret")
 	if err := os.WriteFile(secret, []byte("the ballast-bench cluster secret"), 0o600); err != nil {
 		return cl, err
 	}
+	first := ""
 	for _, id := range []string{"a", "b", "c"} {
-		port, err := freePort()
-		if err != nil {
-			return cl, err
+		ports := make([]int, 3)
+		for i := range ports {
+			if ports[i], err = freePort(); err != nil {
+				return cl, err
+			}
 		}
+		listen := fmt.Sprintf("127.0.0.1:%d", ports[0])
 		dr := filepath.Join(root, "node-"+id)
-		args := append([]string{"daemon", "--data-dir", filepath.Join(dr, "data"), "--node-id", id, "--docker-socket=",
+		args := []string{"daemon", "--data-dir", filepath.Join(dr, "data"), "--node-id", id, "--docker-socket=",
 			"--pool-dir", filepath.Join(dr, "disk"), "--socket", filepath.Join(dr, "ballast.sock"),
-			"--etcd-endpoints", cl.etcd.url, "--cluster-secret-file", secret,
-			"--listen", fmt.Sprintf("127.0.0.1:%d", port)}, c.daemonArgs...)
-		args = append(args, extra...)
-		d := &daemon{root: dr, logPath: filepath.Join(dr, "daemon.log"), log: logger.With("node", id), binary: c.ballast, args: args}
+			"--cluster-secret-file", secret, "--listen", listen, "--labels", "node=" + id}
+		switch {
+		case !embedded:
+			args = append(args, "--etcd-endpoints", cl.etcd.url)
+		case first == "":
+			first = listen
+			args = append(args, "--etcd-client-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--etcd-peer-addr", fmt.Sprintf("127.0.0.1:%d", ports[2]))
+		default:
+			args = append(args, "--etcd-client-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "--etcd-peer-addr", fmt.Sprintf("127.0.0.1:%d", ports[2]), "--join", first)
+		}
+		args = append(append(args, c.daemonArgs...), extra...)
+		d := &daemon{id: id, root: dr, logPath: filepath.Join(dr, "daemon.log"), log: logger.With("node", id), binary: c.ballast, args: args}
 		cl.nodes = append(cl.nodes, d)
 		cl.byID[id] = d
 		if err := d.start(ctx); err != nil {
@@ -185,6 +205,38 @@ func startCluster(ctx context.Context, c config, extra []string, logger *slog.Lo
 		}
 	}
 	return cl, nil
+}
+
+// etcdLeader waits (up to a minute) until the three nodes are up and
+// voting etcd members, and returns the one that leads.
+func (cl *cluster) etcdLeader(ctx context.Context) (string, error) {
+	var last string
+	for deadline := time.Now().Add(time.Minute); ; {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		nodes, err := cl.nodes[0].client.ClusterStatus(cctx)
+		cancel()
+		leader, members := "", 0
+		last = fmt.Sprint(err)
+		if err == nil {
+			last = ""
+			for _, n := range nodes {
+				last += fmt.Sprintf(" %s:%s/%s", n.ID, n.State, n.Etcd)
+				if n.State == "up" && (n.Etcd == "leader" || n.Etcd == "member") {
+					members++
+				}
+				if n.Etcd == "leader" {
+					leader = n.ID
+				}
+			}
+		}
+		if leader != "" && members == len(cl.nodes) {
+			return leader, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return "", fmt.Errorf("no etcd leader with all three nodes up and members after a minute:%s", last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // stop stops the daemons, then etcd. Safe to call more than once.
@@ -197,11 +249,23 @@ func (cl *cluster) stop() {
 	}
 }
 
+// failure is how a failover trial's attach node fails.
+type failure string
+
+const (
+	killed       failure = "killed"        // kill -9 of a node that is an etcd follower
+	frozen       failure = "frozen"        // SIGSTOP of a follower: hung, its kernel still accepts connections
+	leaderKilled failure = "leader killed" // kill -9 of the node leading the embedded etcd
+)
+
+// failures are the ways of failing the trials go through, in order.
+var failures = []failure{killed, frozen, leaderKilled}
+
 // failoverTrial is one failure of the attach node and the takeover.
 type failoverTrial struct {
 	volume, from, to string
-	fs               string        // ext4, xfs
-	frozen           bool          // the owner was stopped (SIGSTOP), not killed
+	fs               string // ext4, xfs
+	how              failure
 	detect           time.Duration // kill -> AttachVolume on the survivor stops returning ErrInUse
 	attach           time.Duration // that -> AttachVolume returned
 	write            time.Duration // write + fsync of a small file on the new mount
@@ -241,15 +305,18 @@ type clusterReport struct {
 	fio     []fioTarget
 	trials  []failoverTrial
 	rebuild *rebuildResult
+	// failoverErr is why the failover cluster did not start.
+	failoverErr error
 }
 
-// measureCluster runs the cluster part: fio on repl 2 and 3 volumes,
-// failover trials, then (after restarting the daemons with a short
-// rebuild delay) the rebuild.
+// measureCluster runs the cluster part: fio on repl 2 and 3 volumes and
+// (after restarting the daemons with a short rebuild delay) the rebuild on
+// a cluster with an external etcd, then the failover trials on a cluster
+// running its embedded etcd.
 func measureCluster(ctx context.Context, c config, fr *fioRunner, sel []job, logger *slog.Logger) *clusterReport {
 	cr := &clusterReport{}
 	logger.Info("cluster: external etcd and 3 daemons")
-	cl, err := startCluster(ctx, c, nil, logger)
+	cl, err := startCluster(ctx, c, "cluster", false, nil, logger)
 	if err != nil {
 		cr.err = fmt.Errorf("start cluster: %w", err)
 		return cr
@@ -266,34 +333,6 @@ func measureCluster(ctx context.Context, c config, fr *fioRunner, sel []job, log
 			return cr
 		}
 	}
-	// Same dirs and etcd, daemons restarted with a short lease.
-	for _, d := range cl.nodes {
-		d.stop()
-		d.args = append(d.args, "--lease-ttl", failoverLease.String())
-		if err := d.start(ctx); err != nil {
-			cr.err = fmt.Errorf("restart %s with --lease-ttl %s: %w", d.root, failoverLease, err)
-			return cr
-		}
-	}
-	i := 0
-	for _, fs := range []string{"ext4", "xfs"} {
-		for _, frozen := range []bool{false, true} {
-			for range failoverTrials {
-				t := failover(ctx, cl, i, fs, frozen)
-				i++
-				if t.err != nil {
-					logger.Error("failover trial", "trial", i, "err", t.err)
-				} else {
-					logger.Info("failover trial", "trial", i, "fs", fs, "frozen", frozen, "from", t.from, "to", t.to, "detect", t.detect, "attach", t.attach, "write", t.write)
-				}
-				cr.trials = append(cr.trials, t)
-				if ctx.Err() != nil {
-					return cr
-				}
-			}
-		}
-	}
-
 	// Same dirs and etcd, daemons restarted with a short rebuild delay.
 	for _, d := range cl.nodes {
 		d.stop()
@@ -304,7 +343,43 @@ func measureCluster(ctx context.Context, c config, fr *fioRunner, sel []job, log
 		}
 	}
 	cr.rebuild = rebuildBench(ctx, cl, fr, logger)
+	cl.stop()
+	if ctx.Err() == nil {
+		cr.trials, cr.failoverErr = failoverBench(ctx, c, logger)
+	}
 	return cr
+}
+
+// failoverBench runs the failover trials, failoverTrials per filesystem
+// and way of failing, on a cluster running its embedded etcd with a short
+// lease.
+func failoverBench(ctx context.Context, c config, logger *slog.Logger) ([]failoverTrial, error) {
+	logger.Info("failover: 3 daemons running the embedded etcd", "lease_ttl", failoverLease)
+	cl, err := startCluster(ctx, c, "failover", true, []string{"--lease-ttl", failoverLease.String()}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+	defer cl.stop()
+	var trials []failoverTrial
+	i := 0
+	for _, fs := range []string{"ext4", "xfs"} {
+		for _, how := range failures {
+			for range failoverTrials {
+				t := failover(ctx, cl, i, fs, how)
+				i++
+				if t.err != nil {
+					logger.Error("failover trial", "trial", i, "err", t.err)
+				} else {
+					logger.Info("failover trial", "trial", i, "fs", fs, "failure", how, "from", t.from, "to", t.to, "detect", t.detect, "attach", t.attach, "write", t.write)
+				}
+				trials = append(trials, t)
+				if ctx.Err() != nil {
+					return trials, nil
+				}
+			}
+		}
+	}
+	return trials, nil
 }
 
 // replicaNodes returns the nodes holding v's replicas.
@@ -317,34 +392,48 @@ func replicaNodes(v *api.Volume) []string {
 }
 
 // failover runs trial i: a repl 2 volume of filesystem fs attached on X
-// with fsynced data; X is killed (or, frozen, stopped with SIGSTOP: hung,
-// its kernel still accepting connections), the other replica node Y
-// attaches it and writes. X is restarted (or resumed: it then finds its
-// volume taken over and lets go of it) afterwards, the volume deleted. X
-// rotates over a, b, c where the placement allows.
-func failover(ctx context.Context, cl *cluster, i int, fs string, frozen bool) (t failoverTrial) {
+// with fsynced data; X fails (how), the other replica node Y attaches it
+// and writes. X is restarted (or resumed: it then finds its volume taken
+// over and lets go of it) afterwards, the volume deleted. X and Y are the
+// two etcd followers (their order rotating) or, for leaderKilled, X is the
+// etcd leader and Y one of the others (rotating); the third node is kept
+// out of the volume's placement with its label.
+func failover(ctx context.Context, cl *cluster, i int, fs string, how failure) (t failoverTrial) {
 	t.volume = fmt.Sprintf("failover-%d", i+1)
-	t.fs, t.frozen = fs, frozen
-	creator := cl.nodes[i%len(cl.nodes)]
-	v, err := creator.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: fs})
+	t.fs, t.how = fs, how
+	leader, err := cl.etcdLeader(ctx)
+	if err != nil {
+		t.err = err
+		return t
+	}
+	var others []string
+	for _, d := range cl.nodes {
+		if d.id != leader {
+			others = append(others, d.id)
+		}
+	}
+	if i%2 == 1 {
+		others[0], others[1] = others[1], others[0]
+	}
+	third := leader
+	t.from, t.to = others[0], others[1]
+	if how == leaderKilled {
+		t.from, t.to, third = leader, others[0], others[1]
+	}
+	x, y := cl.byID[t.from], cl.byID[t.to]
+	v, err := y.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: fs, Avoid: "node=" + third})
 	if err != nil {
 		t.err = fmt.Errorf("create %s: %w", t.volume, err)
 		return t
 	}
-	ns := replicaNodes(v)
-	if len(ns) != 2 || ns[0] == ns[1] {
-		t.err = fmt.Errorf("%s: replicas on %v, want two nodes", t.volume, ns)
+	if ns := replicaNodes(v); !slices.Contains(ns, t.from) || !slices.Contains(ns, t.to) {
+		t.err = fmt.Errorf("%s: replicas on %v, want %s and %s", t.volume, ns, t.from, t.to)
 		return t
 	}
-	t.from, t.to = ns[0], ns[1]
-	if want := cl.nodes[i%len(cl.nodes)]; ns[1] == want.args[slices.Index(want.args, "--node-id")+1] {
-		t.from, t.to = ns[1], ns[0]
-	}
-	x, y := cl.byID[t.from], cl.byID[t.to]
 	cleanup := func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if frozen {
+		if how == frozen {
 			_ = syscall.Kill(-x.pid(), syscall.SIGCONT)
 		}
 		if x.client == nil {
@@ -370,7 +459,7 @@ func failover(ctx context.Context, cl *cluster, i int, fs string, frozen bool) (
 		t.err = err
 		return t
 	}
-	if frozen {
+	if how == frozen {
 		// The keeper and the serving daemon (its process group) stop.
 		x.log.Info("freezing daemon with SIGSTOP", "pid", x.pid())
 		if err := syscall.Kill(-x.pid(), syscall.SIGSTOP); err != nil {

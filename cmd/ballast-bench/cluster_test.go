@@ -71,8 +71,8 @@ func TestClusterReport(t *testing.T) {
 		r2[j.name] = result{IOPS: 600, MiBs: 600}
 	}
 	r2["rand-write-4k-qd16"] = result{IOPS: 400} // below 0.5
-	trial := func(d time.Duration, fs string, frozen bool) failoverTrial {
-		return failoverTrial{volume: "v", from: "a", to: "b", fs: fs, frozen: frozen, detect: d, attach: time.Second, write: 10 * time.Millisecond,
+	trial := func(d time.Duration, fs string, how failure) failoverTrial {
+		return failoverTrial{volume: "v", from: "a", to: "b", fs: fs, how: how, detect: d, attach: time.Second, write: 10 * time.Millisecond,
 			times: attachTimes{claim: time.Millisecond, open: 2 * time.Millisecond, mount: 3 * time.Millisecond}}
 	}
 	rp := &report{jobs: sel, targets: []fioTarget{{label: "baseline (loop)", res: base}}, skipSnap: true, skipRSS: true,
@@ -81,16 +81,17 @@ func TestClusterReport(t *testing.T) {
 				{label: "cluster repl 2", repl: 2, res: r2, want: clusterFioTargets[2]},
 				{label: "cluster repl 3", repl: 3, res: r2},
 			},
-			trials: []failoverTrial{trial(time.Second, "ext4", false), trial(1500*time.Millisecond, "ext4", false), trial(5*time.Second, "ext4", false),
-				{volume: "v", fs: "ext4", err: errors.New("boom")}, trial(3*time.Second, "xfs", true)},
+			trials: []failoverTrial{trial(time.Second, "ext4", killed), trial(1500*time.Millisecond, "ext4", killed), trial(5*time.Second, "ext4", killed),
+				{volume: "v", fs: "ext4", how: killed, err: errors.New("boom")}, trial(3*time.Second, "xfs", frozen), trial(time.Second, "xfs", leaderKilled)},
 			rebuild: &rebuildResult{owner: "a", peer: "b", spare: "c", allocated: 1 << 30, took: 4 * time.Second, copyTook: 2 * time.Second,
 				fgBefore: result{MiBs: 100}, fgDuring: result{MiBs: 60}},
 		}}
 	out := rp.render()
 	// repl 2: seq write (0.6) and rand write (0.4) missed; failover ext4
 	// killed median 2.51 s meets, xfs frozen 4.01 s misses; rebuild 256
-	// MiB/s vs 512: 0.5 missed; foreground 0.6 meets.
-	if rp.checked != 6 || len(rp.missed) != 4 {
+	// MiB/s vs 512: 0.5 missed; foreground 0.6 meets; xfs leader killed
+	// 2.01 s meets.
+	if rp.checked != 7 || len(rp.missed) != 4 {
 		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
 	}
 	for _, want := range []string{
@@ -102,7 +103,9 @@ func TestClusterReport(t *testing.T) {
 		"| xfs | frozen | 1 of 1 | 4.01 | 4.01 | median < 3s **below** |",
 		"| Rebuild throughput | 256.0 MiB/s (1 GiB in 4.00 s) | 512.0 MiB/s (dd) | 0.50x | ≥ 0.70 **below** |",
 		"| 60.0 | 100.0 (before the failure) | 0.60x | ≥ 0.50 meets |",
-		"2 of 6 targets met.",
+		"| 6 | xfs | a | leader killed | b | 1.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 2.01 |",
+		"| xfs | leader killed | 1 of 1 | 2.01 | 2.01 | median < 3s meets |",
+		"3 of 7 targets met.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

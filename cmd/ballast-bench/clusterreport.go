@@ -26,7 +26,7 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
 // renderCluster prints the cluster section.
 func (rp *report) renderCluster(p func(string, ...any)) {
 	cr := rp.cluster
-	p("\n## Cluster: 3 nodes, external etcd\n\n")
+	p("\n## Cluster: 3 nodes\n\n")
 	if cr == nil {
 		p("Not run.\n")
 		return
@@ -37,7 +37,8 @@ func (rp *report) renderCluster(p func(string, ...any)) {
 	}
 	p("Three daemons (a, b, c) on this machine, each with one pool dir in the scratch dir (all on the same host disk), " +
 		"an external etcd (Debian's `etcd`, loopback), replica servers on loopback with a shared secret, default settings " +
-		"(lease TTL 5 s) except `--rebuild-delay 1s` for the rebuild part (daemons restarted with it, same dirs and etcd).\n")
+		"(lease TTL 5 s) except `--rebuild-delay 1s` for the rebuild part (daemons restarted with it, same dirs and etcd). " +
+		"The failover trials run on another three daemons that run the cluster's embedded etcd as its three members (as `make demo`'s managers do).\n")
 	if cr.err != nil {
 		p("\nNot measured: %s\n", oneLine(cr.err))
 	}
@@ -57,32 +58,33 @@ func (rp *report) renderCluster(p func(string, ...any)) {
 	rp.fioTable(p, append([]fioTarget{base}, cr.fio...))
 
 	p("\n### Failover\n\n")
-	p("Daemons restarted with `--lease-ttl %s` (same dirs and etcd). Each trial: a repl 2, %s volume (ext4 or xfs) attached on X (one replica node, rotating over a, b, c as placement allows) with %d MiB written and fsynced; "+
-		"X fails: `kill -9` of its daemon, or SIGSTOP of it (frozen: hung, its kernel still accepts connections, as a stalled machine's would); "+
-		"`AttachVolume` on Y (the other replica node) every 100 ms until it succeeds; then a 4 KiB write + fsync on Y's mount. "+
+	p("Three daemons a, b, c, each a member of the cluster's embedded etcd (a starts it, b and c join), with `--lease-ttl %s` and the label node=<id>. "+
+		"Each trial: a repl 2, %s volume (ext4 or xfs) with replicas on X and Y only (the third node is avoided by its label), attached on X with %d MiB written and fsynced; "+
+		"X fails: `kill -9` of its daemon (killed: X is an etcd follower; leader killed: X is the etcd leader, so etcd first elects another before anything can be decided), "+
+		"or SIGSTOP of it (frozen, a follower: hung, its kernel still accepts connections, as a stalled machine's would); "+
+		"`AttachVolume` on Y every 100 ms until it succeeds; then a 4 KiB write + fsync on Y's mount. "+
 		"X is restarted (or resumed with SIGCONT: it finds the volume taken over and lets go of it) and the volume deleted. "+
-		"Detection: failure → the first attach call that is not refused as in use (X's lease expired); attach: that call's duration, "+
+		"Detection: failure → the first attach call that is not refused as in use (X declared dead: its heartbeats stopped or its lease expired); attach: that call's duration, "+
 		"split by Y's `volume attached` log line into claim (etcd), open (replicas opened and fenced) and mount (fs check/journal replay and mount). "+
-		"Target: median failure → first write < %s for each filesystem and way of failing. The etcd here is external, so an etcd leader's death is not among them "+
-		"(`make demo` kills nodes that run the cluster's embedded etcd).\n\n", failoverLease, sizeString(failoverVolumeSize), failoverData, failoverTarget)
+		"Target: median failure → first write < %s for each filesystem and way of failing.\n\n", failoverLease, sizeString(failoverVolumeSize), failoverData, failoverTarget)
+	if cr.failoverErr != nil {
+		p("Not measured: %s\n\n", oneLine(cr.failoverErr))
+	}
 	p("| Trial | FS | X | Failure | Attached on | Detection s | Attach s | claim ms | open ms | mount ms | First write ms | Failure → write s |\n")
 	p("|--:|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
 	type group struct {
-		fs     string
-		frozen bool
+		fs  string
+		how failure
 	}
 	totals := map[group][]time.Duration{}
 	var groups []group
 	for i, t := range cr.trials {
-		g := group{t.fs, t.frozen}
+		g := group{t.fs, t.how}
 		if _, ok := totals[g]; !ok {
 			groups = append(groups, g)
 			totals[g] = nil
 		}
-		how := "killed"
-		if t.frozen {
-			how = "frozen"
-		}
+		how := t.how
 		if t.err != nil {
 			p("| %d | %s | %s | %s | %s | failed: %s | | | | | | |\n", i+1, t.fs, t.from, how, t.to, oneLine(t.err))
 			continue
@@ -106,13 +108,10 @@ func (rp *report) renderCluster(p func(string, ...any)) {
 		p("| — | — | 0 | — | — | %s |\n", rp.judge("failover", want, false, false, ""))
 	}
 	for _, g := range groups {
-		how := "killed"
-		if g.frozen {
-			how = "frozen"
-		}
+		how := string(g.how)
 		n := 0
 		for _, t := range cr.trials {
-			if t.fs == g.fs && t.frozen == g.frozen {
+			if t.fs == g.fs && t.how == g.how {
 				n++
 			}
 		}

@@ -22,6 +22,7 @@ import (
 // daemon is a single-node ballast daemon started by the benchmark, with its
 // data dir, two pool dirs and socket under one root directory.
 type daemon struct {
+	id      string // node ID, in a cluster
 	root    string
 	cmd     *exec.Cmd
 	done    chan struct{}

@@ -11,10 +11,11 @@
 //     volume holding data;
 //   - the daemon's resident memory with 10 attached volumes;
 //   - a 3-node cluster (external etcd, daemons a, b, c; cluster.go): the
-//     same fio jobs on repl 2 and repl 3 volumes against the same baseline,
-//     failover time after kill -9 of the attach node, and rebuild
-//     throughput after the loss of a replica's node (--skip-cluster skips
-//     it);
+//     same fio jobs on repl 2 and repl 3 volumes against the same baseline
+//     and rebuild throughput after the loss of a replica's node; then,
+//     on three daemons running the embedded etcd, failover time after the
+//     attach node is killed, frozen, or killed while it leads etcd
+//     (--skip-cluster skips it all);
 //   - the sensor pipeline workload end to end (workload.go): readings/s
 //     and produce-to-stored latency of the ingester against the reference
 //     design's naive consumer on the embedded Kafka broker and CQL server
