@@ -26,10 +26,8 @@ func (n *Node) healLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, a := range n.attachments() {
-			if err := n.checkSuperseded(ctx, a); err != nil && ctx.Err() == nil {
-				n.log.Warn("cannot tell whether the volume is still this node's", "volume", a.vol, "err", err)
-			}
+		if err := n.retireSuperseded(ctx, n.attachments()); err != nil && ctx.Err() == nil {
+			n.log.Warn("cannot tell whether the attached volumes are still this node's", "err", err)
 		}
 		atts := n.attachments()
 		for _, a := range atts {

@@ -28,29 +28,41 @@ func superseded(self string, epoch uint64, rec *meta.Attachment, fencedIO bool) 
 	return ""
 }
 
-// checkSuperseded retires a if another node took its volume over; a
-// volume whose record cannot be read now (etcd unreachable: a partition)
-// is left until it can, unless its own I/O already says it was fenced.
-func (n *Node) checkSuperseded(ctx context.Context, a *attachment) error {
-	fenced := a.engine.Fenced()
-	var rec *meta.Attachment
-	if !fenced {
-		r, _, err := n.meta.Attachment(ctx, a.vol)
-		switch {
-		case errors.Is(err, meta.ErrNotFound):
-		case err != nil:
-			return err
-		default:
-			rec = r
-		}
-	}
-	why := superseded(n.cfg.ID, a.epoch, rec, fenced)
-	if why == "" {
+// retireSuperseded retires each of atts that another node took over. It
+// reads the cluster's attachment records once (one etcd read however many
+// volumes are attached here); when they cannot be read (etcd unreachable:
+// a partition), only attachments whose own I/O was refused as fenced are
+// retired, and the error is returned.
+func (n *Node) retireSuperseded(ctx context.Context, atts []*attachment) error {
+	if len(atts) == 0 {
 		return nil
 	}
-	unlock := n.locks.lock(a.vol)
-	defer unlock()
-	return n.retire(ctx, a, why)
+	recs, listErr := n.meta.Attachments(ctx)
+	byVol := make(map[string]*meta.Attachment, len(recs))
+	for i := range recs {
+		byVol[recs[i].Volume] = &recs[i]
+	}
+	var errs []error
+	for _, a := range atts {
+		fenced := a.engine.Fenced()
+		if listErr != nil && !fenced {
+			continue
+		}
+		why := superseded(n.cfg.ID, a.epoch, byVol[a.vol], fenced)
+		if why == "" {
+			continue
+		}
+		unlock := n.locks.lock(a.vol)
+		err := n.retire(ctx, a, why)
+		unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if listErr != nil {
+		errs = append(errs, fmt.Errorf("read the attachment records: %w", listErr))
+	}
+	return errors.Join(errs...)
 }
 
 // retire lets go of a, an attachment another node superseded: its mount
