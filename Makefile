@@ -53,7 +53,8 @@ fuzz:
 
 # fio against ext4 on a plain loop device (the baseline) and against
 # Ballast volumes, printed as ratios; see README "Benchmarks".
-bench: deps build
+bench: build
+	deploy/install-deps.sh --bench
 	$(BIN)/ballast-bench --ballast $(BIN)/ballast
 
 # The demo (workloads/demo): a Docker Swarm of DEMO_NODES Docker-in-Docker

@@ -64,8 +64,8 @@ func TestTargets(t *testing.T) {
 		ok   bool
 	}{
 		{sequential, 1, 0.9, true},
-		{random, 1, 0.7, true},
-		{fsync, 1, 0.6, true},
+		{random, 1, 0.85, true},
+		{fsync, 1, 0.85, true},
 		{sequential, 2, 0.8, true},
 		{random, 2, 0, false},
 		{fsync, 2, 0, false},
@@ -88,17 +88,23 @@ func TestReportVerdicts(t *testing.T) {
 	base := map[string]result{}
 	r1 := map[string]result{}
 	r2 := map[string]result{}
+	peer := map[string]result{}
 	for _, j := range sel {
 		base[j.name] = result{IOPS: 1000, MiBs: 1000}
 		r1[j.name] = result{IOPS: 950, MiBs: 950} // meets every repl 1 target
 		r2[j.name] = result{IOPS: 500, MiBs: 500} // below the repl 2 sequential target
+		peer[j.name] = result{IOPS: 100, MiBs: 100}
 	}
-	r1["write-4k-fsync1"] = result{IOPS: 590} // just below 0.6
+	r1["write-4k-fsync1"] = result{IOPS: 840} // just below 0.85
+	peer["seq-write-1M"] = result{MiBs: 250}  // repl 2 only 2x ahead
 	r2["rand-read-4k-qd16"] = result{Err: errors.New("boom")}
 	rp := &report{jobs: sel, targets: []fioTarget{
 		{label: "baseline (loop)", res: base},
 		{label: "repl 1", repl: 1, res: r1},
 		{label: "repl 2", repl: 2, res: r2},
+		{label: glusterLabel, peer: true, res: peer},
+	}, pg: []pgResult{
+		{label: pgLabelHost, tps: 1000}, {label: pgLabelRepl1, tps: 850}, {label: pgLabelRepl2, tps: 500}, {label: glusterLabel, tps: 200},
 	}, snaps: []snapResult{
 		{volume: "snap-1g", size: 1 << 30, mode: "detached", target: true, times: []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}},
 		{volume: "snap-64g", size: 64 << 30, mode: "attached, idle", target: true, times: []time.Duration{10 * time.Millisecond, 60 * time.Millisecond}},
@@ -106,13 +112,23 @@ func TestReportVerdicts(t *testing.T) {
 	}, mems: []memResult{{phase: "ten", volumes: 10, mem: memory{RSS: 50 << 10, HWM: 120 << 10}}}}
 	out := rp.render()
 	// repl 1: 5 targets, fsync missed; repl 2: 2 sequential targets, both
-	// missed; snapshots: 64g idle missed, the one with writes not judged;
-	// memory met.
-	if rp.checked != 10 || len(rp.missed) != 4 {
+	// missed; GlusterFS has none of its own; repl 2 against it: 5 jobs,
+	// seq-write (2x) and rand-read (failed) missed; pgbench: repl 1 0.85x
+	// meets, repl 2 0.5x missed; snapshots: 64g idle missed, the one with
+	// writes not judged; memory met.
+	if rp.checked != 17 || len(rp.missed) != 7 {
 		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
 	}
 	for _, want := range []string{
-		"| write-4k-fsync1 | IOPS | 1000 | 590 | 0.59x | ≥ 0.60 **below** |",
+		"| write-4k-fsync1 | IOPS | 1000 | 840 | 0.84x | ≥ 0.85 **below** |",
+		"| 500 | 0.50x | — | 100 | 0.10x | — |",
+		"| seq-write-1M | MiB/s | 500.0 | 250.0 | 2.00x | ≥ 3x **below** |",
+		"| rand-write-4k-qd16 | IOPS | 500 | 100 | 5.00x | ≥ 3x meets |",
+		"| rand-read-4k-qd16 | IOPS | failed | 100 | — | ≥ 3x **not measured** |",
+		"| host directory | 1000 | — | — |",
+		"| Ballast repl 1 | 850 | 0.85x | ≥ 0.80 meets |",
+		"| Ballast repl 2 | 500 | 0.50x | ≥ 0.60 **below** |",
+		"| GlusterFS replica 2 | 200 | 0.20x | — |",
 		"| seq-write-1M | MiB/s | 1000.0 | 950.0 | 0.95x | ≥ 0.90 meets | 500.0 | 0.50x | ≥ 0.80 **below** |",
 		"| failed | — | — |",
 		"repl 2 rand-read-4k-qd16 failed: boom",
@@ -120,7 +136,7 @@ func TestReportVerdicts(t *testing.T) {
 		"| 60.0 | 60.0 | < 50 ms **below** |",
 		"| attached, 16 MiB written before each | 1 | 70.0 | 70.0 | — |",
 		"| 50.0 | 120.0 | < 100 MiB meets |",
-		"6 of 10 targets met.",
+		"10 of 17 targets met.",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)

@@ -65,6 +65,9 @@ type config struct {
 	skipRSS       bool
 	skipCluster   bool
 	skipWorkload  bool
+	skipGluster   bool
+	skipPG        bool
+	pgTime        time.Duration
 	workload      workloadConfig
 	out           string
 	keep          bool
@@ -90,6 +93,9 @@ func main() {
 	flag.BoolVar(&c.skipRSS, "skip-rss", false, "skip the daemon memory measurement")
 	flag.BoolVar(&c.skipCluster, "skip-cluster", false, "skip the 3-node cluster part (needs the etcd binary)")
 	flag.BoolVar(&c.skipWorkload, "skip-workload", false, "skip the sensor pipeline workload section")
+	flag.BoolVar(&c.skipGluster, "skip-gluster", false, "skip the GlusterFS replica 2 peer (fio and pgbench; needs glusterfs-server)")
+	flag.BoolVar(&c.skipPG, "skip-pgbench", false, "skip the PostgreSQL pgbench section (needs postgresql)")
+	flag.DurationVar(&c.pgTime, "pgbench-time", 30*time.Second, "pgbench run time per target")
 	workloadFlags(&c.workload)
 	flag.StringVar(&c.out, "out", "", "also write the report to this file")
 	flag.Var((*argList)(&c.daemonArgs), "daemon-arg", "extra argument for the ballast daemon (repeatable), e.g. --daemon-arg=--fuse-max-write=262144")
@@ -125,6 +131,19 @@ func preflight(c *config) error {
 	}
 	if _, err := exec.LookPath("etcd"); err != nil && !c.skipCluster {
 		return errors.New("etcd is missing: the cluster part runs an external etcd (apt-get install etcd-server), or pass --skip-cluster")
+	}
+	if !c.skipGluster {
+		if err := checkGluster(); err != nil {
+			return err
+		}
+	}
+	if !c.skipPG {
+		if _, err := postgresBin(); err != nil {
+			return err
+		}
+		if c.pgTime < time.Second {
+			return fmt.Errorf("--pgbench-time %v: give at least 1s", c.pgTime)
+		}
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		return fmt.Errorf("no /dev/fuse: the daemon serves volumes over FUSE: %w", err)
@@ -240,10 +259,38 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 		name := fmt.Sprintf("bench-r%d", repl)
 		logger.Info("ballast volume", "name", name, "repl", repl, "size", sizeString(c.size))
 		res, err := volumeFio(ctx, d, fr, name, c.size, repl, sel)
-		rp.targets = append(rp.targets, fioTarget{label: fmt.Sprintf("repl %d", repl), repl: repl, res: res, err: err})
+		t := fioTarget{label: fmt.Sprintf("repl %d", repl), repl: repl, res: res, err: err}
+		if repl == 2 {
+			t.want = repl2Targets
+		}
+		rp.targets = append(rp.targets, t)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+	}
+	var g *gluster
+	if !c.skipGluster {
+		logger.Info("peer: GlusterFS replica 2")
+		g, err = startGluster(ctx, c.dir, logger)
+		t := fioTarget{label: glusterLabel, peer: true, err: err}
+		if err == nil {
+			defer g.stop()
+			t.res, t.err = fr.runAll(ctx, "gluster", g.mnt, sel)
+		}
+		rp.targets = append(rp.targets, t)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	rp.skipPG = c.skipPG
+	if !c.skipPG {
+		rp.pg = pgBench(ctx, c, d, g, logger)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	if g != nil {
+		g.stop()
 	}
 
 	if !c.skipSnapshots {
@@ -331,6 +378,64 @@ func attached(ctx context.Context, d *daemon, v spec.Volume) (string, func(), er
 		}
 	}
 	return att.MountPath, detach, nil
+}
+
+// bindMount mounts dir at target too (made first).
+func bindMount(dir, target string) error {
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	if out, err := exec.Command("mount", "--bind", dir, target).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount --bind %s %s: %w: %s", dir, target, err, out)
+	}
+	return nil
+}
+
+// pgBench runs pgbench with the data directory on the host disk, on
+// Ballast repl 1 and repl 2 volumes of daemon d, and on the GlusterFS
+// volume g (when there is one), in that order.
+func pgBench(ctx context.Context, c config, d *daemon, g *gluster, logger *slog.Logger) []pgResult {
+	r, err := newPGRunner(c.pgTime, logger)
+	if err != nil {
+		return []pgResult{{label: pgLabelHost, err: err}}
+	}
+	out := []pgResult{r.run(ctx, pgLabelHost, filepath.Join(c.dir, "pg-host"))}
+	for _, repl := range []int{1, 2} {
+		label := pgLabelRepl1
+		if repl == 2 {
+			label = pgLabelRepl2
+		}
+		if ctx.Err() != nil {
+			return out
+		}
+		name := fmt.Sprintf("pg-r%d", repl)
+		mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: c.size, Repl: repl, FS: "ext4"})
+		if err != nil {
+			out = append(out, pgResult{label: label, err: err})
+			continue
+		}
+		// The daemon's data dir is root's alone; postgres reaches the
+		// volume through a bind mount in the scratch dir.
+		bind := filepath.Join(c.dir, name)
+		if err := bindMount(mnt, bind); err != nil {
+			out = append(out, pgResult{label: label, err: err})
+		} else {
+			out = append(out, r.run(ctx, label, filepath.Join(bind, "pg")))
+			if err := frontend.Unmount(bind); err != nil {
+				logger.Error("unmount", "path", bind, "err", err)
+			}
+		}
+		detach()
+		if ctx.Err() == nil {
+			if err := d.client.DeleteVolume(ctx, name); err != nil {
+				d.log.Warn("delete volume", "name", name, "err", err)
+			}
+		}
+	}
+	if g != nil && ctx.Err() == nil {
+		out = append(out, r.run(ctx, glusterLabel, filepath.Join(g.mnt, "pg")))
+	}
+	return out
 }
 
 // volumeFio runs the jobs on a new Ballast volume, then detaches and
@@ -481,7 +586,7 @@ func cleanDir(dir string, logger *slog.Logger) error {
 		logger.Warn("unmounted leftovers", "mounts", left)
 	}
 	states, _ := filepath.Glob(filepath.Join(dir, "*", "data", "fuse"))
-	more, _ := filepath.Glob(filepath.Join(dir, "cluster", "*", "data", "fuse"))
+	more, _ := filepath.Glob(filepath.Join(dir, "*", "*", "data", "fuse")) // the clusters' nodes
 	for _, state := range append(states, more...) {
 		exp, err := fuseloop.New(state, fuseloop.Options{})
 		if err == nil {

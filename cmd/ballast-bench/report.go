@@ -10,9 +10,27 @@ import (
 // Targets (ratios to the baseline) of the data path; docs/architecture.md,
 // "Measurements", lists every target with its latest result.
 var targets = map[int]map[class]float64{
-	1: {sequential: 0.9, random: 0.7, fsync: 0.6},
+	1: {sequential: 0.9, random: 0.85, fsync: 0.85},
 	2: {sequential: 0.8},
 }
+
+// repl2Targets are the repl 2 volume's targets by job: both replicas
+// share the host disk here, so random writes and fsyncs are judged apart
+// from reads.
+var repl2Targets = map[string]float64{"seq-write-1M": 0.8, "seq-read-1M": 0.8, "rand-write-4k-qd16": 0.6, "write-4k-fsync1": 0.6}
+
+// Against the peer (GlusterFS replica 2): Ballast repl 2 / GlusterFS on
+// every fio job; pgbench TPS against the host directory.
+const peerTarget = 3.0
+
+var pgTargets = map[string]float64{pgLabelRepl1: 0.8, pgLabelRepl2: 0.6}
+
+const (
+	glusterLabel = "GlusterFS replica 2"
+	pgLabelHost  = "host directory"
+	pgLabelRepl1 = "Ballast repl 1"
+	pgLabelRepl2 = "Ballast repl 2"
+)
 
 // snapshotTarget is the most a snapshot may take ("well under 50 ms").
 const snapshotTarget = 50 * time.Millisecond
@@ -45,7 +63,8 @@ func ratio(got, base float64) float64 {
 // target under test in the fio table.
 type fioTarget struct {
 	label string // column heading
-	repl  int    // 0 for the baseline
+	repl  int    // 0 for the baseline and the peer
+	peer  bool   // another system (GlusterFS): no targets of its own
 	res   map[string]result
 	err   error              // the whole target failed
 	want  map[string]float64 // per-job targets; nil: the repl's class targets
@@ -53,6 +72,9 @@ type fioTarget struct {
 
 // target returns the ratio job j must reach on t.
 func (t fioTarget) target(j job) (float64, bool) {
+	if t.peer {
+		return 0, false
+	}
 	if t.want != nil {
 		w, ok := t.want[j.name]
 		return w, ok
@@ -86,6 +108,8 @@ type report struct {
 	skipSnap bool
 	mems     []memResult
 	skipRSS  bool
+	pg       []pgResult // host directory first
+	skipPG   bool
 	cluster  *clusterReport
 	workload *workloadReport
 	errs     []string // failures outside the tables
@@ -160,6 +184,8 @@ func (rp *report) render() string {
 
 	p("\n## Data path: fio on ext4\n\n%s\n\n", rp.fioNote)
 	rp.fioTable(p, rp.targets)
+	rp.renderPeer(p)
+	rp.renderPG(p)
 	p("\n## Snapshot creation\n\n")
 	if rp.skipSnap {
 		p("Skipped (--skip-snapshots).\n")
@@ -295,4 +321,79 @@ func oneLine(v any) string {
 		s = s[:i] + " …"
 	}
 	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// renderPeer prints Ballast repl 2 against GlusterFS replica 2, job by job,
+// when both ran.
+func (rp *report) renderPeer(p func(string, ...any)) {
+	var r2, peer *fioTarget
+	for i := range rp.targets {
+		switch t := &rp.targets[i]; {
+		case t.peer:
+			peer = t
+		case t.repl == 2:
+			r2 = t
+		}
+	}
+	if peer == nil || r2 == nil {
+		return
+	}
+	p("\n**Against GlusterFS replica 2** (the same jobs; Ballast repl 2 / GlusterFS; target ≥ %.0fx on every job):\n\n", peerTarget)
+	p("| Job | Unit | Ballast repl 2 | %s | Ballast / GlusterFS | Target |\n|---|---|--:|--:|--:|---|\n", glusterLabel)
+	for _, j := range rp.jobs {
+		a, aok := r2.res[j.name]
+		b, bok := peer.res[j.name]
+		ok := aok && bok && a.Err == nil && b.Err == nil && b.value(j.unit) > 0
+		q := 0.0
+		if ok {
+			q = ratio(a.value(j.unit), b.value(j.unit))
+		}
+		p("| %s | %s | %s | %s | %s | %s |\n", j.name, j.unit, fioCell(a, aok, j.unit), fioCell(b, bok, j.unit), ratioString(q, ok),
+			rp.judge("repl 2 vs GlusterFS "+j.name, fmt.Sprintf("≥ %.0fx", peerTarget), ok, q >= peerTarget, fmt.Sprintf("%.2fx < %.0fx", q, peerTarget)))
+	}
+}
+
+// renderPG prints the pgbench section.
+func (rp *report) renderPG(p func(string, ...any)) {
+	p("\n## PostgreSQL: pgbench\n\n")
+	if rp.skipPG {
+		p("Skipped (--skip-pgbench).\n")
+		return
+	}
+	if len(rp.pg) == 0 {
+		p("Not run.\n")
+		return
+	}
+	p("PostgreSQL (Debian's, default settings: fsync on, synchronous_commit on) with its data directory on each target in turn: "+
+		"`pgbench -i -s %d`, then `pgbench -c %d -j 2 -T <duration>` (TPCB-like); TPS without the initial connection time; "+
+		"ratio = TPS / TPS on the host directory (the host disk's ext4, the same disk the pool dirs and bricks are on). "+
+		"Ballast volumes are ext4 on the single-node daemon above.\n\n", pgScale, pgClients)
+	p("| Data directory on | TPS | ratio | target |\n|---|--:|--:|---|\n")
+	host := rp.pg[0]
+	for _, r := range rp.pg {
+		cell := "failed"
+		if r.err == nil {
+			cell = fmt.Sprintf("%.0f", r.tps)
+		}
+		if r.label == pgLabelHost {
+			p("| %s | %s | — | — |\n", r.label, cell)
+			continue
+		}
+		ok := r.err == nil && host.err == nil && host.tps > 0
+		q := 0.0
+		if ok {
+			q = r.tps / host.tps
+		}
+		want, has := pgTargets[r.label]
+		wantCell := "—"
+		if has {
+			wantCell = rp.judge("pgbench "+r.label, fmt.Sprintf("≥ %.2f", want), ok, q >= want, fmt.Sprintf("%.2fx < %.2fx", q, want))
+		}
+		p("| %s | %s | %s | %s |\n", r.label, cell, ratioString(q, ok), wantCell)
+	}
+	for _, r := range rp.pg {
+		if r.err != nil {
+			p("\n%s: %s\n", r.label, oneLine(r.err))
+		}
+	}
 }
