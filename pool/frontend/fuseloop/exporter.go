@@ -27,6 +27,15 @@
 //
 //	frontend.TuneGOMAXPROCS() // raises GOMAXPROCS to at least 16
 //
+// # FUSE over io_uring (prototype)
+//
+// With Options.URing the exporter asks for FUSE_OVER_IO_URING at INIT and,
+// where the kernel offers it, serves requests from buffers registered on
+// io_uring queues (uringserve.go) while go-fuse's Server keeps serving
+// /dev/fuse for what stays there (FORGET, INTERRUPT, notifications).
+// Exporter.Transport tells which transport a volume uses. It does not yet
+// survive daemon restarts, so it cannot be combined with a Keeper.
+//
 // # Crash behaviour
 //
 // The daemon holds an open file descriptor on each loop device; the loop
@@ -69,7 +78,25 @@ type Options struct {
 	// Keeper, when set, keeps each exported volume's FUSE connection and
 	// loop device open across daemon restarts; see Keeper.
 	Keeper Keeper
+	// URing serves FUSE requests over io_uring (FUSE_OVER_IO_URING, Linux
+	// 6.14+) where the kernel offers it (the fuse module's enable_uring
+	// parameter on), over /dev/fuse otherwise; Transport tells which. A
+	// PROTOTYPE: it cannot be combined with Keeper yet.
+	URing bool
+	// URingDepth is the number of requests in flight per io_uring queue
+	// (one queue per possible CPU); default 16.
+	URingDepth int
+	// URingThreads is the number of threads serving each queue, each with
+	// its share of the entries; default 16 (a thread per entry: no hand-off
+	// between threads per request).
+	URingThreads int
 }
+
+// Transports, as Exporter.Transport names them.
+const (
+	TransportDevFUSE = "/dev/fuse"
+	TransportURing   = "io_uring"
+)
 
 // Exporter implements frontend.Exporter with FUSE + loop devices. Each
 // volume NAME is served at <stateDir>/NAME/disk.
@@ -92,7 +119,8 @@ type export struct {
 	mnt     string
 	dev     block.Device
 	srv     *fuse.Server
-	served  chan struct{} // closed when srv.Serve returns
+	ring    *uringServer  // io_uring queues, if any were set up
+	served  chan struct{} // closed when srv.Serve and the ring's queues ended
 	loop    *os.File      // open loop device (nil after detach)
 	devPath string
 	mounted bool // its FUSE mount is up
@@ -123,6 +151,9 @@ func New(stateDir string, opts Options) (*Exporter, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = log.New(io.Discard, "", 0)
+	}
+	if opts.URing && opts.Keeper != nil {
+		return nil, errors.New("fuseloop: io_uring transport does not survive daemon restarts yet: URing and Keeper cannot be combined")
 	}
 	return &Exporter{stateDir: abs, opts: opts, vols: map[string]*export{}, adoptable: map[string]heldState{}}, nil
 }
@@ -209,6 +240,15 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	}()
 
 	opts := e.mountOptions(name)
+	if e.opts.URing {
+		// A connection that negotiated io_uring holds every request back
+		// until its rings are up: make sure they can be.
+		if err := probeURing(); err != nil {
+			e.opts.Logger.Printf("fuseloop: %s: io_uring unavailable, serving over /dev/fuse: %v", name, err)
+		} else {
+			opts.ExtraCapabilities |= fuse.CAP_OVER_IO_URING
+		}
+	}
 	fuseDev, err := mountFUSE(mnt, name, opts)
 	if err != nil {
 		close(x.served)
@@ -223,10 +263,17 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 		return "", fmt.Errorf("fuseloop: serve %s: %w", mnt, err)
 	}
 	x.srv = srv
+	ringErr := e.startURing(x, fuseDev, fs, opts)
 	go func() {
 		defer close(x.served)
 		srv.Serve()
+		if x.ring != nil {
+			<-x.ring.done
+		}
 	}()
+	if ringErr != nil {
+		return "", fmt.Errorf("fuseloop: serve %s: %w", mnt, ringErr)
+	}
 	if err := srv.WaitMount(); err != nil {
 		return "", fmt.Errorf("fuseloop: mount %s: %w", mnt, err)
 	}
@@ -255,6 +302,45 @@ func (e *Exporter) Export(name string, dev block.Device) (devPath string, err er
 	}
 	e.vols[name] = x
 	return x.devPath, nil
+}
+
+// startURing starts serving x's connection over io_uring if INIT
+// negotiated it. An error means the connection cannot serve at all.
+func (e *Exporter) startURing(x *export, fuseDev *os.File, fs fuse.RawFileSystem, opts *fuse.MountOptions) error {
+	if opts.ExtraCapabilities&fuse.CAP_OVER_IO_URING == 0 {
+		return nil
+	}
+	if x.srv.KernelSettings().Flags64()&fuse.CAP_OVER_IO_URING == 0 {
+		e.opts.Logger.Printf("fuseloop: %s: the kernel does not offer FUSE over io_uring (is /sys/module/fuse/parameters/enable_uring Y?); serving over /dev/fuse", x.name)
+		return nil
+	}
+	rs, err := startURing(fuseDev, fs, opts, e.opts.URingDepth, e.opts.URingThreads, e.opts.Logger)
+	x.ring = rs
+	if err != nil && !errors.Is(err, errURingFellBack) {
+		return err
+	}
+	if err != nil {
+		e.opts.Logger.Printf("fuseloop: %s: serving over /dev/fuse: %v", x.name, err)
+		return nil
+	}
+	e.opts.Logger.Printf("fuseloop: %s: serving over io_uring (%d queues of %d entries, %d threads each)", x.name, rs.nqueues, rs.depth, rs.threads)
+	return nil
+}
+
+// Transport tells how volume name's FUSE requests reach this process:
+// TransportURing or TransportDevFUSE; "" if it is not exported.
+func (e *Exporter) Transport(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	x, ok := e.vols[name]
+	switch {
+	case !ok || x.srv == nil:
+		return ""
+	case x.ring != nil && x.ring.active:
+		return TransportURing
+	default:
+		return TransportDevFUSE
+	}
 }
 
 // Grow makes the kernel see the new size of volume name after its device
