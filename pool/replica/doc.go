@@ -14,9 +14,10 @@
 //
 // Data and checksums share one file so that one fdatasync makes both
 // durable (measured: two files, two device flushes per fsync, cost a third
-// of fsync throughput). Data is written through an O_DIRECT descriptor
-// (a buffered one where the filesystem refuses O_DIRECT, e.g. tmpfs),
-// checksum entries through a buffered one, and read from a shared mapping.
+// of fsync throughput). Data is written through a buffered descriptor
+// and read through an O_DIRECT one (a buffered one where the filesystem
+// refuses O_DIRECT, e.g. tmpfs); checksum entries are written and read
+// through a shared mapping. A flush (fdatasync) makes both durable.
 //
 //	<pooldir>/replicas/<replicaID>.json  replica metadata (size, layer chain, snapshots)
 //
