@@ -3,7 +3,6 @@ package fuseloop_test
 import (
 	"bytes"
 	"errors"
-	"log"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -51,21 +50,7 @@ func (d *countingDev) ReadAt(p []byte, off int64) (int, error) {
 func newExporter(t *testing.T) *fuseloop.Exporter {
 	t.Helper()
 	testenv.RequirePrivileged(t)
-	dir := t.TempDir()
-	e, err := fuseloop.New(filepath.Join(dir, "state"), fuseloop.Options{Logger: log.New(os.Stderr, "", log.LstdFlags)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := e.Close(); err != nil {
-			t.Errorf("close exporter: %v", err)
-		}
-		if err := e.Recover(); err != nil {
-			t.Errorf("recover: %v", err)
-		}
-		assertClean(t, e.StateDir())
-	})
-	return e
+	return newExporterWith(t, fuseloop.Options{})
 }
 
 // assertClean checks that no loop device is backed by a file under dir and
