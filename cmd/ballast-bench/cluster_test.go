@@ -75,7 +75,11 @@ func TestClusterReport(t *testing.T) {
 		return failoverTrial{volume: "v", from: "a", to: "b", fs: fs, how: how, detect: d, attach: time.Second, write: 10 * time.Millisecond,
 			times: attachTimes{claim: time.Millisecond, open: 2 * time.Millisecond, mount: 3 * time.Millisecond}}
 	}
-	rp := &report{jobs: sel, targets: []fioTarget{{label: "baseline (loop)", res: base}}, skipSnap: true, skipRSS: true,
+	local := map[string]result{}
+	for _, j := range sel {
+		local[j.name] = result{IOPS: 800, MiBs: 800}
+	}
+	rp := &report{jobs: sel, targets: []fioTarget{{label: "baseline (loop)", res: base}, {label: "repl 2", repl: 2, res: local, want: map[string]float64{}}}, skipSnap: true, skipRSS: true,
 		cluster: &clusterReport{
 			fio: []fioTarget{
 				{label: "cluster repl 2", repl: 2, res: r2, want: clusterFioTargets[2]},
@@ -101,6 +105,8 @@ func TestClusterReport(t *testing.T) {
 		"| 5 | xfs | a | frozen | b | 3.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 4.01 |",
 		"| ext4 | killed | 3 of 4 | 2.51 | 6.01 | median < 3s meets |",
 		"| xfs | frozen | 1 of 1 | 4.01 | 4.01 | median < 3s **below** |",
+		"| seq-write-1M | MiB/s | 800.0 | 600.0 | 0.75x |",
+		"| rand-write-4k-qd16 | IOPS | 800 | 400 | 0.50x |",
 		"| Rebuild throughput | 256.0 MiB/s (1 GiB in 4.00 s) | 512.0 MiB/s (dd) | 0.50x | ≥ 0.70 **below** |",
 		"| 60.0 | 100.0 (before the failure) | 0.60x | ≥ 0.50 meets |",
 		"| 6 | xfs | a | leader killed | b | 1.00 | 1.00 | 1.0 | 2.0 | 3.0 | 10.0 | 2.01 |",

@@ -56,6 +56,7 @@ func (rp *report) renderCluster(p func(string, ...any)) {
 		base = fioTarget{label: "baseline (loop)"}
 	}
 	rp.fioTable(p, append([]fioTarget{base}, cr.fio...))
+	rp.renderNetworkCost(p, cr.fio)
 
 	p("\n### Failover\n\n")
 	p("Three daemons a, b, c, each a member of the cluster's embedded etcd (a starts it, b and c join), with `--lease-ttl %s` and the label node=<id>. "+
@@ -189,4 +190,37 @@ func ratioString(q float64, ok bool) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.2fx", q)
+}
+
+// renderNetworkCost prints cluster repl 2 against single-node repl 2, job
+// by job: the same two copies, one of them across the replica protocol
+// instead of in a second pool dir of the attach node. Both runs share the
+// machine's one disk, so the ratio is the network path's own cost here.
+func (rp *report) renderNetworkCost(p func(string, ...any), cluster []fioTarget) {
+	var local, remote *fioTarget
+	for i := range rp.targets {
+		if t := &rp.targets[i]; t.repl == 2 && !t.peer {
+			local = t
+		}
+	}
+	for i := range cluster {
+		if cluster[i].repl == 2 {
+			remote = &cluster[i]
+		}
+	}
+	if local == nil || remote == nil {
+		return
+	}
+	p("\nThe network path's own cost: cluster repl 2 (one replica on the attach node, one over the replica protocol) / single-node repl 2 (two pool dirs of one daemon), the same disk under both:\n\n")
+	p("| Job | Unit | single-node repl 2 | cluster repl 2 | cluster / single-node |\n|---|---|--:|--:|--:|\n")
+	for _, j := range rp.jobs {
+		a, aok := local.res[j.name]
+		b, bok := remote.res[j.name]
+		ok := aok && bok && a.Err == nil && b.Err == nil
+		q := 0.0
+		if ok {
+			q = ratio(b.value(j.unit), a.value(j.unit))
+		}
+		p("| %s | %s | %s | %s | %s |\n", j.name, j.unit, fioCell(a, aok, j.unit), fioCell(b, bok, j.unit), ratioString(q, ok && q > 0))
+	}
 }
