@@ -23,14 +23,14 @@ const glusterVolume = "ballast-bench"
 // GlusterFS's FUSE client. It is the pooled storage the reference talk
 // names as the alternative, the peer column of the data-path tables.
 type gluster struct {
-	root  string
-	mnt   string
-	host  string
-	cmd   *exec.Cmd // glusterd, when the benchmark started it
-	done  chan struct{}
-	log   *slog.Logger
-	made  bool // the volume was created
-	start bool // and started
+	root    string
+	mnt     string
+	host    string
+	cmd     *exec.Cmd // glusterd, when the benchmark started it
+	done    chan struct{}
+	log     *slog.Logger
+	made    bool // the volume was created
+	started bool // and started
 }
 
 // glusterHost is the name the bricks are given: GlusterFS refuses
@@ -103,7 +103,7 @@ func startGluster(ctx context.Context, dir string, logger *slog.Logger) (_ *glus
 	if err := g.cli(ctx, "volume", "start", glusterVolume); err != nil {
 		return g, err
 	}
-	g.start = true
+	g.started = true
 	if out, err := exec.CommandContext(ctx, "mount", "-t", "glusterfs", g.host+":/"+glusterVolume, g.mnt).CombinedOutput(); err != nil {
 		return g, fmt.Errorf("mount the GlusterFS volume: %w: %s", err, out)
 	}
@@ -131,11 +131,11 @@ func (g *gluster) stop() {
 			g.log.Error("unmount GlusterFS", "err", err)
 		}
 	}
-	if g.start {
+	if g.started {
 		if err := g.cli(ctx, "volume", "stop", glusterVolume); err != nil {
 			g.log.Error("stop GlusterFS volume", "err", err)
 		}
-		g.start = false
+		g.started = false
 	}
 	if g.made {
 		if err := g.cli(ctx, "volume", "delete", glusterVolume); err != nil {

@@ -248,8 +248,7 @@ func (l *layer) writeData(p []byte, b int64) error {
 	if _, err := f.WriteAt(buf, b*block.Size); err != nil {
 		return fmt.Errorf("layer %s: write data: %w", l.id, err)
 	}
-	l.dirty.Store(true)
-	return nil
+	return nil // put marked the layer dirty with the new checksums
 }
 
 // read reads blocks [b, b+len(v)) into p and verifies them, recording what
