@@ -104,8 +104,8 @@ func TestReportVerdicts(t *testing.T) {
 		{label: "repl 2", repl: 2, res: r2},
 		{label: glusterLabel, peer: true, res: peer},
 	}, pg: []pgResult{
-		{label: pgLabelHost, tps: 1000}, {label: pgLabelRepl1, tps: 850}, {label: pgLabelRepl2, tps: 500}, {label: glusterLabel, tps: 200},
-	}, snaps: []snapResult{
+		{label: pgLabelHost, tps: 1000}, {label: pgLabelLoop, tps: 800}, {label: pgLabelRepl1, tps: 850}, {label: pgLabelRepl2, tps: 500}, {label: glusterLabel, tps: 200},
+	}, copies: &copyCost{one: 3000, two: 1800}, snaps: []snapResult{
 		{volume: "snap-1g", size: 1 << 30, mode: "detached", target: true, times: []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}},
 		{volume: "snap-64g", size: 64 << 30, mode: "attached, idle", target: true, times: []time.Duration{10 * time.Millisecond, 60 * time.Millisecond}},
 		{volume: "snap-64g", size: 64 << 30, mode: "attached, 16 MiB written before each", times: []time.Duration{70 * time.Millisecond}},
@@ -125,10 +125,13 @@ func TestReportVerdicts(t *testing.T) {
 		"| seq-write-1M | MiB/s | 500.0 | 250.0 | 2.00x | ≥ 3x **below** |",
 		"| rand-write-4k-qd16 | IOPS | 500 | 100 | 5.00x | ≥ 3x meets |",
 		"| rand-read-4k-qd16 | IOPS | failed | 100 | — | ≥ 3x **not measured** |",
-		"| host directory | 1000 | — | — |",
-		"| Ballast repl 1 | 850 | 0.85x | ≥ 0.80 meets |",
-		"| Ballast repl 2 | 500 | 0.50x | ≥ 0.60 **below** |",
-		"| GlusterFS replica 2 | 200 | 0.20x | — |",
+		"| host directory | 1000 | — | — | — |",
+		"| ext4 on a loop device | 800 | 0.80x | — | — |",
+		"| Ballast repl 1 | 850 | 0.85x | ≥ 0.80 meets | 1.06x |",
+		"| Ballast repl 2 | 500 | 0.50x | ≥ 0.60 **below** | 0.62x |",
+		"| GlusterFS replica 2 | 200 | 0.20x | — | 0.25x |",
+		"| host disk: write + fdatasync, ops/s | 3000 | 1800 | 0.60x |",
+		"| Ballast write-4k-fsync1 (repl 1, repl 2), IOPS | 840 | 500 | 0.60x |",
 		"| seq-write-1M | MiB/s | 1000.0 | 950.0 | 0.95x | ≥ 0.90 meets | 500.0 | 0.50x | ≥ 0.80 **below** |",
 		"| failed | — | — |",
 		"repl 2 rand-read-4k-qd16 failed: boom",

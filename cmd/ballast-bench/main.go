@@ -44,6 +44,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -250,6 +251,15 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 		return ctx.Err()
 	}
 
+	if slices.ContainsFunc(sel, func(j job) bool { return j.class == fsync }) {
+		logger.Info("the cost of a second copy: 4 KiB writes with an fdatasync each, on one host file, then on two")
+		cc := measureCopyCost(ctx, c.dir, 2*c.runtime)
+		rp.copies = &cc
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
 	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon"), c.daemonArgs, logger)
 	if err != nil {
 		return fmt.Errorf("start daemon: %w", err)
@@ -325,39 +335,12 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 // runBaseline runs the jobs on ext4 on a plain loop device over a sparse
 // host file.
 func runBaseline(ctx context.Context, c config, fr *fioRunner, sel []job) (map[string]result, error) {
-	img := filepath.Join(c.dir, "baseline.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.Truncate(img, c.size); err != nil {
-		return nil, err
-	}
-	out, err := exec.Command("losetup", "--find", "--show", "--direct-io=on", "--sector-size=4096", img).Output()
+	l, err := newLoopFS(ctx, c.dir, "baseline", c.size, fr.log)
 	if err != nil {
-		return nil, fmt.Errorf("losetup %s: %w", img, exitDetail(err))
-	}
-	loop := strings.TrimSpace(string(out))
-	defer func() {
-		if out, err := exec.Command("losetup", "-d", loop).CombinedOutput(); err != nil {
-			fr.log.Error("losetup -d", "dev", loop, "err", err, "out", strings.TrimSpace(string(out)))
-		}
-	}()
-	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m0", loop).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mkfs.ext4 %s: %w: %s", loop, err, out)
-	}
-	mnt := filepath.Join(c.dir, "mnt-baseline")
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return nil, err
 	}
-	if out, err := exec.CommandContext(ctx, "mount", loop, mnt).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mount %s %s: %w: %s", loop, mnt, err, out)
-	}
-	defer func() {
-		if err := frontend.Unmount(mnt); err != nil {
-			fr.log.Error("unmount baseline", "err", err)
-		}
-	}()
-	return fr.runAll(ctx, "baseline", mnt, sel)
+	defer l.close()
+	return fr.runAll(ctx, "baseline", l.mnt, sel)
 }
 
 // attached creates a volume, attaches it and returns its mount path and a
@@ -391,15 +374,24 @@ func bindMount(dir, target string) error {
 	return nil
 }
 
-// pgBench runs pgbench with the data directory on the host disk, on
-// Ballast repl 1 and repl 2 volumes of daemon d, and on the GlusterFS
-// volume g (when there is one), in that order.
+// pgBench runs pgbench with the data directory on the host disk, on ext4
+// on a plain loop device, on Ballast repl 1 and repl 2 volumes of daemon d,
+// and on the GlusterFS volume g (when there is one), in that order.
 func pgBench(ctx context.Context, c config, d *daemon, g *gluster, logger *slog.Logger) []pgResult {
 	r, err := newPGRunner(c.pgTime, logger)
 	if err != nil {
 		return []pgResult{{label: pgLabelHost, err: err}}
 	}
 	out := []pgResult{r.run(ctx, pgLabelHost, filepath.Join(c.dir, "pg-host"))}
+	if ctx.Err() != nil {
+		return out
+	}
+	if l, err := newLoopFS(ctx, c.dir, "pg-loop", c.size, logger); err != nil {
+		out = append(out, pgResult{label: pgLabelLoop, err: err})
+	} else {
+		out = append(out, r.run(ctx, pgLabelLoop, filepath.Join(l.mnt, "pg")))
+		l.close()
+	}
 	for _, repl := range []int{1, 2} {
 		label := pgLabelRepl1
 		if repl == 2 {
