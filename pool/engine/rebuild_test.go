@@ -52,11 +52,16 @@ func TestRebuildDuringWrites(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stop := startWriters(t, e, 4, 1)
-	rb, err := e.Rebuild(ctx, Member{"c", target}, 0, func() error { promoted = true; return nil })
+	// The rebuild cannot end before the second attempt below is refused:
+	// in memory it may copy 8 MiB before that call is made.
+	checked := make(chan struct{})
+	rb, err := e.Rebuild(ctx, Member{"c", target}, 0, func() error { <-checked; promoted = true; return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Rebuild(ctx, Member{"d", block.NewMem(size)}, 0, nil); err == nil {
+	_, err = e.Rebuild(ctx, Member{"d", block.NewMem(size)}, 0, nil)
+	close(checked)
+	if err == nil {
 		t.Fatal("a second rebuild started while one runs")
 	}
 	if err := rb.Wait(); err != nil {
