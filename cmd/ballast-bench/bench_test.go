@@ -89,8 +89,10 @@ func TestReportVerdicts(t *testing.T) {
 	r1 := map[string]result{}
 	r2 := map[string]result{}
 	peer := map[string]result{}
+	ceil := map[string]result{}
 	for _, j := range sel {
 		base[j.name] = result{IOPS: 1000, MiBs: 1000}
+		ceil[j.name] = result{IOPS: 2000, MiBs: 2000}
 		r1[j.name] = result{IOPS: 950, MiBs: 950} // meets every repl 1 target
 		r2[j.name] = result{IOPS: 500, MiBs: 500} // below the repl 2 sequential target
 		peer[j.name] = result{IOPS: 100, MiBs: 100}
@@ -98,20 +100,22 @@ func TestReportVerdicts(t *testing.T) {
 	r1["write-4k-fsync1"] = result{IOPS: 840} // just below 0.85
 	peer["seq-write-1M"] = result{MiBs: 250}  // repl 2 only 2x ahead
 	r2["rand-read-4k-qd16"] = result{Err: errors.New("boom")}
+	ceil["seq-read-1M"] = result{Err: errors.New("bang")}
 	rp := &report{jobs: sel, targets: []fioTarget{
 		{label: "baseline (loop)", res: base},
+		{label: ceilingLabel, res: ceil},
 		{label: "repl 1", repl: 1, res: r1},
 		{label: "repl 2", repl: 2, res: r2},
 		{label: glusterLabel, peer: true, res: peer},
 	}, pg: []pgResult{
 		{label: pgLabelHost, tps: 1000}, {label: pgLabelLoop, tps: 800}, {label: pgLabelRepl1, tps: 850}, {label: pgLabelRepl2, tps: 500}, {label: glusterLabel, tps: 200},
-	}, copies: &copyCost{one: 3000, two: 1800}, snaps: []snapResult{
+	}, copies: &copyCost{one: 3000, two: 1800}, reads: &readCost{iops: 4000}, snaps: []snapResult{
 		{volume: "snap-1g", size: 1 << 30, mode: "detached", target: true, times: []time.Duration{3 * time.Millisecond, time.Millisecond, 2 * time.Millisecond}},
 		{volume: "snap-64g", size: 64 << 30, mode: "attached, idle", target: true, times: []time.Duration{10 * time.Millisecond, 60 * time.Millisecond}},
 		{volume: "snap-64g", size: 64 << 30, mode: "attached, 16 MiB written before each", times: []time.Duration{70 * time.Millisecond}},
 	}, mems: []memResult{{phase: "ten", volumes: 10, mem: memory{RSS: 50 << 10, HWM: 120 << 10}}}}
 	out := rp.render()
-	// repl 1: 5 targets, fsync missed; repl 2: 2 sequential targets, both
+	// The ceiling has no targets; repl 1: 5 targets, fsync missed; repl 2: 2 sequential targets, both
 	// missed; GlusterFS has none of its own; repl 2 against it: 5 jobs,
 	// seq-write (2x) and rand-read (failed) missed; pgbench: repl 1 0.85x
 	// meets, repl 2 0.5x missed; snapshots: 64g idle missed, the one with
@@ -120,7 +124,13 @@ func TestReportVerdicts(t *testing.T) {
 		t.Errorf("checked %d, missed %q", rp.checked, rp.missed)
 	}
 	for _, want := range []string{
-		"| write-4k-fsync1 | IOPS | 1000 | 840 | 0.84x | ≥ 0.85 **below** |",
+		"| write-4k-fsync1 | IOPS | 1000 | 2000 | 2.00x | — | 840 | 0.84x | ≥ 0.85 **below** |",
+		"| write-4k-fsync1 | IOPS | 2000 | 840 | 0.42x |",
+		"| seq-read-1M | MiB/s | failed | 950.0 | — |",
+		ceilingLabel + " seq-read-1M failed: bang",
+		"| host disk: 4 KiB O_DIRECT random reads, 16 goroutines | 4000 |",
+		"| the transport (rand-read-4k-qd16) and that read in series | 1333 |", // 1 / (1/2000 + 1/4000)
+		"| repl 1 / the two in series | 0.71x |",
 		"| 500 | 0.50x | — | 100 | 0.10x | — |",
 		"| seq-write-1M | MiB/s | 500.0 | 250.0 | 2.00x | ≥ 3x **below** |",
 		"| rand-write-4k-qd16 | IOPS | 500 | 100 | 5.00x | ≥ 3x meets |",
@@ -132,7 +142,7 @@ func TestReportVerdicts(t *testing.T) {
 		"| GlusterFS replica 2 | 200 | 0.20x | — | 0.25x |",
 		"| host disk: write + fdatasync, ops/s | 3000 | 1800 | 0.60x |",
 		"| Ballast write-4k-fsync1 (repl 1, repl 2), IOPS | 840 | 500 | 0.60x |",
-		"| seq-write-1M | MiB/s | 1000.0 | 950.0 | 0.95x | ≥ 0.90 meets | 500.0 | 0.50x | ≥ 0.80 **below** |",
+		"| seq-write-1M | MiB/s | 1000.0 | 2000.0 | 2.00x | — | 950.0 | 0.95x | ≥ 0.90 meets | 500.0 | 0.50x | ≥ 0.80 **below** |",
 		"| failed | — | — |",
 		"repl 2 rand-read-4k-qd16 failed: boom",
 		"| 2.0 | 3.0 | < 50 ms meets |",

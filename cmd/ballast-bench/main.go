@@ -251,6 +251,22 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 		return ctx.Err()
 	}
 
+	logger.Info("ceiling: ext4 on FUSE + loop over memory", "size", sizeString(c.size))
+	res, err = runCeiling(ctx, c, fr, sel)
+	rp.targets = append(rp.targets, fioTarget{label: ceilingLabel, res: res, err: err})
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	if slices.ContainsFunc(sel, func(j job) bool { return j.name == randReadJob }) {
+		logger.Info("the cost of a read: 4 KiB O_DIRECT random reads of a host file from 16 goroutines")
+		rc := measureReadCost(ctx, c.dir, c.runtime)
+		rp.reads = &rc
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
 	if slices.ContainsFunc(sel, func(j job) bool { return j.class == fsync }) {
 		logger.Info("the cost of a second copy: 4 KiB writes with an fdatasync each, on one host file, then on two")
 		cc := measureCopyCost(ctx, c.dir, 2*c.runtime)
@@ -566,7 +582,7 @@ func rssBench(ctx context.Context, c config, logger *slog.Logger) []memResult {
 
 // cleanDir removes what a run left mounted or attached under dir: mounts
 // (volumes, FUSE, the baseline), the daemons' loop devices and FUSE state
-// and the baseline's loop device.
+// and the loop devices of the loopFS images.
 func cleanDir(dir string, logger *slog.Logger) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -588,8 +604,8 @@ func cleanDir(dir string, logger *slog.Logger) error {
 			errs = append(errs, fmt.Errorf("recover %s: %w", state, err))
 		}
 	}
-	img := filepath.Join(dir, "baseline.img")
-	if _, err := os.Stat(img); err == nil {
+	imgs, _ := filepath.Glob(filepath.Join(dir, "*.img")) // loopFS images
+	for _, img := range imgs {
 		out, err := exec.Command("losetup", "-j", img).Output()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("losetup -j %s: %w", img, exitDetail(err)))

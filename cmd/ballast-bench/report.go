@@ -111,6 +111,7 @@ type report struct {
 	mems     []memResult
 	skipRSS  bool
 	copies   *copyCost  // nil: not measured (no fsync job selected)
+	reads    *readCost  // nil: not measured (no random read job selected)
 	pg       []pgResult // host directory first
 	skipPG   bool
 	cluster  *clusterReport
@@ -187,6 +188,7 @@ func (rp *report) render() string {
 
 	p("\n## Data path: fio on ext4\n\n%s\n\n", rp.fioNote)
 	rp.fioTable(p, rp.targets)
+	rp.renderCeiling(p)
 	rp.renderCopies(p)
 	rp.renderPeer(p)
 	rp.renderPG(p)
@@ -449,5 +451,62 @@ func (rp *report) renderCopies(p func(string, ...any)) {
 		ratioString(ratio(r2.IOPS, r1.IOPS), ok && r1.IOPS > 0))
 	if rp.copies.err != nil {
 		p("\n%s\n", oneLine(rp.copies.err))
+	}
+}
+
+// renderCeiling prints Ballast repl 1 against the FUSE + loop transport
+// over memory, job by job: what the engine, the replica and the host disk
+// cost beyond the transport every volume goes through here.
+func (rp *report) renderCeiling(p func(string, ...any)) {
+	var ceiling, r1 *fioTarget
+	for i := range rp.targets {
+		switch t := &rp.targets[i]; {
+		case t.label == ceilingLabel:
+			ceiling = t
+		case t.repl == 1:
+			r1 = t
+		}
+	}
+	if ceiling == nil || r1 == nil {
+		return
+	}
+	p("\n**The transport's ceiling.** Every volume reaches the kernel as a FUSE file on a loop device. The column %q above is ext4 on that "+
+		"same transport (fuseloop, in the bench's own process) over an in-memory device: no engine, replicas, checksums or disk. "+
+		"It is the most any volume can reach here through FUSE and a loop device; Ballast repl 1 against it:\n\n", ceilingLabel)
+	p("| Job | Unit | %s | Ballast repl 1 | repl 1 / ceiling |\n|---|---|--:|--:|--:|\n", ceilingLabel)
+	for _, j := range rp.jobs {
+		a, aok := r1.res[j.name]
+		b, bok := ceiling.res[j.name]
+		ok := aok && bok && a.Err == nil && b.Err == nil && b.value(j.unit) > 0
+		p("| %s | %s | %s | %s | %s |\n", j.name, j.unit, fioCell(b, bok, j.unit), fioCell(a, aok, j.unit),
+			ratioString(ratio(a.value(j.unit), b.value(j.unit)), ok))
+	}
+	rc := rp.reads
+	if rc == nil {
+		return
+	}
+	a, aok := r1.res[randReadJob]
+	b, bok := ceiling.res[randReadJob]
+	p("\n**What a random read costs.** On these 2 vCPUs a 4 KiB random read is bound by CPU, and a volume's read goes through "+
+		"the transport and then through a read of the host disk by the daemon; the two take turns on the same CPUs. "+
+		"The second measured alone: 4 KiB O_DIRECT reads at random offsets of a prefilled 1 GiB host file from %d goroutines at once, "+
+		"as the daemon's FUSE readers do. The two in series reach 1 / (1/transport + 1/disk read):\n\n", readers)
+	p("| | IOPS |\n|---|--:|\n")
+	if rc.err != nil {
+		p("| host disk: 4 KiB O_DIRECT random reads, %d goroutines | failed |\n", readers)
+	} else {
+		p("| host disk: 4 KiB O_DIRECT random reads, %d goroutines | %.0f |\n", readers, rc.iops)
+	}
+	ok := aok && bok && a.Err == nil && b.Err == nil && rc.err == nil
+	limit := inSeries(b.IOPS, rc.iops)
+	if ok {
+		p("| the transport (%s) and that read in series | %.0f |\n", randReadJob, limit)
+	} else {
+		p("| the transport (%s) and that read in series | — |\n", randReadJob)
+	}
+	p("| Ballast repl 1, %s | %s |\n", randReadJob, fioCell(a, aok, iops))
+	p("| repl 1 / the two in series | %s |\n", ratioString(ratio(a.IOPS, limit), ok && limit > 0))
+	if rc.err != nil {
+		p("\n%s\n", oneLine(rc.err))
 	}
 }
