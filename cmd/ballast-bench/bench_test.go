@@ -128,9 +128,12 @@ func TestReportVerdicts(t *testing.T) {
 		"| write-4k-fsync1 | IOPS | 2000 | 840 | 0.42x |",
 		"| seq-read-1M | MiB/s | failed | 950.0 | — |",
 		ceilingLabel + " seq-read-1M failed: bang",
-		"| host disk: 4 KiB O_DIRECT random reads, 16 goroutines | 4000 |",
-		"| the transport (rand-read-4k-qd16) and that read in series | 1333 |", // 1 / (1/2000 + 1/4000)
-		"| repl 1 / the two in series | 0.71x |",
+		// 1 / (1/2000 + 1/4000) = 1333; 950 / 1333
+		"| rand-read-4k-qd16 | repl 1 | 2000 | 4 KiB O_DIRECT random reads, 16 goroutines: 4000 | 1333 | 950 | 0.71x |",
+		// 1 / (1/2000 + 1/3000) = 1200; 840 / 1200
+		"| write-4k-fsync1 | repl 1 | 2000 | write + fdatasync, one copy: 3000 | 1200 | 840 | 0.70x |",
+		// 1 / (1/2000 + 1/1800) = 947; 500 / 947
+		"| write-4k-fsync1 | repl 2 | 2000 | write + fdatasync, two copies: 1800 | 947 | 500 | 0.53x |",
 		"| 500 | 0.50x | — | 100 | 0.10x | — |",
 		"| seq-write-1M | MiB/s | 500.0 | 250.0 | 2.00x | ≥ 3x **below** |",
 		"| rand-write-4k-qd16 | IOPS | 500 | 100 | 5.00x | ≥ 3x meets |",

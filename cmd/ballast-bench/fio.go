@@ -52,7 +52,7 @@ var jobs = []job{
 	{"seq-read-1M", []string{"--rw=read", "--bs=1M", "--iodepth=16", "--ioengine=libaio"}, true, mibPerSec, sequential},
 	{"rand-write-4k-qd16", []string{"--rw=randwrite", "--bs=4k", "--iodepth=16", "--ioengine=libaio"}, false, iops, random},
 	{randReadJob, []string{"--rw=randread", "--bs=4k", "--iodepth=16", "--ioengine=libaio"}, true, iops, random},
-	{"write-4k-fsync1", []string{"--rw=randwrite", "--bs=4k", "--iodepth=1", "--ioengine=psync", "--fsync=1"}, false, iops, fsync},
+	{fsyncJob, []string{"--rw=randwrite", "--bs=4k", "--iodepth=1", "--ioengine=psync", "--fsync=1"}, false, iops, fsync},
 }
 
 // selectJobs returns the jobs whose name contains only ("" selects all).
@@ -84,8 +84,11 @@ func (r result) value(u unit) float64 {
 // fioData is the name of the file every job of a target works on.
 const fioData = "bench.dat"
 
-// randReadJob is the job the read-cost measurement explains.
-const randReadJob = "rand-read-4k-qd16"
+// The jobs the read-cost and copy-cost measurements explain.
+const (
+	randReadJob = "rand-read-4k-qd16"
+	fsyncJob    = "write-4k-fsync1"
+)
 
 // fioRunner runs the jobs on the filesystem mounted at a directory.
 type fioRunner struct {

@@ -190,6 +190,7 @@ func (rp *report) render() string {
 	rp.fioTable(p, rp.targets)
 	rp.renderCeiling(p)
 	rp.renderCopies(p)
+	rp.renderSeries(p)
 	rp.renderPeer(p)
 	rp.renderPG(p)
 	p("\n## Snapshot creation\n\n")
@@ -481,32 +482,73 @@ func (rp *report) renderCeiling(p func(string, ...any)) {
 		p("| %s | %s | %s | %s | %s |\n", j.name, j.unit, fioCell(b, bok, j.unit), fioCell(a, aok, j.unit),
 			ratioString(ratio(a.value(j.unit), b.value(j.unit)), ok))
 	}
-	rc := rp.reads
-	if rc == nil {
+}
+
+// renderSeries prints, for the jobs where a volume's request passes the
+// transport and then the host disk one after the other, the two limits
+// measured alone, what they allow in series (1 / (1/a + 1/b): on CPUs both
+// use fully for random reads, latencies that add up at queue depth 1 for
+// fsync) and Ballast against it.
+func (rp *report) renderSeries(p func(string, ...any)) {
+	var ceiling *fioTarget
+	byRepl := map[int]*fioTarget{}
+	for i := range rp.targets {
+		switch t := &rp.targets[i]; {
+		case t.label == ceilingLabel:
+			ceiling = t
+		case !t.peer && t.repl > 0:
+			byRepl[t.repl] = t
+		}
+	}
+	type row struct {
+		job, disk string
+		repl      int
+		diskOps   float64
+		diskErr   error
+	}
+	var rows []row
+	if rc := rp.reads; rc != nil {
+		rows = append(rows, row{randReadJob, fmt.Sprintf("4 KiB O_DIRECT random reads, %d goroutines", readers), 1, rc.iops, rc.err})
+	}
+	if c := rp.copies; c != nil {
+		rows = append(rows, row{fsyncJob, "write + fdatasync, one copy", 1, c.one, c.err},
+			row{fsyncJob, "write + fdatasync, two copies", 2, c.two, c.err})
+	}
+	if ceiling == nil || len(rows) == 0 {
 		return
 	}
-	a, aok := r1.res[randReadJob]
-	b, bok := ceiling.res[randReadJob]
-	p("\n**What a random read costs.** On these 2 vCPUs a 4 KiB random read is bound by CPU, and a volume's read goes through "+
-		"the transport and then through a read of the host disk by the daemon; the two take turns on the same CPUs. "+
-		"The second measured alone: 4 KiB O_DIRECT reads at random offsets of a prefilled 1 GiB host file from %d goroutines at once, "+
-		"as the daemon's FUSE readers do. The two in series reach 1 / (1/transport + 1/disk read):\n\n", readers)
-	p("| | IOPS |\n|---|--:|\n")
-	if rc.err != nil {
-		p("| host disk: 4 KiB O_DIRECT random reads, %d goroutines | failed |\n", readers)
-	} else {
-		p("| host disk: 4 KiB O_DIRECT random reads, %d goroutines | %.0f |\n", readers, rc.iops)
+	p("\n**Limits in series.** A volume's request goes through the transport, then to the host disk. Random reads at queue depth 16 " +
+		"are bound by CPU on these 2 vCPUs and the two take turns on it; a write with an fsync waits for one, then the other. " +
+		"Either way the two limits, each measured alone, allow 1 / (1/transport + 1/disk) together. The transport: the column " +
+		ceilingLabel + " above. The disk: 4 KiB O_DIRECT reads at random offsets of a prefilled 1 GiB host file from 16 goroutines " +
+		"(as the daemon's FUSE readers read), and the write + fdatasync loop of the table above.\n\n")
+	p("| Job | Ballast | transport | host disk alone | the two in series | Ballast | Ballast / series |\n|---|---|--:|---|--:|--:|--:|\n")
+	for _, r := range rows {
+		tr, tok := ceiling.res[r.job]
+		b, bok := byRepl[r.repl].resOf(r.job)
+		limit := inSeries(tr.IOPS, r.diskOps)
+		okLimit := tok && tr.Err == nil && r.diskErr == nil && limit > 0
+		diskCell := "failed"
+		if r.diskErr == nil {
+			diskCell = fmt.Sprintf("%.0f", r.diskOps)
+		}
+		limitCell := "—"
+		if okLimit {
+			limitCell = fmt.Sprintf("%.0f", limit)
+		}
+		p("| %s | repl %d | %s | %s: %s | %s | %s | %s |\n", r.job, r.repl, fioCell(tr, tok, iops), r.disk, diskCell, limitCell,
+			fioCell(b, bok, iops), ratioString(ratio(b.IOPS, limit), okLimit && bok && b.Err == nil))
 	}
-	ok := aok && bok && a.Err == nil && b.Err == nil && rc.err == nil
-	limit := inSeries(b.IOPS, rc.iops)
-	if ok {
-		p("| the transport (%s) and that read in series | %.0f |\n", randReadJob, limit)
-	} else {
-		p("| the transport (%s) and that read in series | — |\n", randReadJob)
-	}
-	p("| Ballast repl 1, %s | %s |\n", randReadJob, fioCell(a, aok, iops))
-	p("| repl 1 / the two in series | %s |\n", ratioString(ratio(a.IOPS, limit), ok && limit > 0))
-	if rc.err != nil {
+	if rc := rp.reads; rc != nil && rc.err != nil {
 		p("\n%s\n", oneLine(rc.err))
 	}
+}
+
+// resOf returns t's result of job; t may be nil.
+func (t *fioTarget) resOf(job string) (result, bool) {
+	if t == nil {
+		return result{}, false
+	}
+	r, ok := t.res[job]
+	return r, ok
 }
