@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
 	"path/filepath"
 
 	"github.com/ballast-io/ballast/pool/block"
@@ -54,14 +52,8 @@ func newFuseCeiling(ctx context.Context, dir string, size int64, logger *slog.Lo
 	}
 	// nodiscard: mkfs's discard of the whole device would clear, and so
 	// take, all of its memory.
-	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m0", "-E", "nodiscard", c.dev).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mkfs.ext4 %s: %w: %s", c.dev, err, out)
-	}
-	if err := os.MkdirAll(c.mnt, 0o755); err != nil {
+	if err := mkfsAndMount(ctx, c.dev, c.mnt, "-E", "nodiscard"); err != nil {
 		return nil, err
-	}
-	if out, err := exec.CommandContext(ctx, "mount", c.dev, c.mnt).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mount %s %s: %w: %s", c.dev, c.mnt, err, out)
 	}
 	return c, nil
 }

@@ -43,16 +43,26 @@ func newLoopFS(ctx context.Context, dir, name string, size int64, logger *slog.L
 		return nil, fmt.Errorf("losetup %s: %w", l.img, exitDetail(err))
 	}
 	l.dev = strings.TrimSpace(string(out))
-	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-m0", l.dev).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mkfs.ext4 %s: %w: %s", l.dev, err, out)
-	}
-	if err := os.MkdirAll(l.mnt, 0o755); err != nil {
+	if err := mkfsAndMount(ctx, l.dev, l.mnt); err != nil {
 		return nil, err
 	}
-	if out, err := exec.CommandContext(ctx, "mount", l.dev, l.mnt).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("mount %s %s: %w: %s", l.dev, l.mnt, err, out)
-	}
 	return l, nil
+}
+
+// mkfsAndMount formats dev ext4 as the daemon formats volumes
+// (`mkfs.ext4 -F -m0`, plus mkfsOpts) and mounts it at mnt, made if missing.
+func mkfsAndMount(ctx context.Context, dev, mnt string, mkfsOpts ...string) error {
+	args := append([]string{"-q", "-F", "-m0"}, mkfsOpts...)
+	if out, err := exec.CommandContext(ctx, "mkfs.ext4", append(args, dev)...).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4 %s: %w: %s", dev, err, out)
+	}
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return err
+	}
+	if out, err := exec.CommandContext(ctx, "mount", dev, mnt).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount %s %s: %w: %s", dev, mnt, err, out)
+	}
+	return nil
 }
 
 // close unmounts and detaches what newLoopFS set up; the image file stays
