@@ -77,8 +77,8 @@ func ParseParameters(params map[string]string) (spec.Volume, error) {
 			}
 		case "fs":
 			v.FS = strings.ToLower(val)
-			if v.FS != "ext4" && v.FS != "xfs" {
-				err = fmt.Errorf("%w: parameter fs=%q: use ext4 or xfs", spec.ErrInvalid, val)
+			if !spec.ValidFS(v.FS) {
+				err = fmt.Errorf("%w: parameter fs=%q: use %s", spec.ErrInvalid, val, strings.Join(spec.Filesystems, " or "))
 			}
 		case "pin", "labels":
 			if v.Pin != "" {
@@ -105,8 +105,8 @@ func ParseParameters(params map[string]string) (spec.Volume, error) {
 
 func smallCount(key, s string) (int, error) {
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 5 {
-		return 0, fmt.Errorf("%w: parameter %s=%q must be a number from 1 to 5", spec.ErrInvalid, key, s)
+	if err != nil || n < 1 || n > spec.MaxRepl {
+		return 0, fmt.Errorf("%w: parameter %s=%q must be a number from 1 to %d", spec.ErrInvalid, key, s, spec.MaxRepl)
 	}
 	return n, nil
 }
@@ -135,10 +135,8 @@ func checkCapability(c *csipb.VolumeCapability) (string, error) {
 	case m == nil:
 		return "", invalid("a volume capability has no access type; use mount or block")
 	default:
-		switch m.GetFsType() {
-		case "", "ext4", "xfs":
-		default:
-			return "", invalid("filesystem %q is not supported; use ext4 or xfs", m.GetFsType())
+		if fs := m.GetFsType(); fs != "" && !spec.ValidFS(fs) {
+			return "", invalid("filesystem %q is not supported; use %s", fs, strings.Join(spec.Filesystems, " or "))
 		}
 	}
 	switch mode := c.GetAccessMode().GetMode(); mode {
@@ -198,11 +196,7 @@ func volumeSize(r *csipb.CapacityRange, fs string) (int64, error) {
 			size = min(size, limit)
 		}
 	}
-	minimum := int64(spec.MinSize)
-	if fs == "xfs" {
-		minimum = 300 << 20
-	}
-	size = max(size, minimum)
+	size = max(size, spec.MinSizeFor(fs))
 	size = (size + 4095) &^ 4095
 	switch {
 	case limit > 0 && size > limit:
@@ -518,7 +512,7 @@ func (s *Controller) ValidateVolumeCapabilities(ctx context.Context, req *csipb.
 		return &csipb.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
 	}
 	if p.Repl != 0 && p.Repl != v.Repl || p.FS != "" && p.FS != v.FS || p.MinInSync != 0 && p.MinInSync != v.MinInSync ||
-		!sameLabels(p.Pin, v.Pin) || !sameLabels(p.Avoid, v.Avoid) || p.Locality != "" && p.Locality != spec.NormalLocality(v.Locality) {
+		p.Pin != "" && !spec.SameLabels(p.Pin, v.Pin) || p.Avoid != "" && !spec.SameLabels(p.Avoid, v.Avoid) || p.Locality != "" && p.Locality != spec.NormalLocality(v.Locality) {
 		return &csipb.ValidateVolumeCapabilitiesResponse{Message: fmt.Sprintf("volume %q has other parameters (repl %d, fs %s, min_in_sync %d, pin %q, avoid %q, locality %s)",
 			id, v.Repl, v.FS, v.MinInSync, v.Pin, v.Avoid, spec.NormalLocality(v.Locality))}, nil
 	}
@@ -527,17 +521,6 @@ func (s *Controller) ValidateVolumeCapabilities(ctx context.Context, req *csipb.
 		VolumeCapabilities: req.GetVolumeCapabilities(),
 		Parameters:         req.GetParameters(),
 	}}, nil
-}
-
-// sameLabels compares a requested label list with a volume's (normalized)
-// one; an empty request matches anything.
-func sameLabels(asked, have string) bool {
-	if asked == "" {
-		return true
-	}
-	a, _ := spec.ParseLabels(asked)
-	h, _ := spec.ParseLabels(have)
-	return maps.Equal(a, h)
 }
 
 // ListVolumes lists every volume of the cluster by name, a page at a
@@ -661,8 +644,7 @@ func (s *Controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityRequ
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	pin, _ := spec.ParseLabels(p.Pin)
-	avoid, _ := spec.ParseLabels(p.Avoid)
+	placement, _ := spec.ParsePlacement(p.Pin, p.Avoid) // checked by ParseParameters
 	nodes, err := s.svc.ClusterStatus(ctx)
 	if err != nil {
 		return nil, toStatus(err)
@@ -673,7 +655,7 @@ func (s *Controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityRequ
 	}
 	var free, biggest int64
 	for _, n := range nodes {
-		if n.State != "up" || !inTopology(n, req.GetAccessibleTopology()) || !allowed(n.Labels, pin, avoid) {
+		if n.State != "up" || !inTopology(n, req.GetAccessibleTopology()) || !placement.Allows(n.Labels) {
 			continue
 		}
 		for _, pl := range pools {
@@ -683,31 +665,11 @@ func (s *Controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityRequ
 			}
 		}
 	}
-	minimum := int64(spec.MinSize)
-	if p.FS == "xfs" {
-		minimum = 300 << 20
-	}
 	return &csipb.GetCapacityResponse{
 		AvailableCapacity: free / int64(max(p.Repl, 1)),
 		MaximumVolumeSize: wrapperspb.Int64(min(biggest, spec.MaxSize)),
-		MinimumVolumeSize: wrapperspb.Int64(minimum),
+		MinimumVolumeSize: wrapperspb.Int64(spec.MinSizeFor(p.FS)),
 	}, nil
-}
-
-// allowed reports whether a node with labels may hold replicas of a volume
-// pinned to pin and avoiding avoid.
-func allowed(labels, pin, avoid map[string]string) bool {
-	for k, v := range pin {
-		if labels[k] != v {
-			return false
-		}
-	}
-	for k, v := range avoid {
-		if labels[k] == v {
-			return false
-		}
-	}
-	return true
 }
 
 // CreateSnapshot snapshots a volume. Snapshot names are unique across

@@ -300,25 +300,18 @@ func merge(a, b spec.Volume, rawA, rawB map[string]string) (spec.Volume, error) 
 		v.FromSnapshot = b.FromSnapshot
 	}
 	if b.Pin != "" {
-		if a.Pin != "" && !sameLabels(a.Pin, b.Pin) {
+		if a.Pin != "" && !spec.SameLabels(a.Pin, b.Pin) {
 			return v, conflict("pin")
 		}
 		v.Pin = b.Pin
 	}
 	if b.Avoid != "" {
-		if a.Avoid != "" && !sameLabels(a.Avoid, b.Avoid) {
+		if a.Avoid != "" && !spec.SameLabels(a.Avoid, b.Avoid) {
 			return v, conflict("avoid")
 		}
 		v.Avoid = b.Avoid
 	}
 	return v, nil
-}
-
-// sameLabels compares two label lists that ParseLabels accepts.
-func sameLabels(a, b string) bool {
-	ma, _ := spec.ParseLabels(a)
-	mb, _ := spec.ParseLabels(b)
-	return maps.Equal(ma, mb)
 }
 
 func invalid(format string, args ...any) error {

@@ -91,7 +91,7 @@ func planLocality(s localityState) localityAction {
 	}
 	// The node's labels, which all its pools carry, passed the volume's
 	// pin and avoid in localityShortcut.
-	p, err := place(s.Pools, 1, v.Size, rules{})
+	p, err := place(s.Pools, 1, v.Size, spec.Placement{})
 	if err != nil {
 		return localityAction{Kind: localityNone, Why: fmt.Sprintf("no pool dir of this node can hold the volume: %v", err)}
 	}
@@ -127,7 +127,7 @@ func localityShortcut(s localityState) (act localityAction, done bool) {
 	if err != nil {
 		return localityAction{Kind: localityNone, Why: err.Error()}, true
 	}
-	if !r.allow(s.Labels[s.Self]) {
+	if !r.Allows(s.Labels[s.Self]) {
 		return localityAction{Kind: localityNone, Why: fmt.Sprintf("this node's labels do not match the volume's placement (pin %q, avoid %q)", v.Pin, v.Avoid)}, true
 	}
 	return localityAction{}, false

@@ -24,32 +24,12 @@ const (
 	rackLabel = "rack"
 )
 
-// rules are a volume's placement constraints.
-type rules struct {
-	pin   map[string]string // a node must carry every one of these labels
-	avoid map[string]string // a node must carry none of these labels
-}
-
-func (r rules) allow(labels map[string]string) bool {
-	for k, v := range r.pin {
-		if labels[k] != v {
-			return false
-		}
-	}
-	for k, v := range r.avoid {
-		if labels[k] == v {
-			return false
-		}
-	}
-	return true
-}
-
 // place chooses repl pools for a volume of size bytes among the pools of
 // live nodes. With more than one node in the cluster every replica gets a
 // node of its own, spread over zones and racks first; a lone node mirrors
 // its pool dirs instead. Among equals, the most free space wins. It only
 // decides; it touches nothing.
-func place(pools []candidate, repl int, size int64, r rules) ([]candidate, error) {
+func place(pools []candidate, repl int, size int64, r spec.Placement) ([]candidate, error) {
 	nodes := map[string]bool{}
 	for _, p := range pools {
 		nodes[p.Node] = true
@@ -59,7 +39,7 @@ func place(pools []candidate, repl int, size int64, r rules) ([]candidate, error
 	var biggest int64
 	allowed := map[string]bool{}
 	for _, p := range pools {
-		if !r.allow(p.Labels) {
+		if !r.Allows(p.Labels) {
 			continue
 		}
 		allowed[p.Node] = true
@@ -72,7 +52,7 @@ func place(pools []candidate, repl int, size int64, r rules) ([]candidate, error
 	if !single {
 		have, unit = len(allowed), "nodes"
 	}
-	if len(r.pin)+len(r.avoid) > 0 && !single {
+	if len(r.Pin)+len(r.Avoid) > 0 && !single {
 		unit = "nodes matching the volume's placement labels"
 	}
 	if need > have {
@@ -133,14 +113,6 @@ func flag(b bool) int64 {
 }
 
 // placementRules parses a volume's pin and avoid labels.
-func placementRules(v spec.Volume) (rules, error) {
-	pin, err := spec.ParseLabels(v.Pin)
-	if err != nil {
-		return rules{}, fmt.Errorf("pin: %w", err)
-	}
-	avoid, err := spec.ParseLabels(v.Avoid)
-	if err != nil {
-		return rules{}, fmt.Errorf("avoid: %w", err)
-	}
-	return rules{pin: pin, avoid: avoid}, nil
+func placementRules(v spec.Volume) (spec.Placement, error) {
+	return spec.ParsePlacement(v.Pin, v.Avoid)
 }

@@ -47,6 +47,48 @@ func labelPart(what, s string, slash bool) error {
 	return nil
 }
 
+// Placement is a volume's placement constraints, parsed.
+type Placement struct {
+	Pin   map[string]string // a node must carry every one of these labels
+	Avoid map[string]string // a node must carry none of these labels
+}
+
+// ParsePlacement parses a volume's pin and avoid label lists.
+func ParsePlacement(pin, avoid string) (Placement, error) {
+	p, err := ParseLabels(pin)
+	if err != nil {
+		return Placement{}, fmt.Errorf("pin: %w", err)
+	}
+	a, err := ParseLabels(avoid)
+	if err != nil {
+		return Placement{}, fmt.Errorf("avoid: %w", err)
+	}
+	return Placement{Pin: p, Avoid: a}, nil
+}
+
+// Allows says whether a node carrying labels may hold a replica.
+func (p Placement) Allows(labels map[string]string) bool {
+	for k, v := range p.Pin {
+		if labels[k] != v {
+			return false
+		}
+	}
+	for k, v := range p.Avoid {
+		if labels[k] == v {
+			return false
+		}
+	}
+	return true
+}
+
+// SameLabels says whether two label lists that ParseLabels accepts hold
+// the same labels, in any order.
+func SameLabels(a, b string) bool {
+	ma, _ := ParseLabels(a)
+	mb, _ := ParseLabels(b)
+	return maps.Equal(ma, mb)
+}
+
 // normalLabels parses a label list and prints it back sorted, so two specs
 // asking for the same labels compare equal.
 func normalLabels(what, s string) (string, error) {

@@ -46,3 +46,49 @@ func FuzzParseLabels(f *testing.F) {
 		}
 	})
 }
+
+func TestSameLabels(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"zone=a,rack=r1", "rack=r1, zone=a", true},
+		{"", "", true},
+		{"zone=a", "zone=b", false},
+		{"zone=a", "zone=a,rack=r1", false},
+		{"zone=a", "", false},
+	} {
+		if got := SameLabels(c.a, c.b); got != c.want {
+			t.Errorf("SameLabels(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestPlacement(t *testing.T) {
+	p, err := ParsePlacement("zone=a", "rack=r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"zone": "a", "rack": "r2"}, true},
+		{map[string]string{"zone": "a", "rack": "r1"}, false}, // avoided
+		{map[string]string{"zone": "b"}, false},               // not pinned
+		{nil, false},
+	} {
+		if got := p.Allows(c.labels); got != c.want {
+			t.Errorf("Allows(%v) = %v, want %v", c.labels, got, c.want)
+		}
+	}
+	if !(Placement{}).Allows(nil) {
+		t.Error("no constraints: a node without labels is refused")
+	}
+	if _, err := ParsePlacement("zone", ""); err == nil || !strings.HasPrefix(err.Error(), "pin: ") {
+		t.Errorf("bad pin: %v", err)
+	}
+	if _, err := ParsePlacement("", "a=b=c,"); err == nil || !strings.HasPrefix(err.Error(), "avoid: ") {
+		t.Errorf("bad avoid: %v", err)
+	}
+}

@@ -137,3 +137,24 @@ func FuzzValidateName(f *testing.F) {
 		}
 	})
 }
+
+// TestFilesystemRules: the rules the front doors share (CSI, Docker, the
+// CLI) come from here.
+func TestFilesystemRules(t *testing.T) {
+	if MinSizeFor("xfs") != 300<<20 || MinSizeFor("ext4") != MinSize || MinSizeFor("") != MinSize {
+		t.Errorf("MinSizeFor: xfs %d, ext4 %d, none %d", MinSizeFor("xfs"), MinSizeFor("ext4"), MinSizeFor(""))
+	}
+	for fs, want := range map[string]bool{"ext4": true, "xfs": true, "btrfs": false, "": false, "EXT4": false} {
+		if ValidFS(fs) != want {
+			t.Errorf("ValidFS(%q) = %v", fs, !want)
+		}
+	}
+	v := Volume{Name: "v", Size: 1 << 30, Repl: MaxRepl + 1}
+	if err := v.Normalize(); err == nil {
+		t.Errorf("repl %d accepted", MaxRepl+1)
+	}
+	v = Volume{Name: "v", Size: 100 << 20, FS: "xfs"}
+	if err := v.Normalize(); err == nil {
+		t.Error("a 100 MiB xfs volume accepted")
+	}
+}

@@ -2,15 +2,32 @@ package spec
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // Filesystems a volume can be formatted with.
 var Filesystems = []string{"ext4", "xfs"}
 
-// MinSize is the smallest volume: xfs refuses filesystems under 300 MiB, and
-// ext4 with a journal is not useful below a few MiB.
+// MinSize is the smallest volume: ext4 with a journal is not useful below
+// a few MiB. xfs needs more: MinSizeFor.
 const MinSize = 16 << 20
+
+// minXFSSize is the smallest filesystem mkfs.xfs makes.
+const minXFSSize = 300 << 20
+
+// MaxRepl is the most replicas a volume may have (and so its largest
+// minimum in-sync count).
+const MaxRepl = 5
+
+// MinSizeFor is the smallest volume formatted with fs ("" for ext4, the
+// default, or for a raw volume).
+func MinSizeFor(fs string) int64 {
+	if fs == "xfs" {
+		return minXFSSize
+	}
+	return MinSize
+}
 
 // Volume is what a user asks for when creating a volume. Two requests for the
 // same name are the same request when their Volume values are equal.
@@ -74,8 +91,8 @@ func (v *Volume) Normalize() error {
 	if v.Repl == 0 && v.FromSnapshot == "" {
 		v.Repl = 1 // a clone's default comes from its source
 	}
-	if v.Repl < 0 || v.Repl > 5 {
-		return invalid("replication factor %d for volume %q is out of range; use 1 to 5", v.Repl, v.Name)
+	if v.Repl < 0 || v.Repl > MaxRepl {
+		return invalid("replication factor %d for volume %q is out of range; use 1 to %d", v.Repl, v.Name, MaxRepl)
 	}
 	if v.MinInSync == 0 {
 		v.MinInSync = 1
@@ -86,7 +103,7 @@ func (v *Volume) Normalize() error {
 	if v.FS == "" && v.FromSnapshot == "" {
 		v.FS = "ext4"
 	}
-	if v.FS != "" && !validFS(v.FS) {
+	if v.FS != "" && !ValidFS(v.FS) {
 		return invalid("filesystem %q for volume %q is not supported; use %s", v.FS, v.Name, strings.Join(Filesystems, " or "))
 	}
 	v.Locality = NormalLocality(strings.ToLower(strings.TrimSpace(v.Locality)))
@@ -114,11 +131,7 @@ func (v *Volume) Normalize() error {
 	if v.Size > MaxSize {
 		return invalid("size %s of volume %q is larger than the 1 PiB limit", FormatSize(v.Size), v.Name)
 	}
-	min := int64(MinSize)
-	if v.FS == "xfs" {
-		min = 300 << 20
-	}
-	if v.Size < min {
+	if min := MinSizeFor(v.FS); v.Size < min {
 		hint := ""
 		if v.Size < 1<<20 {
 			// Such sizes come from a number without a unit (DC/OS's
@@ -131,14 +144,8 @@ func (v *Volume) Normalize() error {
 	return nil
 }
 
-func validFS(fs string) bool {
-	for _, f := range Filesystems {
-		if f == fs {
-			return true
-		}
-	}
-	return false
-}
+// ValidFS says whether fs is one of Filesystems.
+func ValidFS(fs string) bool { return slices.Contains(Filesystems, fs) }
 
 // ParseSnapshotRef splits "VOL@SNAP" and validates both names.
 func ParseSnapshotRef(ref string) (vol, snap string, err error) {
