@@ -655,7 +655,7 @@ func (s *Controller) GetCapacity(ctx context.Context, req *csipb.GetCapacityRequ
 	}
 	var free, biggest int64
 	for _, n := range nodes {
-		if n.State != "up" || !inTopology(n, req.GetAccessibleTopology()) || !placement.Allows(n.Labels) {
+		if n.State != api.NodeUp || !inTopology(n, req.GetAccessibleTopology()) || !placement.Allows(n.Labels) {
 			continue
 		}
 		for _, pl := range pools {
@@ -934,7 +934,7 @@ func (s *Driver) nodesUp(ctx context.Context) (map[string]bool, error) {
 	}
 	up := make(map[string]bool, len(nodes))
 	for _, n := range nodes {
-		up[n.ID] = n.State == "up"
+		up[n.ID] = n.State == api.NodeUp
 	}
 	return up, nil
 }

@@ -218,9 +218,9 @@ func (f *fake) ClusterStatus(context.Context) ([]api.Node, error) {
 	defer f.mu.Unlock()
 	var out []api.Node
 	for n, up := range f.up {
-		st := "down"
+		st := api.NodeDown
 		if up {
-			st = "up"
+			st = api.NodeUp
 		}
 		out = append(out, api.Node{ID: n, State: st, Labels: map[string]string{"zone": "z-" + n}})
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/version"
 )
 
@@ -55,7 +56,7 @@ func (s *Identity) Probe(ctx context.Context, _ *csipb.ProbeRequest) (*csipb.Pro
 	}
 	for _, n := range nodes {
 		if n.ID == s.nodeID {
-			if n.State != "up" {
+			if n.State != api.NodeUp {
 				return nil, status.Errorf(codes.FailedPrecondition, "ballast node %s is %s in the cluster: its lease expired (cut off from etcd?)", s.nodeID, n.State)
 			}
 			return &csipb.ProbeResponse{Ready: wrapperspb.Bool(true)}, nil

@@ -221,7 +221,7 @@ func (cl *cluster) etcdLeader(ctx context.Context) (string, error) {
 			last = ""
 			for _, n := range nodes {
 				last += fmt.Sprintf(" %s:%s/%s", n.ID, n.State, n.Etcd)
-				if n.State == "up" && (n.Etcd == "leader" || n.Etcd == "member") {
+				if n.State == api.NodeUp && (n.Etcd == "leader" || n.Etcd == "member") {
 					members++
 				}
 				if n.Etcd == "leader" {
@@ -687,7 +687,7 @@ func rebuildBench(ctx context.Context, cl *cluster, fr *fioRunner, logger *slog.
 			r.err = fmt.Errorf("inspect %s: %w", name, err)
 			return r
 		}
-		if vi.Rebuild != nil && vi.Rebuild.State == "running" {
+		if vi.Rebuild != nil && vi.Rebuild.State == api.RebuildRunning {
 			r.scanned, r.elapsed = vi.Rebuild.Total, vi.Rebuild.Elapsed
 			if started.IsZero() {
 				started = time.Now()

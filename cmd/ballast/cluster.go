@@ -28,7 +28,7 @@ func newClusterCmd(c *cli) *cobra.Command {
 				}
 				var rows [][]string
 				for _, n := range nodes {
-					state := n.State
+					state := string(n.State)
 					if !n.Since.IsZero() {
 						state += " since " + n.Since.Format("2006-01-02 15:04:05Z07:00")
 					}

@@ -102,7 +102,7 @@ func newDemoCmd() *cobra.Command {
 				}
 				bn, _ := demo.BallastNodes(ctx, n.Name)
 				for _, b := range bn {
-					ballast[b.ID] = b.State
+					ballast[b.ID] = string(b.State)
 				}
 				break
 			}

@@ -40,7 +40,7 @@ func etcdRoles(t *testing.T, d *daemon) map[string]string {
 	}
 	roles := map[string]string{}
 	for _, n := range nodes {
-		roles[n.ID] = n.State + "/" + n.Etcd
+		roles[n.ID] = string(n.State) + "/" + n.Etcd
 	}
 	return roles
 }

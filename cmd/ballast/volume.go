@@ -138,7 +138,11 @@ func volumeInspect(c *cli) *cobra.Command {
 					fmt.Fprintf(w, "Attached:    no\n")
 				}
 				if rb := v.Rebuild; rb != nil {
-					fmt.Fprintf(w, "Rebuild:     %s of replica %s, %s, %s of %s (%d%%), %s\n", rb.Kind, rb.Replica, rb.State, size(rb.Done), size(rb.Total), rb.Done*100/max(rb.Total, 1), rb.Elapsed)
+					state := string(rb.State)
+					if rb.Error != "" {
+						state += ": " + rb.Error
+					}
+					fmt.Fprintf(w, "Rebuild:     %s of replica %s, %s, %s of %s (%d%%), %s\n", rb.Kind, rb.Replica, state, size(rb.Done), size(rb.Total), rb.Done*100/max(rb.Total, 1), rb.Elapsed)
 				}
 				fmt.Fprintf(w, "Snapshots:   %d\nRepairs:     %d block(s) repaired from a peer after a checksum mismatch\n", v.Snapshots, v.Repairs)
 				if len(v.Children) > 0 {

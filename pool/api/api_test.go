@@ -71,7 +71,7 @@ func (f *fake) ListSnapshots(context.Context, string) ([]Snapshot, error) {
 	return nil, nil
 }
 func (f *fake) ClusterStatus(context.Context) ([]Node, error) {
-	return []Node{{ID: "a", State: "up"}}, nil
+	return []Node{{ID: "a", State: NodeUp}}, nil
 }
 func (f *fake) ListPools(context.Context) ([]Pool, error) {
 	return []Pool{{ID: "p1", Capacity: 100}}, nil
@@ -128,7 +128,7 @@ func TestOverSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodes, err := c.ClusterStatus(cctx)
-	if err != nil || len(nodes) != 1 || nodes[0].State != "up" {
+	if err != nil || len(nodes) != 1 || nodes[0].State != NodeUp {
 		t.Fatalf("cluster status: %+v %v", nodes, err)
 	}
 }

@@ -132,13 +132,29 @@ type Pool struct {
 	Online    bool   `json:"online"`
 }
 
+// NodeState is whether a node's lease lives.
+type NodeState string
+
+const (
+	NodeUp   NodeState = "up"   // its lease lives
+	NodeDown NodeState = "down" // its lease expired, or it left
+)
+
+// RebuildState is where a rebuild is.
+type RebuildState string
+
+const (
+	RebuildRunning RebuildState = "running"
+	RebuildDone    RebuildState = "done"
+	RebuildFailed  RebuildState = "failed" // Rebuild.Error says why
+)
+
 // Node is one daemon of the cluster.
 type Node struct {
 	ID     string            `json:"id"`
 	Addr   string            `json:"addr,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
-	// State is "up" while the node's lease lives, "down" otherwise.
-	State string `json:"state"`
+	State  NodeState         `json:"state"`
 	// Since is when it came up, or when it was seen going down (zero if
 	// nobody saw it).
 	Since     time.Time `json:"since,omitzero"`
@@ -157,9 +173,10 @@ type Rebuild struct {
 	Replica string `json:"replica"`
 	// Kind is "rebuild" (a full copy onto a new replica) or "catch-up"
 	// (a returning replica gets only what it missed).
-	Kind    string `json:"kind"`
-	State   string `json:"state"` // "running", "done" or "failed: ..."
-	Done    int64  `json:"done"`  // bytes copied or skipped
-	Total   int64  `json:"total"` // bytes to go through
-	Elapsed string `json:"elapsed"`
+	Kind    string       `json:"kind"`
+	State   RebuildState `json:"state"`
+	Error   string       `json:"error,omitempty"` // why it failed
+	Done    int64        `json:"done"`            // bytes copied or skipped
+	Total   int64        `json:"total"`           // bytes to go through
+	Elapsed string       `json:"elapsed"`
 }

@@ -20,9 +20,9 @@ func (n *Node) ClusterStatus(ctx context.Context) ([]api.Node, error) {
 	roles := n.etcdRoles(ctx)
 	out := make([]api.Node, 0, len(nodes))
 	for _, nd := range nodes {
-		an := api.Node{ID: nd.ID, Addr: nd.Addr, Labels: nd.Labels, Version: nd.Version, Pools: len(nd.Pools), State: "down", Since: nd.DownSince, Etcd: roles[nd.ID]}
+		an := api.Node{ID: nd.ID, Addr: nd.Addr, Labels: nd.Labels, Version: nd.Version, Pools: len(nd.Pools), State: api.NodeDown, Since: nd.DownSince, Etcd: roles[nd.ID]}
 		if alive[nd.ID] {
-			an.State, an.Since = "up", nd.Started
+			an.State, an.Since = api.NodeUp, nd.Started
 		}
 		for _, p := range nd.Pools {
 			an.Capacity += p.Capacity

@@ -348,12 +348,12 @@ func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error
 		}
 		if rb != nil {
 			p := rb.Progress()
-			out.Rebuild = &api.Rebuild{Replica: p.Replica, Kind: p.Kind, State: "running", Done: p.Done, Total: p.Total, Elapsed: p.Elapsed.Round(time.Millisecond).String()}
+			out.Rebuild = &api.Rebuild{Replica: p.Replica, Kind: p.Kind, State: api.RebuildRunning, Done: p.Done, Total: p.Total, Elapsed: p.Elapsed.Round(time.Millisecond).String()}
 			switch {
 			case p.Over && p.Err != nil:
-				out.Rebuild.State = "failed: " + p.Err.Error()
+				out.Rebuild.State, out.Rebuild.Error = api.RebuildFailed, p.Err.Error()
 			case p.Over:
-				out.Rebuild.State = "done"
+				out.Rebuild.State = api.RebuildDone
 			}
 		}
 	}

@@ -5,15 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
 )
 
 // BallastNode is a node as `ballast cluster status --json` shows it (the
 // fields the demo reads).
 type BallastNode struct {
-	ID    string `json:"id"`
-	Addr  string `json:"addr"`
-	State string `json:"state"`
-	Etcd  string `json:"etcd"`
+	ID    string        `json:"id"`
+	Addr  string        `json:"addr"`
+	State api.NodeState `json:"state"`
+	Etcd  string        `json:"etcd"`
 }
 
 // BallastNodes lists the Ballast cluster's nodes as the daemon in node
@@ -39,7 +41,7 @@ func waitBallastUp(ctx context.Context, node string, want int, timeout time.Dura
 		}
 		up := 0
 		for _, n := range ns {
-			if n.State == "up" {
+			if n.State == api.NodeUp {
 				up++
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/testenv"
 	"github.com/ballast-io/ballast/workloads/demo"
 )
@@ -54,7 +55,7 @@ func TestDemoCluster(t *testing.T) {
 	}
 	up := 0
 	for _, n := range bn {
-		if n.State == "up" {
+		if n.State == api.NodeUp {
 			up++
 		}
 	}
