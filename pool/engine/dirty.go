@@ -1,6 +1,6 @@
 package engine
 
-import "math/bits"
+import "github.com/ballast-io/ballast/pool/bitset"
 
 // chunkOf is the chunk of a byte offset; delta catch-up copies whole
 // chunks of rebuildChunk bytes.
@@ -19,23 +19,6 @@ func chunkRange(off, length int64, f func(int64)) {
 // chunkSet is a small set of chunks: what was written since a flush.
 type chunkSet map[int64]struct{}
 
-// bitmap is the set of chunks a replica out of the in-sync set missed:
-// one bit per chunk of the volume.
-type bitmap []uint64
-
-func newBitmap(size int64) bitmap { return make(bitmap, (chunkOf(size+rebuildChunk-1)+63)/64) }
-
-func (b bitmap) set(c int64) { b[c/64] |= 1 << (c % 64) }
-
-func (b bitmap) has(c int64) bool { return b[c/64]&(1<<(c%64)) != 0 }
-
-// count is how many chunks are set.
-func (b bitmap) count() int64 {
-	n := 0
-	for _, w := range b {
-		n += bits.OnesCount64(w)
-	}
-	return int64(n)
-}
-
-func (b bitmap) clone() bitmap { return append(bitmap(nil), b...) }
+// newMissed returns the empty set of chunks a replica out of the in-sync
+// set missed, for a volume of size bytes: one bit per chunk.
+func newMissed(size int64) bitset.Set { return bitset.New(chunkOf(size + rebuildChunk - 1)) }

@@ -21,6 +21,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ballast-io/ballast/pool/bitset"
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/replica"
 )
@@ -70,7 +71,7 @@ type Engine struct {
 	unflushed chunkSet
 	flushes   map[int]chunkSet
 	flushSeq  int
-	missed    map[string]bitmap
+	missed    map[string]bitset.Set
 
 	repairs atomic.Int64
 	fenced  atomic.Bool
@@ -88,7 +89,7 @@ func New(name string, members []Member, drop DropFunc, log *slog.Logger) (*Engin
 		}
 	}
 	e := &Engine{name: name, drop: drop, log: log, members: members,
-		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitmap{}}
+		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitset.Set{}}
 	e.size.Store(size)
 	return e, nil
 }
@@ -240,15 +241,15 @@ func (e *Engine) fail(m Member, cause error) error {
 	// not flushed yet.
 	missed := e.missed[m.ID]
 	if missed == nil {
-		missed = newBitmap(e.size.Load())
+		missed = newMissed(e.size.Load())
 		e.missed[m.ID] = missed
 	}
 	for c := range e.unflushed {
-		missed.set(c)
+		missed.Add(c)
 	}
 	for _, set := range e.flushes {
 		for c := range set {
-			missed.set(c)
+			missed.Add(c)
 		}
 	}
 	return nil
@@ -296,7 +297,7 @@ func (e *Engine) mark(off, length int64) {
 	chunkRange(off, length, func(c int64) {
 		e.unflushed[c] = struct{}{}
 		for _, b := range e.missed {
-			b.set(c)
+			b.Add(c)
 		}
 	})
 }
@@ -443,7 +444,7 @@ func (e *Engine) Missed(id string) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
-	return min(b.count()*rebuildChunk, e.size.Load()), true
+	return min(b.Count()*rebuildChunk, e.size.Load()), true
 }
 
 // Forget stops tracking what replica id misses: it is gone for good.

@@ -129,7 +129,7 @@ func (e *Engine) CatchUp(ctx context.Context, target Member, bps int64, promote 
 	e.mu.Lock()
 	missed, ok := e.missed[target.ID]
 	if ok {
-		missed = missed.clone()
+		missed = missed.Clone()
 	}
 	e.mu.Unlock()
 	if !ok {
@@ -141,10 +141,10 @@ func (e *Engine) CatchUp(ctx context.Context, target Member, bps int64, promote 
 		return nil, fmt.Errorf("catch up %s: replica %s is being rebuilt already", e.name, e.rebuild.Load().target.ID)
 	}
 	e.gate.Unlock()
-	rb.total = min(missed.count()*rebuildChunk, e.size.Load())
+	rb.total = min(missed.Count()*rebuildChunk, e.size.Load())
 	chunks := func(yield func(int64) bool) {
 		for c := int64(0); c*rebuildChunk < e.size.Load(); c++ {
-			if missed.has(c) && !yield(c*rebuildChunk) {
+			if missed.Has(c) && !yield(c*rebuildChunk) {
 				return
 			}
 		}

@@ -1,40 +1,39 @@
 package replica
 
 import (
-	"math/bits"
 	"slices"
 	"sync"
+
+	"github.com/ballast-io/ballast/pool/bitset"
 )
 
-// chunkBlocks is the number of blocks covered by one bitmap of a presence
-// map: 4096 blocks, 16 MiB of volume, 512 bytes of memory.
-const chunkBlocks = 4096
-
-type bitmap [chunkBlocks / 64]uint64
+// spanBlocks is the number of blocks one bitmap of a presence map covers
+// (a span): 4096 blocks, 16 MiB of volume, 512 bytes of memory. (Not the
+// engine's rebuild chunk, which is a unit of copying.)
+const spanBlocks = 4096
 
 // presence records which blocks a layer holds (data or zeroed). It is
-// sparse: only 16 MiB chunks with at least one block have a bitmap, so its
+// sparse: only 16 MiB spans with at least one block have a bitmap, so its
 // memory is proportional to written data. Safe for concurrent use.
 type presence struct {
-	mu     sync.RWMutex
-	chunks map[int64]*bitmap
+	mu    sync.RWMutex
+	spans map[int64]bitset.Set // by span index; a bit per block of the span
 }
 
-func newPresence() *presence { return &presence{chunks: make(map[int64]*bitmap)} }
+func newPresence() *presence { return &presence{spans: make(map[int64]bitset.Set)} }
 
 // set marks blocks [b, b+n) present.
 func (p *presence) set(b, n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := b; i < b+n; i++ {
-		c := i / chunkBlocks
-		bm := p.chunks[c]
+		c := i / spanBlocks
+		bm := p.spans[c]
 		if bm == nil {
-			bm = new(bitmap)
-			p.chunks[c] = bm
+			bm = bitset.New(spanBlocks)
+			p.spans[c] = bm
 		}
-		k := i % chunkBlocks
-		bm[k/64] |= 1 << (k % 64)
+		bm.Add(i % spanBlocks)
 	}
 }
 
@@ -43,18 +42,16 @@ func (p *presence) clear(b, n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := b; i < b+n; i++ {
-		c := i / chunkBlocks
-		bm := p.chunks[c]
+		c := i / spanBlocks
+		bm := p.spans[c]
 		if bm == nil {
-			i = (c+1)*chunkBlocks - 1
+			i = (c+1)*spanBlocks - 1
 			continue
 		}
-		k := i % chunkBlocks
-		bm[k/64] &^= 1 << (k % 64)
-		if k == chunkBlocks-1 || i == b+n-1 {
-			if *bm == (bitmap{}) {
-				delete(p.chunks, c)
-			}
+		k := i % spanBlocks
+		bm.Remove(k)
+		if (k == spanBlocks-1 || i == b+n-1) && bm.Empty() {
+			delete(p.spans, c)
 		}
 	}
 }
@@ -63,9 +60,8 @@ func (p *presence) clear(b, n int64) {
 func (p *presence) has(b int64) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	bm := p.chunks[b/chunkBlocks]
-	k := b % chunkBlocks
-	return bm != nil && bm[k/64]&(1<<(k%64)) != 0
+	bm := p.spans[b/spanBlocks]
+	return bm != nil && bm.Has(b%spanBlocks)
 }
 
 // claim sets owner[i] = li for each block b+i that is present and whose
@@ -74,18 +70,17 @@ func (p *presence) claim(owner []int16, b int64, li int16) int {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	claimed := 0
-	var bm *bitmap
+	var bm bitset.Set
 	cur := int64(-1)
 	for i := range owner {
 		blk := b + int64(i)
-		if c := blk / chunkBlocks; c != cur {
-			cur, bm = c, p.chunks[c]
+		if c := blk / spanBlocks; c != cur {
+			cur, bm = c, p.spans[c]
 		}
 		if bm == nil || owner[i] >= 0 {
 			continue
 		}
-		k := blk % chunkBlocks
-		if bm[k/64]&(1<<(k%64)) != 0 {
+		if bm.Has(blk % spanBlocks) {
 			owner[i] = li
 			claimed++
 		}
@@ -98,20 +93,18 @@ func (p *presence) count() int64 {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var n int64
-	for _, bm := range p.chunks {
-		for _, w := range bm {
-			n += int64(bits.OnesCount64(w))
-		}
+	for _, bm := range p.spans {
+		n += bm.Count()
 	}
 	return n
 }
 
-// chunkList returns the indexes of the chunks holding blocks, ascending.
-func (p *presence) chunkList() []int64 {
+// spanList returns the indexes of the spans holding blocks, ascending.
+func (p *presence) spanList() []int64 {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	cs := make([]int64, 0, len(p.chunks))
-	for c := range p.chunks {
+	cs := make([]int64, 0, len(p.spans))
+	for c := range p.spans {
 		cs = append(cs, c)
 	}
 	slices.Sort(cs)
@@ -123,13 +116,12 @@ func (p *presence) any(b, n int64) bool {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for i := b; i < b+n; i++ {
-		bm := p.chunks[i/chunkBlocks]
+		bm := p.spans[i/spanBlocks]
 		if bm == nil {
-			i = (i/chunkBlocks+1)*chunkBlocks - 1
+			i = (i/spanBlocks+1)*spanBlocks - 1
 			continue
 		}
-		k := i % chunkBlocks
-		if bm[k/64]&(1<<(k%64)) != 0 {
+		if bm.Has(i % spanBlocks) {
 			return true
 		}
 	}

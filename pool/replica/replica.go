@@ -185,7 +185,7 @@ func (r *Replica) discard(off, length int64, epoch uint64) error {
 	// Record the new states first, then punch: a crash in between leaves
 	// entries that read as the discard already done.
 	for start := b; start < b+n; {
-		cnt := min(chunkBlocks-start%chunkBlocks, b+n-start)
+		cnt := min(spanBlocks-start%spanBlocks, b+n-start)
 		owner := r.owners(top-1, start, cnt)
 		lower := make([]bool, cnt)
 		touched := head.present.any(start, cnt)

@@ -266,7 +266,7 @@ func TestDiscard(t *testing.T) {
 		t.Fatal("presence after discard: head-only blocks must be absent, lower blocks zeroed")
 	}
 	// Discard across a chunk boundary with nothing there.
-	if err := r.Discard(chunkBlocks*bs-8*bs, 16*bs); err != nil {
+	if err := r.Discard(spanBlocks*bs-8*bs, 16*bs); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -471,13 +471,13 @@ func TestReopenRebuildsPresence(t *testing.T) {
 	r := create(t, s, "v", size)
 	m := model{}
 	m.write(t, r, "a", 0, 3)
-	m.write(t, r, "a", chunkBlocks-1, 2)
+	m.write(t, r, "a", spanBlocks-1, 2)
 	m.write(t, r, "a", size/bs-1, 1)
 	if err := r.Snapshot("s"); err != nil {
 		t.Fatal(err)
 	}
 	m.write(t, r, "b", 1, 1)
-	m.write(t, r, "b", 3*chunkBlocks+7, 300)
+	m.write(t, r, "b", 3*spanBlocks+7, 300)
 	r.Close()
 	s2, err := OpenStore(s.Dir())
 	if err != nil {

@@ -207,8 +207,8 @@ func (r *Replica) merge(lid string) error {
 		return fmt.Errorf("layer %s not in chain", lid)
 	}
 	buf := block.Aligned(mergeBatch * block.Size)
-	for _, c := range src.present.chunkList() {
-		for b := c * chunkBlocks; b < (c+1)*chunkBlocks && b < src.nblocks; b += mergeBatch {
+	for _, c := range src.present.spanList() {
+		for b := c * spanBlocks; b < (c+1)*spanBlocks && b < src.nblocks; b += mergeBatch {
 			n := min(mergeBatch, src.nblocks-b)
 			if err := r.mergeBatch(lid, b, n, buf); err != nil {
 				return err
