@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/block/blocktest"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/replica"
 )
@@ -104,26 +105,9 @@ func dial(t testing.TB, addr, id string, epoch uint64, timeout time.Duration) *C
 }
 
 // fill returns n blocks whose content identifies tag and block number.
-func fill(tag string, first, n int64) []byte {
-	p := make([]byte, n*bs)
-	for i := range n {
-		blk := p[i*bs : (i+1)*bs]
-		copy(blk, fmt.Sprintf("%s block %d ", tag, first+i))
-		for j := 64; j < bs; j++ {
-			blk[j] = byte(j) ^ byte(first+i) ^ byte(len(tag))
-		}
-	}
-	return p
-}
+var fill = blocktest.Fill
 
-func readBack(t testing.TB, d block.Device, first, n int64) []byte {
-	t.Helper()
-	p := make([]byte, n*bs)
-	if _, err := d.ReadAt(p, first*bs); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var readBack = blocktest.Read
 
 func TestRoundTrip(t *testing.T) {
 	const size = 16 << 20

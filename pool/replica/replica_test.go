@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/block/blocktest"
 )
 
 const bs = block.Size
@@ -37,35 +38,12 @@ func create(t testing.TB, s *Store, id string, size int64) *Replica {
 }
 
 // fill returns n blocks whose content identifies tag and block number.
-func fill(tag string, first, n int64) []byte {
-	p := make([]byte, n*bs)
-	for i := range n {
-		blk := p[i*bs : (i+1)*bs]
-		copy(blk, fmt.Sprintf("%s block %d ", tag, first+i))
-		for j := 64; j < bs; j++ {
-			blk[j] = byte(j) ^ byte(first+i) ^ byte(len(tag))
-		}
-	}
-	return p
-}
+var fill = blocktest.Fill
 
-func write(t testing.TB, r *Replica, tag string, first, n int64) []byte {
-	t.Helper()
-	p := fill(tag, first, n)
-	if _, err := r.WriteAt(p, first*bs); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func read(t testing.TB, r *Replica, first, n int64) []byte {
-	t.Helper()
-	p := make([]byte, n*bs)
-	if _, err := r.ReadAt(p, first*bs); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var (
+	write = blocktest.Write
+	read  = blocktest.Read
+)
 
 func expect(t testing.TB, r *Replica, first int64, want []byte) {
 	t.Helper()
