@@ -17,7 +17,7 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // Node is the CSI Node service of the node the daemon runs on: it attaches
@@ -75,7 +75,7 @@ func (s *Node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRe
 		// A mount of an earlier attachment (the daemon restarted, or the
 		// volume went to another node and came back): replace it.
 		s.log.Warn("replacing a stale staging mount", "volume", id, "path", staging, "was", have.Device)
-		if err := frontend.Unmount(staging); err != nil {
+		if err := hostfs.Unmount(staging); err != nil {
 			return nil, status.Errorf(codes.Internal, "unmount stale staging mount of volume %q: %v", id, err)
 		}
 	}
@@ -108,7 +108,7 @@ func (s *Node) NodeUnstageVolume(ctx context.Context, req *csipb.NodeUnstageVolu
 		return nil, err
 	}
 	defer release()
-	if err := frontend.Unmount(staging); err != nil {
+	if err := hostfs.Unmount(staging); err != nil {
 		return nil, status.Errorf(codes.Internal, "unmount staging path of volume %q: %v", id, err)
 	}
 	done := &csipb.NodeUnstageVolumeResponse{}
@@ -290,7 +290,7 @@ func (s *Node) NodeUnpublishVolume(ctx context.Context, req *csipb.NodeUnpublish
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "list mounts: %v", err)
 	}
-	if err := frontend.Unmount(target); err != nil {
+	if err := hostfs.Unmount(target); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublish volume %q: %v", id, err)
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -321,7 +321,7 @@ func (s *Node) NodeGetVolumeStats(ctx context.Context, req *csipb.NodeGetVolumeS
 		return nil, err
 	}
 	if v.Attachment.Block {
-		size, err := frontend.DeviceSize(s.device(v))
+		size, err := hostfs.DeviceSize(s.device(v))
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "%v", err)
 		}
@@ -376,7 +376,7 @@ func (s *Node) NodeExpandVolume(ctx context.Context, req *csipb.NodeExpandVolume
 		return nil, toStatus(err)
 	}
 	dev := s.device(v)
-	if size, err := frontend.DeviceSize(dev); err != nil {
+	if size, err := hostfs.DeviceSize(dev); err != nil {
 		return nil, status.Errorf(codes.Internal, "%v", err)
 	} else if size < v.Size {
 		return nil, status.Errorf(codes.Internal, "volume %q is %d bytes but its device %s here has %d; the daemon did not grow it", id, v.Size, dev, size)

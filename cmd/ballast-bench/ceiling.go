@@ -10,6 +10,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // ceilingLabel heads the column of the FUSE + loop transport over memory.
@@ -62,8 +63,8 @@ func newFuseCeiling(ctx context.Context, dir string, size int64, logger *slog.Lo
 // the device.
 func (c *fuseCeiling) close() error {
 	var errs []error
-	if mounted, _ := frontend.IsMounted(c.mnt); mounted {
-		if err := frontend.Unmount(c.mnt); err != nil {
+	if mounted, _ := hostfs.IsMounted(c.mnt); mounted {
+		if err := hostfs.Unmount(c.mnt); err != nil {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", c.mnt, err))
 		}
 	}

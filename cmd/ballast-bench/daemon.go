@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // daemon is a single-node ballast daemon started by the benchmark, with its
@@ -123,7 +123,7 @@ func (d *daemon) stop() {
 			d.log.Warn("daemon exited with an error", "status", st.String(), "log", d.logPath)
 		}
 	}
-	if left, err := frontend.UnmountAllUnder(d.root); err != nil {
+	if left, err := hostfs.UnmountAllUnder(d.root); err != nil {
 		d.log.Error("cleanup mounts", "err", err)
 	} else if len(left) > 0 {
 		d.log.Warn("unmounted what the daemon left behind", "mounts", left)

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // glusterVolume is the GlusterFS volume the benchmark creates.
@@ -126,8 +126,8 @@ func (g *gluster) cli(ctx context.Context, args ...string) error {
 // benchmark started it (by its PID). Safe to call more than once.
 func (g *gluster) stop() {
 	ctx := context.Background()
-	if mounted, _ := frontend.IsMounted(g.mnt); mounted {
-		if err := frontend.Unmount(g.mnt); err != nil {
+	if mounted, _ := hostfs.IsMounted(g.mnt); mounted {
+		if err := hostfs.Unmount(g.mnt); err != nil {
 			g.log.Error("unmount GlusterFS", "err", err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // loopFS is ext4 (`mkfs.ext4 -F -m0`, as the daemon formats volumes) on a
@@ -69,7 +69,7 @@ func mkfsAndMount(ctx context.Context, dev, mnt string, mkfsOpts ...string) erro
 // (the scratch dir's clean-up removes it).
 func (l *loopFS) close() error {
 	var errs []error
-	if err := frontend.Unmount(l.mnt); err != nil {
+	if err := hostfs.Unmount(l.mnt); err != nil {
 		errs = append(errs, fmt.Errorf("unmount %s: %w", l.mnt, err))
 	}
 	if l.dev != "" {

@@ -50,8 +50,8 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -429,7 +429,7 @@ func pgBench(ctx context.Context, c config, d *daemon, g *gluster, logger *slog.
 			out = append(out, pgResult{label: label, err: err})
 		} else {
 			out = append(out, r.run(ctx, label, filepath.Join(bind, "pg")))
-			if err := frontend.Unmount(bind); err != nil {
+			if err := hostfs.Unmount(bind); err != nil {
 				logger.Error("unmount", "path", bind, "err", err)
 			}
 		}
@@ -588,7 +588,7 @@ func cleanDir(dir string, logger *slog.Logger) error {
 		return nil
 	}
 	var errs []error
-	if left, err := frontend.UnmountAllUnder(dir); err != nil {
+	if left, err := hostfs.UnmountAllUnder(dir); err != nil {
 		errs = append(errs, err)
 	} else if len(left) > 0 {
 		logger.Warn("unmounted leftovers", "mounts", left)
@@ -619,7 +619,7 @@ func cleanDir(dir string, logger *slog.Logger) error {
 			}
 		}
 	}
-	if left, err := frontend.MountsUnder(dir); err == nil && len(left) > 0 {
+	if left, err := hostfs.MountsUnder(dir); err == nil && len(left) > 0 {
 		errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
 	}
 	return errors.Join(errs...)

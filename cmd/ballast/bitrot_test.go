@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -114,7 +114,7 @@ func TestBitRot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := frontend.MountSource(att.MountPath)
+	dev, err := hostfs.MountSource(att.MountPath)
 	if err != nil {
 		t.Fatal(err)
 	}

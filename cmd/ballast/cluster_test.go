@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -168,7 +168,7 @@ func TestPartitionedOwnerIsFenced(t *testing.T) {
 	// The fenced former owner cleans up on its own: its stale mount and
 	// its loop device go, and a detach there says where the volume is.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		mounted, _ := frontend.IsMounted(att.MountPath)
+		mounted, _ := hostfs.IsMounted(att.MountPath)
 		_, bound := os.Stat("/sys/block/" + filepath.Base(att.Device) + "/loop/backing_file")
 		if !mounted && bound != nil {
 			break

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ballast-io/ballast/pool/block"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 var blockCap = &csipb.VolumeCapability{
@@ -43,7 +43,7 @@ func TestCSIExpand(t *testing.T) {
 		}
 		nr, err := n.nodeSvc.NodeExpandVolume(ctx, &csipb.NodeExpandVolumeRequest{VolumeId: vol.VolumeId, VolumePath: dir,
 			CapacityRange: &csipb.CapacityRange{RequiredBytes: 1 << 30}, VolumeCapability: mountCap})
-		if fs == "ext4" && !frontend.CanGrowExt4Online() {
+		if fs == "ext4" && !hostfs.CanGrowExt4Online() {
 			if status.Code(err) != codes.FailedPrecondition {
 				t.Fatalf("ext4 node expansion without CAP_SYS_RESOURCE: %v; want FAILED_PRECONDITION", err)
 			}

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // csiNode is a daemon serving the CSI driver, with clients for its three
@@ -55,7 +55,7 @@ func newCSI(t *testing.T, node string, disks []string, extra ...string) *csiNode
 	sock := filepath.Join(base, "csi.sock")
 	d := newDaemon(t, node, disks, append([]string{"--csi-endpoint", "unix://" + sock}, extra...)...)
 	t.Cleanup(func() { // runs before the daemon's cleanup stops it
-		if _, err := frontend.UnmountAllUnder(base); err != nil {
+		if _, err := hostfs.UnmountAllUnder(base); err != nil {
 			t.Logf("unmount CSI paths: %v", err)
 		}
 		os.RemoveAll(base)

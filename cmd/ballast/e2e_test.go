@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -45,7 +45,7 @@ func testLifecycle(t *testing.T, fs string) {
 	if again, err := c.AttachVolume(ctx, "v1", api.AttachOptions{}); err != nil || again.MountPath != mnt {
 		t.Fatalf("second attach must be idempotent: %+v %v", again, err)
 	}
-	if got, _ := frontend.MountSource(mnt); !strings.HasPrefix(got, "/dev/loop") {
+	if got, _ := hostfs.MountSource(mnt); !strings.HasPrefix(got, "/dev/loop") {
 		t.Fatalf("%s is mounted from %q, want a loop device", mnt, got)
 	}
 	a := filepath.Join(mnt, "a")
@@ -103,7 +103,7 @@ func testLifecycle(t *testing.T, fs string) {
 	if err := c.DetachVolume(ctx, "v1"); err != nil {
 		t.Fatal(err)
 	}
-	if mounted, _ := frontend.IsMounted(mnt); mounted {
+	if mounted, _ := hostfs.IsMounted(mnt); mounted {
 		t.Fatal("detach left the filesystem mounted")
 	}
 	if err := c.DeleteVolume(ctx, "v1"); !errors.Is(err, api.ErrInUse) || !strings.Contains(err.Error(), "c1") {

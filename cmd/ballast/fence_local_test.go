@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -69,23 +69,23 @@ func TestForcedTakeoverFencesLocalReplica(t *testing.T) {
 	mnt := batt.Attachment.MountPath
 	t.Logf("b took the volume over at epoch %d; a had %d records acknowledged before", batt.Attachment.Epoch, ackedBefore+1)
 
-	dev, err := frontend.MountSource(mnt)
+	dev, err := hostfs.MountSource(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := frontend.Freeze(mnt); err != nil {
+	if err := hostfs.Freeze(mnt); err != nil {
 		t.Fatal(err)
 	}
 	frozen := true
 	defer func() {
 		if frozen {
-			frontend.Thaw(mnt)
+			hostfs.Thaw(mnt)
 		}
 	}()
 	before := devHash(t, dev)
 	time.Sleep(2 * time.Second) // a keeps writing and fsyncing meanwhile
 	after := devHash(t, dev)
-	frontend.Thaw(mnt)
+	hostfs.Thaw(mnt)
 	frozen = false
 	w.stop()
 

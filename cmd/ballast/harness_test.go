@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -240,7 +240,7 @@ func (d *daemon) stop() {
 
 // cleanupMounts removes whatever a killed daemon left behind under its dir.
 func (d *daemon) cleanupMounts() {
-	if _, err := frontend.UnmountAllUnder(d.dir); err != nil {
+	if _, err := hostfs.UnmountAllUnder(d.dir); err != nil {
 		d.t.Logf("cleanup mounts: %v", err)
 	}
 	exp, err := fuseloop.New(filepath.Join(d.dir, "data", "fuse"), fuseloop.Options{})
@@ -309,14 +309,14 @@ func sha(t *testing.T, path string) string {
 // frozen (the journal is flushed and nothing changes under e2fsck).
 func fsckFrozen(t *testing.T, mnt string) {
 	t.Helper()
-	dev, err := frontend.MountSource(mnt)
+	dev, err := hostfs.MountSource(mnt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := frontend.Freeze(mnt); err != nil {
+	if err := hostfs.Freeze(mnt); err != nil {
 		t.Fatal(err)
 	}
-	defer frontend.Thaw(mnt)
+	defer hostfs.Thaw(mnt)
 	out, err := exec.Command("e2fsck", "-fn", dev).CombinedOutput()
 	if err != nil {
 		t.Fatalf("e2fsck -fn %s (%s): %v\n%s", dev, mnt, err, out)

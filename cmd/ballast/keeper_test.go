@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -220,7 +220,7 @@ func TestRestartKeepsIO(t *testing.T) {
 		if att.Device != dev || att.MountPath != mnt {
 			t.Fatalf("round %d: after the restart db is attached %+v, not on %s at %s as before: not taken over", round, att, dev, mnt)
 		}
-		if src, _ := frontend.MountSource(mnt); src != dev {
+		if src, _ := hostfs.MountSource(mnt); src != dev {
 			t.Fatalf("round %d: %s is mounted from %q, the attachment says %s", round, mnt, src, att.Device)
 		}
 		checkRecords(t, log, w.acked)
@@ -271,7 +271,7 @@ func TestCSIRestartUnderIO(t *testing.T) {
 		if err := fio(); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
-		if src, _ := frontend.MountSource(target); att.Device != v.Attachment.Device || src != att.Device {
+		if src, _ := hostfs.MountSource(target); att.Device != v.Attachment.Device || src != att.Device {
 			t.Fatalf("round %d: target %s is mounted from %q, the volume is on %s, was on %s: not taken over", round, target, src, att.Device, v.Attachment.Device)
 		}
 		t.Logf("round %d: serving daemon %d %s; %s taken over after %s; %d records acknowledged", round, old, how, vol.VolumeId, took.Round(time.Millisecond), w.acked)
@@ -285,7 +285,7 @@ func TestCSIRestartUnderIO(t *testing.T) {
 	fioVerify(t, filepath.Join(target, "busy0"), "16M", 20)
 	fsckFrozen(t, target)
 	n.unstage(ctx, vol.VolumeId)
-	if mounted, _ := frontend.IsMounted(target); mounted {
+	if mounted, _ := hostfs.IsMounted(target); mounted {
 		t.Fatalf("%s still mounted after NodeUnpublishVolume", target)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -76,17 +76,17 @@ func TestNetworkPartition(t *testing.T) {
 		}
 	}
 	t.Logf("b took the volume over %s after a was cut off", time.Since(cut).Round(time.Millisecond))
-	dev, err := frontend.MountSource(batt.MountPath)
+	dev, err := hostfs.MountSource(batt.MountPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := frontend.Freeze(batt.MountPath); err != nil {
+	if err := hostfs.Freeze(batt.MountPath); err != nil {
 		t.Fatal(err)
 	}
 	frozen := true
 	defer func() {
 		if frozen {
-			frontend.Thaw(batt.MountPath)
+			hostfs.Thaw(batt.MountPath)
 		}
 	}()
 	before := devHash(t, dev)
@@ -102,7 +102,7 @@ func TestNetworkPartition(t *testing.T) {
 	if after := devHash(t, dev); after != before {
 		t.Fatal("a block changed on the new owner's replicas after the takeover: the old owner wrote through the fence")
 	}
-	frontend.Thaw(batt.MountPath)
+	hostfs.Thaw(batt.MountPath)
 	frozen = false
 
 	v, err := c.client.InspectVolume(ctx, "split")

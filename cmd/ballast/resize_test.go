@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -48,7 +48,7 @@ func testResize(t *testing.T, fs string) {
 
 	// Online, through the CLI.
 	out, err := d.cli("volume", "resize", "r1", "--size", "1G")
-	online := fs == "xfs" || frontend.CanGrowExt4Online()
+	online := fs == "xfs" || hostfs.CanGrowExt4Online()
 	switch {
 	case online && err != nil:
 		t.Fatalf("resize of the mounted volume: %v\n%s", err, out)
@@ -185,7 +185,7 @@ func checkFS(t *testing.T, d *daemon, vol, fs string) {
 	}
 	// The raw device shows the whole volume.
 	v, _ := d.client.InspectVolume(ctx, vol)
-	if size, err := frontend.DeviceSize(att.Device); err != nil || size != v.Size {
+	if size, err := hostfs.DeviceSize(att.Device); err != nil || size != v.Size {
 		t.Fatalf("raw device has %d bytes (%v), the volume %d", size, err, v.Size)
 	}
 	if !strings.Contains(v.Attachment.Device, "/dev/loop") {

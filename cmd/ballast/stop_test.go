@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -176,7 +176,7 @@ func TestStopWithBusyVolumes(t *testing.T) {
 	if took > 8*time.Second {
 		t.Fatalf("SIGTERM took %s with a busy volume; the daemon must not wait for its users", took)
 	}
-	if mounted, _ := frontend.IsMounted(idle.MountPath); mounted {
+	if mounted, _ := hostfs.IsMounted(idle.MountPath); mounted {
 		t.Fatalf("the idle volume is still mounted at %s after the daemon stopped", idle.MountPath)
 	}
 

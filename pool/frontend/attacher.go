@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // Attacher exports volumes and mounts their filesystems: the node-side half
@@ -47,7 +48,7 @@ func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fs
 	if err := ValidateName(name); err != nil {
 		return "", err
 	}
-	fstype, err = CheckFSType(fstype)
+	fstype, err = hostfs.CheckFSType(fstype)
 	if err != nil {
 		return "", err
 	}
@@ -63,18 +64,18 @@ func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fs
 // smaller than its device, which a volume that grew while detached has:
 // ext4 before it is mounted, xfs (which grows only mounted) after.
 func mountGrown(devPath, mountPath, fstype string, opts []string) error {
-	size, err := DeviceSize(devPath)
+	size, err := hostfs.DeviceSize(devPath)
 	if err != nil {
 		return err
 	}
-	if err := growFSOffline(devPath, size); err != nil {
+	if err := hostfs.GrowOffline(devPath, size); err != nil {
 		return err
 	}
-	if err := FormatAndMount(devPath, mountPath, fstype, opts); err != nil {
+	if err := hostfs.FormatAndMount(devPath, mountPath, fstype, opts); err != nil {
 		return err
 	}
-	if fstype == FSXFS {
-		err = growFSOnline(devPath, mountPath, size)
+	if fstype == hostfs.FSXFS {
+		err = hostfs.GrowOnline(devPath, mountPath, size)
 	}
 	return err
 }
@@ -107,8 +108,8 @@ func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mo
 	}
 	defer func() {
 		if err != nil && !wasAttached {
-			if src, _ := MountSource(mountPath); mountPath != "" && src == devPath {
-				if uerr := Unmount(mountPath); uerr != nil {
+			if src, _ := hostfs.MountSource(mountPath); mountPath != "" && src == devPath {
+				if uerr := hostfs.Unmount(mountPath); uerr != nil {
 					err = errors.Join(err, uerr)
 				}
 			}
@@ -139,7 +140,7 @@ func (at attached) where() string {
 // Grow makes a grown volume's new size seen: by its block device, and by
 // its filesystem when it is mounted (resize2fs or xfs_growfs, online; an
 // ext4 filesystem that the kernel does not let this process grow online
-// fails with ErrGrowAtAttach and grows at its next attach). Idempotent: a
+// fails with hostfs.ErrGrowAtAttach and grows at its next attach). Idempotent: a
 // filesystem that fills its device already is left as it is.
 func (a *Attacher) Grow(ctx context.Context, name string) error {
 	if err := ValidateName(name); err != nil {
@@ -160,11 +161,11 @@ func (a *Attacher) Grow(ctx context.Context, name string) error {
 	if at.mountPath == "" {
 		return nil
 	}
-	size, err := DeviceSize(at.devPath)
+	size, err := hostfs.DeviceSize(at.devPath)
 	if err != nil {
 		return fmt.Errorf("grow %s: %w", name, err)
 	}
-	if err := growFSOnline(at.devPath, at.mountPath, size); err != nil {
+	if err := hostfs.GrowOnline(at.devPath, at.mountPath, size); err != nil {
 		return fmt.Errorf("grow %s: %w", name, err)
 	}
 	return nil
@@ -190,7 +191,7 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 		if err != nil {
 			return err
 		}
-		if err := Unmount(mountPath); err != nil {
+		if err := hostfs.Unmount(mountPath); err != nil {
 			return fmt.Errorf("detach %s: %w", name, err)
 		}
 	}
@@ -215,7 +216,7 @@ func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
 	defer a.mu.Unlock()
 	var errs []error
 	if mountPath != "" {
-		if err := Unmount(mountPath); err != nil {
+		if err := hostfs.Unmount(mountPath); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -248,10 +249,10 @@ func (a *Attacher) Shutdown(ctx context.Context, name, mountPath string) error {
 	}
 	var syncErr error
 	if target != "" {
-		syncErr = syncWithin(target, 2*time.Second)
+		syncErr = hostfs.SyncWithin(target, 2*time.Second)
 	}
 	if mountPath != "" {
-		busy, err := unmountIdle(mountPath)
+		busy, err := hostfs.UnmountIdle(mountPath)
 		if err != nil {
 			return fmt.Errorf("shut down %s: %w", name, errors.Join(syncErr, err))
 		}
@@ -285,7 +286,7 @@ func (a *Attacher) Recover(mountRoot string) error {
 		}
 	}
 	if mountRoot != "" {
-		if _, err := unmountUnder(mountRoot, func(src string) bool { return !keep[src] }); err != nil {
+		if _, err := hostfs.UnmountUnder(mountRoot, func(src string) bool { return !keep[src] }); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -316,7 +317,7 @@ func (a *Attacher) FinishRecover(mountRoot string) error {
 	}
 	var errs []error
 	if mountRoot != "" {
-		if _, err := unmountUnder(mountRoot, func(src string) bool { return drop[src] }); err != nil {
+		if _, err := hostfs.UnmountUnder(mountRoot, func(src string) bool { return drop[src] }); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -326,6 +327,6 @@ func (a *Attacher) FinishRecover(mountRoot string) error {
 // mountedFrom tells whether devPath is mounted at mountPath already: a
 // volume taken over from a previous daemon is.
 func mountedFrom(mountPath, devPath string) bool {
-	src, err := MountSource(mountPath)
+	src, err := hostfs.MountSource(mountPath)
 	return err == nil && src == devPath
 }

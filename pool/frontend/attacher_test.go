@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ballast-io/ballast/pool/block"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -52,7 +52,7 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
 		t.Fatal(err)
 	}
-	if src, _ := frontend.MountSource(mp); !strings.HasPrefix(src, "/dev/loop") {
+	if src, _ := hostfs.MountSource(mp); !strings.HasPrefix(src, "/dev/loop") {
 		t.Fatalf("mount source %q", src)
 	}
 	// Idempotent.
@@ -60,10 +60,10 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 		t.Fatalf("second Attach: %v", err)
 	}
 	files := writeFiles(t, mp, 20)
-	if err := frontend.Freeze(mp); err != nil {
+	if err := hostfs.Freeze(mp); err != nil {
 		t.Fatalf("freeze: %v", err)
 	}
-	if err := frontend.Thaw(mp); err != nil {
+	if err := hostfs.Thaw(mp); err != nil {
 		t.Fatalf("thaw: %v", err)
 	}
 	if err := en.att.Detach(bg, "rt", mp); err != nil {
@@ -160,10 +160,10 @@ func TestCrashRecovery(t *testing.T) {
 	const size = 128 << 20
 	c := startChild(t, en.stateDir, file, "crash", size)
 	mp := filepath.Join(en.mountRoot, "crash")
-	if err := frontend.FormatAndMount(c.devPath, mp, "ext4", nil); err != nil {
+	if err := hostfs.FormatAndMount(c.devPath, mp, "ext4", nil); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { frontend.Unmount(mp) })
+	t.Cleanup(func() { hostfs.Unmount(mp) })
 	files := writeFiles(t, mp, 5)
 	durable := filepath.Join(mp, "durable")
 	want := bytes.Repeat([]byte("fsynced\n"), 4096)
@@ -224,7 +224,7 @@ func TestCrashRecovery(t *testing.T) {
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
 
 	c2 := startChild(t, en.stateDir, file, "crash", size)
-	if err := frontend.FormatAndMount(c2.devPath, mp, "ext4", nil); err != nil {
+	if err := hostfs.FormatAndMount(c2.devPath, mp, "ext4", nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("recover + new daemon + remount took %v", time.Since(start))
@@ -233,7 +233,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatalf("fsynced data after recovery: err %v, equal %v", err, bytes.Equal(got, want))
 	}
 	checkFiles(t, files)
-	if err := frontend.Unmount(mp); err != nil {
+	if err := hostfs.Unmount(mp); err != nil {
 		t.Fatal(err)
 	}
 	// Clean shutdown of the second daemon.
@@ -255,7 +255,7 @@ func TestUnmountAllUnderAndIdempotentUnmount(t *testing.T) {
 		}
 		t.Cleanup(func() { unix.Unmount(p, unix.MNT_DETACH) })
 	}
-	mps, err := frontend.MountsUnder(root)
+	mps, err := hostfs.MountsUnder(root)
 	if err != nil || len(mps) != 3 || mps[0] != filepath.Join(root, "a/b") {
 		t.Fatalf("MountsUnder = %v, %v", mps, err)
 	}
@@ -265,16 +265,16 @@ func TestUnmountAllUnderAndIdempotentUnmount(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := frontend.Unmount(filepath.Join(root, "c")); err != nil {
+	if err := hostfs.Unmount(filepath.Join(root, "c")); err != nil {
 		t.Fatal(err)
 	}
-	if err := frontend.Unmount(filepath.Join(root, "c")); err != nil {
+	if err := hostfs.Unmount(filepath.Join(root, "c")); err != nil {
 		t.Fatal(err)
 	}
-	if err := frontend.Unmount(filepath.Join(root, "does-not-exist")); err != nil {
+	if err := hostfs.Unmount(filepath.Join(root, "does-not-exist")); err != nil {
 		t.Fatal(err)
 	}
-	done, err := frontend.UnmountAllUnder(root)
+	done, err := hostfs.UnmountAllUnder(root)
 	if err != nil || len(done) != 2 {
 		t.Fatalf("UnmountAllUnder = %v, %v", done, err)
 	}

@@ -2,8 +2,8 @@
 // node, formatted and mounted (ext4 or xfs) or left raw, grows it, and
 // cleans up after a crashed daemon.
 //
-// An Exporter exposes a Device as a kernel block device; the mount helpers
-// format and mount it; an Attacher composes the two. fuseloop (a FUSE file
+// An Exporter exposes a Device as a kernel block device; pool/hostfs
+// formats and mounts it; an Attacher composes the two. fuseloop (a FUSE file
 // attached to a loop device) is the only Exporter: the kernels Ballast runs
 // on have no NBD or ublk, and none of those exporters exists. See
 // docs/architecture.md, "The data path".

@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ballast-io/ballast/pool/block"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 func TestGrowMountedExt4(t *testing.T) { testGrowMounted(t, "ext4", 128<<20) }
@@ -42,12 +42,12 @@ func testGrowMounted(t *testing.T, fstype string, size int64) {
 	if err := mem.Resize(3 * size); err != nil {
 		t.Fatal(err)
 	}
-	online := fstype == "xfs" || frontend.CanGrowExt4Online()
+	online := fstype == "xfs" || hostfs.CanGrowExt4Online()
 	err = en.att.Grow(bg, "g")
 	switch {
 	case online && err != nil:
 		t.Fatalf("grow: %v", err)
-	case !online && !errors.Is(err, frontend.ErrGrowAtAttach):
+	case !online && !errors.Is(err, hostfs.ErrGrowAtAttach):
 		t.Fatalf("grow of ext4 without CAP_SYS_RESOURCE: err = %v, want ErrGrowAtAttach", err)
 	case !online:
 		t.Logf("online ext4 growth refused as expected without CAP_SYS_RESOURCE: %v", err)
@@ -61,7 +61,7 @@ func testGrowMounted(t *testing.T, fstype string, size int64) {
 			t.Fatalf("attach after growing detached: %v", err)
 		}
 	}
-	if got, err := frontend.DeviceSize(devPath); err != nil || got != 3*size {
+	if got, err := hostfs.DeviceSize(devPath); err != nil || got != 3*size {
 		t.Fatalf("device size after grow = %d, %v; want %d", got, err, 3*size)
 	}
 	after := fsBytes(t, mp)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/block"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/spec"
@@ -96,7 +96,7 @@ func (n *Node) resize(ctx context.Context, name string, size int64, forward bool
 			return nil, fmt.Errorf("resize volume %s: recorded at %s, but its replicas did not all grow (run the resize again, or detach and attach: replicas grow to the recorded size when opened): %w",
 				name, spec.FormatSize(size), err)
 		}
-		if err := n.front.Grow(ctx, name); errors.Is(err, frontend.ErrGrowAtAttach) {
+		if err := n.front.Grow(ctx, name); errors.Is(err, hostfs.ErrGrowAtAttach) {
 			return nil, fmt.Errorf("resize volume %s: the volume grew to %s, but: %v: %w", name, spec.FormatSize(size), err, api.ErrGrowAtAttach)
 		} else if err != nil {
 			return nil, fmt.Errorf("resize volume %s: the volume grew to %s, but: %w", name, spec.FormatSize(size), err)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/engine"
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/replica"
 	"github.com/ballast-io/ballast/pool/spec"
@@ -77,11 +77,11 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 	}
 	start := time.Now()
 	if att.mountPath != "" { // a raw block volume's user flushes its own writes
-		if err := frontend.Freeze(att.mountPath); err != nil {
+		if err := hostfs.Freeze(att.mountPath); err != nil {
 			return took, fmt.Errorf("freeze %s: %w", att.mountPath, err)
 		}
 		defer func() {
-			if err := frontend.Thaw(att.mountPath); err != nil {
+			if err := hostfs.Thaw(att.mountPath); err != nil {
 				n.log.Error("thaw after snapshot", "volume", v.Name, "err", err)
 			}
 		}()

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // NodeImageRepo is the repository of the node image; its tag is a hash of
@@ -141,7 +141,7 @@ func debootstrap(ctx context.Context, cfg Config, rootfs string) error {
 			<-done
 			// debootstrap mounts /proc and /sys in the target; a failed or
 			// cancelled run can leave them.
-			frontend.UnmountAllUnder(rootfs)
+			hostfs.UnmountAllUnder(rootfs)
 			if err != nil {
 				mu.Lock()
 				defer mu.Unlock()

@@ -63,6 +63,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend"
+	"github.com/ballast-io/ballast/pool/hostfs"
 )
 
 // Options tune the exporter. The zero value gives the measured defaults.
@@ -372,7 +373,7 @@ func (e *Exporter) Grow(name string) error {
 	if err := unix.IoctlSetInt(int(x.loop.Fd()), unix.LOOP_SET_CAPACITY, 0); err != nil {
 		return fmt.Errorf("fuseloop: grow %s: LOOP_SET_CAPACITY on %s: %w", name, x.devPath, err)
 	}
-	if got, err := frontend.DeviceSize(x.devPath); err != nil {
+	if got, err := hostfs.DeviceSize(x.devPath); err != nil {
 		return fmt.Errorf("fuseloop: grow %s: %w", name, err)
 	} else if uint64(got) != size {
 		return fmt.Errorf("fuseloop: grow %s: %s has %d bytes after LOOP_SET_CAPACITY, not %d", name, x.devPath, got, size)

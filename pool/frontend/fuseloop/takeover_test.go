@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ballast-io/ballast/pool/block"
-	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -114,7 +114,7 @@ func TestKeeperHoldsAndFallsBack(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a held volume that cannot be taken over must be exported afresh: %v", err)
 	}
-	if size, err := frontend.DeviceSize(dev); err != nil || size != 1<<20 {
+	if size, err := hostfs.DeviceSize(dev); err != nil || size != 1<<20 {
 		t.Fatalf("%s: size %d, %v", dev, size, err)
 	}
 	want := []string{"take vol-a", "drop vol-a", "hold vol-a"}

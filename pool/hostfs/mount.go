@@ -1,4 +1,4 @@
-package frontend
+package hostfs
 
 import (
 	"errors"
@@ -151,9 +151,9 @@ func Unmount(target string) error {
 	return fmt.Errorf("unmount %s: still mounted", target)
 }
 
-// unmountIdle unmounts target (every mount stacked on it) unless it is
+// UnmountIdle unmounts target (every mount stacked on it) unless it is
 // busy: then it leaves it mounted and says so. Not mounted is idle.
-func unmountIdle(target string) (busy bool, err error) {
+func UnmountIdle(target string) (busy bool, err error) {
 	target, err = filepath.Abs(target)
 	if err != nil {
 		return false, err
@@ -177,12 +177,12 @@ func unmountIdle(target string) (busy bool, err error) {
 	return false, fmt.Errorf("unmount %s: still mounted", target)
 }
 
-// syncWithin writes what the kernel caches for path out to its device:
+// SyncWithin writes what the kernel caches for path out to its device:
 // syncfs(2) of the filesystem mounted at path, or fsync(2) of a block
 // device. It gives up waiting after d (the sync goes on in the
 // background): a volume whose replicas stopped answering must not hold a
 // shutdown up.
-func syncWithin(path string, d time.Duration) error {
+func SyncWithin(path string, d time.Duration) error {
 	done := make(chan error, 1)
 	go func() {
 		f, err := os.Open(path)
@@ -260,12 +260,12 @@ func MountsUnder(root string) ([]string, error) {
 // UnmountAllUnder lazily unmounts every mount strictly under root (the
 // stale filesystems of a crashed daemon) and returns what it unmounted.
 func UnmountAllUnder(root string) ([]string, error) {
-	return unmountUnder(root, func(string) bool { return true })
+	return UnmountUnder(root, func(string) bool { return true })
 }
 
-// unmountUnder lazily unmounts the mounts strictly under root whose
+// UnmountUnder lazily unmounts the mounts strictly under root whose
 // source device pick chooses.
-func unmountUnder(root string, pick func(source string) bool) ([]string, error) {
+func UnmountUnder(root string, pick func(source string) bool) ([]string, error) {
 	mps, err := MountsUnder(root)
 	if err != nil {
 		return nil, err

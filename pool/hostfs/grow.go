@@ -1,4 +1,4 @@
-package frontend
+package hostfs
 
 import (
 	"encoding/binary"
@@ -69,10 +69,10 @@ func parseSuperblock(b []byte) FS {
 	return FS{}
 }
 
-// growFSOffline grows an unmounted ext4 filesystem on devPath to fill the
+// GrowOffline grows an unmounted ext4 filesystem on devPath to fill the
 // device (e2fsck -f, which resize2fs insists on, then resize2fs). Other
 // filesystems grow once mounted.
-func growFSOffline(devPath string, devSize int64) error {
+func GrowOffline(devPath string, devSize int64) error {
 	fs, err := ReadFS(devPath)
 	if err != nil || fs.Type != FSExt4 || fs.Size >= devSize {
 		return err
@@ -89,11 +89,11 @@ func growFSOffline(devPath string, devSize int64) error {
 	return nil
 }
 
-// growFSOnline grows the filesystem on devPath, mounted at target, to
+// GrowOnline grows the filesystem on devPath, mounted at target, to
 // fill devSize bytes if it is smaller: resize2fs for ext4 (the kernel
 // wants CAP_SYS_RESOURCE: without it the error wraps ErrGrowAtAttach),
 // xfs_growfs for xfs.
-func growFSOnline(devPath, target string, devSize int64) error {
+func GrowOnline(devPath, target string, devSize int64) error {
 	fs, err := ReadFS(devPath)
 	if err != nil {
 		return err
