@@ -7,7 +7,9 @@
 // and snapshots with a call in progress (busy, server.go): CSI asks a plugin
 // to answer a second call for the same one with ABORTED rather than run
 // both. One file per CSI service: identity.go, controller.go, node.go;
-// server.go puts them on a unix socket (ballast daemon --csi-endpoint
+// the controller's calls by concern beside it (parameters.go, volumes.go,
+// publish.go, snapshots.go, capacity.go: capacity and health); server.go
+// puts them on a unix socket (ballast daemon --csi-endpoint
 // unix:///path/csi.sock).
 //
 // IDs. A volume's ID is its Ballast name: the CO's name when it is a valid
