@@ -298,11 +298,9 @@ func (n *Node) dropper(vol string, epoch uint64) engine.DropFunc {
 			if err != nil {
 				return err
 			}
-			keep := slices.DeleteFunc(slices.Clone(v.InSync), func(s string) bool { return s == id })
-			if len(keep) < max(v.MinInSync, 1) {
-				return fmt.Errorf("volume %s would have %d in-sync replicas, below its minimum of %d", vol, len(keep), v.MinInSync)
+			if v.InSync, err = dropFromInSync(*v, id); err != nil {
+				return err
 			}
-			v.InSync = keep
 			err = n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.AttachmentUnchanged(vol, attRev))
 			if !errors.Is(err, meta.ErrConflict) {
 				return err
