@@ -1,8 +1,13 @@
 package block
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
 
-// Mem is a Device held in memory, for tests.
+// Mem is a Replica held in memory, for tests: it has no snapshots and no
+// epoch to fence.
 type Mem struct {
 	mu   sync.RWMutex
 	data []byte
@@ -57,3 +62,25 @@ func (m *Mem) Resize(size int64) error {
 	m.data = append(m.data, make([]byte, size-int64(len(m.data)))...)
 	return nil
 }
+
+// Repair writes good at off.
+func (m *Mem) Repair(off int64, good []byte) error {
+	_, err := m.WriteAt(good, off)
+	return err
+}
+
+// Snapshot is not supported.
+func (m *Mem) Snapshot(string) error { return fmt.Errorf("snapshot: %w", errors.ErrUnsupported) }
+
+// DeleteSnapshot is not supported.
+func (m *Mem) DeleteSnapshot(string) error {
+	return fmt.Errorf("delete snapshot: %w", errors.ErrUnsupported)
+}
+
+// Fence does nothing: a Mem has no epoch.
+func (m *Mem) Fence(uint64) error { return nil }
+
+// Close does nothing.
+func (m *Mem) Close() error { return nil }
+
+var _ Replica = (*Mem)(nil)

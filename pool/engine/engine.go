@@ -37,7 +37,7 @@ var ErrFenced = errors.New("fenced: the volume was taken over by another node")
 // Member is one replica of the volume.
 type Member struct {
 	ID  string
-	Dev block.Device
+	Dev block.Replica
 }
 
 // DropFunc removes a failed replica from the in-sync set durably. It returns
@@ -152,11 +152,7 @@ func (e *Engine) repair(bad Member, ce *block.ChecksumError, p []byte, off int64
 		if err := e.readFromPeer(bad.ID, buf, o); err != nil {
 			return fmt.Errorf("repair %s block at %d: %w", e.name, o, err)
 		}
-		if r, ok := bad.Dev.(interface{ Repair(int64, []byte) error }); ok {
-			if err := r.Repair(o, buf); err != nil {
-				return fmt.Errorf("repair %s block at %d on replica %s: %w", e.name, o, bad.ID, err)
-			}
-		} else if _, err := bad.Dev.WriteAt(buf, o); err != nil {
+		if err := bad.Dev.Repair(o, buf); err != nil {
 			return fmt.Errorf("repair %s block at %d on replica %s: %w", e.name, o, bad.ID, err)
 		}
 		e.repairs.Add(1)
@@ -388,7 +384,7 @@ func (e *Engine) Quiesce(fn func([]Member) error) error {
 }
 
 // Grow grows the volume to size bytes: every in-sync replica first (each
-// must have a Resize method), with no I/O in flight. A replica that fails
+// resized), with no I/O in flight. A replica that fails
 // to grow leaves the in-sync set, as on a failed write; Grow fails when
 // that is refused (it was the last one, say), and the volume keeps its
 // size, though replicas grown before stay grown (the caller records the
@@ -414,12 +410,7 @@ func (e *Engine) Grow(size int64) error {
 		return fmt.Errorf("grow %s: replica %s is being rebuilt; try again when it is done", e.name, rb.target.ID)
 	}
 	for _, m := range e.snapshot() {
-		var err error
-		if r, ok := m.Dev.(interface{ Resize(int64) error }); ok {
-			err = r.Resize(size)
-		} else {
-			err = fmt.Errorf("replica %s cannot grow: %w", m.ID, errors.ErrUnsupported)
-		}
+		err := m.Dev.Resize(size)
 		if err == nil {
 			continue
 		}

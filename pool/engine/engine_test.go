@@ -14,9 +14,9 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// flaky wraps a Device and can be told to fail writes or corrupt reads.
+// flaky wraps a Replica and can be told to fail writes or corrupt reads.
 type flaky struct {
-	block.Device
+	block.Replica
 	mu        sync.Mutex
 	failWrite bool
 	corrupt   map[int64]bool // offsets whose reads fail their checksum
@@ -30,11 +30,11 @@ func (f *flaky) WriteAt(p []byte, off int64) (int, error) {
 	if fail {
 		return 0, errors.New("disk gone")
 	}
-	return f.Device.WriteAt(p, off)
+	return f.Replica.WriteAt(p, off)
 }
 
 func (f *flaky) ReadAt(p []byte, off int64) (int, error) {
-	n, err := f.Device.ReadAt(p, off)
+	n, err := f.Replica.ReadAt(p, off)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var bad []int64
@@ -55,7 +55,7 @@ func (f *flaky) Repair(off int64, good []byte) error {
 	defer f.mu.Unlock()
 	delete(f.corrupt, off)
 	f.repaired = append(f.repaired, off)
-	_, err := f.Device.WriteAt(good, off)
+	_, err := f.Replica.WriteAt(good, off)
 	return err
 }
 
@@ -95,8 +95,8 @@ func TestWriteReachesEveryReplica(t *testing.T) {
 }
 
 func TestFailedReplicaIsDroppedBeforeAck(t *testing.T) {
-	a := &flaky{Device: block.NewMem(1 << 20)}
-	b := &flaky{Device: block.NewMem(1 << 20)}
+	a := &flaky{Replica: block.NewMem(1 << 20)}
+	b := &flaky{Replica: block.NewMem(1 << 20)}
 	var dropped []string
 	drop := func(id string, _ error) error { dropped = append(dropped, id); return nil }
 	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
@@ -119,8 +119,8 @@ func TestFailedReplicaIsDroppedBeforeAck(t *testing.T) {
 }
 
 func TestDropRefusedFailsTheWrite(t *testing.T) {
-	a := &flaky{Device: block.NewMem(1 << 20)}
-	b := &flaky{Device: block.NewMem(1 << 20)}
+	a := &flaky{Replica: block.NewMem(1 << 20)}
+	b := &flaky{Replica: block.NewMem(1 << 20)}
 	drop := func(string, error) error { return errors.New("etcd unreachable") }
 	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
 	b.failWrite = true
@@ -133,8 +133,8 @@ func TestDropRefusedFailsTheWrite(t *testing.T) {
 }
 
 func TestChecksumRepair(t *testing.T) {
-	a := &flaky{Device: block.NewMem(1 << 20), corrupt: map[int64]bool{}}
-	b := &flaky{Device: block.NewMem(1 << 20)}
+	a := &flaky{Replica: block.NewMem(1 << 20), corrupt: map[int64]bool{}}
+	b := &flaky{Replica: block.NewMem(1 << 20)}
 	e, _ := New("v", []Member{{"a", a}, {"b", b}}, nil, quiet)
 	data := pattern(4*block.Size, 5)
 	if _, err := e.WriteAt(data, 0); err != nil {
@@ -204,8 +204,8 @@ func TestQuiesceWaitsForWrites(t *testing.T) {
 // every later I/O fails at once with ErrFenced and reaches no replica.
 func TestFencedFailsFast(t *testing.T) {
 	const size = 1 << 20
-	a := &flaky{Device: block.NewMem(size)}
-	b := &flaky{Device: block.NewMem(size), failWrite: true}
+	a := &flaky{Replica: block.NewMem(size)}
+	b := &flaky{Replica: block.NewMem(size), failWrite: true}
 	drop := func(string, error) error { return fmt.Errorf("taken over: %w", ErrFenced) }
 	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
 	if _, err := e.WriteAt(pattern(block.Size, 1), 0); !errors.Is(err, ErrFenced) {

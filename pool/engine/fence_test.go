@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/block/blocktest"
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
@@ -34,7 +35,7 @@ func TestFencedLocalReplica(t *testing.T) {
 					t.Fatal(err)
 				}
 				reps = append(reps, r)
-				members = append(members, Member{r.ID(), r.Owner(1)})
+				members = append(members, Member{r.ID(), blocktest.Replica(r.Owner(1))})
 			}
 			drops := 0
 			drop := func(string, error) error { drops++; return nil }
@@ -80,7 +81,7 @@ func TestFencedLocalReplica(t *testing.T) {
 
 			var members2 []Member
 			for _, r := range reps {
-				members2 = append(members2, Member{r.ID(), r.Owner(2)})
+				members2 = append(members2, Member{r.ID(), blocktest.Replica(r.Owner(2))})
 			}
 			e2, err := New("v", members2, drop, quiet)
 			if err != nil {

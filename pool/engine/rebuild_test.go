@@ -85,7 +85,7 @@ func TestRebuildDuringWrites(t *testing.T) {
 func TestRebuildTargetFailureSparesWrites(t *testing.T) {
 	const size = 4 << 20
 	e, _ := New("v", []Member{{"a", block.NewMem(size)}}, nil, quiet)
-	target := &flaky{Device: block.NewMem(size), failWrite: true}
+	target := &flaky{Replica: block.NewMem(size), failWrite: true}
 	e.WriteAt(pattern(block.Size, 1), 0) // so the copier has data to write
 	rb, err := e.Rebuild(context.Background(), Member{"c", target}, 1<<20, func() error { return nil })
 	if err != nil {
@@ -116,8 +116,8 @@ func TestRebuildPromoteRefused(t *testing.T) {
 // TestScrubRepairsEveryReplica: bit rot on the replica that reads never
 // come from is found and repaired by a scrub.
 func TestScrubRepairsEveryReplica(t *testing.T) {
-	a := &flaky{Device: block.NewMem(4 << 20)}
-	b := &flaky{Device: block.NewMem(4 << 20), corrupt: map[int64]bool{}}
+	a := &flaky{Replica: block.NewMem(4 << 20)}
+	b := &flaky{Replica: block.NewMem(4 << 20), corrupt: map[int64]bool{}}
 	e, _ := New("v", []Member{{"a", a}, {"b", b}}, nil, quiet)
 	e.WriteAt(pattern(8*block.Size, 3), 0)
 	b.corrupt[2*block.Size] = true
@@ -140,7 +140,7 @@ func TestCatchUp(t *testing.T) {
 	const chunk = rebuildChunk
 	a := block.NewMem(size)
 	bmem := block.NewMem(size)
-	b := &flaky{Device: bmem}
+	b := &flaky{Replica: bmem}
 	e, _ := New("v", []Member{{"a", a}, {"b", b}}, func(string, error) error { return nil }, quiet)
 	for off := int64(0); off < size; off += chunk {
 		e.WriteAt(pattern(chunk, byte(off/chunk)), off)

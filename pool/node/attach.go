@@ -156,11 +156,11 @@ const upOpenTimeout = 5 * time.Second
 // still dialled: after an etcd election every liveness key lapses for a
 // moment, and a healthy replica must not leave the in-sync set for that.
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string, alive map[string]bool) (*attachment, error) {
-	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]member{}, mountPath: mountPath}
+	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]block.Replica{}, mountPath: mountPath}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	type opened struct {
 		r   meta.Replica
-		m   member
+		m   block.Replica
 		err error
 	}
 	var todo []opened
@@ -233,7 +233,7 @@ func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string,
 // records the new size before it grows the replicas, so a replica may be
 // smaller after a crash (or after a resize while detached). Growing is
 // O(1) and idempotent.
-func growTo(m member, size int64) error {
+func growTo(m block.Replica, size int64) error {
 	switch have := m.Size(); {
 	case have == size:
 		return nil

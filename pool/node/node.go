@@ -127,9 +127,9 @@ type attachment struct {
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
 
-	mu       sync.Mutex        // guards replicas: a rebuilt replica joins them
-	replicas map[string]member // open replicas by ID, local or remote
-	last     *engine.Rebuild   // the last rebuild started, guarded by mu
+	mu       sync.Mutex               // guards replicas: a rebuilt replica joins them
+	replicas map[string]block.Replica // open replicas by ID, local or remote
+	last     *engine.Rebuild          // the last rebuild started, guarded by mu
 }
 
 // lastRebuild returns the last rebuild started on the volume, or nil.
@@ -167,14 +167,14 @@ func (a *attachment) stop() {
 }
 
 // member returns open replica id, or nil.
-func (a *attachment) member(id string) member {
+func (a *attachment) member(id string) block.Replica {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.replicas[id]
 }
 
 // members returns the open replicas by ID.
-func (a *attachment) members() map[string]member {
+func (a *attachment) members() map[string]block.Replica {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return maps.Clone(a.replicas)
@@ -182,7 +182,7 @@ func (a *attachment) members() map[string]member {
 
 // add makes m the open replica id, closing the handle it replaces (the
 // one of a replica that left the in-sync set and came back).
-func (a *attachment) add(id string, m member) {
+func (a *attachment) add(id string, m block.Replica) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old := a.replicas[id]; old != nil && old != m {

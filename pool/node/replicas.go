@@ -12,23 +12,13 @@ import (
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
-// member is one replica of an open volume, on this node or another.
-// *localMember and *remoteMember (a *remote.Client) implement it; both carry the epoch of the
-// attachment they were opened for, and the replica refuses their I/O once
-// it is fenced at a newer one.
-type member interface {
-	block.Device
-	Repair(off int64, good []byte) error
-	Snapshot(name string) error
-	DeleteSnapshot(name string) error
-	Resize(size int64) error
-	Fence(epoch uint64) error
-	Close() error
-}
-
+// A replica of an open volume is a block.Replica, on this node
+// (*localMember) or another (*remoteMember, a *remote.Client); both carry
+// the epoch of the attachment they were opened for, and the replica
+// refuses their I/O once it is fenced at a newer one.
 var (
-	_ member         = (*localMember)(nil)
-	_ member         = (*remoteMember)(nil)
+	_ block.Replica  = (*localMember)(nil)
+	_ block.Replica  = (*remoteMember)(nil)
 	_ remote.Replica = localRef{}
 )
 
@@ -121,7 +111,7 @@ func (s *openSet) put(id string) error {
 
 // openMember opens replica r of a volume at epoch: through the open set
 // when it is on this node, over the network otherwise.
-func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (member, error) {
+func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (block.Replica, error) {
 	if r.Node == n.cfg.ID {
 		p, err := n.localPool(r)
 		if err != nil {
@@ -170,7 +160,7 @@ func (n *Node) suspectNode(id string) {
 
 // openFenced opens replica r and fences it at epoch: once it returns, no
 // I/O of an older attachment runs on the replica, and none ever will.
-func (n *Node) openFenced(ctx context.Context, r meta.Replica, epoch uint64) (member, error) {
+func (n *Node) openFenced(ctx context.Context, r meta.Replica, epoch uint64) (block.Replica, error) {
 	m, err := n.openMember(ctx, r, epoch)
 	if err != nil {
 		return nil, err

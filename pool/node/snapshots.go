@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/meta"
@@ -50,7 +51,7 @@ func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snaps
 	recorded := time.Now()
 	sn := &meta.Snapshot{Volume: vol, Name: name, State: meta.StateReady, Created: time.Now().UTC(), Size: v.Size}
 	if err := n.meta.Commit(ctx, meta.PutSnapshot(sn, 0)); err != nil {
-		if rerr := n.withReplicas(v, func(reps map[string]member) error { return deleteSnapshotAll(reps, name) }); rerr != nil {
+		if rerr := n.withReplicas(v, func(reps map[string]block.Replica) error { return deleteSnapshotAll(reps, name) }); rerr != nil {
 			n.log.Error("roll back snapshot whose record failed", "volume", vol, "snapshot", name, "err", rerr)
 		}
 		return nil, conflict("snapshot "+vol+"@"+name, err)
@@ -71,7 +72,7 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 	n.mu.Unlock()
 	if att == nil {
 		start := time.Now()
-		err := n.withReplicas(v, func(reps map[string]member) error { return snapshotAll(reps, name) })
+		err := n.withReplicas(v, func(reps map[string]block.Replica) error { return snapshotAll(reps, name) })
 		took.replicas = time.Since(start)
 		return took, err
 	}
@@ -89,7 +90,7 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 	took.freeze = time.Since(start)
 	start = time.Now()
 	err := att.engine.Quiesce(func(in []engine.Member) error {
-		reps := map[string]member{}
+		reps := map[string]block.Replica{}
 		for _, m := range in {
 			reps[m.ID] = att.member(m.ID)
 		}
@@ -100,10 +101,10 @@ func (n *Node) snapshotReplicas(v *meta.Volume, name string) (phases, error) {
 }
 
 // snapshotAll snapshots every replica at once, all or none.
-func snapshotAll(reps map[string]member, name string) error {
+func snapshotAll(reps map[string]block.Replica, name string) error {
 	var mu sync.Mutex
 	var failed []error
-	var done []member
+	var done []block.Replica
 	var wg sync.WaitGroup
 	for id, r := range reps {
 		wg.Go(func() {
@@ -128,7 +129,7 @@ func snapshotAll(reps map[string]member, name string) error {
 }
 
 // deleteSnapshotAll deletes a snapshot from every replica that has it.
-func deleteSnapshotAll(reps map[string]member, name string) error {
+func deleteSnapshotAll(reps map[string]block.Replica, name string) error {
 	for id, r := range reps {
 		if err := r.DeleteSnapshot(name); err != nil && !errors.Is(err, replica.ErrNotFound) {
 			return fmt.Errorf("replica %s: %w", id, err)
@@ -139,7 +140,7 @@ func deleteSnapshotAll(reps map[string]member, name string) error {
 
 // withReplicas runs fn on v's in-sync replicas: the open ones when v is
 // attached here, otherwise opened (at v's epoch) for the call.
-func (n *Node) withReplicas(v *meta.Volume, fn func(map[string]member) error) error {
+func (n *Node) withReplicas(v *meta.Volume, fn func(map[string]block.Replica) error) error {
 	n.mu.Lock()
 	att := n.attached[v.Name]
 	n.mu.Unlock()
@@ -148,7 +149,7 @@ func (n *Node) withReplicas(v *meta.Volume, fn func(map[string]member) error) er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	reps := map[string]member{}
+	reps := map[string]block.Replica{}
 	defer func() {
 		for _, r := range reps {
 			r.Close()
@@ -205,7 +206,7 @@ func (n *Node) DeleteSnapshot(ctx context.Context, vol, name string) error {
 // dropSnapshot removes a snapshot from v's replicas (where it exists) and
 // then its record.
 func (n *Node) dropSnapshot(ctx context.Context, v *meta.Volume, name string) error {
-	err := n.withReplicas(v, func(reps map[string]member) error { return deleteSnapshotAll(reps, name) })
+	err := n.withReplicas(v, func(reps map[string]block.Replica) error { return deleteSnapshotAll(reps, name) })
 	if err != nil {
 		return fmt.Errorf("delete snapshot %s@%s: %w", v.Name, name, err)
 	}

@@ -279,6 +279,7 @@ func (s *stub) DeleteSnapshot(string) error         { return nil }
 func (s *stub) Resize(int64) error                  { return errors.ErrUnsupported }
 func (s *stub) Epoch() uint64                       { return 0 }
 func (s *stub) Fence(uint64) error                  { return nil }
+func (s *stub) Close() error                        { return nil }
 
 func TestOutOfOrderCompletion(t *testing.T) {
 	release := make(chan struct{})

@@ -19,16 +19,10 @@ import (
 // Replica is what a server serves: a local replica. *replica.Replica
 // implements it.
 type Replica interface {
-	block.Device
-	Repair(off int64, good []byte) error
-	Snapshot(name string) error
-	DeleteSnapshot(name string) error
-	// Resize grows the replica to size bytes.
-	Resize(size int64) error
+	block.Replica
 	// Epoch and Fence keep the replica's fenced epoch durably, so that a
 	// restarted server still refuses a former owner.
 	Epoch() uint64
-	Fence(epoch uint64) error
 }
 
 var _ Replica = (*replica.Replica)(nil)

@@ -3,6 +3,7 @@
 package blocktest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"testing"
@@ -45,3 +46,33 @@ func Read(t testing.TB, d io.ReaderAt, first, n int64) []byte {
 	}
 	return p
 }
+
+// Replica makes d a block.Replica for tests: Repair and Resize use d's
+// own methods where it has them (Repair writes the good data back
+// otherwise, Resize is unsupported), Snapshot and DeleteSnapshot are
+// unsupported, and Fence and Close do nothing.
+func Replica(d block.Device) block.Replica { return replica{d} }
+
+type replica struct{ block.Device }
+
+func (r replica) Repair(off int64, good []byte) error {
+	if rp, ok := r.Device.(interface{ Repair(int64, []byte) error }); ok {
+		return rp.Repair(off, good)
+	}
+	_, err := r.WriteAt(good, off)
+	return err
+}
+
+func (r replica) Resize(size int64) error {
+	if rs, ok := r.Device.(interface{ Resize(int64) error }); ok {
+		return rs.Resize(size)
+	}
+	return fmt.Errorf("resize: %w", errors.ErrUnsupported)
+}
+
+func (r replica) Snapshot(string) error { return fmt.Errorf("snapshot: %w", errors.ErrUnsupported) }
+func (r replica) DeleteSnapshot(string) error {
+	return fmt.Errorf("delete snapshot: %w", errors.ErrUnsupported)
+}
+func (r replica) Fence(uint64) error { return nil }
+func (r replica) Close() error       { return nil }

@@ -2,6 +2,7 @@ package blocktest
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/ballast-io/ballast/pool/block"
@@ -22,5 +23,29 @@ func TestFillNamesBlocks(t *testing.T) {
 	}
 	if got := Read(t, d, 4, 1); bytes.Equal(got, Fill("x", 4, 1)) {
 		t.Error("a block never written reads as written")
+	}
+}
+
+// onlyDevice hides every method of a Mem but the Device ones.
+type onlyDevice struct{ block.Device }
+
+func TestReplicaAdapter(t *testing.T) {
+	r := Replica(onlyDevice{block.NewMem(4 * block.Size)})
+	good := Fill("g", 1, 1)
+	if err := r.Repair(block.Size, good); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(Read(t, r, 1, 1), good) {
+		t.Error("Repair of a plain device did not write the good block")
+	}
+	if err := r.Resize(8 * block.Size); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Resize of a device that cannot grow: %v", err)
+	}
+	if err := r.Snapshot("s"); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("Snapshot: %v", err)
+	}
+	grows := Replica(block.NewMem(4 * block.Size))
+	if err := grows.Resize(8 * block.Size); err != nil || grows.Size() != 8*block.Size {
+		t.Errorf("Resize of a Mem: %v, size %d", err, grows.Size())
 	}
 }
