@@ -10,6 +10,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/keyed"
 )
 
 // Attacher exports volumes and mounts their filesystems: the node-side half
@@ -20,8 +21,42 @@ type Attacher struct {
 	// {"ext4": {"discard"}}. Read at Attach time; set before use.
 	MountOptions map[string][]string
 
-	mu       sync.Mutex
+	// Attaching, growing and detaching a volume hold its lock (and all,
+	// shared), so that the slow parts (mkfs, mount, fsck, resize) of
+	// different volumes run at once; Recover and FinishRecover hold all.
+	all  sync.RWMutex
+	vols keyed.Mutex
+
+	mu       sync.Mutex          // guards attached
 	attached map[string]attached // by volume name
+}
+
+// lock locks volume name against other attaches, grows and detaches of
+// it, and against recovery.
+func (a *Attacher) lock(name string) (unlock func()) {
+	a.all.RLock()
+	u := a.vols.Lock(name)
+	return func() { u(); a.all.RUnlock() }
+}
+
+// record returns what is recorded of volume name.
+func (a *Attacher) record(name string) (attached, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.attached[name]
+	return at, ok
+}
+
+// setRecord records volume name as attached at, or as detached when at is
+// the zero value.
+func (a *Attacher) setRecord(name string, at attached) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if at == (attached{}) {
+		delete(a.attached, name)
+		return
+	}
+	a.attached[name] = at
 }
 
 // attached is a volume attached here: its device, and where its
@@ -93,12 +128,11 @@ func (a *Attacher) AttachBlock(ctx context.Context, name string, dev block.Devic
 // attach exports dev and runs mount on its device, if given, undoing the
 // export (and the mount) on error.
 func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mount func(devPath string) error, mountPath string) (devPath string, err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.lock(name)()
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	prev, wasAttached := a.attached[name]
+	prev, wasAttached := a.record(name)
 	if wasAttached && prev.mountPath != mountPath {
 		return "", fmt.Errorf("volume %s is already attached %s", name, prev.where())
 	}
@@ -126,7 +160,7 @@ func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mo
 			return "", fmt.Errorf("attach %s: %w", name, err)
 		}
 	}
-	a.attached[name] = attached{devPath: devPath, mountPath: mountPath}
+	a.setRecord(name, attached{devPath: devPath, mountPath: mountPath})
 	return devPath, nil
 }
 
@@ -146,9 +180,8 @@ func (a *Attacher) Grow(ctx context.Context, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	at, ok := a.attached[name]
+	defer a.lock(name)()
+	at, ok := a.record(name)
 	if !ok {
 		return fmt.Errorf("grow %s: not attached on this node", name)
 	}
@@ -181,8 +214,7 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.lock(name)()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -198,7 +230,7 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 	if err := a.exp.Unexport(name); err != nil {
 		return fmt.Errorf("detach %s: %w", name, err)
 	}
-	delete(a.attached, name)
+	a.setRecord(name, attached{})
 	return nil
 }
 
@@ -212,8 +244,7 @@ func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.lock(name)()
 	var errs []error
 	if mountPath != "" {
 		if err := hostfs.Unmount(mountPath); err != nil {
@@ -223,7 +254,7 @@ func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
 	if err := a.exp.Abort(name); err != nil {
 		errs = append(errs, err)
 	}
-	delete(a.attached, name)
+	a.setRecord(name, attached{})
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("abandon %s: %w", name, err)
 	}
@@ -241,9 +272,8 @@ func (a *Attacher) Shutdown(ctx context.Context, name, mountPath string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	a.mu.Lock()
-	target := a.attached[name].devPath
-	a.mu.Unlock()
+	at, _ := a.record(name)
+	target := at.devPath
 	if mountPath != "" {
 		target = mountPath
 	}
@@ -272,8 +302,8 @@ func (a *Attacher) Shutdown(ctx context.Context, name, mountPath string) error {
 // filesystems mounted and in use; the next Attach takes them over, and
 // FinishRecover cleans up those no Attach took.
 func (a *Attacher) Recover(mountRoot string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.all.Lock()
+	defer a.all.Unlock()
 	var errs []error
 	keep := map[string]bool{}
 	if ad, ok := a.exp.(Adopter); ok {
@@ -301,8 +331,8 @@ func (a *Attacher) Recover(mountRoot string) error {
 // no Attach took (moved to another node meanwhile, say) are unmounted from
 // under mountRoot and given up.
 func (a *Attacher) FinishRecover(mountRoot string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	a.all.Lock()
+	defer a.all.Unlock()
 	ad, ok := a.exp.(Adopter)
 	if !ok {
 		return nil

@@ -26,7 +26,7 @@ func (n *Node) AttachVolume(ctx context.Context, name string, opts api.AttachOpt
 	if err := spec.ValidateName("volume name", name); err != nil {
 		return nil, err
 	}
-	defer n.locks.lock(name)()
+	defer n.locks.Lock(name)()
 	n.mu.Lock()
 	have := n.attached[name]
 	n.mu.Unlock()
@@ -316,7 +316,7 @@ func (n *Node) DetachVolume(ctx context.Context, name string) error {
 	if err := spec.ValidateName("volume name", name); err != nil {
 		return err
 	}
-	defer n.locks.lock(name)()
+	defer n.locks.Lock(name)()
 	if _, _, err := n.getVolume(ctx, name); err != nil {
 		return err
 	}

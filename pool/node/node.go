@@ -22,6 +22,7 @@ import (
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/engine"
+	"github.com/ballast-io/ballast/pool/keyed"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/remote"
@@ -94,7 +95,10 @@ type Node struct {
 
 	pools map[string]*pool // by pool ID
 	order []string         // pool IDs in the order of Config.PoolDirs
-	locks keyedMutex
+	// locks serializes operations on the same volume within this node;
+	// operations on one volume from different nodes are serialized by
+	// etcd compare-and-swap.
+	locks keyed.Mutex
 	open  openSet        // replicas open on this node, shared with the replica server
 	srv   *remote.Server // serves this node's replicas to others; nil without a secret
 
@@ -366,7 +370,7 @@ func (n *Node) reportUsage(ctx context.Context) {
 func (n *Node) Shutdown(ctx context.Context, keep bool) error {
 	var errs []error
 	for _, a := range n.attachments() {
-		unlock := n.locks.lock(a.vol)
+		unlock := n.locks.Lock(a.vol)
 		if keep {
 			a.stop() // no rebuild or scrub half-way; the next daemon resumes them
 			n.log.Info("volume left attached and mounted for the next daemon", "volume", a.vol, "mount", a.mountPath)
@@ -379,29 +383,6 @@ func (n *Node) Shutdown(ctx context.Context, keep bool) error {
 		errs = append(errs, n.srv.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// keyedMutex serializes operations on the same volume within this node.
-// Operations on one volume from different nodes are serialized by etcd
-// compare-and-swap.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*sync.Mutex
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*sync.Mutex{}
-	}
-	l, ok := k.m[key]
-	if !ok {
-		l = &sync.Mutex{}
-		k.m[key] = l
-	}
-	k.mu.Unlock()
-	l.Lock()
-	return l.Unlock
 }
 
 // getVolume reads a volume's record, with a not-found error users can act on.

@@ -65,7 +65,7 @@ func (n *Node) recover(ctx context.Context) error {
 }
 
 func (n *Node) attachLocked(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
-	defer n.locks.lock(name)()
+	defer n.locks.Lock(name)()
 	return n.attach(ctx, name, opts)
 }
 

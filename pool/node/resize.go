@@ -41,7 +41,7 @@ func (n *Node) resize(ctx context.Context, name string, size int64, forward bool
 		return nil, fmt.Errorf("%w: size %d bytes: a volume has from %s to %s", api.ErrInvalid, size, spec.FormatSize(spec.MinSize), spec.FormatSize(spec.MaxSize))
 	}
 	size = (size + block.Size - 1) &^ (block.Size - 1)
-	defer n.locks.lock(name)()
+	defer n.locks.Lock(name)()
 	v, rev, err := n.getVolume(ctx, name)
 	if err != nil {
 		return nil, err

@@ -52,7 +52,7 @@ func (n *Node) retireSuperseded(ctx context.Context, atts []*attachment) error {
 		if why == "" {
 			continue
 		}
-		unlock := n.locks.lock(a.vol)
+		unlock := n.locks.Lock(a.vol)
 		err := n.retire(ctx, a, why)
 		unlock()
 		if err != nil {

@@ -29,7 +29,7 @@ func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snaps
 	if err := spec.ValidateName("snapshot name", name); err != nil {
 		return nil, err
 	}
-	defer n.locks.lock(vol)()
+	defer n.locks.Lock(vol)()
 	v, _, err := n.getVolume(ctx, vol)
 	if err != nil {
 		return nil, err
@@ -176,7 +176,7 @@ func (n *Node) DeleteSnapshot(ctx context.Context, vol, name string) error {
 	if err := spec.ValidateName("snapshot name", name); err != nil {
 		return err
 	}
-	defer n.locks.lock(vol)()
+	defer n.locks.Lock(vol)()
 	v, _, err := n.getVolume(ctx, vol)
 	if err != nil {
 		return err

@@ -25,9 +25,9 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	var srcVol, srcSnap string
 	if s.FromSnapshot != "" {
 		srcVol, srcSnap, _ = spec.ParseSnapshotRef(s.FromSnapshot)
-		defer n.locks.lock(srcVol)()
+		defer n.locks.Lock(srcVol)()
 	}
-	defer n.locks.lock(s.Name)()
+	defer n.locks.Lock(s.Name)()
 
 	if old, _, err := n.meta.Volume(ctx, s.Name); err == nil {
 		return n.sameSpec(ctx, old, s)
@@ -233,7 +233,7 @@ func (n *Node) DeleteVolume(ctx context.Context, name string) error {
 	if err := spec.ValidateName("volume name", name); err != nil {
 		return err
 	}
-	defer n.locks.lock(name)()
+	defer n.locks.Lock(name)()
 	v, rev, err := n.getVolume(ctx, name)
 	if err != nil {
 		return err
