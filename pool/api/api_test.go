@@ -158,9 +158,9 @@ func FuzzHandlers(f *testing.F) {
 		svc := &fake{vols: map[string]spec.Volume{}}
 		for _, m := range methods {
 			dec := func(v any) error { return json.Unmarshal([]byte(body), v) }
-			_, err := m.desc.Handler(svc, context.Background(), dec, nil)
+			_, err := m.Handle(context.Background(), svc, dec)
 			if err != nil && !json.Valid([]byte(body)) && !strings.Contains(err.Error(), "InvalidArgument") {
-				t.Fatalf("%s: bad JSON gave %v", m.name, err)
+				t.Fatalf("%s: bad JSON gave %v", m.Name(), err)
 			}
 		}
 	})

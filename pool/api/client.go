@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ballast-io/ballast/pool/rpc"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -33,8 +34,7 @@ func Dial(socket string) (*Client, error) {
 		return nil, fmt.Errorf("dial %s: %w", socket, err)
 	}
 	conn, err := grpc.NewClient("unix://"+abs,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.CallContentSubtype(codecName)))
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", socket, err)
 	}
@@ -45,11 +45,8 @@ func Dial(socket string) (*Client, error) {
 func (c *Client) Close() error { return c.conn.Close() }
 
 func call[Resp any](ctx context.Context, c *Client, method string, req any) (Resp, error) {
-	var resp Resp
-	if err := c.conn.Invoke(ctx, "/"+serviceName+"/"+method, req, &resp); err != nil {
-		return resp, fromStatus(err)
-	}
-	return resp, nil
+	resp, err := rpc.Call[Resp](ctx, c.conn, errorTable, serviceName, method, req)
+	return resp, unreachable(err)
 }
 
 func (c *Client) CreateVolume(ctx context.Context, v spec.Volume) (*Volume, error) {

@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/ballast-io/ballast/pool/rpc"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -27,62 +28,37 @@ type (
 		Name string
 		Size int64
 	}
-	Empty struct{}
+	// Empty is the request or answer that carries nothing.
+	Empty = rpc.Empty
 )
 
-// method binds one Service call to gRPC. A generic constructor keeps every
-// method one line in methods below.
-type method struct {
-	name string
-	desc grpc.MethodDesc
-}
-
-func unary[Req, Resp any](name string, call func(Service, context.Context, *Req) (Resp, error)) method {
-	return method{name: name, desc: grpc.MethodDesc{
-		MethodName: name,
-		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
-			req := new(Req)
-			if err := dec(req); err != nil {
-				return nil, toStatus(fmt.Errorf("%w: %s request: %v", ErrInvalid, name, err))
-			}
-			resp, err := call(srv.(Service), ctx, req)
-			if err != nil {
-				return nil, toStatus(err)
-			}
-			return resp, nil
-		},
-	}}
-}
-
-func noAnswer(err error) (*Empty, error) { return &Empty{}, err }
-
-var methods = []method{
-	unary("CreateVolume", func(s Service, ctx context.Context, r *spec.Volume) (*Volume, error) { return s.CreateVolume(ctx, *r) }),
-	unary("DeleteVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
-		return noAnswer(s.DeleteVolume(ctx, r.Name))
+var methods = []rpc.Method[Service]{
+	rpc.Unary(errorTable, "CreateVolume", func(s Service, ctx context.Context, r *spec.Volume) (*Volume, error) { return s.CreateVolume(ctx, *r) }),
+	rpc.Unary(errorTable, "DeleteVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DeleteVolume(ctx, r.Name))
 	}),
-	unary("ResizeVolume", func(s Service, ctx context.Context, r *ResizeReq) (*Volume, error) {
+	rpc.Unary(errorTable, "ResizeVolume", func(s Service, ctx context.Context, r *ResizeReq) (*Volume, error) {
 		return s.ResizeVolume(ctx, r.Name, r.Size)
 	}),
-	unary("InspectVolume", func(s Service, ctx context.Context, r *NameReq) (*Volume, error) { return s.InspectVolume(ctx, r.Name) }),
-	unary("ListVolumes", func(s Service, ctx context.Context, _ *Empty) ([]Volume, error) { return s.ListVolumes(ctx) }),
-	unary("AttachVolume", func(s Service, ctx context.Context, r *AttachReq) (*Attachment, error) {
+	rpc.Unary(errorTable, "InspectVolume", func(s Service, ctx context.Context, r *NameReq) (*Volume, error) { return s.InspectVolume(ctx, r.Name) }),
+	rpc.Unary(errorTable, "ListVolumes", func(s Service, ctx context.Context, _ *Empty) ([]Volume, error) { return s.ListVolumes(ctx) }),
+	rpc.Unary(errorTable, "AttachVolume", func(s Service, ctx context.Context, r *AttachReq) (*Attachment, error) {
 		return s.AttachVolume(ctx, r.Name, r.Opts)
 	}),
-	unary("DetachVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
-		return noAnswer(s.DetachVolume(ctx, r.Name))
+	rpc.Unary(errorTable, "DetachVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DetachVolume(ctx, r.Name))
 	}),
-	unary("CreateSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*Snapshot, error) {
+	rpc.Unary(errorTable, "CreateSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*Snapshot, error) {
 		return s.CreateSnapshot(ctx, r.Volume, r.Name)
 	}),
-	unary("DeleteSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*Empty, error) {
-		return noAnswer(s.DeleteSnapshot(ctx, r.Volume, r.Name))
+	rpc.Unary(errorTable, "DeleteSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DeleteSnapshot(ctx, r.Volume, r.Name))
 	}),
-	unary("ListSnapshots", func(s Service, ctx context.Context, r *NameReq) ([]Snapshot, error) {
+	rpc.Unary(errorTable, "ListSnapshots", func(s Service, ctx context.Context, r *NameReq) ([]Snapshot, error) {
 		return s.ListSnapshots(ctx, r.Name)
 	}),
-	unary("ListPools", func(s Service, ctx context.Context, _ *Empty) ([]Pool, error) { return s.ListPools(ctx) }),
-	unary("ClusterStatus", func(s Service, ctx context.Context, _ *Empty) ([]Node, error) { return s.ClusterStatus(ctx) }),
+	rpc.Unary(errorTable, "ListPools", func(s Service, ctx context.Context, _ *Empty) ([]Pool, error) { return s.ListPools(ctx) }),
+	rpc.Unary(errorTable, "ClusterStatus", func(s Service, ctx context.Context, _ *Empty) ([]Node, error) { return s.ClusterStatus(ctx) }),
 }
 
 // Serve answers the Service over gRPC on a unix socket at path (mode 0600,
@@ -102,12 +78,8 @@ func Serve(ctx context.Context, path string, svc Service, log *slog.Logger) erro
 		lis.Close()
 		return fmt.Errorf("chmod %s: %w", path, err)
 	}
-	desc := grpc.ServiceDesc{ServiceName: serviceName, HandlerType: (*Service)(nil)}
-	for _, m := range methods {
-		desc.Methods = append(desc.Methods, m.desc)
-	}
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)))
-	srv.RegisterService(&desc, svc)
+	rpc.Register(srv, serviceName, svc, methods)
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()
