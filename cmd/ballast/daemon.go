@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -34,7 +33,7 @@ import (
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
 	"github.com/ballast-io/ballast/pool/node"
-	"github.com/ballast-io/ballast/pool/remote"
+	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/version"
 )
@@ -218,27 +217,24 @@ func openEtcd(ctx context.Context, f *daemonFlags, secret []byte, logger *slog.L
 	return meta.StartCluster(sctx, cc, logger)
 }
 
-// joinThrough asks the node at addr to let this node into its cluster.
+// joinThrough asks the node at addr to let this node into its cluster,
+// through its peer service.
 func joinThrough(ctx context.Context, addr, nodeID string, secret []byte, req meta.JoinRequest) (meta.JoinAnswer, error) {
-	var ans meta.JoinAnswer
-	a, err := remote.DialAdmin(ctx, addr, secret)
-	if errors.Is(err, remote.ErrAuth) {
+	d, err := peer.NewDialer(secret, nodeID)
+	if err != nil {
+		return meta.JoinAnswer{}, fmt.Errorf("join the cluster through %s: %w", addr, err)
+	}
+	c, err := d.Dial(addr)
+	if err != nil {
+		return meta.JoinAnswer{}, fmt.Errorf("join the cluster through %s: %w", addr, err)
+	}
+	defer c.Close()
+	ans, err := c.Join(ctx, nodeID, req)
+	if errors.Is(err, peer.ErrAuth) {
 		return ans, fmt.Errorf("join the cluster through %s: the node there refused this node's cluster secret (or is not a Ballast node); check --cluster-secret-file: %w", addr, err)
 	}
 	if err != nil {
 		return ans, fmt.Errorf("join the cluster through %s: %w", addr, err)
-	}
-	defer a.Close()
-	b, err := json.Marshal(req)
-	if err != nil {
-		return ans, err
-	}
-	resp, err := a.Join(nodeID, b)
-	if err != nil {
-		return ans, fmt.Errorf("join the cluster through %s: %w", addr, err)
-	}
-	if err := json.Unmarshal(resp, &ans); err != nil {
-		return ans, fmt.Errorf("join the cluster through %s: bad answer: %w", addr, err)
 	}
 	return ans, nil
 }

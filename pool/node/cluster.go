@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
-	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // ClusterStatus lists every node that ever joined, up or down.
@@ -92,25 +89,4 @@ func (n *Node) etcdRoles(ctx context.Context) map[string]string {
 		}
 	}
 	return roles
-}
-
-// admit lets a new node into the cluster (remote.Joiner): as an etcd
-// member while the cluster has fewer than meta.MaxMembers, else as a
-// client.
-func (n *Node) admit(nodeID string, req []byte) ([]byte, error) {
-	var jr meta.JoinRequest
-	if err := json.Unmarshal(req, &jr); err != nil {
-		return nil, fmt.Errorf("join request: %w", err)
-	}
-	if err := spec.ValidateName("node ID", nodeID); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	ans, err := meta.AdmitMember(ctx, n.meta.Client(), nodeID, jr)
-	if err != nil {
-		return nil, err
-	}
-	n.log.Info("node joins the cluster", "node", nodeID, "etcd_member", ans.Member)
-	return json.Marshal(ans)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/ballast-io/ballast/pool/keyed"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/metrics"
+	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/replica"
 )
@@ -67,8 +68,8 @@ type Config struct {
 	// it serves none); Secret authenticates the nodes of the cluster.
 	Addr   string
 	Secret []byte
-	// AdmitMembers lets new nodes join through this node's replica
-	// server (ballast daemon --join): the cluster runs its etcd on its
+	// AdmitMembers lets new nodes join through this node's peer service
+	// (ballast daemon --join): the cluster runs its etcd on its
 	// first nodes. With external etcd it is off and joins are refused.
 	AdmitMembers bool
 	// RebuildDelay is how long a volume attached here may lack an in-sync
@@ -101,6 +102,10 @@ type Node struct {
 	locks keyed.Mutex
 	open  openSet        // replicas open on this node, shared with the replica server
 	srv   *remote.Server // serves this node's replicas to others; nil without a secret
+	// peerSrv serves this node's peerService to the other nodes, and peers
+	// reaches theirs; nil without a secret.
+	peerSrv *peer.Server
+	peers   *peer.Dialer
 
 	started time.Time // when this daemon started, for cluster status
 
@@ -224,12 +229,13 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 		if err != nil {
 			return nil, err
 		}
-		srv.SetStore(nodeStore{n})
-		if cfg.AdmitMembers {
-			srv.SetJoiner(n.admit)
-		}
-		srv.SetVolumeResizer(n.resizeHere)
 		n.srv = srv
+		if n.peerSrv, err = peer.NewServer(cfg.Secret, cfg.ID, peerService{n}, log.With("component", "peer-server")); err != nil {
+			return nil, err
+		}
+		if n.peers, err = peer.NewDialer(cfg.Secret, cfg.ID); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(cfg.MountDir, 0o755); err != nil {
 		return nil, fmt.Errorf("mount dir: %w", err)
@@ -381,6 +387,7 @@ func (n *Node) Shutdown(ctx context.Context, keep bool) error {
 	}
 	if n.srv != nil {
 		errs = append(errs, n.srv.Close())
+		n.peerSrv.Stop()
 	}
 	return errors.Join(errs...)
 }

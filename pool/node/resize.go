@@ -9,7 +9,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/meta"
-	"github.com/ballast-io/ballast/pool/remote"
+	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -24,13 +24,6 @@ import (
 // interrupted resize) and changes nothing else.
 func (n *Node) ResizeVolume(ctx context.Context, name string, size int64) (*api.Volume, error) {
 	return n.resize(ctx, name, size, true)
-}
-
-// resizeHere is ResizeVolume as another node asks it of this one: the
-// volume must be attached here or nowhere.
-func (n *Node) resizeHere(ctx context.Context, name string, size int64) error {
-	_, err := n.resize(ctx, name, size, false)
-	return err
 }
 
 func (n *Node) resize(ctx context.Context, name string, size int64, forward bool) (*api.Volume, error) {
@@ -119,7 +112,7 @@ func (n *Node) resizeThere(ctx context.Context, v *meta.Volume, node string, siz
 	if err := n.checkRoom(ctx, v, size); err != nil {
 		return nil, err
 	}
-	err = n.withAdminTimeout(ctx, node, remote.ResizeVolumeTimeout, func(a *remote.Admin) error { return a.ResizeVolume(v.Name, size) })
+	err = n.withPeer(ctx, node, peer.ResizeTimeout, func(ctx context.Context, c *peer.Client) error { return c.ResizeVolume(ctx, v.Name, size) })
 	if err != nil {
 		return nil, fmt.Errorf("resize volume %s on node %s, where it is attached: %w", v.Name, node, err)
 	}

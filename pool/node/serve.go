@@ -3,146 +3,108 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/remote"
-	"github.com/ballast-io/ballast/pool/replica"
+	"github.com/soheilhy/cmux"
 )
 
-// ServeReplicas serves this node's replicas to the other nodes on ln until
-// the node is closed. It needs Config.Secret.
+// ServeReplicas serves this node to the other nodes on ln until the node is
+// shut down: the replica protocol (pool/remote) and the peer service
+// (pool/peer), told apart by a connection's first byte (the peer
+// service's TLS handshake starts with a TLS record). It needs
+// Config.Secret.
 func (n *Node) ServeReplicas(ln net.Listener) error {
 	if n.srv == nil {
 		return errors.New("node has no cluster secret: it cannot serve replicas")
 	}
-	err := n.srv.Serve(ln)
-	if errors.Is(err, remote.ErrServerClosed) {
+	m := cmux.New(ln)
+	m.SetReadTimeout(10 * time.Second) // a connection that sends nothing is dropped
+	peers := m.Match(cmux.TLS())
+	replicas := m.Match(cmux.Any())
+	errc := make(chan error, 2)
+	go func() { errc <- n.peerSrv.Serve(peers) }()
+	go func() {
+		err := n.srv.Serve(writeThrough{replicas})
+		if errors.Is(err, remote.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	err := m.Serve() // ends when Shutdown closes ln, through the replica server
+	n.peerSrv.Stop()
+	return errors.Join(ignoreClosed(<-errc), ignoreClosed(<-errc), ignoreClosed(err))
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, cmux.ErrServerClosed) || errors.Is(err, cmux.ErrListenerClosed) {
 		return nil
 	}
 	return err
 }
 
-// nodeStore lets other nodes create, clone and delete replicas on this
-// node's pools through the replica server's admin operations. Create and
-// Clone name the pool the placement chose as "POOL/REPLICA".
-type nodeStore struct{ n *Node }
+// writeThrough hands the replica server connections whose writes go
+// straight to the TCP connection (remote.WriteThrougher): the mux read a
+// connection's first bytes, so reads must go through it, but writes need
+// not, and a frame then still goes out in one writev.
+type writeThrough struct{ net.Listener }
 
-func (s nodeStore) target(qid string) (*pool, string, error) {
-	pid, id, ok := strings.Cut(qid, "/")
-	if !ok {
-		return nil, "", fmt.Errorf("replica %q: want POOL/REPLICA", qid)
+func (l writeThrough) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
-	p, ok := s.n.pools[pid]
-	if !ok {
-		return nil, "", fmt.Errorf("pool %s is not on node %s: %w", pid, s.n.cfg.ID, replica.ErrNotFound)
+	if mc, ok := c.(*cmux.MuxConn); ok {
+		return sniffed{mc}, nil
 	}
-	return p, id, nil
+	return c, nil
 }
 
-func (s nodeStore) Create(qid string, size int64) error {
-	p, id, err := s.target(qid)
-	if err != nil {
-		return err
-	}
-	r, err := p.store.Create(id, size)
-	if err != nil {
-		return err
-	}
-	return r.Close()
-}
+type sniffed struct{ *cmux.MuxConn }
 
-func (s nodeStore) Clone(qid, srcID, snap string) error {
-	p, id, err := s.target(qid)
-	if err != nil {
-		return err
-	}
-	r, err := p.store.Clone(id, srcID, snap)
-	if err != nil {
-		return err
-	}
-	return r.Close()
-}
+// WriteThrough is the connection under the mux's.
+func (c sniffed) WriteThrough() net.Conn { return c.MuxConn.Conn }
 
-func (s nodeStore) Delete(id string) error {
-	for _, pid := range s.n.order {
-		if p := s.n.pools[pid]; p.store.Exists(id) {
-			return p.store.Delete(id)
-		}
-	}
-	return nil
-}
+var _ remote.WriteThrougher = sniffed{}
 
 // makeReplica creates (or, with src, clones) replica r wherever it was
-// placed: on this node's pool directly, on another node through its admin
-// operations.
+// placed: on this node's pool directly, on another node through its peer
+// service.
 func (n *Node) makeReplica(ctx context.Context, r meta.Replica, size int64, srcID, snap string) error {
-	if r.Node == n.cfg.ID {
-		p, err := n.localPool(r)
-		if err != nil {
-			return err
-		}
-		var rep *replica.Replica
+	return n.onNode(ctx, r.Node, remote.DefaultTimeout, func(ctx context.Context, s peer.Service) error {
 		if srcID != "" {
-			rep, err = p.store.Clone(r.ID, srcID, snap)
-		} else {
-			rep, err = p.store.Create(r.ID, size)
+			return s.CloneReplica(ctx, r.Pool, r.ID, srcID, snap)
 		}
-		if err != nil {
-			return fmt.Errorf("replica %s on %s: %w", r.ID, p.dir, err)
-		}
-		return rep.Close()
-	}
-	return n.withAdmin(ctx, r.Node, func(a *remote.Admin) error {
-		if srcID != "" {
-			return a.Clone(r.Pool+"/"+r.ID, srcID, snap)
-		}
-		return a.Create(r.Pool+"/"+r.ID, size)
+		return s.CreateReplica(ctx, r.Pool, r.ID, size)
 	})
 }
 
 // removeReplica deletes replica r wherever it is. A missing replica is not
 // an error.
 func (n *Node) removeReplica(ctx context.Context, r meta.Replica) error {
-	if r.Node == n.cfg.ID {
-		p, err := n.localPool(r)
-		if err != nil {
-			return err
-		}
-		if n.srv != nil {
-			if err := n.srv.Drop(r.ID); err != nil {
-				return fmt.Errorf("stop serving replica %s: %w", r.ID, err)
-			}
-		}
-		if err := p.store.Delete(r.ID); err != nil {
-			return fmt.Errorf("delete replica %s: %w", r.ID, err)
-		}
-		return nil
-	}
-	return n.withAdmin(ctx, r.Node, func(a *remote.Admin) error { return a.Delete(r.ID) })
+	return n.onNode(ctx, r.Node, remote.DefaultTimeout, func(ctx context.Context, s peer.Service) error {
+		return s.DeleteReplica(ctx, r.ID)
+	})
 }
 
-func (n *Node) withAdmin(ctx context.Context, node string, fn func(*remote.Admin) error) error {
-	return n.withAdminTimeout(ctx, node, remote.DefaultTimeout, fn)
+// deleteServed deletes replica id of pool p, first ending the replica
+// server's use of it, with no client opening it again in between.
+func (n *Node) deleteServed(p *pool, id string) error {
+	del := func() error { return p.store.Delete(id) }
+	if n.srv == nil {
+		return del()
+	}
+	return n.srv.Remove(id, del)
 }
 
-// withAdminTimeout runs fn on an admin connection to node whose requests
-// may take up to timeout each.
-func (n *Node) withAdminTimeout(ctx context.Context, node string, timeout time.Duration, fn func(*remote.Admin) error) error {
-	addr, err := n.nodeAddr(ctx, node)
-	if err != nil {
-		return err
+// onNode runs fn with node's peer service: this node's own when node is
+// this one, else a client of the other node's, bounded by timeout.
+func (n *Node) onNode(ctx context.Context, node string, timeout time.Duration, fn func(context.Context, peer.Service) error) error {
+	if node == n.cfg.ID {
+		return fn(ctx, peerService{n})
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	d := remote.Dialer{Timeout: timeout}
-	a, err := d.DialAdmin(dctx, addr, n.cfg.Secret)
-	if err != nil {
-		return fmt.Errorf("node %s (%s): %w", node, addr, err)
-	}
-	defer a.Close()
-	return fn(a)
+	return n.withPeer(ctx, node, timeout, func(ctx context.Context, c *peer.Client) error { return fn(ctx, c) })
 }

@@ -20,6 +20,22 @@ type frameWriter struct {
 	writing bool
 }
 
+// WriteThrougher is a connection that wraps another for reading only (a
+// listener read its first bytes to route it, say): writes may go straight
+// to the connection WriteThrough returns. A server writes its answers
+// there, so that net.Buffers still sends a batch with one writev, which it
+// does only on the net package's own connections.
+type WriteThrougher interface {
+	WriteThrough() net.Conn
+}
+
+func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
+	if wt, ok := conn.(WriteThrougher); ok {
+		conn = wt.WriteThrough()
+	}
+	return &frameWriter{conn: conn, timeout: timeout}
+}
+
 type pendingFrame struct {
 	f    *Frame
 	done chan error // nil for the writer's own frame

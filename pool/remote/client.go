@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -87,8 +88,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string, secret []byte, replicaID
 	return d.dial(ctx, addr, secret, replicaID, epoch, name, timeout)
 }
 
-// dial connects, authenticates and sends Hello naming replicaID, or no
-// replica for an admin connection.
+// dial connects, authenticates and sends Hello naming replicaID.
 func (d *Dialer) dial(ctx context.Context, addr string, secret []byte, replicaID string, epoch uint64, name string, timeout time.Duration) (*Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -103,7 +103,7 @@ func (d *Dialer) dial(ctx context.Context, addr string, secret []byte, replicaID
 		return nil, fmt.Errorf("remote %s: dial: %w", name, err)
 	}
 	c.name, c.timeout = name, timeout
-	c.w = &frameWriter{conn: c.conn, timeout: timeout}
+	c.w = newFrameWriter(c.conn, timeout)
 	go c.readLoop(bufio.NewReaderSize(conn, 64<<10))
 	return c, nil
 }
@@ -124,14 +124,16 @@ func handshake(ctx context.Context, conn net.Conn, secret []byte, replicaID stri
 	}
 	// The hello answer is read unbuffered so no later frame is consumed.
 	resp, err := ReadFrame(conn)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("hello: the server closed the connection (does it run a Ballast version speaking another replica protocol? this node speaks version %d): %w", version, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("hello: %w", err)
 	}
 	if err := statusError(resp); err != nil {
 		return nil, fmt.Errorf("hello: %w", err)
 	}
-	admin := replicaID == ""
-	if resp.Op != OpHello || (!admin && (resp.Length <= 0 || resp.Length%block.Size != 0)) || (admin && resp.Length != 0) {
+	if resp.Op != OpHello || resp.Length <= 0 || resp.Length%block.Size != 0 {
 		return nil, fmt.Errorf("hello: bad answer (op %v, size %d): %w", resp.Op, resp.Length, ErrBadFrame)
 	}
 	if !stop() {
@@ -552,121 +554,3 @@ func (c *Client) Close() error {
 	<-c.readerDone
 	return nil
 }
-
-// Admin is an admin connection to a server: it creates, clones and deletes
-// replicas in the server node's store (see Server.SetStore). Like a
-// Client, it is safe for concurrent use, pipelines concurrent calls, and
-// is dead once its connection fails or a call times out: dial again.
-// Errors wrap replica.ErrExists, replica.ErrNotFound and replica.ErrInUse
-// as the store reported them, and errors.ErrUnsupported when the server
-// has no store.
-type Admin struct {
-	c *Client
-}
-
-// DialAdmin connects to the server at addr and authenticates with the
-// cluster secret, like Dial, for an admin connection: its Hello names no
-// replica (an empty replica ID).
-func DialAdmin(ctx context.Context, addr string, secret []byte) (*Admin, error) {
-	var d Dialer
-	return d.DialAdmin(ctx, addr, secret)
-}
-
-// DialAdmin is like the package's DialAdmin, with d's options.
-func (d *Dialer) DialAdmin(ctx context.Context, addr string, secret []byte) (*Admin, error) {
-	name := "admin@" + addr
-	timeout := d.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	if err := checkSecret(secret); err != nil {
-		return nil, fmt.Errorf("remote %s: dial: %w", name, err)
-	}
-	c, err := d.dial(ctx, addr, secret, "", 0, name, timeout)
-	if err != nil {
-		return nil, err
-	}
-	return &Admin{c: c}, nil
-}
-
-func checkID(id string) error {
-	if id == "" || len(id) > MaxReplicaID {
-		return fmt.Errorf("replica ID of %d bytes", len(id))
-	}
-	return nil
-}
-
-// Create creates an empty replica id of size bytes.
-func (a *Admin) Create(id string, size int64) error {
-	err := checkID(id)
-	if err == nil {
-		_, err = a.c.roundTrip(&Frame{Op: OpCreate, ReplicaID: id, Length: size})
-	}
-	if err != nil {
-		return fmt.Errorf("remote %s: create replica %s: %w", a.c.name, id, err)
-	}
-	return nil
-}
-
-// Clone creates replica id with the content of snapshot snap of replica
-// srcID, on the same node.
-func (a *Admin) Clone(id, srcID, snap string) error {
-	err := checkID(id)
-	if err == nil {
-		err = checkID(srcID)
-	}
-	if err == nil {
-		payload := append([]byte(srcID), snap...)
-		_, err = a.c.roundTrip(&Frame{Op: OpClone, ReplicaID: id, Length: int64(len(srcID)), Payload: payload})
-	}
-	if err != nil {
-		return fmt.Errorf("remote %s: clone replica %s from %s@%s: %w", a.c.name, id, srcID, snap, err)
-	}
-	return nil
-}
-
-// Delete deletes replica id. The server first stops serving it
-// (Server.Drop): the requests of clients still connected to it then fail
-// with ErrDropped.
-func (a *Admin) Delete(id string) error {
-	err := checkID(id)
-	if err == nil {
-		_, err = a.c.roundTrip(&Frame{Op: OpDelete, ReplicaID: id})
-	}
-	if err != nil {
-		return fmt.Errorf("remote %s: delete replica %s: %w", a.c.name, id, err)
-	}
-	return nil
-}
-
-// Join asks the server's node to let node nodeID into the cluster with
-// request req, and returns its answer.
-func (a *Admin) Join(nodeID string, req []byte) ([]byte, error) {
-	err := checkID(nodeID)
-	var resp *Frame
-	if err == nil {
-		resp, err = a.c.roundTrip(&Frame{Op: OpJoin, ReplicaID: nodeID, Payload: req})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("remote %s: join as node %s: %w", a.c.name, nodeID, err)
-	}
-	return resp.Payload, nil
-}
-
-// ResizeVolume asks the server's node to grow volume vol, attached there,
-// to size bytes. Dial the admin connection with a Dialer.Timeout of
-// ResizeVolumeTimeout: growing the filesystem takes a while.
-func (a *Admin) ResizeVolume(vol string, size int64) error {
-	err := checkID(vol)
-	if err == nil {
-		_, err = a.c.roundTrip(&Frame{Op: OpResizeVolume, ReplicaID: vol, Length: size})
-	}
-	if err != nil {
-		return fmt.Errorf("remote %s: resize volume %s: %w", a.c.name, vol, err)
-	}
-	return nil
-}
-
-// Close closes the connection. Pending calls fail with an error wrapping
-// ErrClientClosed.
-func (a *Admin) Close() error { return a.c.Close() }

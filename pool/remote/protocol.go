@@ -11,18 +11,19 @@
 // epoch (fence.go), so a former owner of a volume cannot write once the new
 // owner has fenced the replica.
 //
-// A Hello naming no replica (an empty replica ID) opens an admin connection
-// instead (DialAdmin): it carries the operations on the server node's
-// replica store, Create, Clone and Delete, each naming its replica in the
-// frame's replica ID, Join, by which a new node enters the cluster, and
-// ResizeVolume, which grows a volume attached on the server's node; no
-// I/O. Admin requests carry no epoch.
+// What one node asks of another beyond a replica's I/O (creating and
+// deleting replicas, joins, volume resizes) is the peer service's
+// (pool/peer), not this protocol's.
+//
+// Both ends must speak the same version. A server refuses a Hello of
+// another version with an error answer in the client's version, naming
+// both (the header's layout is the same in every version so far).
 //
 // Frame format (all integers big-endian), see encodeHeader:
 //
 //	off size field
 //	  0    2 magic 0xBA57
-//	  2    1 version (1)
+//	  2    1 version (2; 1 carried admin operations too)
 //	  3    1 op
 //	  4    1 status (responses; 0 in requests)
 //	  5    1 reserved, 0
@@ -61,27 +62,13 @@ const (
 	OpSnapshot       Op = 8 // payload: snapshot name
 	OpDeleteSnapshot Op = 9 // payload: snapshot name
 
-	// Admin operations, on an admin connection only. The frame's replica
-	// ID names the replica created, cloned or deleted.
-	OpCreate Op = 10 // length: size in bytes
-	OpClone  Op = 11 // length: n; payload: source replica ID (n bytes), then snapshot name
-	OpDelete Op = 12
-	// OpJoin asks the server's node to let a new node into the cluster;
-	// the frame's replica ID carries the joining node's ID, the payload
-	// the request, and the response payload the answer (see Joiner).
-	OpJoin Op = 13
-	// OpResize grows the replica to length bytes (a replica connection's
-	// op, with an epoch like I/O); response length: the new size.
-	OpResize Op = 14
-	// OpResizeVolume asks the server's node to grow a volume attached
-	// there to length bytes (an admin op; the frame's replica ID carries
-	// the volume's name).
-	OpResizeVolume Op = 15
-	opMax             = OpResizeVolume
+	// OpResize grows the replica to length bytes (with an epoch like
+	// I/O); response length: the new size.
+	OpResize Op = 10
+	opMax       = OpResize
 )
 
-var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot",
-	"create", "clone", "delete", "join", "resize", "resize-volume"}
+var opNames = [...]string{"", "hello", "read", "write", "flush", "discard", "repair", "fence", "snapshot", "delete-snapshot", "resize"}
 
 func (o Op) String() string {
 	if o >= 1 && o <= opMax {
@@ -104,13 +91,13 @@ const (
 	StatusExists     Status = 7
 	StatusInUse      Status = 8  // replica.ErrInUse
 	StatusDropped    Status = 9  // ErrDropped: the server no longer serves the connection's replica
-	StatusNoSupport  Status = 10 // errors.ErrUnsupported, e.g. an admin op on a server without a store
+	StatusNoSupport  Status = 10 // errors.ErrUnsupported
 	statusMax               = StatusNoSupport
 )
 
 const (
 	magic   = 0xBA57
-	version = 1
+	version = 2
 
 	// HeaderSize is the size of a frame header.
 	HeaderSize = 56
@@ -128,6 +115,19 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // ErrBadFrame is wrapped by every frame decoding error: the stream is
 // corrupt or not speaking this protocol, and the connection must be closed.
 var ErrBadFrame = errors.New("bad frame")
+
+// VersionError is the error of reading a frame of another protocol
+// version. It wraps ErrBadFrame.
+type VersionError struct {
+	Got uint8  // the frame's version
+	ID  uint64 // the frame's request ID
+}
+
+func (e *VersionError) Error() string {
+	return fmt.Sprintf("the other end speaks replica protocol version %d, this node %d: run the same Ballast version on every node", e.Got, version)
+}
+
+func (e *VersionError) Unwrap() error { return ErrBadFrame }
 
 // Frame is one request or response.
 type Frame struct {
@@ -147,10 +147,13 @@ func bodyCRC(id string, payload []byte) uint32 {
 }
 
 // encodeHeader fills hdr (HeaderSize bytes) for f.
-func encodeHeader(hdr []byte, f *Frame) {
+func encodeHeader(hdr []byte, f *Frame) { encodeHeaderAs(hdr, f, version) }
+
+// encodeHeaderAs encodes f as a frame of protocol version v.
+func encodeHeaderAs(hdr []byte, f *Frame, v uint8) {
 	be := binary.BigEndian
 	be.PutUint16(hdr[0:], magic)
-	hdr[2] = version
+	hdr[2] = v
 	hdr[3] = byte(f.Op)
 	hdr[4] = byte(f.Status)
 	hdr[5] = 0
@@ -201,7 +204,7 @@ func ReadFrame(r io.Reader) (*Frame, error) {
 		return nil, fmt.Errorf("magic %#x: %w", be.Uint16(hdr[0:]), ErrBadFrame)
 	}
 	if hdr[2] != version {
-		return nil, fmt.Errorf("version %d, want %d: %w", hdr[2], version, ErrBadFrame)
+		return nil, &VersionError{Got: hdr[2], ID: be.Uint64(hdr[8:])}
 	}
 	if got, want := be.Uint32(hdr[52:]), crc32.Checksum(hdr[:52], castagnoli); got != want {
 		return nil, fmt.Errorf("header checksum %#x, computed %#x: %w", got, want, ErrBadFrame)

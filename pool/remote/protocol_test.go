@@ -17,11 +17,10 @@ func sampleFrames() []*Frame {
 		{Op: OpRead, Status: StatusChecksum, ID: 5, Length: 16, Payload: encodeOffsets(make([]byte, 16), []int64{0})},
 		{Op: OpFence, Status: StatusFenced, ID: 6, Epoch: ^uint64(0), Payload: []byte("fenced")},
 		{Op: OpDiscard, ID: 7, Offset: 0, Length: -1},
-		{Op: OpCreate, ID: 8, ReplicaID: "new", Length: 1 << 30},
-		{Op: OpClone, ID: 9, ReplicaID: "copy", Length: 3, Payload: []byte("srcsnap")},
-		{Op: OpDelete, Status: StatusInUse, ID: 10, ReplicaID: "old", Payload: []byte("in use")},
+		{Op: OpResize, ID: 8, ReplicaID: "new", Length: 1 << 30},
+		{Op: OpSnapshot, Status: StatusInUse, ID: 10, ReplicaID: "old", Payload: []byte("in use")},
 		{Op: OpWrite, Status: StatusDropped, ID: 11, Payload: []byte("dropped")},
-		{Op: OpCreate, Status: StatusNoSupport, ID: 12, Payload: []byte("no store")},
+		{Op: OpDeleteSnapshot, Status: StatusNoSupport, ID: 12, Payload: []byte("no support")},
 	}
 }
 

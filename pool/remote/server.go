@@ -2,7 +2,6 @@ package remote
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,53 +30,9 @@ var _ Replica = (*replica.Replica)(nil)
 var ErrServerClosed = errors.New("remote: server closed")
 
 // ErrDropped is wrapped by the error of a request on a connection whose
-// replica the server no longer serves (Server.Drop, or an admin Delete):
+// replica the server no longer serves (Server.Drop or Remove):
 // the connection is useless, dial again.
 var ErrDropped = errors.New("replica no longer served here (dropped by the server)")
-
-// ErrNoStore is the error of an admin operation on a server without a
-// store (see Server.SetStore). It wraps errors.ErrUnsupported, which a
-// client's error wraps too.
-var ErrNoStore = fmt.Errorf("remote: this server takes no admin operations (no replica store set): %w", errors.ErrUnsupported)
-
-// Store is the node's replica store, on which admin connections create,
-// clone and delete replicas (see Server.SetStore). Its errors should wrap
-// replica.ErrExists, replica.ErrNotFound and replica.ErrInUse where they
-// apply: the client's errors wrap the same sentinels. ReplicaStore adapts
-// a *replica.Store.
-type Store interface {
-	// Create creates an empty replica id of size bytes.
-	Create(id string, size int64) error
-	// Clone creates replica id with the content of snapshot snap of
-	// replica srcID.
-	Clone(id, srcID, snap string) error
-	// Delete deletes replica id.
-	Delete(id string) error
-}
-
-// ReplicaStore adapts st to Store: replicas are created and cloned
-// closed, so that a client can then open them through the server.
-func ReplicaStore(st *replica.Store) Store { return replicaStore{st} }
-
-type replicaStore struct{ st *replica.Store }
-
-func (r replicaStore) Create(id string, size int64) error {
-	rep, err := r.st.Create(id, size)
-	if err != nil {
-		return err
-	}
-	return rep.Close()
-}
-
-func (r replicaStore) Clone(id, srcID, snap string) error {
-	rep, err := r.st.Clone(id, srcID, snap)
-	if err != nil {
-		return err
-	}
-	return rep.Close()
-}
-
-func (r replicaStore) Delete(id string) error { return r.st.Delete(id) }
 
 const (
 	// handshakeTimeout bounds the handshake and the Hello request.
@@ -99,9 +54,6 @@ type Server struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
-	store     Store         // nil: admin operations are refused
-	joiner    Joiner        // nil: joins are refused
-	resizer   VolumeResizer // nil: volume resizes are refused
 	replicas  map[string]*served
 	busy      map[string]int // replicas being dropped or deleted: not opened meanwhile
 	listeners map[net.Listener]struct{}
@@ -281,43 +233,6 @@ func (s *Server) FenceReplica(id string, epoch uint64, fence func() error) error
 	return nil
 }
 
-// SetStore makes the server take admin operations (DialAdmin) on st; nil
-// (the default) refuses them with ErrNoStore. It may be called at any time.
-func (s *Server) SetStore(st Store) {
-	s.mu.Lock()
-	s.store = st
-	s.mu.Unlock()
-}
-
-// Joiner lets new nodes into the cluster: it gets the joining node's ID and
-// its request, and returns the answer. Both are opaque to the server.
-type Joiner func(nodeID string, req []byte) ([]byte, error)
-
-// SetJoiner makes the server take OpJoin requests with j; nil (the
-// default) refuses them.
-func (s *Server) SetJoiner(j Joiner) {
-	s.mu.Lock()
-	s.joiner = j
-	s.mu.Unlock()
-}
-
-// VolumeResizer grows volume vol, attached on the server's node, to size
-// bytes (see api.Service.ResizeVolume).
-type VolumeResizer func(ctx context.Context, vol string, size int64) error
-
-// SetVolumeResizer makes the server take OpResizeVolume requests with r;
-// nil (the default) refuses them.
-func (s *Server) SetVolumeResizer(r VolumeResizer) {
-	s.mu.Lock()
-	s.resizer = r
-	s.mu.Unlock()
-}
-
-// ResizeVolumeTimeout bounds a volume resize asked for by another node
-// (OpResizeVolume), on both ends: growing a large filesystem takes a
-// while.
-const ResizeVolumeTimeout = 2 * time.Minute
-
 // Drop stops serving replicaID, so that the node can delete it or open it
 // itself: it waits for the requests running on it (a request blocked in
 // the replica blocks Drop too), closes it if it is an io.Closer and
@@ -357,19 +272,20 @@ func (s *Server) unbusy(id string) {
 	}
 }
 
-// deleteReplica serves an admin Delete: Drop, then st.Delete, with no
-// Hello reopening the replica in between.
-func (s *Server) deleteReplica(st Store, id string) error {
+// Remove stops serving replica id (Drop) and runs del, with no client
+// opening the replica again in between: for deleting it. A client naming
+// it meanwhile is refused with replica.ErrInUse.
+func (s *Server) Remove(id string, del func() error) error {
 	s.mu.Lock()
 	s.busy[id]++
 	s.mu.Unlock()
 	defer s.unbusy(id)
 	dropErr := s.Drop(id)
-	if err := st.Delete(id); err != nil {
+	if err := del(); err != nil {
 		return errors.Join(err, dropErr)
 	}
 	if dropErr != nil {
-		s.log.Warn("remote: replica deleted, but closing it failed", "replica", id, "err", dropErr)
+		s.log.Warn("remote: replica removed, but closing it failed", "replica", id, "err", dropErr)
 	}
 	return nil
 }
@@ -378,7 +294,7 @@ func (s *Server) deleteReplica(st Store, id string) error {
 type sconn struct {
 	s    *Server
 	conn net.Conn
-	sv   *served      // nil on an admin connection
+	sv   *served
 	w    *frameWriter // sends responses, batching those ready together
 }
 
@@ -393,33 +309,39 @@ func (s *Server) serveConn(conn net.Conn) {
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	hello, err := ReadFrame(br)
+	var ve *VersionError
+	if errors.As(err, &ve) {
+		// Refused in the client's version, so that it can read why.
+		s.log.Warn("remote: refused a client", "remote", addr, "err", err)
+		f := errorReply(&Frame{Op: OpHello, ID: ve.ID}, fmt.Errorf("replica server: %w", err))
+		hdr := make([]byte, HeaderSize)
+		encodeHeaderAs(hdr, f, ve.Got)
+		conn.Write(append(hdr, f.Payload...))
+		return
+	}
 	if err != nil {
 		s.log.Warn("remote: bad hello", "remote", addr, "err", err)
 		return
 	}
-	c := &sconn{s: s, conn: conn, w: &frameWriter{conn: conn, timeout: writeTimeout}}
+	c := &sconn{s: s, conn: conn, w: newFrameWriter(conn, writeTimeout)}
 	if hello.Op != OpHello {
 		c.reply(errorReply(hello, fmt.Errorf("first request is %v, want hello", hello.Op)))
 		return
 	}
 	if hello.ReplicaID == "" {
-		// An admin connection.
-		if err := c.reply(&Frame{Op: OpHello, ID: hello.ID}); err != nil {
-			return
-		}
-		s.log.Debug("remote: admin client connected", "remote", addr)
-	} else {
-		c.sv, err = s.replica(hello.ReplicaID)
-		if err != nil {
-			s.log.Warn("remote: cannot open replica", "remote", addr, "replica", hello.ReplicaID, "err", err)
-			c.reply(errorReply(hello, err))
-			return
-		}
-		if err := c.reply(c.serve(hello)); err != nil {
-			return
-		}
-		s.log.Debug("remote: client connected", "remote", addr, "replica", hello.ReplicaID, "epoch", hello.Epoch)
+		c.reply(errorReply(hello, errors.New("hello names no replica")))
+		return
 	}
+	c.sv, err = s.replica(hello.ReplicaID)
+	if err != nil {
+		s.log.Warn("remote: cannot open replica", "remote", addr, "replica", hello.ReplicaID, "err", err)
+		c.reply(errorReply(hello, err))
+		return
+	}
+	if err := c.reply(c.serve(hello)); err != nil {
+		return
+	}
+	s.log.Debug("remote: client connected", "remote", addr, "replica", hello.ReplicaID, "epoch", hello.Epoch)
 	conn.SetDeadline(time.Time{})
 
 	sem := make(chan struct{}, maxInFlight)
@@ -443,13 +365,7 @@ func (s *Server) serveConn(conn net.Conn) {
 		sem <- struct{}{}
 		reqs.Go(func() {
 			defer func() { <-sem }()
-			var resp *Frame
-			if c.sv == nil {
-				resp = c.serveAdmin(req)
-			} else {
-				resp = c.serve(req)
-			}
-			if err := c.reply(resp); err != nil {
+			if err := c.reply(c.serve(req)); err != nil {
 				conn.Close() // the reader stops too
 			}
 		})
@@ -461,84 +377,12 @@ func (c *sconn) reply(f *Frame) error {
 	return c.w.send(f)
 }
 
-// isAdmin reports whether op is an admin operation.
-func isAdmin(op Op) bool {
-	return op == OpCreate || op == OpClone || op == OpDelete || op == OpJoin || op == OpResizeVolume
-}
-
 // check refuses a request that does not belong on c.
 func (c *sconn) check(req *Frame) error {
-	switch {
-	case c.sv == nil && !isAdmin(req.Op):
-		return fmt.Errorf("%v on an admin connection: dial the replica", req.Op)
-	case c.sv == nil && req.ReplicaID == "":
-		return fmt.Errorf("%v names no replica", req.Op)
-	case c.sv != nil && isAdmin(req.Op):
-		return fmt.Errorf("%v on the connection of replica %s: dial an admin connection", req.Op, c.sv.id)
-	case c.sv != nil && req.ReplicaID != "" && req.ReplicaID != c.sv.id:
+	if req.ReplicaID != "" && req.ReplicaID != c.sv.id {
 		return fmt.Errorf("connection serves replica %s, not %s", c.sv.id, req.ReplicaID)
 	}
 	return nil
-}
-
-// serveAdmin runs one admin request against the server's store.
-func (c *sconn) serveAdmin(req *Frame) *Frame {
-	s := c.s
-	s.mu.Lock()
-	st, join, resize := s.store, s.joiner, s.resizer
-	s.mu.Unlock()
-	id := req.ReplicaID
-	if req.Op == OpResizeVolume {
-		if resize == nil {
-			return errorReply(req, fmt.Errorf("resize volume %s: this node takes no volume resizes: %w", id, errors.ErrUnsupported))
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), ResizeVolumeTimeout)
-		defer cancel()
-		if err := resize(ctx, id, req.Length); err != nil {
-			return errorReply(req, err)
-		}
-		s.log.Info("remote: volume resized", "volume", id, "size", req.Length, "by", c.conn.RemoteAddr().String())
-		return &Frame{Op: req.Op, ID: req.ID}
-	}
-	if req.Op == OpJoin {
-		if join == nil {
-			return errorReply(req, fmt.Errorf("join of node %s: this node runs no etcd member of the cluster, so it lets no node join; join through one of the first three nodes (ballast cluster status shows their etcd role): %w", id, errors.ErrUnsupported))
-		}
-		answer, err := join(id, req.Payload)
-		if err != nil {
-			return errorReply(req, fmt.Errorf("join of node %s: %w", id, err))
-		}
-		s.log.Info("remote: node joined", "node", id, "from", c.conn.RemoteAddr().String())
-		return &Frame{Op: req.Op, ID: req.ID, Payload: answer}
-	}
-	var err error
-	switch {
-	case st == nil:
-		err = ErrNoStore
-	case req.Op == OpCreate:
-		if err = st.Create(id, req.Length); err == nil {
-			s.log.Info("remote: replica created", "replica", id, "size", req.Length, "by", c.conn.RemoteAddr().String())
-		}
-	case req.Op == OpClone:
-		if req.Length <= 0 || req.Length > int64(len(req.Payload)) {
-			err = fmt.Errorf("clone: source replica ID of %d bytes in a payload of %d", req.Length, len(req.Payload))
-			break
-		}
-		src, snap := string(req.Payload[:req.Length]), string(req.Payload[req.Length:])
-		if err = st.Clone(id, src, snap); err == nil {
-			s.log.Info("remote: replica cloned", "replica", id, "from", src+"@"+snap, "by", c.conn.RemoteAddr().String())
-		}
-	case req.Op == OpDelete:
-		if err = s.deleteReplica(st, id); err == nil {
-			s.log.Info("remote: replica deleted", "replica", id, "by", c.conn.RemoteAddr().String())
-		}
-	default:
-		err = fmt.Errorf("unknown admin op %v", req.Op)
-	}
-	if err != nil {
-		return errorReply(req, fmt.Errorf("%v replica %s: %w", req.Op, id, err))
-	}
-	return &Frame{Op: req.Op, ID: req.ID}
 }
 
 // serve runs one request against the replica and returns its response.
