@@ -22,7 +22,7 @@ var testSecret = []byte("the-cluster-secret-of-test")
 // servingNode is a node with one pool and no etcd, serving its replicas
 // and its peer service on one loopback port, as a daemon does; stopped
 // when the test ends.
-func servingNode(t *testing.T) (*Node, string) {
+func servingNode(t testing.TB) (*Node, string) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	p, err := openPool(t.TempDir())
