@@ -72,6 +72,9 @@ type Engine struct {
 	flushes   map[int]chunkSet
 	flushSeq  int
 	missed    map[string]bitset.Set
+	// dropping holds the failed replicas being dropped from the in-sync
+	// set (fail), still members until the store has dropped them.
+	dropping map[string]*dropping
 
 	repairs atomic.Int64
 	fenced  atomic.Bool
@@ -89,7 +92,7 @@ func New(name string, members []Member, drop DropFunc, log *slog.Logger) (*Engin
 		}
 	}
 	e := &Engine{name: name, drop: drop, log: log, members: members,
-		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitset.Set{}}
+		unflushed: chunkSet{}, flushes: map[int]chunkSet{}, missed: map[string]bitset.Set{}, dropping: map[string]*dropping{}}
 	e.size.Store(size)
 	return e, nil
 }
@@ -206,40 +209,63 @@ func (e *Engine) fanOut(what string, op func(block.Device) error) error {
 // fail removes m from the in-sync set, durably, because of cause. A
 // replica that refused as fenced stays: the volume is fenced instead, even
 // when m is its last in-sync replica.
+//
+// It decides under e.mu and talks to the metadata store outside it, so the
+// other I/O's bookkeeping goes on during the drop. m's missed set starts
+// before the lock is let go, with what m may have lost from its cache, and
+// every write marked from then on is added to it: nothing written during
+// the drop can be missing from it, whatever flushes run meanwhile. Callers
+// that see m fail while it is being dropped wait for that drop's outcome.
 func (e *Engine) fail(m Member, cause error) error {
 	if errors.Is(cause, replica.ErrFenced) {
 		e.setFenced(cause)
 		return fmt.Errorf("replica %s refused (%v): %w", m.ID, cause, ErrFenced)
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	idx := -1
-	for i, x := range e.members {
-		if x.ID == m.ID {
-			idx = i
-		}
+	d, wait, err := e.startDrop(m.ID, cause)
+	e.mu.Unlock()
+	if d == nil {
+		return err
 	}
-	if idx < 0 {
-		return nil // dropped already by a concurrent failure
+	if wait {
+		<-d.done
+		return d.err
+	}
+
+	err = e.drop(m.ID, cause)
+
+	e.mu.Lock()
+	e.endDrop(m.ID, d, cause, err)
+	e.mu.Unlock()
+	if err == nil {
+		e.log.Error("replica dropped from the in-sync set", "volume", e.name, "replica", m.ID, "cause", cause)
+	}
+	return d.err
+}
+
+// dropping is a drop of a failed replica under way.
+type dropping struct {
+	done chan struct{} // closed when it is over
+	err  error         // its outcome, set before done is closed
+}
+
+// startDrop decides, under e.mu, what fail does about replica id: nothing
+// (it is not in sync any more, or it is the last in-sync replica: err
+// says), wait for the drop already under way (wait), or drop it (a new
+// dropping, with its missed set started).
+func (e *Engine) startDrop(id string, cause error) (d *dropping, wait bool, err error) {
+	if d := e.dropping[id]; d != nil {
+		return d, true, nil
+	}
+	if !slices.ContainsFunc(e.members, func(x Member) bool { return x.ID == id }) {
+		return nil, false, nil // dropped already by a concurrent failure
 	}
 	if len(e.members) == 1 {
-		return fmt.Errorf("last in-sync replica %s failed: %w", m.ID, cause)
+		return nil, false, fmt.Errorf("last in-sync replica %s failed: %w", id, cause)
 	}
-	if err := e.drop(m.ID, cause); err != nil {
-		if errors.Is(err, ErrFenced) {
-			e.setFenced(err)
-		}
-		return fmt.Errorf("replica %s failed (%v) and could not be dropped from the in-sync set: %w", m.ID, cause, err)
-	}
-	e.log.Error("replica dropped from the in-sync set", "volume", e.name, "replica", m.ID, "cause", cause)
-	e.members = append(e.members[:idx:idx], e.members[idx+1:]...)
 	// From now on m misses every write; it may also have lost what it had
 	// not flushed yet.
-	missed := e.missed[m.ID]
-	if missed == nil {
-		missed = newMissed(e.size.Load())
-		e.missed[m.ID] = missed
-	}
+	missed := newMissed(e.size.Load())
 	for c := range e.unflushed {
 		missed.Add(c)
 	}
@@ -248,7 +274,27 @@ func (e *Engine) fail(m Member, cause error) error {
 			missed.Add(c)
 		}
 	}
-	return nil
+	e.missed[id] = missed
+	d = &dropping{done: make(chan struct{})}
+	e.dropping[id] = d
+	return d, false, nil
+}
+
+// endDrop records, under e.mu, the outcome of d, the drop of replica id:
+// out of the members if the store dropped it, else still one, with no
+// missed set.
+func (e *Engine) endDrop(id string, d *dropping, cause, err error) {
+	delete(e.dropping, id)
+	if err != nil {
+		delete(e.missed, id)
+		if errors.Is(err, ErrFenced) {
+			e.setFenced(err)
+		}
+		d.err = fmt.Errorf("replica %s failed (%v) and could not be dropped from the in-sync set: %w", id, cause, err)
+	} else {
+		e.members = slices.DeleteFunc(slices.Clone(e.members), func(x Member) bool { return x.ID == id })
+	}
+	close(d.done)
 }
 
 // setFenced makes every later I/O fail at once with ErrFenced.
