@@ -2,23 +2,22 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
-	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
 )
 
 // healLoop rebuilds lost replicas of the volumes attached on this node:
 // the attach node has the engine, so it is the one that can fill a new
-// replica while I/O goes on.
+// replica while I/O goes on. planHeal decides; heal gathers what it
+// decides from and does what it says.
 func (n *Node) healLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	degraded := map[string]time.Time{} // volume -> when it was first seen short of replicas
-	nodeDown := map[string]time.Time{} // replica -> since when its node is seen down
+	mem := map[string]healMemory{} // by volume
 	loc := newLocalityMemory()
 	for {
 		select {
@@ -30,18 +29,131 @@ func (n *Node) healLoop(ctx context.Context) {
 			n.log.Warn("cannot tell whether the attached volumes are still this node's", "err", err)
 		}
 		atts := n.attachments()
+		attached := map[string]bool{}
 		for _, a := range atts {
-			if err := n.heal(ctx, a, degraded, nodeDown, loc); err != nil && ctx.Err() == nil {
+			attached[a.vol] = true
+			m := mem[a.vol]
+			if err := n.heal(ctx, a, &m, loc); err != nil && ctx.Err() == nil {
 				n.log.Warn("cannot heal or move the volume's replicas yet", "volume", a.vol, "err", err)
 			}
+			mem[a.vol] = m
 		}
+		maps.DeleteFunc(mem, func(vol string, _ healMemory) bool { return !attached[vol] })
 		loc.keep(atts)
 	}
 }
 
-// heal starts a rebuild of one replica of a when it has been short of its
-// replication factor for longer than the rebuild delay.
-func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[string]time.Time, loc *localityMemory) error {
+// Heal steps, after the drops.
+const (
+	healNothing  = "nothing"
+	healCatchUp  = "catch-up" // Replica catches up on what it missed
+	healRebuild  = "rebuild"  // a new replica is placed and rebuilt
+	healLocality = "locality" // replica count met: planLocality's turn
+)
+
+// healMemory is what the heal loop remembers about a volume between
+// rounds.
+type healMemory struct {
+	// Short is since when the volume has had fewer in-sync replicas than
+	// its replication factor; zero while it has enough.
+	Short time.Time
+	// NodeDown is, for each in-sync replica on another node that is
+	// down, since when it has been seen down.
+	NodeDown map[string]time.Time
+}
+
+// healState is what planHeal decides from.
+type healState struct {
+	Vol    *meta.Volume // the volume's record
+	Self   string       // the attach node
+	InSync []string     // the engine's in-sync replicas
+	// Missed are the replicas out of the in-sync set whose misses the
+	// engine knows, so that they can catch up.
+	Missed map[string]bool
+	Alive  map[string]bool // the nodes that are up
+	Now    time.Time
+	Delay  time.Duration // the rebuild delay
+	Mem    healMemory
+}
+
+// healDrop is a replica to drop from the in-sync set.
+type healDrop struct {
+	Replica string
+	Cause   error
+}
+
+// healPlan is what planHeal decided: the drops, in order, then one step.
+type healPlan struct {
+	Drops   []healDrop
+	Step    string
+	Replica string // healCatchUp
+	Warn    string // said once when the volume turns short of replicas
+	// Mem is what to remember for the next round; a drop that fails must
+	// keep its NodeDown entry (it is in Mem until the drop succeeded).
+	Mem healMemory
+}
+
+// planHeal decides one heal round for a volume attached on s.Self. It only
+// decides; it touches nothing. The rules, in order:
+//
+//   - an in-sync replica on another node that has been seen down for the
+//     whole rebuild delay leaves the in-sync set even if no I/O has failed
+//     on it (an idle volume would never notice); not sooner: after an etcd
+//     outage every lease lapses for a moment, and healthy replicas must
+//     stay;
+//   - a replica out of the in-sync set whose node is up and whose misses
+//     the engine knows catches up, at once: far cheaper than a rebuild;
+//   - with at least as many in-sync replicas as the replication factor,
+//     locality has its turn, once the record agrees with the engine;
+//   - with fewer, a new replica is rebuilt once the volume has been short
+//     for the rebuild delay.
+func planHeal(s healState) healPlan {
+	v := s.Vol
+	p := healPlan{Mem: healMemory{Short: s.Mem.Short, NodeDown: map[string]time.Time{}}}
+	inSync := slices.Clone(s.InSync)
+	for _, r := range v.Replicas {
+		if r.Node == s.Self || s.Alive[r.Node] || !slices.Contains(s.InSync, r.ID) {
+			continue
+		}
+		since, seen := s.Mem.NodeDown[r.ID]
+		if !seen {
+			since = s.Now
+		}
+		p.Mem.NodeDown[r.ID] = since
+		if s.Now.Sub(since) >= s.Delay && seen {
+			p.Drops = append(p.Drops, healDrop{Replica: r.ID, Cause: fmt.Errorf("node %s is down since %s", r.Node, since.Format(time.RFC3339))})
+			inSync = slices.DeleteFunc(inSync, func(id string) bool { return id == r.ID })
+		}
+	}
+	for _, r := range v.Replicas {
+		if !slices.Contains(inSync, r.ID) && (s.Alive[r.Node] || r.Node == s.Self) && s.Missed[r.ID] {
+			p.Step, p.Replica = healCatchUp, r.ID
+			return p
+		}
+	}
+	if len(inSync) >= v.Repl {
+		p.Mem.Short = time.Time{}
+		p.Step = healLocality
+		if len(inSync) != len(v.InSync) {
+			p.Step = healNothing // the record is a step behind the engine; next round
+		}
+		return p
+	}
+	p.Step = healNothing
+	switch {
+	case s.Mem.Short.IsZero():
+		p.Mem.Short = s.Now
+		p.Warn = fmt.Sprintf("volume is short of in-sync replicas (%d of %d); rebuilding after the %s delay", len(inSync), v.Repl, s.Delay)
+	case s.Now.Sub(s.Mem.Short) >= s.Delay:
+		p.Mem.Short = time.Time{}
+		p.Step = healRebuild
+	}
+	return p
+}
+
+// heal gathers what planHeal decides from for volume a, attached here,
+// and does what it says. Nothing while a rebuild or catch-up runs on it.
+func (n *Node) heal(ctx context.Context, a *attachment, mem *healMemory, loc *localityMemory) error {
 	if a.engine.Rebuilding() != nil {
 		return nil
 	}
@@ -49,288 +161,36 @@ func (n *Node) heal(ctx context.Context, a *attachment, degraded, nodeDown map[s
 	if err != nil {
 		return err
 	}
-	// A replica whose node has been down for the whole rebuild delay
-	// leaves the in-sync set even if no I/O has failed on it yet (an idle
-	// volume would never notice). Not sooner: after an etcd outage every
-	// lease lapses for a moment, and healthy replicas must stay.
 	nodes, alive, err := n.liveness(ctx)
 	if err != nil {
 		return err
 	}
+	missed := map[string]bool{}
 	for _, r := range v.Replicas {
-		if r.Node == n.cfg.ID || alive[r.Node] || !slices.Contains(a.engine.InSync(), r.ID) {
-			delete(nodeDown, r.ID)
-			continue
-		}
-		since, seen := nodeDown[r.ID]
-		if !seen {
-			nodeDown[r.ID] = time.Now()
-			continue
-		}
-		if time.Since(since) >= n.cfg.RebuildDelay {
-			if err := a.engine.Drop(r.ID, fmt.Errorf("node %s is down since %s", r.Node, since.Format(time.RFC3339))); err != nil {
-				return err
-			}
-			delete(nodeDown, r.ID)
-		}
-	}
-	// A replica that left the in-sync set while the volume was attached
-	// here and whose node is up again catches up on what it missed, at
-	// once: far cheaper than a rebuild elsewhere.
-	for _, r := range v.Replicas {
-		if slices.Contains(a.engine.InSync(), r.ID) || !(alive[r.Node] || r.Node == n.cfg.ID) {
-			continue
-		}
 		if _, ok := a.engine.Missed(r.ID); ok {
-			return n.startCatchUp(ctx, a, v, r)
+			missed[r.ID] = true
 		}
 	}
-	inSync := a.engine.InSync()
-	if len(inSync) >= v.Repl {
-		delete(degraded, a.vol)
-		if len(inSync) != len(v.InSync) {
-			return nil // the record is a step behind the engine; next round
+	p := planHeal(healState{Vol: v, Self: n.cfg.ID, InSync: a.engine.InSync(), Missed: missed, Alive: alive,
+		Now: time.Now(), Delay: n.cfg.RebuildDelay, Mem: *mem})
+	*mem = p.Mem
+	for _, d := range p.Drops {
+		if err := a.engine.Drop(d.Replica, d.Cause); err != nil {
+			return err
 		}
+		delete(mem.NodeDown, d.Replica)
+	}
+	if p.Warn != "" {
+		n.log.Warn(p.Warn, "volume", a.vol)
+	}
+	switch p.Step {
+	case healCatchUp:
+		i := slices.IndexFunc(v.Replicas, func(r meta.Replica) bool { return r.ID == p.Replica })
+		return n.startCatchUp(ctx, a, v, v.Replicas[i])
+	case healRebuild:
+		return n.startRebuild(ctx, a, v)
+	case healLocality:
 		return n.locality(ctx, a, v, nodes, alive, loc)
 	}
-	since, ok := degraded[a.vol]
-	if !ok {
-		degraded[a.vol] = time.Now()
-		n.log.Warn("volume is short of in-sync replicas; rebuilding after the delay", "volume", a.vol,
-			"in_sync", len(inSync), "repl", v.Repl, "delay", n.cfg.RebuildDelay)
-		return nil
-	}
-	if time.Since(since) < n.cfg.RebuildDelay {
-		return nil
-	}
-	delete(degraded, a.vol)
-	return n.startRebuild(ctx, a, v)
-}
-
-// startRebuild places a new replica of v on a node holding none of its
-// in-sync replicas, records it (out of sync), creates it and fills it.
-func (n *Node) startRebuild(ctx context.Context, a *attachment, v *meta.Volume) error {
-	rules, err := placementRules(v.Volume)
-	if err != nil {
-		return err
-	}
-	cands, err := n.candidates(ctx)
-	if err != nil {
-		return err
-	}
-	holders := map[string]bool{}
-	for _, r := range v.Replicas {
-		if slices.Contains(v.InSync, r.ID) {
-			holders[r.Node] = true
-		}
-	}
-	cands = slices.DeleteFunc(cands, func(c candidate) bool { return holders[c.Node] })
-	if len(cands) == 0 {
-		return fmt.Errorf("no live node without a replica of %s to rebuild onto", v.Name)
-	}
-	chosen, err := place(cands, 1, v.Size, rules)
-	if err != nil {
-		return fmt.Errorf("place a new replica: %w", err)
-	}
-	r := meta.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, nextReplicaIndex(v)), Node: chosen[0].Node, Pool: chosen[0].Pool}
-	return n.rebuildOnto(ctx, a, v, r, false)
-}
-
-// rebuildOnto records r, a new replica of v, (out of sync), creates it and
-// fills it while I/O goes on. When it is in sync, the replicas out of the
-// in-sync set leave the record and are deleted. With locality, r is on
-// this node and will take a remote replica's place: it is filled as a
-// "locality" rebuild and serves reads once in sync.
-func (n *Node) rebuildOnto(ctx context.Context, a *attachment, v *meta.Volume, r meta.Replica, locality bool) error {
-	if err := n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
-		v.Replicas = append(v.Replicas, r)
-		return nil
-	}); err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
-			v.Replicas = slices.DeleteFunc(v.Replicas, func(x meta.Replica) bool { return x.ID == r.ID })
-			return nil
-		})
-		if rerr := n.removeReplica(ctx, r); rerr != nil {
-			n.log.Warn("remove failed rebuild target", "replica", r.ID, "err", rerr)
-		}
-		return err
-	}
-	if err := n.makeReplica(ctx, r, v.Size, "", ""); err != nil {
-		return fail(err)
-	}
-	m, err := n.openFenced(ctx, r, a.epoch)
-	if err != nil {
-		return fail(err)
-	}
-	n.log.Info("rebuilding a replica", "volume", v.Name, "replica", r.ID, "node", r.Node, "pool", r.Pool, "locality", locality, "limit_bytes_per_s", n.cfg.RebuildBPS)
-	var lost []meta.Replica
-	promote := func() error {
-		return n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
-			v.InSync = append(v.InSync, r.ID)
-			lost = nil
-			v.Replicas = slices.DeleteFunc(v.Replicas, func(x meta.Replica) bool {
-				gone := !slices.Contains(v.InSync, x.ID)
-				if gone {
-					lost = append(lost, x)
-				}
-				return gone
-			})
-			a.add(r.ID, m)
-			return nil
-		})
-	}
-	if !a.start() {
-		m.Close()
-		return fail(a.ctx.Err())
-	}
-	rebuild, kind := a.engine.Rebuild, "rebuild"
-	if locality {
-		rebuild, kind = a.engine.Relocate, "locality"
-	}
-	rb, err := rebuild(a.ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
-	if err != nil {
-		a.bg.Done()
-		m.Close()
-		return fail(err)
-	}
-	a.setRebuild(rb)
-	go func() {
-		defer a.bg.Done()
-		start := time.Now()
-		if err := rb.Wait(); err != nil {
-			n.log.Error("rebuild failed", "volume", v.Name, "replica", r.ID, "kind", kind, "err", err)
-			m.Close()
-			fail(err)
-			return
-		}
-		n.log.Info("replica rebuilt and in sync", "volume", v.Name, "replica", r.ID, "kind", kind, "took", time.Since(start))
-		for _, old := range lost {
-			a.engine.Forget(old.ID)
-			if err := n.removeReplica(ctx, old); err != nil {
-				n.log.Warn("could not delete the lost replica (its node may be down; it is no longer part of the volume)", "replica", old.ID, "node", old.Node, "err", err)
-			}
-		}
-	}()
 	return nil
-}
-
-// startCatchUp brings r, a replica of v that left the in-sync set while v
-// was attached here and whose node is back, in sync again by copying only
-// what it missed.
-func (n *Node) startCatchUp(ctx context.Context, a *attachment, v *meta.Volume, r meta.Replica) error {
-	m, err := n.openFenced(ctx, r, a.epoch)
-	if err != nil {
-		return fmt.Errorf("catch up replica %s: %w", r.ID, err)
-	}
-	missed, _ := a.engine.Missed(r.ID)
-	n.log.Info("replica is back: catching up on what it missed", "volume", v.Name, "replica", r.ID, "node", r.Node, "missed_bytes", missed)
-	promote := func() error {
-		return n.updateOwned(ctx, v.Name, a, func(v *meta.Volume) error {
-			if !slices.ContainsFunc(v.Replicas, func(x meta.Replica) bool { return x.ID == r.ID }) {
-				return fmt.Errorf("replica %s is no longer part of volume %s", r.ID, v.Name)
-			}
-			if !slices.Contains(v.InSync, r.ID) {
-				v.InSync = append(v.InSync, r.ID)
-			}
-			a.add(r.ID, m)
-			return nil
-		})
-	}
-	if !a.start() {
-		m.Close()
-		return a.ctx.Err()
-	}
-	rb, err := a.engine.CatchUp(a.ctx, engine.Member{ID: r.ID, Dev: m}, n.cfg.RebuildBPS, promote)
-	if err != nil {
-		a.bg.Done()
-		m.Close()
-		return err
-	}
-	a.setRebuild(rb)
-	go func() {
-		defer a.bg.Done()
-		if err := rb.Wait(); err != nil {
-			n.log.Error("catch-up failed; it will be tried again", "volume", v.Name, "replica", r.ID, "err", err)
-			if a.member(r.ID) != m {
-				m.Close()
-			}
-			return
-		}
-		p := rb.Progress()
-		n.log.Info("replica caught up and in sync", "volume", v.Name, "replica", r.ID, "copied_bytes", p.Total, "took", p.Elapsed)
-	}()
-	return nil
-}
-
-func nextReplicaIndex(v *meta.Volume) int {
-	next := 0
-	for _, r := range v.Replicas {
-		var i int
-		if _, err := fmt.Sscanf(r.ID[len(v.ID):], "-r%d", &i); err == nil && i >= next {
-			next = i + 1
-		}
-	}
-	return next
-}
-
-// updateOwned changes v's record with change while this node still holds
-// the attachment at the engine's epoch: a fenced former owner changes
-// nothing.
-func (n *Node) updateOwned(ctx context.Context, vol string, a *attachment, change func(*meta.Volume) error) error {
-	for {
-		att, attRev, err := n.meta.Attachment(ctx, vol)
-		if err != nil {
-			return err
-		}
-		if att.Node != n.cfg.ID || att.Epoch != a.epoch {
-			return fmt.Errorf("volume %s is now held by node %s at epoch %d: fenced", vol, att.Node, att.Epoch)
-		}
-		v, rev, err := n.meta.Volume(ctx, vol)
-		if err != nil {
-			return err
-		}
-		if err := change(v); err != nil {
-			return err
-		}
-		err = n.meta.Commit(ctx, meta.PutVolume(v, rev), meta.AttachmentUnchanged(vol, attRev))
-		if !errors.Is(err, meta.ErrConflict) {
-			return err
-		}
-	}
-}
-
-// scrubLoop scrubs every volume attached here once per ScrubInterval: all
-// replicas read back in full, bad blocks repaired from a peer.
-func (n *Node) scrubLoop(ctx context.Context) {
-	if n.cfg.ScrubInterval <= 0 {
-		return
-	}
-	t := time.NewTicker(n.cfg.ScrubInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, a := range n.attachments() {
-			if !a.start() {
-				continue
-			}
-			start := time.Now()
-			repaired, err := a.engine.Scrub(a.ctx, n.cfg.ScrubBPS)
-			a.bg.Done()
-			if a.ctx.Err() != nil {
-				continue // released meanwhile
-			}
-			if err != nil {
-				n.log.Error("scrub failed", "volume", a.vol, "err", err)
-				continue
-			}
-			n.log.Info("scrub done", "volume", a.vol, "repaired_blocks", repaired, "took", time.Since(start))
-		}
-	}
 }
