@@ -20,7 +20,7 @@ var testCap = &csipb.VolumeCapability{
 	AccessMode: &csipb.VolumeCapability_AccessMode{Mode: csipb.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
 }
 
-func newController(f *fake) *Controller { return &Controller{Driver: New(f, f.node, nil)} }
+func newController(f *fake) *Controller { return &Controller{Driver: New(f, f.Node, nil)} }
 
 func create(t *testing.T, c *Controller, name string, src *csipb.VolumeContentSource) (*csipb.Volume, error) {
 	t.Helper()
@@ -95,8 +95,8 @@ func TestCloneAndSnapshots(t *testing.T) {
 	if err != nil || cloned.GetContentSource().GetVolume().GetVolumeId() != "src" {
 		t.Fatalf("clone: %v, %v", cloned, err)
 	}
-	if _, ok := f.snaps["src@csi-clone-cloned"]; !ok {
-		t.Fatalf("no snapshot of the source for the clone: %v", f.snaps)
+	if !f.HasSnapshot("src@csi-clone-cloned") {
+		t.Fatal("no snapshot of the source for the clone")
 	}
 	list, err := c.ListSnapshots(ctx, &csipb.ListSnapshotsRequest{SourceVolumeId: "src"})
 	if err != nil || len(list.Entries) != 1 {
@@ -106,7 +106,7 @@ func TestCloneAndSnapshots(t *testing.T) {
 	bigger, err := c.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: "bigger", VolumeCapabilities: []*csipb.VolumeCapability{testCap},
 		CapacityRange:       &csipb.CapacityRange{RequiredBytes: 2 << 30},
 		VolumeContentSource: &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Snapshot{Snapshot: &csipb.VolumeContentSource_SnapshotSource{SnapshotId: "src@s1"}}}})
-	if err != nil || bigger.Volume.CapacityBytes != 2<<30 || f.vols["bigger"].Size != 2<<30 {
+	if err != nil || bigger.Volume.CapacityBytes != 2<<30 || f.Volume("bigger").Size != 2<<30 {
 		t.Fatalf("bigger restore: %v, %v", bigger, err)
 	}
 	// The snapshot keeps the size the volume had when it was taken.
@@ -128,7 +128,7 @@ func TestCloneAndSnapshots(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, ok := f.snaps["src@csi-clone-cloned"]; ok {
+	if f.HasSnapshot("src@csi-clone-cloned") {
 		t.Fatal("the clone's snapshot outlived it")
 	}
 	if _, err := c.DeleteSnapshot(ctx, &csipb.DeleteSnapshotRequest{SnapshotId: "src@s1"}); err != nil {
@@ -143,7 +143,8 @@ func TestCloneAndSnapshots(t *testing.T) {
 
 func TestPublish(t *testing.T) {
 	f := newFake("a")
-	f.up["b"], f.up["c"] = true, false
+	f.SetUp("b", true)
+	f.SetUp("c", false)
 	c := newController(f)
 	ctx := context.Background()
 	if _, err := create(t, c, "v", nil); err != nil {
@@ -163,7 +164,7 @@ func TestPublish(t *testing.T) {
 	if err := publish("b"); err != nil {
 		t.Fatalf("publish a detached volume: %v", err)
 	}
-	f.attachOn("v", "b")
+	f.AttachOn("v", "b")
 	if err := publish("a"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "node b") {
 		t.Fatalf("publish on a while b (up) holds it: %v", err)
 	}
@@ -173,16 +174,16 @@ func TestPublish(t *testing.T) {
 	if err := unpublish("a"); err != nil {
 		t.Fatalf("unpublish from a node it is not attached on: %v", err)
 	}
-	f.attachOn("v", "c") // c is down
+	f.AttachOn("v", "c") // c is down
 	if err := publish("a"); err != nil {
 		t.Fatalf("publish on a while the down c holds it: %v", err)
 	}
 	if err := unpublish("c"); err != nil {
 		t.Fatalf("unpublish from the down c: %v", err)
 	}
-	f.attachOn("v", "a")
-	if err := unpublish("a"); err != nil || f.vols["v"].Attachment != nil {
-		t.Fatalf("unpublish from this node: %v; attachment %v", err, f.vols["v"].Attachment)
+	f.AttachOn("v", "a")
+	if err := unpublish("a"); err != nil || f.Attachment("v") != nil {
+		t.Fatalf("unpublish from this node: %v; attachment %v", err, f.Attachment("v"))
 	}
 }
 
@@ -191,7 +192,7 @@ func TestPublish(t *testing.T) {
 // there; volumes never shrink; a limit below the size is OUT_OF_RANGE.
 func TestExpand(t *testing.T) {
 	f := newFake("a")
-	f.up["b"] = true
+	f.SetUp("b", true)
 	c := newController(f)
 	ctx := context.Background()
 	if _, err := create(t, c, "v", nil); err != nil {
@@ -202,8 +203,8 @@ func TestExpand(t *testing.T) {
 			CapacityRange: &csipb.CapacityRange{RequiredBytes: req, LimitBytes: limit}})
 	}
 	r, err := expand(2<<30+1, 0)
-	if err != nil || r.CapacityBytes != 2<<30+4096 || !r.NodeExpansionRequired || f.vols["v"].Size != 2<<30+4096 {
-		t.Fatalf("expand a detached volume: %v, %v (size %d)", r, err, f.vols["v"].Size)
+	if err != nil || r.CapacityBytes != 2<<30+4096 || !r.NodeExpansionRequired || f.Volume("v").Size != 2<<30+4096 {
+		t.Fatalf("expand a detached volume: %v, %v (size %d)", r, err, f.Volume("v").Size)
 	}
 	if r, err := expand(1<<30, 0); err != nil || r.CapacityBytes != 2<<30+4096 {
 		t.Fatalf("expand to less than it has: %v, %v", r, err)
@@ -211,11 +212,11 @@ func TestExpand(t *testing.T) {
 	if _, err := expand(1<<30, 1<<30); status.Code(err) != codes.OutOfRange {
 		t.Fatalf("limit below the size: %v", err)
 	}
-	f.attachOn("v", "b")
-	f.resized = nil
+	f.AttachOn("v", "b")
+	f.Resized()
 	r, err = expand(4<<30, 0)
-	if err != nil || r.CapacityBytes != 4<<30 || !r.NodeExpansionRequired || len(f.resized) != 0 {
-		t.Fatalf("expand a volume attached on b from a: %v, %v (resized %v)", r, err, f.resized)
+	if resized := f.Resized(); err != nil || r.CapacityBytes != 4<<30 || !r.NodeExpansionRequired || len(resized) != 0 {
+		t.Fatalf("expand a volume attached on b from a: %v, %v (resized %v)", r, err, resized)
 	}
 	if _, err := c.ControllerExpandVolume(ctx, &csipb.ControllerExpandVolumeRequest{VolumeId: "nope", CapacityRange: &csipb.CapacityRange{RequiredBytes: 1}}); status.Code(err) != codes.NotFound {
 		t.Fatalf("expand a missing volume: %v", err)
@@ -227,14 +228,16 @@ func TestExpand(t *testing.T) {
 
 func TestHealthAndCapacity(t *testing.T) {
 	f := newFake("a")
-	f.up["b"] = false
+	f.SetUp("b", false)
 	c := newController(f)
 	ctx := context.Background()
 	if _, err := create(t, c, "v", nil); err != nil {
 		t.Fatal(err)
 	}
-	f.vols["v"].Repl = 2
-	f.vols["v"].Replicas = append(f.vols["v"].Replicas, api.Replica{ID: "v-r1", Node: "b", InSync: false})
+	f.Edit("v", func(v *api.Volume) {
+		v.Repl = 2
+		v.Replicas = append(v.Replicas, api.Replica{ID: "v-r1", Node: "b", InSync: false})
+	})
 	h, err := c.ControllerGetVolumeHealth(ctx, &csipb.ControllerGetVolumeHealthRequest{VolumeId: "v"})
 	if err != nil || len(h.VolumeHealth.HealthStatuses) != 1 || h.VolumeHealth.HealthStatuses[0].Status != csipb.VolumeHealthErrorType_DEGRADED {
 		t.Fatalf("health: %v, %v", h, err)

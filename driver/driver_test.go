@@ -42,20 +42,20 @@ func TestMountsShareOneAttach(t *testing.T) {
 	if _, err := d.mount(ctx, "v1", "id1"); err != nil { // repeated: idempotent
 		t.Fatal(err)
 	}
-	if n := f.count("attach"); n != 1 {
+	if n := f.Count("attach"); n != 1 {
 		t.Fatalf("%d attaches for two mount IDs, want 1", n)
 	}
 	if err := d.unmount(ctx, "v1", "id1"); err != nil {
 		t.Fatal(err)
 	}
-	if f.count("detach") != 0 || f.attachment("v1") == nil {
+	if f.Count("detach") != 0 || f.Attachment("v1") == nil {
 		t.Fatal("detached while id2 still uses the volume")
 	}
 	if err := d.unmount(ctx, "v1", "id2"); err != nil {
 		t.Fatal(err)
 	}
-	if f.count("detach") != 1 || f.attachment("v1") != nil {
-		t.Fatalf("not detached after the last unmount (%d detaches)", f.count("detach"))
+	if f.Count("detach") != 1 || f.Attachment("v1") != nil {
+		t.Fatalf("not detached after the last unmount (%d detaches)", f.Count("detach"))
 	}
 	// A second unmount of the same ID, or of one from before a restart.
 	if err := d.unmount(ctx, "v1", "id2"); err != nil {
@@ -64,7 +64,7 @@ func TestMountsShareOneAttach(t *testing.T) {
 	if err := d.unmount(ctx, "v1", "unknown"); err != nil {
 		t.Fatal(err)
 	}
-	if f.count("detach") != 1 {
+	if f.Count("detach") != 1 {
 		t.Fatal("unknown mount IDs detached the volume")
 	}
 	if len(d.mounts.vols) != 0 {
@@ -75,7 +75,7 @@ func TestMountsShareOneAttach(t *testing.T) {
 func TestMountFailureLeaksNothing(t *testing.T) {
 	ctx := context.Background()
 	d, f := newTest(t)
-	f.attachErr = errors.New("loop device setup failed")
+	f.FailAttach(errors.New("loop device setup failed"))
 	_, err := d.mount(ctx, "v1", "id1")
 	if err == nil || !strings.Contains(err.Error(), "loop device setup failed") || !strings.Contains(err.Error(), `mount volume "v1"`) {
 		t.Fatalf("mount error %v", err)
@@ -83,19 +83,19 @@ func TestMountFailureLeaksNothing(t *testing.T) {
 	if len(d.mounts.vols) != 0 {
 		t.Fatalf("failed mount left a count: %v", d.mounts.vols["v1"])
 	}
-	f.attachErr = nil
+	f.FailAttach(nil)
 	if err := d.remove(ctx, "v1"); err != nil {
 		t.Fatalf("remove after a failed mount: %v", err)
 	}
 	// A retry after a failure attaches again.
 	d, f = newTest(t)
-	f.attachErr = errors.New("boom")
+	f.FailAttach(errors.New("boom"))
 	_, _ = d.mount(ctx, "v1", "id1")
-	f.attachErr = nil
+	f.FailAttach(nil)
 	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
 		t.Fatal(err)
 	}
-	if f.count("attach") != 2 || f.attachment("v1") == nil {
+	if f.Count("attach") != 2 || f.Attachment("v1") == nil {
 		t.Fatal("retry did not attach")
 	}
 }
@@ -103,7 +103,7 @@ func TestMountFailureLeaksNothing(t *testing.T) {
 func TestMountAttachedElsewhere(t *testing.T) {
 	ctx := context.Background()
 	d, f := newTest(t)
-	f.attachOn("v1", "n2")
+	f.AttachOn("v1", "n2")
 	_, err := d.mount(ctx, "v1", "id1")
 	if !errors.Is(err, api.ErrInUse) {
 		t.Fatalf("mount of a volume held by n2: %v", err)
@@ -129,32 +129,32 @@ func TestMountWaitsForOwner(t *testing.T) {
 	ctx := context.Background()
 	d, f := newTest(t)
 	d.ownerWait = 5 * time.Second
-	f.attachOn("v1", "n2")
+	f.AttachOn("v1", "n2")
 	go func() {
 		time.Sleep(3 * ownerPoll / 2)
-		f.detachOn("v1")
+		f.DetachOn("v1")
 	}()
 	path, err := d.mount(ctx, "v1", "id1")
 	if err != nil || path == "" {
 		t.Fatalf("mount once n2 was declared down: %q, %v", path, err)
 	}
-	if a := f.attachment("v1"); a == nil || a.Node != "n1" {
+	if a := f.Attachment("v1"); a == nil || a.Node != "n1" {
 		t.Fatalf("attachment %+v, want on n1", a)
 	}
-	if n := f.count("attach"); n < 2 {
+	if n := f.Count("attach"); n < 2 {
 		t.Fatalf("%d attach calls; want the first refused and a later one", n)
 	}
 
 	d2, f2 := newTest(t)
 	d2.ownerWait = 3 * ownerPoll
-	f2.attachOn("v1", "n2")
+	f2.AttachOn("v1", "n2")
 	start := time.Now()
 	_, err = d2.mount(ctx, "v1", "id1")
 	if !errors.Is(err, api.ErrInUse) {
 		t.Fatalf("mount of a volume whose owner stays up: %v", err)
 	}
-	if waited := time.Since(start); waited < 2*ownerPoll || f2.count("attach") < 3 {
-		t.Fatalf("gave up after %v and %d attach calls; want about %v of tries", waited, f2.count("attach"), d2.ownerWait)
+	if waited := time.Since(start); waited < 2*ownerPoll || f2.Count("attach") < 3 {
+		t.Fatalf("gave up after %v and %d attach calls; want about %v of tries", waited, f2.Count("attach"), d2.ownerWait)
 	}
 
 	cctx, cancel := context.WithTimeout(ctx, ownerPoll/2)
@@ -171,7 +171,7 @@ func TestUnmountDetachFailure(t *testing.T) {
 	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
 		t.Fatal(err)
 	}
-	f.detachErr = errors.New("device busy")
+	f.FailDetach(errors.New("device busy"))
 	err := d.unmount(ctx, "v1", "id1")
 	if err == nil || !strings.Contains(err.Error(), "ballast volume detach v1") {
 		t.Fatalf("unmount with a failing detach: %v", err)
@@ -184,7 +184,7 @@ func TestUnmountDetachFailure(t *testing.T) {
 	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
 		t.Fatal(err)
 	}
-	f.attachOn("v1", "n2")
+	f.AttachOn("v1", "n2")
 	if err := d.unmount(ctx, "v1", "id1"); err != nil {
 		t.Fatalf("unmount of a volume taken over by n2: %v", err)
 	}
@@ -204,7 +204,7 @@ func TestConcurrentMounts(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if f.attachment("v1") == nil {
+				if f.Attachment("v1") == nil {
 					t.Error("volume detached while a mount ID uses it")
 					return
 				}
@@ -216,10 +216,10 @@ func TestConcurrentMounts(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if f.attachment("v1") != nil || len(d.mounts.vols) != 0 {
+	if f.Attachment("v1") != nil || len(d.mounts.vols) != 0 {
 		t.Fatal("volume still attached or counted after every unmount")
 	}
-	if a, dt := f.count("attach"), f.count("detach"); a != dt {
+	if a, dt := f.Count("attach"), f.Count("detach"); a != dt {
 		t.Fatalf("%d attaches, %d detaches", a, dt)
 	}
 }
@@ -237,19 +237,19 @@ func TestRemove(t *testing.T) {
 	if err := d.unmount(ctx, "v1", "id1"); err != nil {
 		t.Fatal(err)
 	}
-	f.attachOn("v1", "n2")
+	f.AttachOn("v1", "n2")
 	err = d.remove(ctx, "v1")
 	if !errors.Is(err, api.ErrInUse) || !strings.Contains(err.Error(), "attached on node n2") {
 		t.Fatalf("remove of a volume attached on n2: %v", err)
 	}
-	if f.count("delete") != 0 {
+	if f.Count("delete") != 0 {
 		t.Fatal("remove of a volume in use called DeleteVolume")
 	}
-	f.vols["v1"].Attachment = nil
+	f.DetachOn("v1")
 	if err := d.remove(ctx, "size=1G,name=v1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.vols["v1"]; ok {
+	if f.Volume("v1") != nil {
 		t.Fatal("not deleted")
 	}
 	if err := d.remove(ctx, "v1"); err != nil {
@@ -269,7 +269,7 @@ func TestGetListPath(t *testing.T) {
 	if _, err := d.mount(ctx, "v1", "id1"); err != nil {
 		t.Fatal(err)
 	}
-	f.attachOn("v2", "n2")
+	f.AttachOn("v2", "n2")
 
 	vs, err := d.list(ctx)
 	if err != nil {
@@ -337,7 +337,7 @@ func TestInlineSpecMustMatch(t *testing.T) {
 			}
 		}
 	}
-	if n := f.count("attach"); n != 0 {
+	if n := f.Count("attach"); n != 0 {
 		t.Fatalf("%d attaches for specs that do not match", n)
 	}
 	for _, good := range []string{"v1", "size=1G,repl=2,name=v1", "repl=2,name=v1", "size=1G,name=v1", "fs=ext4;name=v1", "size=512M,repl=2,name=v1"} {
@@ -369,13 +369,13 @@ func TestCreateErrors(t *testing.T) {
 	if err := d.create(ctx, "v1", map[string]string{"size": "2G"}); !errors.Is(err, api.ErrExists) {
 		t.Fatalf("create again with another size: %v", err)
 	}
-	n := f.count("create")
+	n := f.Count("create")
 	for _, bad := range []map[string]string{{"size": "x"}, {"size": "1G", "bogus": "1"}, nil} {
 		if err := d.create(ctx, "v9", bad); err == nil {
 			t.Errorf("create with %v succeeded", bad)
 		}
 	}
-	if f.count("create") != n {
+	if f.Count("create") != n {
 		t.Fatal("invalid options reached CreateVolume")
 	}
 }
@@ -428,20 +428,20 @@ func TestMountWithoutID(t *testing.T) {
 	if _, err := d.mount(ctx, "v1", "docker-id"); err != nil {
 		t.Fatal(err)
 	}
-	if n := f.count("attach"); n != 1 {
+	if n := f.Count("attach"); n != 1 {
 		t.Fatalf("%d attaches, want 1", n)
 	}
 	if err := d.unmount(ctx, "v1", ""); err != nil {
 		t.Fatal(err)
 	}
-	if f.attachment("v1") == nil {
+	if f.Attachment("v1") == nil {
 		t.Fatal("detached while the mount with an ID still uses the volume")
 	}
 	if err := d.unmount(ctx, "v1", "docker-id"); err != nil {
 		t.Fatal(err)
 	}
-	if f.count("detach") != 1 || f.attachment("v1") != nil {
-		t.Fatalf("not detached after the last unmount (%d detaches)", f.count("detach"))
+	if f.Count("detach") != 1 || f.Attachment("v1") != nil {
+		t.Fatalf("not detached after the last unmount (%d detaches)", f.Count("detach"))
 	}
 }
 
@@ -465,12 +465,12 @@ func TestMountIDsSurviveRestart(t *testing.T) {
 	}
 
 	d = New(f, "n1", Options{MountsFile: file}, nil) // the daemon restarted
-	if err := d.unmount(ctx, "v1", "id1"); err != nil || f.attachment("v1") == nil {
-		t.Fatalf("unmount of one of two IDs after a restart: %v, attachment %v; want it kept", err, f.attachment("v1"))
+	if err := d.unmount(ctx, "v1", "id1"); err != nil || f.Attachment("v1") == nil {
+		t.Fatalf("unmount of one of two IDs after a restart: %v, attachment %v; want it kept", err, f.Attachment("v1"))
 	}
 	d = New(f, "n1", Options{MountsFile: file}, nil)
-	if err := d.unmount(ctx, "v1", "id2"); err != nil || f.attachment("v1") != nil || f.count("detach") != 1 {
-		t.Fatalf("last unmount after a restart: %v, attachment %v, %d detaches; want the volume detached", err, f.attachment("v1"), f.count("detach"))
+	if err := d.unmount(ctx, "v1", "id2"); err != nil || f.Attachment("v1") != nil || f.Count("detach") != 1 {
+		t.Fatalf("last unmount after a restart: %v, attachment %v, %d detaches; want the volume detached", err, f.Attachment("v1"), f.Count("detach"))
 	}
 	if b, err := os.ReadFile(file); err != nil || strings.Contains(string(b), "v1") {
 		t.Fatalf("mounts file after the last unmount: %q, %v; want no v1", b, err)
@@ -480,16 +480,16 @@ func TestMountIDsSurviveRestart(t *testing.T) {
 	if _, err := d.mount(ctx, "v1", "id3"); err != nil {
 		t.Fatal(err)
 	}
-	f.detachOn("v1")
+	f.DetachOn("v1")
 	d = New(f, "n1", Options{MountsFile: file}, nil)
-	attaches := f.count("attach")
-	if _, err := d.mount(ctx, "v1", "id4"); err != nil || f.count("attach") != attaches+1 || f.attachment("v1") == nil {
-		t.Fatalf("mount after the volume left this node: %v, %d attaches (was %d); want a new attach", err, f.count("attach"), attaches)
+	attaches := f.Count("attach")
+	if _, err := d.mount(ctx, "v1", "id4"); err != nil || f.Count("attach") != attaches+1 || f.Attachment("v1") == nil {
+		t.Fatalf("mount after the volume left this node: %v, %d attaches (was %d); want a new attach", err, f.Count("attach"), attaches)
 	}
 	if err := d.unmount(ctx, "v1", "id3"); err != nil {
 		t.Fatal(err)
 	}
-	if a := f.attachment("v1"); a == nil {
+	if a := f.Attachment("v1"); a == nil {
 		t.Fatal("an ID from before the volume left this node detached it under a container started since")
 	}
 

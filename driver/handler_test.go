@@ -57,10 +57,10 @@ func TestHandlerBadRequests(t *testing.T) {
 			t.Errorf("%s %s: %d %v, want an error with %q", tc.method, tc.body, code, res, tc.want)
 		}
 	}
-	if n := f.count("create"); n != 0 {
+	if n := f.Count("create"); n != 0 {
 		t.Fatalf("bad requests made %d CreateVolume calls", n)
 	}
-	if len(f.vols) != 0 {
+	if f.Volumes() != 0 {
 		t.Fatal("bad requests created volumes")
 	}
 
@@ -98,7 +98,7 @@ func TestHandlerFlow(t *testing.T) {
 		t.Fatalf("Get before Create: %v", res)
 	}
 	step("VolumeDriver.Create", `{"Name":"`+name+`","Opts":{"fs":"xfs"}}`)
-	if v := f.vols["v1"]; v == nil || v.Repl != 2 || v.FS != "xfs" || v.Size != gib {
+	if v := f.Volume("v1"); v == nil || v.Repl != 2 || v.FS != "xfs" || v.Size != gib {
 		t.Fatalf("created %+v", v)
 	}
 	res = step("VolumeDriver.Get", `{"Name":"`+name+`"}`)
@@ -123,7 +123,7 @@ func TestHandlerFlow(t *testing.T) {
 	}
 	step("VolumeDriver.Unmount", `{"Name":"`+name+`","ID":"abc"}`)
 	step("VolumeDriver.Remove", `{"Name":"`+name+`"}`)
-	if len(f.vols) != 0 {
+	if f.Volumes() != 0 {
 		t.Fatal("not removed")
 	}
 }
@@ -160,10 +160,10 @@ func FuzzHandlers(f *testing.F) {
 		if msg, _ := res["Err"].(string); failed != (msg != "") {
 			t.Fatalf("%s %q: status %d with Err %q", method, body, code, msg)
 		}
-		if failed && len(svc.vols) != 1 {
+		if failed && svc.Volumes() != 1 {
 			t.Fatalf("%s %q failed (%v) but created a volume", method, body, res)
 		}
-		if code == http.StatusBadRequest && svc.count("create") != 1 {
+		if code == http.StatusBadRequest && svc.Count("create") != 1 {
 			t.Fatalf("%s %q was refused as invalid (%v) but reached CreateVolume", method, body, res)
 		}
 		if failed && method == "VolumeDriver.Mount" && len(d.mounts.vols) != 0 {

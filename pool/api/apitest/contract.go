@@ -1,0 +1,150 @@
+package apitest
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// Contract checks the rules of api.Service that the Docker plugin and the
+// CSI driver depend on, on svc, the service of node node with nothing
+// else on it: the fake's own test runs it on a Fake, cmd/ballast's on a
+// real daemon, so the fake keeps to what the daemon does. It creates its
+// volumes under names starting "ct-" and deletes them.
+//
+// The rules: a create of an existing name with the same spec returns the
+// volume, with another spec fails with ErrExists, with an invalid spec
+// fails with ErrInvalid and creates nothing; a clone takes its snapshot's
+// size, filesystem and repl, and another size is ErrInvalid; a volume
+// grows (rounded up to 4 KiB) and never shrinks; snapshots of a name
+// already taken are ErrExists; a snapshot or volume with clones, or an
+// attached volume, cannot be deleted (ErrInUse); an attach here is
+// idempotent and is what inspect shows; a detach of a volume attached
+// nowhere does nothing; anything missing is ErrNotFound.
+func Contract(t *testing.T, svc api.Service, node string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	is := func(what string, err, want error) {
+		t.Helper()
+		if !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", what, err, want)
+		}
+	}
+	ok := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	const size = 32 << 20
+	base := spec.Volume{Name: "ct-v", Size: size, Repl: 1, FS: "ext4"}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, name := range []string{"ct-clone", "ct-v"} {
+			svc.DetachVolume(ctx, name)
+			svc.DeleteVolume(ctx, name)
+		}
+	})
+
+	// Create.
+	bad := base
+	bad.Size = -1
+	_, err := svc.CreateVolume(ctx, bad)
+	is("create with a negative size", err, api.ErrInvalid)
+	_, err = svc.InspectVolume(ctx, base.Name)
+	is("inspect after a refused create", err, api.ErrNotFound)
+	v, err := svc.CreateVolume(ctx, base)
+	ok("create", err)
+	if v.Size != size || v.Repl != 1 || v.FS != "ext4" || len(v.Replicas) != 1 {
+		t.Fatalf("created %+v", v.Volume)
+	}
+	again, err := svc.CreateVolume(ctx, base)
+	ok("create again with the same spec", err)
+	if again.ID != v.ID {
+		t.Fatalf("create again: ID %s, first %s", again.ID, v.ID)
+	}
+	bigger := base
+	bigger.Size = 2 * size
+	_, err = svc.CreateVolume(ctx, bigger)
+	is("create again with another spec", err, api.ErrExists)
+	list, err := svc.ListVolumes(ctx)
+	ok("list", err)
+	if !slices.ContainsFunc(list, func(x api.Volume) bool { return x.Name == base.Name }) {
+		t.Fatal("list misses the volume")
+	}
+
+	// Snapshot, then grow: the clone has the snapshot's size.
+	_, err = svc.CreateSnapshot(ctx, base.Name, "s1")
+	ok("snapshot", err)
+	_, err = svc.CreateSnapshot(ctx, base.Name, "s1")
+	is("snapshot again", err, api.ErrExists)
+	_, err = svc.CreateSnapshot(ctx, "ct-nope", "s1")
+	is("snapshot of a missing volume", err, api.ErrNotFound)
+	grown, err := svc.ResizeVolume(ctx, base.Name, 2*size+1)
+	ok("grow", err)
+	if grown.Size != 2*size+4096 {
+		t.Fatalf("grown to %d, want %d (rounded up to 4 KiB)", grown.Size, 2*size+4096)
+	}
+	_, err = svc.ResizeVolume(ctx, base.Name, size)
+	is("shrink", err, api.ErrInvalid)
+	_, err = svc.ResizeVolume(ctx, "ct-nope", size)
+	is("grow a missing volume", err, api.ErrNotFound)
+	snaps, err := svc.ListSnapshots(ctx, base.Name)
+	ok("list snapshots", err)
+	if len(snaps) != 1 || snaps[0].Name != "s1" || snaps[0].Size != size {
+		t.Fatalf("snapshots %+v", snaps)
+	}
+	_, err = svc.ListSnapshots(ctx, "ct-nope")
+	is("snapshots of a missing volume", err, api.ErrNotFound)
+
+	// Clone.
+	clone := spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@s1"}
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@nope"})
+	is("clone of a missing snapshot", err, api.ErrNotFound)
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@s1", Size: 2 * size})
+	is("clone of another size", err, api.ErrInvalid)
+	c, err := svc.CreateVolume(ctx, clone)
+	ok("clone", err)
+	if c.Size != size || c.FS != "ext4" || c.Repl != 1 {
+		t.Fatalf("clone %+v, want the snapshot's size, fs and repl", c.Volume)
+	}
+	is("delete a snapshot with clones", svc.DeleteSnapshot(ctx, base.Name, "s1"), api.ErrInUse)
+	is("delete a volume with clones", svc.DeleteVolume(ctx, base.Name), api.ErrInUse)
+
+	// Attach and detach.
+	a, err := svc.AttachVolume(ctx, clone.Name, api.AttachOptions{})
+	ok("attach", err)
+	if a.Node != node || a.MountPath == "" {
+		t.Fatalf("attachment %+v, want one on %s with a mount path", a, node)
+	}
+	a2, err := svc.AttachVolume(ctx, clone.Name, api.AttachOptions{})
+	ok("attach again", err)
+	if a2.Epoch != a.Epoch || a2.MountPath != a.MountPath {
+		t.Fatalf("attach again: %+v, first %+v", a2, a)
+	}
+	got, err := svc.InspectVolume(ctx, clone.Name)
+	ok("inspect", err)
+	if got.Attachment == nil || got.Attachment.Node != node {
+		t.Fatalf("inspect shows attachment %+v", got.Attachment)
+	}
+	is("delete an attached volume", svc.DeleteVolume(ctx, clone.Name), api.ErrInUse)
+	ok("detach", svc.DetachVolume(ctx, clone.Name))
+	ok("detach again", svc.DetachVolume(ctx, clone.Name))
+	_, err = svc.AttachVolume(ctx, "ct-nope", api.AttachOptions{})
+	is("attach a missing volume", err, api.ErrNotFound)
+
+	// Delete.
+	ok("delete the clone", svc.DeleteVolume(ctx, clone.Name))
+	ok("delete the snapshot", svc.DeleteSnapshot(ctx, base.Name, "s1"))
+	is("delete it again", svc.DeleteSnapshot(ctx, base.Name, "s1"), api.ErrNotFound)
+	ok("delete", svc.DeleteVolume(ctx, base.Name))
+	is("delete again", svc.DeleteVolume(ctx, base.Name), api.ErrNotFound)
+	_, err = svc.InspectVolume(ctx, base.Name)
+	is("inspect a deleted volume", err, api.ErrNotFound)
+}

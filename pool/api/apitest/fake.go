@@ -1,0 +1,417 @@
+// Package apitest is an in-memory api.Service of one node of a cluster, for
+// the tests of the service's adapters (the Docker plugin, the CSI driver),
+// and the contract (Contract) that holds it to the real service: the same
+// test runs against the fake here and against a real daemon in
+// cmd/ballast, so the adapters' tests cannot pass on rules the service
+// does not have.
+package apitest
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/spec"
+)
+
+// Fake is an in-memory api.Service of node Node. It follows the real
+// service's rules where its callers depend on them (Contract lists them),
+// records every call, and lets a test play the rest of the cluster: other
+// nodes up or down, volumes attached on them, attaches and detaches that
+// fail.
+type Fake struct {
+	Node string
+
+	mu        sync.Mutex
+	up        map[string]bool // the nodes of the cluster
+	vols      map[string]*api.Volume
+	snaps     map[string]api.Snapshot // by VOL@SNAP
+	calls     []string
+	resized   []string
+	attachErr error
+	detachErr error
+}
+
+var _ api.Service = (*Fake)(nil)
+
+// New returns a fake of node, the only node of its cluster, up.
+func New(node string) *Fake {
+	return &Fake{Node: node, up: map[string]bool{node: true}, vols: map[string]*api.Volume{}, snaps: map[string]api.Snapshot{}}
+}
+
+// SetUp adds node to the cluster, up or down.
+func (f *Fake) SetUp(node string, up bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.up[node] = up
+}
+
+// AttachOn marks volume name as attached on node.
+func (f *Fake) AttachOn(name, node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.vols[name]
+	v.Epoch++
+	v.Attachment = &api.Attachment{Volume: name, Node: node, Epoch: v.Epoch, MountPath: "/var/lib/ballast/mounts/" + name, Since: time.Now()}
+}
+
+// DetachOn releases volume name's attachment wherever it is, as the
+// cluster does for a node declared down.
+func (f *Fake) DetachOn(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vols[name].Attachment = nil
+}
+
+// Attachment is a copy of volume name's attachment, nil when it has none.
+func (f *Fake) Attachment(name string) *api.Attachment {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v := f.vols[name]; v != nil && v.Attachment != nil {
+		a := *v.Attachment
+		return &a
+	}
+	return nil
+}
+
+// Volume is a copy of volume name, nil when it does not exist.
+func (f *Fake) Volume(name string) *api.Volume {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v := f.vols[name]; v != nil {
+		c := *v
+		return &c
+	}
+	return nil
+}
+
+// Edit changes volume name in place, for states the service's calls do
+// not make (a replica out of sync on another node, say).
+func (f *Fake) Edit(name string, edit func(*api.Volume)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	edit(f.vols[name])
+}
+
+// Volumes is how many volumes exist.
+func (f *Fake) Volumes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.vols)
+}
+
+// HasSnapshot says whether snapshot VOL@SNAP exists.
+func (f *Fake) HasSnapshot(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.snaps[id]
+	return ok
+}
+
+// Count is how many calls of op ("create", "attach", ...) the fake saw.
+func (f *Fake) Count(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, op+" ") {
+			n++
+		}
+	}
+	return n
+}
+
+// Resized lists the volumes ResizeVolume grew since the last call, in
+// order, and forgets them.
+func (f *Fake) Resized() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.resized
+	f.resized = nil
+	return r
+}
+
+// FailAttach makes every AttachVolume fail with err; nil stops it.
+func (f *Fake) FailAttach(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attachErr = err
+}
+
+// FailDetach makes every DetachVolume fail with err; nil stops it.
+func (f *Fake) FailDetach(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.detachErr = err
+}
+
+func (f *Fake) record(op, name string) { f.calls = append(f.calls, op+" "+name) }
+
+func (f *Fake) get(name string) (*api.Volume, error) {
+	if err := spec.ValidateName("volume name", name); err != nil {
+		return nil, err
+	}
+	v := f.vols[name]
+	if v == nil {
+		return nil, fmt.Errorf("volume %q does not exist (see 'ballast volume list'): %w", name, api.ErrNotFound)
+	}
+	return v, nil
+}
+
+func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("create", s.Name)
+	if err := s.Normalize(); err != nil {
+		return nil, err
+	}
+	if old := f.vols[s.Name]; old != nil {
+		if err := api.MatchSpec(old.Volume, s); err != nil {
+			return nil, err
+		}
+		c := *old
+		return &c, nil
+	}
+	nodes := []string{f.Node}
+	if s.FromSnapshot != "" {
+		sn, ok := f.snaps[s.FromSnapshot]
+		if !ok {
+			return nil, fmt.Errorf("snapshot %s does not exist: %w", s.FromSnapshot, api.ErrNotFound)
+		}
+		src := f.vols[sn.Volume]
+		s.Size, s.FS, s.Repl = cmp.Or(s.Size, sn.Size), cmp.Or(s.FS, src.FS), cmp.Or(s.Repl, src.Repl)
+		switch {
+		case s.Size != sn.Size:
+			return nil, fmt.Errorf("%w: a clone of %s has its size %s", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(sn.Size))
+		case s.FS != src.FS:
+			return nil, fmt.Errorf("%w: a clone of %s has its filesystem %s", api.ErrInvalid, s.FromSnapshot, src.FS)
+		case s.Repl > src.Repl:
+			return nil, fmt.Errorf("%w: a clone's repl can be at most %d", api.ErrInvalid, src.Repl)
+		}
+	} else {
+		for i := 1; len(nodes) < s.Repl; i++ {
+			nodes = append(nodes, fmt.Sprintf("%s-peer%d", f.Node, i))
+		}
+	}
+	v := &api.Volume{Volume: s, ID: "id-" + s.Name, State: "ready", Created: time.Now()}
+	for i := range s.Repl {
+		v.Replicas = append(v.Replicas, api.Replica{ID: fmt.Sprintf("%s-r%d", v.ID, i), Node: nodes[i%len(nodes)], InSync: true})
+	}
+	f.vols[s.Name] = v
+	c := *v
+	return &c, nil
+}
+
+// clones lists the volumes made from a snapshot of vol (snap "") or from
+// snapshot vol@snap.
+func (f *Fake) clones(vol, snap string) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(f.vols)) {
+		src, s, _ := strings.Cut(f.vols[name].FromSnapshot, "@")
+		if src == vol && (snap == "" || s == snap) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func (f *Fake) DeleteVolume(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("delete", name)
+	v, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if v.Attachment != nil {
+		return fmt.Errorf("volume %q is attached on node %s; detach it first: %w", name, v.Attachment.Node, api.ErrInUse)
+	}
+	if c := f.clones(name, ""); len(c) > 0 {
+		return fmt.Errorf("volume %q has clones that depend on its snapshots (%s); delete them first: %w", name, strings.Join(c, ", "), api.ErrInUse)
+	}
+	for id, sn := range f.snaps {
+		if sn.Volume == name {
+			delete(f.snaps, id)
+		}
+	}
+	delete(f.vols, name)
+	return nil
+}
+
+// ResizeVolume grows a volume that is detached or attached on this node;
+// one attached on another node that is up is the other node's to grow.
+func (f *Fake) ResizeVolume(_ context.Context, name string, size int64) (*api.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("resize", name)
+	v, err := f.get(name)
+	switch {
+	case err != nil:
+		return nil, err
+	case size <= 0 || size > spec.MaxSize:
+		return nil, fmt.Errorf("%w: size %d bytes", api.ErrInvalid, size)
+	case size < v.Size:
+		return nil, fmt.Errorf("%w: volume %q has %s; volumes only grow", api.ErrInvalid, name, spec.FormatSize(v.Size))
+	case v.Attachment != nil && v.Attachment.Node != f.Node && !f.up[v.Attachment.Node]:
+		return nil, fmt.Errorf("volume %q is attached on node %s, which is down: %w", name, v.Attachment.Node, api.ErrInUse)
+	}
+	v.Size = (size + 4095) &^ 4095
+	f.resized = append(f.resized, name)
+	c := *v
+	return &c, nil
+}
+
+func (f *Fake) InspectVolume(_ context.Context, name string) (*api.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("inspect", name)
+	v, err := f.get(name)
+	if err != nil {
+		return nil, err
+	}
+	c := *v
+	return &c, nil
+}
+
+func (f *Fake) ListVolumes(context.Context) ([]api.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("list", "")
+	var out []api.Volume
+	for _, name := range slices.Sorted(maps.Keys(f.vols)) {
+		out = append(out, *f.vols[name])
+	}
+	return out, nil
+}
+
+// AttachVolume attaches a volume here, or returns its attachment here; a
+// volume attached on another node that is up is in use there, one on a
+// node that is down is taken over.
+func (f *Fake) AttachVolume(_ context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("attach", name)
+	if f.attachErr != nil {
+		return nil, f.attachErr
+	}
+	v, err := f.get(name)
+	if err != nil {
+		return nil, err
+	}
+	if a := v.Attachment; a != nil && a.Node != f.Node && f.up[a.Node] && !opts.Force {
+		return nil, fmt.Errorf("volume %q is attached on node %s and that node is up; detach it there first: %w", name, a.Node, api.ErrInUse)
+	}
+	if a := v.Attachment; a == nil || a.Node != f.Node {
+		v.Epoch++
+		v.Attachment = &api.Attachment{Volume: name, Node: f.Node, Epoch: v.Epoch, Block: opts.Block, Since: time.Now()}
+		if !opts.Block {
+			v.Attachment.MountPath = "/var/lib/ballast/mounts/" + name
+		}
+	}
+	a := *v.Attachment
+	return &a, nil
+}
+
+// DetachVolume detaches a volume attached here; detaching one attached
+// nowhere does nothing.
+func (f *Fake) DetachVolume(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("detach", name)
+	if f.detachErr != nil {
+		return f.detachErr
+	}
+	v, err := f.get(name)
+	if err != nil {
+		return err
+	}
+	if a := v.Attachment; a != nil && a.Node != f.Node {
+		return fmt.Errorf("volume %q is attached on node %s, not on this node: %w", name, a.Node, api.ErrInUse)
+	}
+	v.Attachment = nil
+	return nil
+}
+
+func (f *Fake) CreateSnapshot(_ context.Context, vol, name string) (*api.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("snapshot", vol)
+	v, err := f.get(vol)
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.ValidateName("snapshot name", name); err != nil {
+		return nil, err
+	}
+	if _, ok := f.snaps[vol+"@"+name]; ok {
+		return nil, fmt.Errorf("snapshot %q of volume %q already exists: %w", name, vol, api.ErrExists)
+	}
+	sn := api.Snapshot{Volume: vol, Name: name, State: "ready", Created: time.Now(), Size: v.Size}
+	f.snaps[vol+"@"+name] = sn
+	v.Snapshots++
+	return &sn, nil
+}
+
+func (f *Fake) DeleteSnapshot(_ context.Context, vol, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("delete-snapshot", vol)
+	id := vol + "@" + name
+	if _, ok := f.snaps[id]; !ok {
+		return fmt.Errorf("snapshot %s does not exist: %w", id, api.ErrNotFound)
+	}
+	if c := f.clones(vol, name); len(c) > 0 {
+		return fmt.Errorf("snapshot %s has clones (%s); delete them first: %w", id, strings.Join(c, ", "), api.ErrInUse)
+	}
+	delete(f.snaps, id)
+	f.vols[vol].Snapshots--
+	return nil
+}
+
+func (f *Fake) ListSnapshots(_ context.Context, vol string) ([]api.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if vol != "" {
+		if _, err := f.get(vol); err != nil {
+			return nil, err
+		}
+	}
+	var out []api.Snapshot
+	for _, id := range slices.Sorted(maps.Keys(f.snaps)) {
+		if sn := f.snaps[id]; vol == "" || sn.Volume == vol {
+			sn.Clones = f.clones(sn.Volume, sn.Name)
+			out = append(out, sn)
+		}
+	}
+	return out, nil
+}
+
+func (f *Fake) ListPools(context.Context) ([]api.Pool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []api.Pool
+	for _, n := range slices.Sorted(maps.Keys(f.up)) {
+		out = append(out, api.Pool{ID: "p-" + n, Node: n, Capacity: 100 << 30, Allocated: 10 << 30, Online: f.up[n]})
+	}
+	return out, nil
+}
+
+func (f *Fake) ClusterStatus(context.Context) ([]api.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []api.Node
+	for _, n := range slices.Sorted(maps.Keys(f.up)) {
+		st := api.NodeDown
+		if f.up[n] {
+			st = api.NodeUp
+		}
+		out = append(out, api.Node{ID: n, State: st, Labels: map[string]string{"zone": "z-" + n}})
+	}
+	return out, nil
+}

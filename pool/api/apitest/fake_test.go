@@ -1,0 +1,5 @@
+package apitest
+
+import "testing"
+
+func TestFakeKeepsTheContract(t *testing.T) { Contract(t, New("n1"), "n1") }
