@@ -11,6 +11,7 @@ import (
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // ceilingLabel heads the column of the FUSE + loop transport over memory.
@@ -26,7 +27,7 @@ type fuseCeiling struct {
 	exp  *fuseloop.Exporter
 	dev  string // the loop device
 	mnt  string
-	name string
+	name spec.Name
 	log  *slog.Logger
 }
 
@@ -34,7 +35,7 @@ type fuseCeiling struct {
 // as they are written: about the fio file's size) from this process, formats and mounts it at
 // dir/mnt-ceiling. On error nothing is left exported or mounted.
 func newFuseCeiling(ctx context.Context, dir string, size int64, logger *slog.Logger) (_ *fuseCeiling, err error) {
-	c := &fuseCeiling{mnt: filepath.Join(dir, "mnt-ceiling"), name: "ceiling", log: logger}
+	c := &fuseCeiling{mnt: filepath.Join(dir, "mnt-ceiling"), name: spec.MustName("ceiling"), log: logger}
 	defer func() {
 		if err != nil {
 			c.close()

@@ -11,6 +11,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/keyed"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // Attacher exports volumes and mounts their filesystems: the node-side half
@@ -79,10 +80,7 @@ func (a *Attacher) Exporter() Exporter { return a.exp }
 // is blank, and returns the device. Attaching an attached volume at the
 // same path again succeeds and does nothing. On error, nothing Attach set
 // up is left behind.
-func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) (devPath string, err error) {
-	if err := ValidateName(name); err != nil {
-		return "", err
-	}
+func (a *Attacher) Attach(ctx context.Context, vol spec.Name, dev block.Device, fstype, mountPath string) (devPath string, err error) {
 	fstype, err = hostfs.CheckFSType(fstype)
 	if err != nil {
 		return "", err
@@ -90,7 +88,7 @@ func (a *Attacher) Attach(ctx context.Context, name string, dev block.Device, fs
 	if mountPath, err = filepath.Abs(mountPath); err != nil {
 		return "", err
 	}
-	return a.attach(ctx, name, dev, func(devPath string) error {
+	return a.attach(ctx, vol, dev, func(devPath string) error {
 		return mountGrown(devPath, mountPath, fstype, a.MountOptions[fstype])
 	}, mountPath)
 }
@@ -118,16 +116,14 @@ func mountGrown(devPath, mountPath, fstype string, opts []string) error {
 // AttachBlock exports dev as volume name and returns the block device,
 // with no filesystem made or mounted: a raw block volume. Attaching it
 // again succeeds and does nothing.
-func (a *Attacher) AttachBlock(ctx context.Context, name string, dev block.Device) (devPath string, err error) {
-	if err := ValidateName(name); err != nil {
-		return "", err
-	}
-	return a.attach(ctx, name, dev, nil, "")
+func (a *Attacher) AttachBlock(ctx context.Context, vol spec.Name, dev block.Device) (devPath string, err error) {
+	return a.attach(ctx, vol, dev, nil, "")
 }
 
 // attach exports dev and runs mount on its device, if given, undoing the
 // export (and the mount) on error.
-func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mount func(devPath string) error, mountPath string) (devPath string, err error) {
+func (a *Attacher) attach(ctx context.Context, vol spec.Name, dev block.Device, mount func(devPath string) error, mountPath string) (devPath string, err error) {
+	name := vol.String()
 	defer a.lock(name)()
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -136,7 +132,7 @@ func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mo
 	if wasAttached && prev.mountPath != mountPath {
 		return "", fmt.Errorf("volume %s is already attached %s", name, prev.where())
 	}
-	devPath, err = a.exp.Export(name, dev)
+	devPath, err = a.exp.Export(vol, dev)
 	if err != nil {
 		return "", fmt.Errorf("attach %s: %w", name, err)
 	}
@@ -147,7 +143,7 @@ func (a *Attacher) attach(ctx context.Context, name string, dev block.Device, mo
 					err = errors.Join(err, uerr)
 				}
 			}
-			if uerr := a.exp.Unexport(name); uerr != nil {
+			if uerr := a.exp.Unexport(vol); uerr != nil {
 				err = errors.Join(err, uerr)
 			}
 		}
@@ -176,10 +172,8 @@ func (at attached) where() string {
 // ext4 filesystem that the kernel does not let this process grow online
 // fails with hostfs.ErrGrowAtAttach and grows at its next attach). Idempotent: a
 // filesystem that fills its device already is left as it is.
-func (a *Attacher) Grow(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
+func (a *Attacher) Grow(ctx context.Context, vol spec.Name) error {
+	name := vol.String()
 	defer a.lock(name)()
 	at, ok := a.record(name)
 	if !ok {
@@ -188,7 +182,7 @@ func (a *Attacher) Grow(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := a.exp.Grow(name); err != nil {
+	if err := a.exp.Grow(vol); err != nil {
 		return fmt.Errorf("grow %s: %w", name, err)
 	}
 	if at.mountPath == "" {
@@ -210,10 +204,8 @@ func (a *Attacher) Grow(ctx context.Context, name string) error {
 // lazily; the export then lingers until the kernel lets go of it, and
 // Detach returns an error if that takes longer than the Exporter allows
 // (call Detach again).
-func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
+func (a *Attacher) Detach(ctx context.Context, vol spec.Name, mountPath string) error {
+	name := vol.String()
 	defer a.lock(name)()
 	if err := ctx.Err(); err != nil {
 		return err
@@ -227,7 +219,7 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 			return fmt.Errorf("detach %s: %w", name, err)
 		}
 	}
-	if err := a.exp.Unexport(name); err != nil {
+	if err := a.exp.Unexport(vol); err != nil {
 		return fmt.Errorf("detach %s: %w", name, err)
 	}
 	a.setRecord(name, attached{})
@@ -240,10 +232,8 @@ func (a *Attacher) Detach(ctx context.Context, name, mountPath string) error {
 // I/O fails from then on. For a volume another node took over: the
 // containers still on it are on a dead filesystem either way, and the
 // next Docker or CSI call about it finds nothing left to undo here.
-func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
+func (a *Attacher) Abandon(ctx context.Context, vol spec.Name, mountPath string) error {
+	name := vol.String()
 	defer a.lock(name)()
 	var errs []error
 	if mountPath != "" {
@@ -251,7 +241,7 @@ func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := a.exp.Abort(name); err != nil {
+	if err := a.exp.Abort(vol); err != nil {
 		errs = append(errs, err)
 	}
 	a.setRecord(name, attached{})
@@ -268,10 +258,8 @@ func (a *Attacher) Abandon(ctx context.Context, name, mountPath string) error {
 // rather than waited for: the daemon's exit would end its I/O anyway.
 // A raw block volume is always abandoned after the sync: who holds it
 // open cannot be told.
-func (a *Attacher) Shutdown(ctx context.Context, name, mountPath string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
+func (a *Attacher) Shutdown(ctx context.Context, vol spec.Name, mountPath string) error {
+	name := vol.String()
 	at, _ := a.record(name)
 	target := at.devPath
 	if mountPath != "" {
@@ -287,10 +275,10 @@ func (a *Attacher) Shutdown(ctx context.Context, name, mountPath string) error {
 			return fmt.Errorf("shut down %s: %w", name, errors.Join(syncErr, err))
 		}
 		if !busy {
-			return errors.Join(syncErr, a.Detach(ctx, name, ""))
+			return errors.Join(syncErr, a.Detach(ctx, vol, ""))
 		}
 	}
-	return errors.Join(syncErr, a.Abandon(ctx, name, mountPath))
+	return errors.Join(syncErr, a.Abandon(ctx, vol, mountPath))
 }
 
 // Recover runs at daemon start, before any Attach: it lazily unmounts the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -49,14 +50,14 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 	en := newEnv(t, "mkfs."+fstype)
 	mem := block.NewMem(size)
 	mp := filepath.Join(en.mountRoot, "v")
-	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, spec.MustName("rt"), mem, fstype, mp); err != nil {
 		t.Fatal(err)
 	}
 	if src, _ := hostfs.MountSource(mp); !strings.HasPrefix(src, "/dev/loop") {
 		t.Fatalf("mount source %q", src)
 	}
 	// Idempotent.
-	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, spec.MustName("rt"), mem, fstype, mp); err != nil {
 		t.Fatalf("second Attach: %v", err)
 	}
 	files := writeFiles(t, mp, 20)
@@ -66,10 +67,10 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 	if err := hostfs.Thaw(mp); err != nil {
 		t.Fatalf("thaw: %v", err)
 	}
-	if err := en.att.Detach(bg, "rt", mp); err != nil {
+	if err := en.att.Detach(bg, spec.MustName("rt"), mp); err != nil {
 		t.Fatal(err)
 	}
-	if err := en.att.Detach(bg, "rt", mp); err != nil {
+	if err := en.att.Detach(bg, spec.MustName("rt"), mp); err != nil {
 		t.Fatalf("second Detach: %v", err)
 	}
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
@@ -77,11 +78,11 @@ func testAttachRoundTrip(t *testing.T, fstype string, size int64) {
 		t.Fatal("file visible after detach")
 	}
 	// Re-attach: the existing filesystem is mounted, not reformatted.
-	if _, err := en.att.Attach(bg, "rt", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, spec.MustName("rt"), mem, fstype, mp); err != nil {
 		t.Fatal(err)
 	}
 	checkFiles(t, files)
-	if err := en.att.Detach(bg, "rt", mp); err != nil {
+	if err := en.att.Detach(bg, spec.MustName("rt"), mp); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -93,12 +94,12 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	en := newEnv(t, "mkfs.xfs")
 	mp := filepath.Join(en.mountRoot, "v")
 	// Unsupported filesystem type: rejected before anything is set up.
-	if _, err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "bogusfs", mp); err == nil {
+	if _, err := en.att.Attach(bg, spec.MustName("bad"), block.NewMem(64<<20), "bogusfs", mp); err == nil {
 		t.Fatal("Attach with a bogus fstype succeeded")
 	}
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
 	// mkfs fails after the export exists: XFS needs at least 300 MB.
-	_, err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "xfs", mp)
+	_, err := en.att.Attach(bg, spec.MustName("bad"), block.NewMem(64<<20), "xfs", mp)
 	if err == nil {
 		t.Fatal("Attach of a too-small xfs succeeded")
 	}
@@ -108,15 +109,15 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 	// And a canceled context fails before doing anything.
 	ctx, cancel := contextWithCancel()
 	cancel()
-	if _, err := en.att.Attach(ctx, "bad", block.NewMem(64<<20), "ext4", mp); err == nil {
+	if _, err := en.att.Attach(ctx, spec.MustName("bad"), block.NewMem(64<<20), "ext4", mp); err == nil {
 		t.Fatal("Attach with a canceled context succeeded")
 	}
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
 	// The name is usable afterwards.
-	if _, err := en.att.Attach(bg, "bad", block.NewMem(64<<20), "ext4", mp); err != nil {
+	if _, err := en.att.Attach(bg, spec.MustName("bad"), block.NewMem(64<<20), "ext4", mp); err != nil {
 		t.Fatal(err)
 	}
-	if err := en.att.Detach(bg, "bad", mp); err != nil {
+	if err := en.att.Detach(bg, spec.MustName("bad"), mp); err != nil {
 		t.Fatal(err)
 	}
 	assertNothingLeft(t, en.stateDir, en.mountRoot)
@@ -125,11 +126,11 @@ func TestAttachFailureLeavesNothing(t *testing.T) {
 func TestFioSmoke(t *testing.T) {
 	en := newEnv(t, "mkfs.ext4", "fio")
 	mp := filepath.Join(en.mountRoot, "fio")
-	if _, err := en.att.Attach(bg, "fio", block.NewMem(256<<20), "ext4", mp); err != nil {
+	if _, err := en.att.Attach(bg, spec.MustName("fio"), block.NewMem(256<<20), "ext4", mp); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := en.att.Detach(bg, "fio", mp); err != nil {
+		if err := en.att.Detach(bg, spec.MustName("fio"), mp); err != nil {
 			t.Error(err)
 		}
 	})

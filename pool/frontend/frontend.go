@@ -20,16 +20,16 @@ import (
 type Exporter interface {
 	// Export returns the path of a kernel block device (e.g. /dev/loop3)
 	// whose contents are dev. Idempotent for the same name and device.
-	Export(name string, dev block.Device) (devPath string, err error)
+	Export(name spec.Name, dev block.Device) (devPath string, err error)
 	// Unexport removes the block device of name. Idempotent.
-	Unexport(name string) error
+	Unexport(name spec.Name) error
 	// Abort removes the block device of name at once, without waiting
 	// for its users to let go: their I/O fails from then on. For a volume
 	// another node took over, and for a busy one at shutdown.
-	Abort(name string) error
+	Abort(name spec.Name) error
 	// Grow makes the kernel see the new size of name's device after the
 	// block.Device exported as name grew. Idempotent.
-	Grow(name string) error
+	Grow(name spec.Name) error
 	// Recover cleans up after a crash of a previous daemon: detaches block
 	// devices and lazily unmounts FUSE mounts it left under its state dir.
 	Recover() error
@@ -46,10 +46,6 @@ type Adopter interface {
 	// ReleaseUnadopted gives up the volumes no Export took over.
 	ReleaseUnadopted() error
 }
-
-// ValidateName checks a volume name by the rules every front door uses
-// (spec.ValidateName): the name becomes a directory here.
-func ValidateName(name string) error { return spec.ValidateName("volume name", name) }
 
 // ReaderGOMAXPROCS is the GOMAXPROCS the daemon should run with: go-fuse
 // keeps up to GOMAXPROCS (capped at 16) idle request readers per mount, so

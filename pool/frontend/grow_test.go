@@ -12,6 +12,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 func TestGrowMountedExt4(t *testing.T) { testGrowMounted(t, "ext4", 128<<20) }
@@ -27,12 +28,12 @@ func testGrowMounted(t *testing.T, fstype string, size int64) {
 	en := newEnv(t, "mkfs."+fstype)
 	mem := block.NewMem(size)
 	mp := filepath.Join(en.mountRoot, "g")
-	devPath, err := en.att.Attach(bg, "g", mem, fstype, mp)
+	devPath, err := en.att.Attach(bg, spec.MustName("g"), mem, fstype, mp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := en.att.Detach(bg, "g", mp); err != nil {
+		if err := en.att.Detach(bg, spec.MustName("g"), mp); err != nil {
 			t.Error(err)
 		}
 	})
@@ -43,7 +44,7 @@ func testGrowMounted(t *testing.T, fstype string, size int64) {
 		t.Fatal(err)
 	}
 	online := fstype == "xfs" || hostfs.CanGrowExt4Online()
-	err = en.att.Grow(bg, "g")
+	err = en.att.Grow(bg, spec.MustName("g"))
 	switch {
 	case online && err != nil:
 		t.Fatalf("grow: %v", err)
@@ -54,10 +55,10 @@ func testGrowMounted(t *testing.T, fstype string, size int64) {
 		if got := fsBytes(t, mp); got != before {
 			t.Fatalf("filesystem changed size to %d though growth was refused", got)
 		}
-		if err := en.att.Detach(bg, "g", mp); err != nil {
+		if err := en.att.Detach(bg, spec.MustName("g"), mp); err != nil {
 			t.Fatal(err)
 		}
-		if devPath, err = en.att.Attach(bg, "g", mem, fstype, mp); err != nil {
+		if devPath, err = en.att.Attach(bg, spec.MustName("g"), mem, fstype, mp); err != nil {
 			t.Fatalf("attach after growing detached: %v", err)
 		}
 	}
@@ -79,14 +80,14 @@ func testGrowMounted(t *testing.T, fstype string, size int64) {
 	}
 	unix.Sync()
 	// Idempotent: nothing more to grow.
-	if err := en.att.Grow(bg, "g"); err != nil {
+	if err := en.att.Grow(bg, spec.MustName("g")); err != nil {
 		t.Fatalf("second grow: %v", err)
 	}
 	// Detach and attach again: the filesystem is the grown one.
-	if err := en.att.Detach(bg, "g", mp); err != nil {
+	if err := en.att.Detach(bg, spec.MustName("g"), mp); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := en.att.Attach(bg, "g", mem, fstype, mp); err != nil {
+	if _, err := en.att.Attach(bg, spec.MustName("g"), mem, fstype, mp); err != nil {
 		t.Fatal(err)
 	}
 	if got := fsBytes(t, mp); got != after {
@@ -114,19 +115,19 @@ func TestAttachBlock(t *testing.T) {
 	en := newEnv(t)
 	const size = 64 << 20
 	mem := block.NewMem(size)
-	devPath, err := en.att.AttachBlock(bg, "raw", mem)
+	devPath, err := en.att.AttachBlock(bg, spec.MustName("raw"), mem)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := en.att.Detach(bg, "raw", ""); err != nil {
+		if err := en.att.Detach(bg, spec.MustName("raw"), ""); err != nil {
 			t.Error(err)
 		}
 	})
-	if again, err := en.att.AttachBlock(bg, "raw", mem); err != nil || again != devPath {
+	if again, err := en.att.AttachBlock(bg, spec.MustName("raw"), mem); err != nil || again != devPath {
 		t.Fatalf("second AttachBlock = %q, %v; want %q", again, err, devPath)
 	}
-	if _, err := en.att.Attach(bg, "raw", mem, "ext4", filepath.Join(en.mountRoot, "raw")); err == nil {
+	if _, err := en.att.Attach(bg, spec.MustName("raw"), mem, "ext4", filepath.Join(en.mountRoot, "raw")); err == nil {
 		t.Fatal("Attach with a filesystem of a volume attached raw succeeded")
 	}
 	head := make([]byte, 4096)
@@ -153,7 +154,7 @@ func TestAttachBlock(t *testing.T) {
 	if err := mem.Resize(2 * size); err != nil {
 		t.Fatal(err)
 	}
-	if err := en.att.Grow(bg, "raw"); err != nil {
+	if err := en.att.Grow(bg, spec.MustName("raw")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.WriteAt(want, 2*size-(1<<20)); err != nil {

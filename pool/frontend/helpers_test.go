@@ -20,6 +20,7 @@ import (
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/frontend/internal/filedev"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -47,7 +48,7 @@ func childMain() int {
 		fmt.Println("ERROR", err)
 		return 1
 	}
-	devPath, err := e.Export(os.Getenv("CHILD_NAME"), dev)
+	devPath, err := e.Export(spec.MustName(os.Getenv("CHILD_NAME")), dev)
 	if err != nil {
 		fmt.Println("ERROR", err)
 		return 1

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // slowExporter exports every volume at once, except that the first export
@@ -18,17 +19,18 @@ type slowExporter struct {
 	release chan struct{}
 }
 
-func (s *slowExporter) Export(name string, _ block.Device) (string, error) {
+func (s *slowExporter) Export(vol spec.Name, _ block.Device) (string, error) {
+	name := vol.String()
 	if name == s.hold && !s.held.Swap(true) {
 		close(s.started)
 		<-s.release
 	}
 	return "/dev/fake-" + name, nil
 }
-func (s *slowExporter) Unexport(string) error { return nil }
-func (s *slowExporter) Abort(string) error    { return nil }
-func (s *slowExporter) Grow(string) error     { return nil }
-func (s *slowExporter) Recover() error        { return nil }
+func (s *slowExporter) Unexport(spec.Name) error { return nil }
+func (s *slowExporter) Abort(spec.Name) error    { return nil }
+func (s *slowExporter) Grow(spec.Name) error     { return nil }
+func (s *slowExporter) Recover() error           { return nil }
 
 // TestAttachesOfDifferentVolumesRunAtOnce: a slow attach of one volume
 // (a long mkfs, say) does not hold up another's; a second attach of the
@@ -38,11 +40,11 @@ func TestAttachesOfDifferentVolumesRunAtOnce(t *testing.T) {
 	a := NewAttacher(exp)
 	dev := block.NewMem(1 << 20)
 	first := make(chan error, 1)
-	go func() { _, err := a.AttachBlock(context.Background(), "a", dev); first <- err }()
+	go func() { _, err := a.AttachBlock(context.Background(), spec.MustName("a"), dev); first <- err }()
 	<-exp.started
 
 	other := make(chan error, 1)
-	go func() { _, err := a.AttachBlock(context.Background(), "b", dev); other <- err }()
+	go func() { _, err := a.AttachBlock(context.Background(), spec.MustName("b"), dev); other <- err }()
 	select {
 	case err := <-other:
 		if err != nil {
@@ -54,7 +56,7 @@ func TestAttachesOfDifferentVolumesRunAtOnce(t *testing.T) {
 	}
 
 	again := make(chan error, 1)
-	go func() { _, err := a.AttachBlock(context.Background(), "a", dev); again <- err }()
+	go func() { _, err := a.AttachBlock(context.Background(), spec.MustName("a"), dev); again <- err }()
 	select {
 	case <-again:
 		t.Fatal("a second attach of a ran while the first was under way")

@@ -109,9 +109,9 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 			dev = n.cfg.IO.Wrap(name, dev)
 		}
 		if opts.Block {
-			a.device, err = n.front.AttachBlock(ctx, name, dev)
+			a.device, err = n.front.AttachBlock(ctx, a.name, dev)
 		} else {
-			a.device, err = n.front.Attach(ctx, name, dev, v.FS, a.mountPath)
+			a.device, err = n.front.Attach(ctx, a.name, dev, v.FS, a.mountPath)
 		}
 		if err != nil {
 			a.close()
@@ -156,7 +156,11 @@ const upOpenTimeout = 5 * time.Second
 // still dialled: after an etcd election every liveness key lapses for a
 // moment, and a healthy replica must not leave the in-sync set for that.
 func (n *Node) openVolume(ctx context.Context, v *meta.Volume, mountPath string, alive map[string]bool) (*attachment, error) {
-	a := &attachment{vol: v.Name, epoch: v.Epoch, replicas: map[string]block.Replica{}, mountPath: mountPath}
+	name, err := spec.ParseName(v.Name)
+	if err != nil {
+		return nil, fmt.Errorf("volume record: %w", err)
+	}
+	a := &attachment{vol: v.Name, name: name, epoch: v.Epoch, replicas: map[string]block.Replica{}, mountPath: mountPath}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	type opened struct {
 		r   meta.Replica
@@ -365,9 +369,9 @@ func (n *Node) release(ctx context.Context, a *attachment) error {
 
 // letGo is release with the frontend's way of letting go of the volume's
 // device and mount (Detach, Shutdown).
-func (n *Node) letGo(ctx context.Context, a *attachment, unexport func(ctx context.Context, name, mountPath string) error) error {
+func (n *Node) letGo(ctx context.Context, a *attachment, unexport func(ctx context.Context, name spec.Name, mountPath string) error) error {
 	a.stop() // no scrub or rebuild outlives the attachment
-	if err := unexport(ctx, a.vol, a.mountPath); err != nil {
+	if err := unexport(ctx, a.name, a.mountPath); err != nil {
 		return fmt.Errorf("detach volume %s: %w", a.vol, err)
 	}
 	flushErr := a.engine.Flush()

@@ -28,25 +28,26 @@ import (
 	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/remote"
 	"github.com/ballast-io/ballast/pool/replica"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // Frontend attaches a device on this node, as a mounted filesystem or as
 // a raw block device, and grows it. frontend.Attacher is the real one.
 type Frontend interface {
-	Attach(ctx context.Context, name string, dev block.Device, fstype, mountPath string) (devPath string, err error)
-	AttachBlock(ctx context.Context, name string, dev block.Device) (devPath string, err error)
+	Attach(ctx context.Context, name spec.Name, dev block.Device, fstype, mountPath string) (devPath string, err error)
+	AttachBlock(ctx context.Context, name spec.Name, dev block.Device) (devPath string, err error)
 	// Grow makes the device, and the filesystem mounted on it, take the
 	// new size of dev; see frontend.Attacher.Grow.
-	Grow(ctx context.Context, name string) error
+	Grow(ctx context.Context, name spec.Name) error
 	// Detach unmounts mountPath ("" for a raw block device) and removes
 	// the device.
-	Detach(ctx context.Context, name, mountPath string) error
+	Detach(ctx context.Context, name spec.Name, mountPath string) error
 	// Shutdown lets go of a volume at daemon shutdown without waiting
 	// for a busy filesystem's users (frontend.Attacher.Shutdown).
-	Shutdown(ctx context.Context, name, mountPath string) error
+	Shutdown(ctx context.Context, name spec.Name, mountPath string) error
 	// Abandon lets go of a volume at once, its users' I/O failing (for
 	// a volume another node took over; frontend.Attacher.Abandon).
-	Abandon(ctx context.Context, name, mountPath string) error
+	Abandon(ctx context.Context, name spec.Name, mountPath string) error
 	Recover(mountRoot string) error
 	// FinishRecover gives up what Recover left for a takeover that no
 	// attach took (see frontend.Attacher.FinishRecover).
@@ -125,7 +126,8 @@ type pool struct {
 // attachment is a volume attached on this node.
 type attachment struct {
 	vol       string
-	epoch     uint64 // of the attachment: I/O and record changes carry it
+	name      spec.Name // vol, checked: what the frontend takes
+	epoch     uint64    // of the attachment: I/O and record changes carry it
 	engine    *engine.Engine
 	mountPath string // "" for a raw block attachment
 	device    string // the block device, e.g. /dev/loop3

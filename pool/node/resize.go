@@ -89,7 +89,7 @@ func (n *Node) resize(ctx context.Context, name string, size int64, forward bool
 			return nil, fmt.Errorf("resize volume %s: recorded at %s, but its replicas did not all grow (run the resize again, or detach and attach: replicas grow to the recorded size when opened): %w",
 				name, spec.FormatSize(size), err)
 		}
-		if err := n.front.Grow(ctx, name); errors.Is(err, hostfs.ErrGrowAtAttach) {
+		if err := n.front.Grow(ctx, a.name); errors.Is(err, hostfs.ErrGrowAtAttach) {
 			return nil, fmt.Errorf("resize volume %s: the volume grew to %s, but: %v: %w", name, spec.FormatSize(size), err, api.ErrGrowAtAttach)
 		} else if err != nil {
 			return nil, fmt.Errorf("resize volume %s: the volume grew to %s, but: %w", name, spec.FormatSize(size), err)

@@ -80,7 +80,7 @@ func (n *Node) retire(ctx context.Context, a *attachment, why string) error {
 		return nil // detached or replaced meanwhile
 	}
 	a.stop()
-	err := n.front.Abandon(ctx, a.vol, a.mountPath)
+	err := n.front.Abandon(ctx, a.name, a.mountPath)
 	n.mu.Lock()
 	delete(n.attached, a.vol)
 	n.mu.Unlock()

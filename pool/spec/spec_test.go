@@ -158,3 +158,21 @@ func TestFilesystemRules(t *testing.T) {
 		t.Error("a 100 MiB xfs volume accepted")
 	}
 }
+
+func TestParseName(t *testing.T) {
+	n, err := ParseName("vol-1.a_b")
+	if err != nil || n.String() != "vol-1.a_b" || n.IsZero() {
+		t.Fatalf("ParseName: %v, %v", n, err)
+	}
+	for _, bad := range []string{"", "..", "a/b", "a..b", "."} {
+		if n, err := ParseName(bad); !errors.Is(err, ErrInvalid) || !n.IsZero() {
+			t.Errorf("ParseName(%q): %v, %v; want ErrInvalid and no name", bad, n, err)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("MustName of a bad name did not panic")
+		}
+	}()
+	MustName("../etc")
+}

@@ -64,6 +64,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // Options tune the exporter. The zero value gives the measured defaults.
@@ -184,11 +185,21 @@ func (e *Exporter) mountOptions(name string) *fuse.MountOptions {
 	}
 }
 
+// volName is vol's name, and an error for the zero Name, which names
+// nothing (and would make the state dir itself a volume's directory).
+func volName(vol spec.Name) (string, error) {
+	if vol.IsZero() {
+		return "", errors.New("fuseloop: no volume name given")
+	}
+	return vol.String(), nil
+}
+
 // Export serves dev as <stateDir>/name/disk and attaches it to a loop
 // device, returning the device path (/dev/loopN). Exporting the same name
 // with the same device again returns the same path.
-func (e *Exporter) Export(name string, dev block.Device) (devPath string, err error) {
-	if err := frontend.ValidateName(name); err != nil {
+func (e *Exporter) Export(vol spec.Name, dev block.Device) (devPath string, err error) {
+	name, err := volName(vol)
+	if err != nil {
 		return "", err
 	}
 	if dev == nil || dev.Size() <= 0 || dev.Size()%block.Size != 0 {
@@ -348,8 +359,9 @@ func (e *Exporter) Transport(name string) string {
 // grew: the FUSE file takes the size (the kernel's cached attributes are
 // invalidated and read again) and the loop device its new capacity
 // (LOOP_SET_CAPACITY). A filesystem on the device is left as it is.
-func (e *Exporter) Grow(name string) error {
-	if err := frontend.ValidateName(name); err != nil {
+func (e *Exporter) Grow(vol spec.Name) error {
+	name, err := volName(vol)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -386,8 +398,9 @@ func (e *Exporter) Grow(name string) error {
 // is still mounted on the loop device, the FUSE mount is detached lazily and
 // Unexport waits up to Options.UnmountTimeout for the kernel to let go, then
 // returns an error (call it again later).
-func (e *Exporter) Unexport(name string) error {
-	if err := frontend.ValidateName(name); err != nil {
+func (e *Exporter) Unexport(vol spec.Name) error {
+	name, err := volName(vol)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -411,8 +424,9 @@ func (e *Exporter) Unexport(name string) error {
 // detached lazily. It is for a volume another node took over (its I/O
 // fails anyway) and for a busy volume at a shutdown that nobody keeps it
 // across; Unexport is the clean way.
-func (e *Exporter) Abort(name string) error {
-	if err := frontend.ValidateName(name); err != nil {
+func (e *Exporter) Abort(vol spec.Name) error {
+	name, err := volName(vol)
+	if err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -676,7 +690,7 @@ func (e *Exporter) Close() error {
 	e.mu.Unlock()
 	var errs []error
 	for _, n := range names {
-		errs = append(errs, e.Unexport(n))
+		errs = append(errs, e.Unexport(spec.MustName(n))) // every key was a Name
 	}
 	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -94,14 +95,14 @@ func TestExportReadWriteFlushDiscard(t *testing.T) {
 	e := newExporter(t)
 	mem := block.NewMem(64 << 20)
 	dev := &countingDev{Device: mem}
-	devPath, err := e.Export("vol-1", dev)
+	devPath, err := e.Export(spec.MustName("vol-1"), dev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := e.Export("vol-1", dev); err != nil || again != devPath {
+	if again, err := e.Export(spec.MustName("vol-1"), dev); err != nil || again != devPath {
 		t.Fatalf("second Export = %q, %v; want %q", again, err, devPath)
 	}
-	if _, err := e.Export("vol-1", block.NewMem(4096)); err == nil {
+	if _, err := e.Export(spec.MustName("vol-1"), block.NewMem(4096)); err == nil {
 		t.Fatal("Export of the same name with another device succeeded")
 	}
 	if got := sysfs(t, devPath, "loop/dio"); got != "1" {
@@ -165,10 +166,10 @@ func TestExportReadWriteFlushDiscard(t *testing.T) {
 	}
 	f.Close()
 
-	if err := e.Unexport("vol-1"); err != nil {
+	if err := e.Unexport(spec.MustName("vol-1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Unexport("vol-1"); err != nil {
+	if err := e.Unexport(spec.MustName("vol-1")); err != nil {
 		t.Fatalf("second Unexport: %v", err)
 	}
 	assertClean(t, e.StateDir())
@@ -179,22 +180,33 @@ func TestExportReadWriteFlushDiscard(t *testing.T) {
 	}
 }
 
-func TestExportRejectsBadNames(t *testing.T) {
-	e, err := fuseloop.New(t.TempDir(), fuseloop.Options{})
+// TestExportRefusesNoName: bad names cannot reach the exporter (only
+// spec.ParseName makes a Name), but the zero Name can, and every entry
+// point refuses it rather than treat the state dir as a volume's.
+func TestExportRefusesNoName(t *testing.T) {
+	dir := t.TempDir()
+	e, err := fuseloop.New(dir, fuseloop.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"", ".", "..", "a/b", "a b", strings.Repeat("x", 65), "../x"} {
-		if _, err := e.Export(n, block.NewMem(4096)); err == nil {
-			t.Errorf("Export(%q) succeeded", n)
+	var none spec.Name
+	if _, err := e.Export(none, block.NewMem(4096)); err == nil {
+		t.Error("Export of the zero name succeeded")
+	}
+	for what, call := range map[string]func(spec.Name) error{"Unexport": e.Unexport, "Abort": e.Abort, "Grow": e.Grow} {
+		if err := call(none); err == nil || !strings.Contains(err.Error(), "no volume name") {
+			t.Errorf("%s of the zero name: %v", what, err)
 		}
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("state dir: %v", err)
 	}
 }
 
 func TestRecoverDetachesLeftovers(t *testing.T) {
 	e := newExporter(t)
 	mem := block.NewMem(16 << 20)
-	devPath, err := e.Export("left", mem)
+	devPath, err := e.Export(spec.MustName("left"), mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +224,7 @@ func TestRecoverDetachesLeftovers(t *testing.T) {
 	assertClean(t, e.StateDir())
 	_ = devPath
 	// The first exporter's Unexport must still succeed (idempotent cleanup).
-	if err := e.Unexport("left"); err != nil {
+	if err := e.Unexport(spec.MustName("left")); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -110,7 +111,7 @@ func TestKeeperHoldsAndFallsBack(t *testing.T) {
 	if got, err := e.Adoptable(); err != nil || len(got) != 2 {
 		t.Fatalf("Adoptable = %v, %v; want vol-a and vol-b", got, err)
 	}
-	dev, err := e.Export("vol-a", block.NewMem(1<<20))
+	dev, err := e.Export(spec.MustName("vol-a"), block.NewMem(1<<20))
 	if err != nil {
 		t.Fatalf("a held volume that cannot be taken over must be exported afresh: %v", err)
 	}
@@ -141,7 +142,7 @@ func TestKeeperHoldsAndFallsBack(t *testing.T) {
 	if _, held := k.state["vol-b"]; held {
 		t.Fatal("vol-b still held after ReleaseUnadopted")
 	}
-	if err := e.Unexport("vol-a"); err != nil {
+	if err := e.Unexport(spec.MustName("vol-a")); err != nil {
 		t.Fatal(err)
 	}
 	if _, held := k.state["vol-a"]; held {

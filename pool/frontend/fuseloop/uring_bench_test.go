@@ -18,6 +18,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
 	"github.com/ballast-io/ballast/pool/frontend/internal/filedev"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -108,11 +109,11 @@ func TestURingBench(t *testing.T) {
 
 	classic := newExporterWith(t, fuseloop.Options{})
 	uring := newExporterWith(t, fuseloop.Options{URing: true, URingDepth: depth, URingThreads: threads})
-	cPath, err := classic.Export("bench-c", dev)
+	cPath, err := classic.Export(spec.MustName("bench-c"), dev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uPath, err := uring.Export("bench-u", dev)
+	uPath, err := uring.Export(spec.MustName("bench-u"), dev)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -157,7 +158,7 @@ func TestURingReadWrite(t *testing.T) {
 	e := newExporterWith(t, fuseloop.Options{URing: true})
 	mem := block.NewMem(64 << 20)
 	dev := &countingDev{Device: mem}
-	devPath, err := e.Export("vol-u", dev)
+	devPath, err := e.Export(spec.MustName("vol-u"), dev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +178,7 @@ func TestURingReadWrite(t *testing.T) {
 		t.Errorf("%d requests went over io_uring during the I/O, want at least 80", after-before)
 	}
 	t.Logf("%d requests over io_uring (%d before the I/O)", after, before)
-	if err := e.Unexport("vol-u"); err != nil {
+	if err := e.Unexport(spec.MustName("vol-u")); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.Transport("vol-u"); got != "" {
@@ -194,7 +195,7 @@ func TestURingFallsBackWithoutEnable(t *testing.T) {
 	e := newExporterWith(t, fuseloop.Options{URing: true})
 	mem := block.NewMem(64 << 20)
 	dev := &countingDev{Device: mem}
-	devPath, err := e.Export("vol-c", dev)
+	devPath, err := e.Export(spec.MustName("vol-c"), dev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func TestURingFallsBackWithoutEnable(t *testing.T) {
 	if n := fuseloop.URingRequests(e, "vol-c"); n != 0 {
 		t.Errorf("%d requests over io_uring with enable_uring off", n)
 	}
-	if err := e.Unexport("vol-c"); err != nil {
+	if err := e.Unexport(spec.MustName("vol-c")); err != nil {
 		t.Fatal(err)
 	}
 }
