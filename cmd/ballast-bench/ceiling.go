@@ -44,8 +44,9 @@ func newFuseCeiling(ctx context.Context, dir string, size int64, logger *slog.Lo
 	}()
 	// go-fuse sizes its readers from GOMAXPROCS, as in the daemon.
 	frontend.TuneGOMAXPROCS()
-	// Under dir/*/data/fuse, where cleanDir recovers leftovers of a killed run.
-	c.exp, err = fuseloop.New(filepath.Join(dir, "ceiling", "data", "fuse"), fuseloop.Options{})
+	// Where a daemon with data dir dir/ceiling/data would have it, so
+	// that cleanDir recovers the leftovers of a killed run.
+	c.exp, err = fuseloop.New(fuseloop.DaemonDir(filepath.Join(dir, "ceiling", "data")), fuseloop.Options{})
 	if err != nil {
 		return nil, err
 	}

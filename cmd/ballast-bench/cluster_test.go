@@ -2,66 +2,12 @@ package main
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ballast-io/ballast/pool/api"
 )
-
-// attachedLine is what the daemon logs (slog text) after a takeover.
-const attachedLine = `time=2026-11-26T16:00:00.000Z level=INFO msg="volume attached" volume=failover-1 epoch=3 ` +
-	`mount="/var/tmp/ballast bench/node-b/data/mounts/failover-1" how=takeover claim=4.5ms open=120.25ms mount=1.5s`
-
-func TestParseAttachedLine(t *testing.T) {
-	at, err := parseAttachedLine(attachedLine)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if at.claim != 4500*time.Microsecond || at.open != 120250*time.Microsecond || at.mount != 1500*time.Millisecond {
-		t.Errorf("parseAttachedLine = %+v", at)
-	}
-	for _, bad := range []string{
-		"",
-		`time=x level=INFO msg="volume detached" volume=v claim=1ms open=1ms mount=1ms`,
-		`time=x level=INFO msg="volume attached" volume=v claim=1ms open=1ms mount=/mnt/v`,
-		`time=x level=INFO msg="volume attached" volume=v claim=1ms open=1ms mount="/mnt/v`,
-	} {
-		if _, err := parseAttachedLine(bad); err == nil {
-			t.Errorf("parseAttachedLine(%q): want an error", bad)
-		}
-	}
-}
-
-func TestParseLogfmt(t *testing.T) {
-	kv := parseLogfmt(`a=1 b="two words" bare c=x=y b=3 d=""`)
-	if len(kv["a"]) != 1 || kv["a"][0] != "1" || strings.Join(kv["b"], ",") != "two words,3" || kv["c"][0] != "x=y" || kv["d"][0] != "" {
-		t.Errorf("parseLogfmt = %q", kv)
-	}
-	if _, ok := kv["bare"]; ok {
-		t.Error("a bare word became a key")
-	}
-}
-
-func TestLastAttached(t *testing.T) {
-	log := filepath.Join(t.TempDir(), "daemon.log")
-	lines := []string{
-		`time=x level=INFO msg="volume attached" volume=failover-1 mount=/m claim=1ms open=1ms mount=1ms`,
-		`time=x level=INFO msg="volume attached" volume=failover-10 mount=/m claim=9ms open=9ms mount=9ms`,
-		attachedLine,
-		`time=x level=INFO msg="something else" volume=failover-1 claim=7ms open=7ms mount=7ms`,
-	}
-	if err := os.WriteFile(log, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	at, err := lastAttached(log, "failover-1")
-	if err != nil || at.mount != 1500*time.Millisecond {
-		t.Errorf("lastAttached = %+v, %v; want the last matching line", at, err)
-	}
-	if _, err := lastAttached(log, "failover-2"); err == nil {
-		t.Error("no line for the volume: want an error")
-	}
-}
 
 func TestClusterReport(t *testing.T) {
 	sel := selectJobs("")
@@ -73,7 +19,7 @@ func TestClusterReport(t *testing.T) {
 	r2["rand-write-4k-qd16"] = result{IOPS: 400} // below 0.5
 	trial := func(d time.Duration, fs string, how failure) failoverTrial {
 		return failoverTrial{volume: "v", from: "a", to: "b", fs: fs, how: how, detect: d, attach: time.Second, write: 10 * time.Millisecond,
-			times: attachTimes{claim: time.Millisecond, open: 2 * time.Millisecond, mount: 3 * time.Millisecond}}
+			took: &api.AttachTimes{Claim: time.Millisecond, Open: 2 * time.Millisecond, Mount: 3 * time.Millisecond}}
 	}
 	local := map[string]result{}
 	for _, j := range sel {

@@ -91,16 +91,16 @@ func (rp *report) renderCluster(p func(string, ...any)) {
 			continue
 		}
 		claim, open, mount := "—", "—", "—"
-		if t.logErr == nil {
-			claim, open, mount = ms(t.times.claim), ms(t.times.open), ms(t.times.mount)
+		if t.took != nil {
+			claim, open, mount = ms(t.took.Claim), ms(t.took.Open), ms(t.took.Mount)
 		}
 		totals[g] = append(totals[g], t.total())
 		p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", i+1, t.fs, t.from, how, t.to,
 			secs(t.detect), secs(t.attach), claim, open, mount, ms(t.write), secs(t.total()))
 	}
 	for i, t := range cr.trials {
-		if t.err == nil && t.logErr != nil {
-			p("\nTrial %d: no attach split: %s\n", i+1, oneLine(t.logErr))
+		if t.err == nil && t.took == nil {
+			p("\nTrial %d: no attach split: the daemon's answer had none\n", i+1)
 		}
 	}
 	want := fmt.Sprintf("median < %s", failoverTarget)

@@ -128,7 +128,7 @@ func (d *daemon) stop() {
 	} else if len(left) > 0 {
 		d.log.Warn("unmounted what the daemon left behind", "mounts", left)
 	}
-	if exp, err := fuseloop.New(filepath.Join(d.root, "data", "fuse"), fuseloop.Options{}); err != nil {
+	if exp, err := fuseloop.New(fuseloop.DaemonDir(filepath.Join(d.root, "data")), fuseloop.Options{}); err != nil {
 		d.log.Error("cleanup fuse", "err", err)
 	} else if err := exp.Recover(); err != nil {
 		d.log.Error("cleanup fuse", "err", err)

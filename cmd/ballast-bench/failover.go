@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,11 +23,10 @@ type failoverTrial struct {
 	volume, from, to string
 	fs               string // ext4, xfs
 	how              failure
-	detect           time.Duration // kill -> AttachVolume on the survivor stops returning ErrInUse
-	attach           time.Duration // that -> AttachVolume returned
-	write            time.Duration // write + fsync of a small file on the new mount
-	times            attachTimes   // from the survivor's "volume attached" log line
-	logErr           error
+	detect           time.Duration    // kill -> AttachVolume on the survivor stops returning ErrInUse
+	attach           time.Duration    // that -> AttachVolume returned
+	write            time.Duration    // write + fsync of a small file on the new mount
+	took             *api.AttachTimes // the attach's steps, as the survivor answered them
 	err              error
 }
 
@@ -184,7 +180,7 @@ func failover(ctx context.Context, cl *cluster, i int, fs string, how failure) (
 		return t
 	}
 	t.write = time.Since(start)
-	t.times, t.logErr = lastAttached(y.logPath, t.volume)
+	t.took = att.Took
 	return t
 }
 
@@ -199,99 +195,4 @@ func writeSync(path string, n int) error {
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())
-}
-
-// attachTimes are the durations the daemon logs with "volume attached":
-// claim (the etcd transaction), open (replicas opened and fenced) and
-// mount (export, filesystem check/journal replay, mount).
-type attachTimes struct {
-	claim, open, mount time.Duration
-}
-
-// lastAttached finds the last "volume attached" line for volume in a
-// daemon log and returns its durations.
-func lastAttached(logPath, volume string) (attachTimes, error) {
-	f, err := os.Open(logPath)
-	if err != nil {
-		return attachTimes{}, err
-	}
-	defer f.Close()
-	var last string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if l := sc.Text(); strings.Contains(l, `msg="volume attached"`) {
-			if kv := parseLogfmt(l); slices.Contains(kv["volume"], volume) {
-				last = l
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return attachTimes{}, err
-	}
-	if last == "" {
-		return attachTimes{}, fmt.Errorf("no \"volume attached\" line for %s in %s", volume, logPath)
-	}
-	return parseAttachedLine(last)
-}
-
-// parseAttachedLine reads claim=, open= and mount= durations from a
-// "volume attached" log line (slog's text format; mount= also appears
-// with the mount path, so the value that parses as a duration counts).
-func parseAttachedLine(line string) (attachTimes, error) {
-	kv := parseLogfmt(line)
-	if !slices.Contains(kv["msg"], "volume attached") {
-		return attachTimes{}, fmt.Errorf("not a \"volume attached\" line: %q", line)
-	}
-	var at attachTimes
-	for key, dst := range map[string]*time.Duration{"claim": &at.claim, "open": &at.open, "mount": &at.mount} {
-		found := false
-		for _, v := range kv[key] {
-			if d, err := time.ParseDuration(v); err == nil {
-				*dst, found = d, true
-				break
-			}
-		}
-		if !found {
-			return attachTimes{}, fmt.Errorf("no %s= duration in %q", key, line)
-		}
-	}
-	return at, nil
-}
-
-// parseLogfmt splits a slog text line into its key=value pairs (values
-// possibly quoted as Go strings); a key may occur more than once.
-func parseLogfmt(line string) map[string][]string {
-	kv := map[string][]string{}
-	s := line
-	for {
-		s = strings.TrimLeft(s, " ")
-		if s == "" {
-			return kv
-		}
-		eq := strings.IndexAny(s, "= ")
-		if eq < 0 || s[eq] == ' ' { // a bare word: skip it
-			if eq < 0 {
-				return kv
-			}
-			s = s[eq:]
-			continue
-		}
-		key, rest := s[:eq], s[eq+1:]
-		var val string
-		if strings.HasPrefix(rest, `"`) {
-			q, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				return kv // unterminated quote: stop
-			}
-			val, _ = strconv.Unquote(q)
-			rest = rest[len(q):]
-		} else if sp := strings.IndexByte(rest, ' '); sp >= 0 {
-			val, rest = rest[:sp], rest[sp:]
-		} else {
-			val, rest = rest, ""
-		}
-		kv[key] = append(kv[key], val)
-		s = rest
-	}
 }

@@ -593,8 +593,8 @@ func cleanDir(dir string, logger *slog.Logger) error {
 	} else if len(left) > 0 {
 		logger.Warn("unmounted leftovers", "mounts", left)
 	}
-	states, _ := filepath.Glob(filepath.Join(dir, "*", "data", "fuse"))
-	more, _ := filepath.Glob(filepath.Join(dir, "*", "*", "data", "fuse")) // the clusters' nodes
+	states, _ := filepath.Glob(fuseloop.DaemonDir(filepath.Join(dir, "*", "data")))
+	more, _ := filepath.Glob(fuseloop.DaemonDir(filepath.Join(dir, "*", "*", "data"))) // the clusters' nodes
 	for _, state := range append(states, more...) {
 		exp, err := fuseloop.New(state, fuseloop.Options{})
 		if err == nil {

@@ -352,7 +352,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 		fopts.Keeper = kc
 		logger.Info("the keeper holds this daemon's volumes across its restarts")
 	}
-	exp, err := fuseloop.New(filepath.Join(f.dataDir, "fuse"), fopts)
+	exp, err := fuseloop.New(fuseloop.DaemonDir(f.dataDir), fopts)
 	if err != nil {
 		return fmt.Errorf("fuse exporter: %w", err)
 	}

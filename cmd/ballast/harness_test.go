@@ -243,7 +243,7 @@ func (d *daemon) cleanupMounts() {
 	if _, err := hostfs.UnmountAllUnder(d.dir); err != nil {
 		d.t.Logf("cleanup mounts: %v", err)
 	}
-	exp, err := fuseloop.New(filepath.Join(d.dir, "data", "fuse"), fuseloop.Options{})
+	exp, err := fuseloop.New(fuseloop.DaemonDir(filepath.Join(d.dir, "data")), fuseloop.Options{})
 	if err == nil {
 		if err := exp.Recover(); err != nil {
 			d.t.Logf("cleanup fuse: %v", err)

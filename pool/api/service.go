@@ -106,6 +106,16 @@ type Attachment struct {
 	// (e.g. /dev/loop3); only that node's daemon knows it.
 	Device string    `json:"device,omitempty"`
 	Since  time.Time `json:"since"`
+	// Took is how long the attach took, step by step; only that node's
+	// daemon knows it.
+	Took *AttachTimes `json:"took,omitempty"`
+}
+
+// AttachTimes are the steps of an attach, as long as each took.
+type AttachTimes struct {
+	Claim time.Duration `json:"claim"` // the etcd transaction that claims the volume
+	Open  time.Duration `json:"open"`  // its replicas opened and fenced
+	Mount time.Duration `json:"mount"` // exported, its filesystem checked (journal replay) and mounted
 }
 
 // Snapshot is a point-in-time, read-only copy of a volume.

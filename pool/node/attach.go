@@ -125,13 +125,12 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 		}
 		return nil, fmt.Errorf("attach volume %s: %w", name, err)
 	}
+	a.took = api.AttachTimes{Claim: t1.Sub(t0), Open: t2.Sub(t1), Mount: time.Since(t2)}
 	n.mu.Lock()
 	n.attached[name] = a
 	n.mu.Unlock()
-	// claim: the etcd transaction; open: replicas opened and fenced;
-	// mount: export, filesystem check (journal replay) and mount.
-	n.log.Info("volume attached", "volume", name, "epoch", att.Epoch, "mount", att.MountPath, "device", a.device, "how", how.String(),
-		"claim", t1.Sub(t0), "open", t2.Sub(t1), "mount", time.Since(t2))
+	n.log.Info("volume attached", "volume", name, "epoch", att.Epoch, "mount_path", att.MountPath, "device", a.device, "how", how.String(),
+		"claim", a.took.Claim, "open", a.took.Open, "mount", a.took.Mount)
 	return a.toAPI(att), nil
 }
 
@@ -405,6 +404,10 @@ func (at *attachment) toAPI(a *meta.Attachment) *api.Attachment {
 	out := &api.Attachment{Volume: a.Volume, Node: a.Node, Epoch: a.Epoch, MountPath: a.MountPath, Block: a.Block, Since: a.Since}
 	if at != nil {
 		out.Device = at.device
+		if at.took != (api.AttachTimes{}) {
+			took := at.took
+			out.Took = &took
+		}
 	}
 	return out
 }

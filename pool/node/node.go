@@ -131,6 +131,7 @@ type attachment struct {
 	engine    *engine.Engine
 	mountPath string // "" for a raw block attachment
 	device    string // the block device, e.g. /dev/loop3
+	took      api.AttachTimes
 
 	// ctx ends when the volume is released here; bg counts the background
 	// work on it (scrub, rebuild), waited for before its replicas close.

@@ -129,6 +129,11 @@ type export struct {
 	held    bool // the keeper holds its descriptors
 }
 
+// DaemonDir is the state dir (New's) of the daemon whose data dir is
+// dataDir: the daemon and the tools that clean up after a killed daemon
+// (Recover) agree on where its FUSE mounts are through here.
+func DaemonDir(dataDir string) string { return filepath.Join(dataDir, "fuse") }
+
 // New returns an Exporter keeping its FUSE mounts under stateDir (a
 // directory under the daemon's data dir, created if missing).
 func New(stateDir string, opts Options) (*Exporter, error) {
