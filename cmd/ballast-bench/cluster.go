@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -35,10 +34,8 @@ const (
 
 // etcdServer is the external etcd the cluster's daemons share.
 type etcdServer struct {
-	url  string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *slog.Logger
+	*process
+	url string
 }
 
 // freePort returns a loopback TCP port nobody listens on right now.
@@ -66,71 +63,38 @@ func startEtcd(ctx context.Context, root string, logger *slog.Logger) (_ *etcdSe
 		return nil, err
 	}
 	client, peer := fmt.Sprintf("http://127.0.0.1:%d", cp), fmt.Sprintf("http://127.0.0.1:%d", pp)
-	logf, err := os.Create(filepath.Join(root, "etcd.log"))
+	p, err := startProcess("etcd", filepath.Join(root, "etcd.log"), syscall.SIGKILL, []string{"etcd", "--name", "bench", "--data-dir", filepath.Join(root, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "bench=" + peer}, logger)
 	if err != nil {
 		return nil, err
 	}
-	e := &etcdServer{url: client, log: logger, done: make(chan struct{})}
-	e.cmd = exec.Command("etcd", "--name", "bench", "--data-dir", filepath.Join(root, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", "bench="+peer)
-	e.cmd.Stdout, e.cmd.Stderr = logf, logf
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := e.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start etcd: %w", err)
-	}
-	go func() { e.cmd.Wait(); logf.Close(); close(e.done) }()
+	e := &etcdServer{process: p, url: client}
 	defer func() {
 		if err != nil {
 			e.stop()
 		}
 	}()
-	logger.Info("started etcd", "pid", e.cmd.Process.Pid, "url", client)
 	cli, err := meta.Connect([]string{client}, nil)
 	if err != nil {
 		return nil, err
 	}
 	defer cli.Close()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := cli.Get(cctx, "health")
-		cancel()
-		if err == nil {
-			return e, nil
-		}
-		select {
-		case <-e.done:
-			return nil, fmt.Errorf("etcd exited during start-up (%v), see %s", e.cmd.ProcessState, filepath.Join(root, "etcd.log"))
-		default:
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("etcd not ready after 30s: %w", err)
-		}
-	}
+	err = e.waitReady(ctx, 30*time.Second, func(ctx context.Context) error {
+		_, err := cli.Get(ctx, "health")
+		return err
+	}, func() string { return ", see " + e.logPath })
+	return e, err
 }
 
 // stop ends etcd by its PID (SIGTERM, SIGKILL after 10 s).
-func (e *etcdServer) stop() {
-	select {
-	case <-e.done:
-		return
-	default:
-	}
-	e.log.Info("stopping etcd", "pid", e.cmd.Process.Pid)
-	terminate(e.cmd.Process, e.done, 10*time.Second)
-}
+func (e *etcdServer) stop() { e.process.stop(10 * time.Second) }
 
 // kill9 kills the daemon with SIGKILL (no clean shutdown, like a crash)
 // and then removes the mounts it left, as stop does.
 func (d *daemon) kill9() {
-	if d.cmd != nil && d.cmd.Process != nil {
-		d.log.Info("killing daemon with SIGKILL", "pid", d.pid(), "root", d.root)
-		_ = d.cmd.Process.Signal(syscall.SIGKILL)
-		<-d.done
+	if d.process != nil {
+		d.process.kill9()
 	}
 	d.stop()
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -105,62 +104,18 @@ type workloadReport struct {
 // workloadProcs are the processes whose CPU the report shows, in order.
 var workloadProcs = []string{"producer", "broker", "ingester", "CQL server"}
 
-// bproc is a ballast process the workload section started.
-type bproc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  string
-}
-
-func startBallast(ballast, dir, name string, args ...string) (*bproc, error) {
-	p := &bproc{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+// startBallast starts `ballast workload ARGS` as process name, logging to
+// dir/name.log.
+func startBallast(ballast, dir, name string, log *slog.Logger, args ...string) (*process, error) {
+	p, err := startProcess(name, filepath.Join(dir, name+".log"), syscall.SIGTERM, append([]string{ballast, "workload"}, args...), log)
 	if err != nil {
-		return nil, err
-	}
-	p.cmd = exec.Command(ballast, append([]string{"workload"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	// Its own process group (Ctrl-C reaches only the benchmark, which
-	// stops it); SIGTERM if the benchmark dies.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	go func() { p.cmd.Wait(); f.Close(); close(p.done) }()
 	return p, nil
 }
 
-func (p *bproc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM, then SIGKILL after 30 s, and waits.
-func (p *bproc) stop() {
-	if !p.running() {
-		return
-	}
-	terminate(p.cmd.Process, p.done, 30*time.Second)
-}
-
-func (p *bproc) tail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// cpu is the process's CPU time so far (user + system), from /proc.
-func (p *bproc) cpu() time.Duration {
-	if !p.running() {
+func (p *process) cpu() time.Duration {
+	if p.exited() {
 		if st := p.cmd.ProcessState; st != nil {
 			return st.UserTime() + st.SystemTime()
 		}
@@ -196,7 +151,7 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // waitListening waits until addr accepts connections.
-func waitListening(ctx context.Context, p *bproc, addr string) error {
+func waitListening(ctx context.Context, p *process, addr string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -204,7 +159,7 @@ func waitListening(ctx context.Context, p *bproc, addr string) error {
 			c.Close()
 			return nil
 		}
-		if !p.running() {
+		if p.exited() {
 			return fmt.Errorf("%s exited before listening on %s; its log:\n%s", p.name, addr, p.tail(20))
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -246,7 +201,7 @@ func measureWorkload(ctx context.Context, c config, logger *slog.Logger) *worklo
 			return wr
 		}
 		r := env.run(ctx, m.consumer, m.readings, m.rate)
-		if r.err == nil && !(env.broker.running() && env.store.running()) {
+		if r.err == nil && (env.broker.exited() || env.store.exited()) {
 			r.err = errors.New("a server died during the measurement")
 		}
 		env.stop()
@@ -269,7 +224,7 @@ func measureWorkload(ctx context.Context, c config, logger *slog.Logger) *worklo
 type workloadEnv struct {
 	ballast, dir       string
 	kafkaAddr, cqlAddr string
-	broker, store      *bproc
+	broker, store      *process
 	sensors            int
 	log                *slog.Logger
 }
@@ -293,10 +248,10 @@ func startWorkloadEnv(ctx context.Context, ballast, dir string, sensors int, log
 			e.stop()
 		}
 	}()
-	if e.broker, err = startBallast(ballast, dir, "broker", "kafka", "--data-dir", filepath.Join(dir, "kafka"), "--listen", e.kafkaAddr); err != nil {
+	if e.broker, err = startBallast(ballast, dir, "broker", logger, "kafka", "--data-dir", filepath.Join(dir, "kafka"), "--listen", e.kafkaAddr); err != nil {
 		return nil, err
 	}
-	if e.store, err = startBallast(ballast, dir, "cql", "cql", "--data-dir", filepath.Join(dir, "cql"), "--listen", e.cqlAddr); err != nil {
+	if e.store, err = startBallast(ballast, dir, "cql", logger, "cql", "--data-dir", filepath.Join(dir, "cql"), "--listen", e.cqlAddr); err != nil {
 		return nil, err
 	}
 	if err := waitListening(ctx, e.broker, e.kafkaAddr); err != nil {
@@ -310,9 +265,9 @@ func startWorkloadEnv(ctx context.Context, ballast, dir string, sensors int, log
 
 // stop stops the servers.
 func (e *workloadEnv) stop() {
-	for _, p := range []*bproc{e.broker, e.store} {
+	for _, p := range []*process{e.broker, e.store} {
 		if p != nil {
-			p.stop()
+			p.stop(30 * time.Second)
 		}
 	}
 }
@@ -334,20 +289,20 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 		args = append(args, "--naive")
 	}
 	e.log.Info("workload: measuring", "consumer", consumer, "readings", readings, "rate", rate, "topic", topic)
-	in, err := startBallast(e.ballast, e.dir, name+"-ingest", args...)
+	in, err := startBallast(e.ballast, e.dir, name+"-ingest", e.log, args...)
 	if err != nil {
 		r.err = err
 		return r
 	}
-	defer in.stop()
+	defer in.stop(30 * time.Second)
 
-	produce := func(count int64, sensors int, prefix string, rate float64) (*bproc, error) {
+	produce := func(count int64, sensors int, prefix string, rate float64) (*process, error) {
 		a := []string{"produce", "--brokers", e.kafkaAddr, "--topic", topic, "--partitions", "6", "--count", strconv.FormatInt(count, 10),
 			"--sensors", strconv.Itoa(sensors), "--sensor-prefix", prefix, "--progress", "2s"}
 		if rate > 0 {
 			a = append(a, "--rate", strconv.FormatFloat(rate, 'f', -1, 64))
 		}
-		return startBallast(e.ballast, e.dir, name+"-produce-"+prefix, a...)
+		return startBallast(e.ballast, e.dir, name+"-produce-"+prefix, e.log, a...)
 	}
 	// Warm-up: the consumer joins its group and prepares its statements.
 	p, err := produce(warmup, 10, "warmup", 0)
@@ -379,7 +334,7 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 	limit := 2*time.Minute + time.Duration(readings)*time.Millisecond
 	after, err := waitStored(ctx, in, stats, before.Stored+readings, limit)
 	if err != nil {
-		p.stop()
+		p.stop(30 * time.Second)
 	}
 	r.produced = <-prodDone
 	if err != nil {
@@ -401,7 +356,7 @@ func (e *workloadEnv) run(ctx context.Context, consumer string, readings int64, 
 
 // waitStored polls the consumer's stats file until it has stored at least
 // n readings and the file was written after that, and returns it.
-func waitStored(ctx context.Context, in *bproc, path string, n int64, limit time.Duration) (sensors.StatsFile, error) {
+func waitStored(ctx context.Context, in *process, path string, n int64, limit time.Duration) (sensors.StatsFile, error) {
 	deadline := time.Now().Add(limit)
 	var st sensors.StatsFile
 	for {
@@ -410,7 +365,7 @@ func waitStored(ctx context.Context, in *bproc, path string, n int64, limit time
 		if err == nil && st.Stored >= n {
 			return st, nil
 		}
-		if !in.running() {
+		if in.exited() {
 			return st, fmt.Errorf("%s exited (%s); its log:\n%s", in.name, in.cmd.ProcessState, in.tail(15))
 		}
 		if time.Now().After(deadline) {

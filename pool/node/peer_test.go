@@ -58,6 +58,22 @@ func servingNode(t testing.TB) (*Node, string) {
 	return n, ln.Addr().String()
 }
 
+// peerClient is node's client, with the cluster secret sec, of the peer
+// service at addr, closed when the test ends.
+func peerClient(t *testing.T, sec []byte, node, addr string) *peer.Client {
+	t.Helper()
+	d, err := peer.NewDialer(sec, node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := d.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return pc
+}
+
 // TestPeerReplicas: another node creates, clones and deletes replicas in
 // this node's pool through its peer service, and does I/O on them through
 // its replica server, both on the one port.
@@ -66,15 +82,7 @@ func TestPeerReplicas(t *testing.T) {
 	n, addr := servingNode(t)
 	pid := n.order[0]
 	st := n.pools[pid].store
-	d, err := peer.NewDialer(testSecret, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := d.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := peerClient(t, testSecret, "a", addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dial := func(id string) *remote.Client {
@@ -183,15 +191,7 @@ func TestPeerReplicas(t *testing.T) {
 func TestPeerWrongSecret(t *testing.T) {
 	n, addr := servingNode(t)
 	other := []byte("another-cluster's-secret-0000")
-	d, err := peer.NewDialer(other, "intruder")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := d.Dial(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
+	pc := peerClient(t, other, "intruder", addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := pc.CreateReplica(ctx, n.order[0], "x", 1<<20); !errors.Is(err, peer.ErrAuth) {
