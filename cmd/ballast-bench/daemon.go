@@ -99,21 +99,6 @@ func (p *process) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// memory is what /proc/PID/status says about a process's memory, in KiB.
-type memory struct {
-	RSS, HWM int64
-}
-
-// readMemory reads VmRSS and VmHWM of process pid.
-func readMemory(pid int) (memory, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memory{}, err
-	}
-	defer f.Close()
-	return parseStatus(bufio.NewScanner(f))
-}
-
 // parseStatus reads VmRSS and VmHWM from /proc/PID/status lines.
 func parseStatus(sc *bufio.Scanner) (memory, error) {
 	var m memory

@@ -43,15 +43,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
-	"github.com/ballast-io/ballast/pool/frontend/fuseloop"
-	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -390,62 +387,6 @@ func bindMount(dir, target string) error {
 	return nil
 }
 
-// pgBench runs pgbench with the data directory on the host disk, on ext4
-// on a plain loop device, on Ballast repl 1 and repl 2 volumes of daemon d,
-// and on the GlusterFS volume g (when there is one), in that order.
-func pgBench(ctx context.Context, c config, d *daemon, g *gluster, logger *slog.Logger) []pgResult {
-	r, err := newPGRunner(c.pgTime, logger)
-	if err != nil {
-		return []pgResult{{label: pgLabelHost, err: err}}
-	}
-	out := []pgResult{r.run(ctx, pgLabelHost, filepath.Join(c.dir, "pg-host"))}
-	if ctx.Err() != nil {
-		return out
-	}
-	if l, err := newLoopFS(ctx, c.dir, "pg-loop", c.size, logger); err != nil {
-		out = append(out, pgResult{label: pgLabelLoop, err: err})
-	} else {
-		out = append(out, r.run(ctx, pgLabelLoop, filepath.Join(l.mnt, "pg")))
-		l.close()
-	}
-	for _, repl := range []int{1, 2} {
-		label := pgLabelRepl1
-		if repl == 2 {
-			label = pgLabelRepl2
-		}
-		if ctx.Err() != nil {
-			return out
-		}
-		name := fmt.Sprintf("pg-r%d", repl)
-		mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: c.size, Repl: repl, FS: "ext4"})
-		if err != nil {
-			out = append(out, pgResult{label: label, err: err})
-			continue
-		}
-		// The daemon's data dir is root's alone; postgres reaches the
-		// volume through a bind mount in the scratch dir.
-		bind := filepath.Join(c.dir, name)
-		if err := bindMount(mnt, bind); err != nil {
-			out = append(out, pgResult{label: label, err: err})
-		} else {
-			out = append(out, r.run(ctx, label, filepath.Join(bind, "pg")))
-			if err := hostfs.Unmount(bind); err != nil {
-				logger.Error("unmount", "path", bind, "err", err)
-			}
-		}
-		detach()
-		if ctx.Err() == nil {
-			if err := d.client.DeleteVolume(ctx, name); err != nil {
-				d.log.Warn("delete volume", "name", name, "err", err)
-			}
-		}
-	}
-	if g != nil && ctx.Err() == nil {
-		out = append(out, r.run(ctx, glusterLabel, filepath.Join(g.mnt, "pg")))
-	}
-	return out
-}
-
 // volumeFio runs the jobs on a new Ballast volume, then detaches and
 // deletes it.
 func volumeFio(ctx context.Context, d *daemon, fr *fioRunner, name string, size int64, repl int, sel []job) (map[string]result, error) {
@@ -471,223 +412,10 @@ const (
 	snapshotCount = 5
 )
 
-// snapshotBench times CreateSnapshot on a volume of size bytes holding
-// snapshotWrite of data, in three situations: attached with snapshotChurn
-// MiB written just before each snapshot (the filesystem freeze must flush
-// and checkpoint that), attached and idle, and detached (no filesystem to
-// freeze: the storage snapshot alone).
-func snapshotBench(ctx context.Context, d *daemon, fr *fioRunner, size int64, logger *slog.Logger) []snapResult {
-	name := fmt.Sprintf("snap-%dg", size>>30)
-	modes := []snapResult{
-		{volume: name, size: size, mode: fmt.Sprintf("attached, %d MiB written before each", snapshotChurn)},
-		{volume: name, size: size, mode: "attached, idle", target: true},
-		{volume: name, size: size, mode: "detached", target: true},
-	}
-	fail := func(err error) []snapResult {
-		modes[0].err = err
-		return modes
-	}
-	logger.Info("snapshots", "volume", name, "size", sizeString(size))
-	mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: size, Repl: 1, FS: "ext4"})
-	if err != nil {
-		return fail(err)
-	}
-	defer detach()
-	if _, err := runFio(ctx, []string{"--name=fill", "--filename=" + filepath.Join(mnt, "fill.dat"), "--size=" + snapshotWrite,
-		"--rw=write", "--bs=1M", "--iodepth=16", "--ioengine=libaio", "--direct=1", "--end_fsync=1", "--output-format=json"}); err != nil {
-		return fail(fmt.Errorf("write %s: %w", snapshotWrite, err))
-	}
-	n := 0
-	snap := func(m *snapResult) error {
-		start := time.Now()
-		_, err := d.client.CreateSnapshot(ctx, name, fmt.Sprintf("s%d", n))
-		took := time.Since(start)
-		n++
-		if err != nil {
-			m.err = fmt.Errorf("create snapshot %s@s%d: %w", name, n-1, err)
-			return m.err
-		}
-		m.times = append(m.times, took)
-		logger.Info("snapshot", "volume", name, "mode", m.mode, "ms", ms(took))
-		return nil
-	}
-	for i := range snapshotCount {
-		if err := ddWrite(ctx, filepath.Join(mnt, fmt.Sprintf("churn-%d", i)), snapshotChurn); err != nil {
-			return fail(err)
-		}
-		if snap(&modes[0]) != nil {
-			return modes
-		}
-	}
-	for range snapshotCount {
-		if snap(&modes[1]) != nil {
-			return modes
-		}
-	}
-	if err := d.client.DetachVolume(ctx, name); err != nil {
-		modes[2].err = err
-		return modes
-	}
-	for range snapshotCount {
-		if snap(&modes[2]) != nil {
-			return modes
-		}
-	}
-	return modes
-}
-
-// ddWrite writes mib MiB of random data to path with O_DIRECT and fsyncs it.
-func ddWrite(ctx context.Context, path string, mib int) error {
-	out, err := exec.CommandContext(ctx, "dd", "if=/dev/urandom", "of="+path, "bs=1M",
-		fmt.Sprintf("count=%d", mib), "oflag=direct", "conv=fsync", "status=none").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("dd %s: %w: %s", path, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
 const (
 	rssVolumes = 10
 	rssWrite   = 8 // MiB per volume
 )
-
-// rssBench starts a fresh daemon (so VmHWM is this phase's peak), attaches
-// rssVolumes 1 GiB volumes, writes rssWrite MiB to each and reads the
-// daemon's memory.
-func rssBench(ctx context.Context, c config, logger *slog.Logger) []memResult {
-	logger.Info("daemon memory: fresh daemon", "volumes", rssVolumes)
-	d, err := startDaemon(ctx, c.ballast, filepath.Join(c.dir, "daemon-rss"), c.daemonArgs, logger)
-	if err != nil {
-		return []memResult{{phase: "fresh daemon", err: fmt.Errorf("start daemon: %w", err)}}
-	}
-	defer d.stop()
-	idle, err := readMemory(d.pid())
-	out := []memResult{{phase: "fresh daemon, idle", mem: idle, err: err}}
-	phase := fmt.Sprintf("fresh daemon, %d x 1 GiB ext4 volumes attached, %d MiB written to each", rssVolumes, rssWrite)
-	for i := range rssVolumes {
-		name := fmt.Sprintf("rss-%d", i)
-		mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: 1 << 30, Repl: 1, FS: "ext4"})
-		if err == nil {
-			defer detach()
-			err = ddWrite(ctx, filepath.Join(mnt, "data"), rssWrite)
-		}
-		if err != nil {
-			return append(out, memResult{phase: phase, volumes: rssVolumes, err: err})
-		}
-	}
-	m, err := readMemory(d.pid())
-	logger.Info("daemon memory", "vmrss_kib", m.RSS, "vmhwm_kib", m.HWM)
-	return append(out, memResult{phase: phase, volumes: rssVolumes, mem: m, err: err})
-}
-
-// cleanDir removes what a run left mounted or attached under dir: mounts
-// (volumes, FUSE, the baseline), the daemons' loop devices and FUSE state
-// and the loop devices of the loopFS images.
-func cleanDir(dir string, logger *slog.Logger) error {
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	var errs []error
-	if left, err := hostfs.UnmountAllUnder(dir); err != nil {
-		errs = append(errs, err)
-	} else if len(left) > 0 {
-		logger.Warn("unmounted leftovers", "mounts", left)
-	}
-	states, _ := filepath.Glob(fuseloop.DaemonDir(filepath.Join(dir, "*", "data")))
-	more, _ := filepath.Glob(fuseloop.DaemonDir(filepath.Join(dir, "*", "*", "data"))) // the clusters' nodes
-	for _, state := range append(states, more...) {
-		exp, err := fuseloop.New(state, fuseloop.Options{})
-		if err == nil {
-			err = exp.Recover()
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("recover %s: %w", state, err))
-		}
-	}
-	imgs, _ := filepath.Glob(filepath.Join(dir, "*.img")) // loopFS images
-	for _, img := range imgs {
-		out, err := exec.Command("losetup", "-j", img).Output()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("losetup -j %s: %w", img, exitDetail(err)))
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-			if dev, _, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(dev, "/dev/loop") {
-				logger.Warn("detaching leftover loop device", "dev", dev)
-				if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
-					errs = append(errs, fmt.Errorf("losetup -d %s: %w: %s", dev, err, out))
-				}
-			}
-		}
-	}
-	if left, err := hostfs.MountsUnder(dir); err == nil && len(left) > 0 {
-		errs = append(errs, fmt.Errorf("still mounted: %s", strings.Join(left, ", ")))
-	}
-	return errors.Join(errs...)
-}
-
-// exitDetail adds a failed command's standard error to err.
-func exitDetail(err error) error {
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(ee.Stderr)))
-	}
-	return err
-}
-
-// machineContext describes the machine and the run for the report's head.
-func machineContext(c config) [][2]string {
-	first := func(name string, args ...string) string {
-		out, err := exec.Command(name, args...).Output()
-		if err != nil {
-			return "unknown"
-		}
-		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
-	}
-	grep := func(file, key string) string {
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "unknown"
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == key {
-				return strings.Join(strings.Fields(v), " ")
-			}
-		}
-		return "unknown"
-	}
-	host, _ := os.Hostname()
-	parent := c.dir
-	for parent != "/" {
-		if _, err := os.Stat(parent); err == nil {
-			break
-		}
-		parent = filepath.Dir(parent)
-	}
-	return [][2]string{
-		{"Date", time.Now().UTC().Format(time.RFC3339)},
-		{"Command", "`" + strings.Join(os.Args, " ") + "`"},
-		{"Host", host},
-		{"CPUs (nproc)", first("nproc")},
-		{"CPU", grep("/proc/cpuinfo", "model name")},
-		{"Memory", grep("/proc/meminfo", "MemTotal")},
-		{"Kernel", first("uname", "-srm")},
-		{"Load average at start (1, 5, 15 min)", loadavg()},
-		{"Scratch dir", fmt.Sprintf("%s on %s", c.dir, first("findmnt", "-no", "SOURCE,FSTYPE", "-T", parent))},
-		{"Ballast", fmt.Sprintf("%s (%s)", c.ballast, first(c.ballast, "--version"))},
-		{"fio", first("fio", "--version")},
-		{"Go (ballast-bench)", runtime.Version()},
-	}
-}
-
-// loadavg is /proc/loadavg's 1, 5 and 15 minute averages: other work on the
-// machine skews the numbers.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
-}
 
 // resolvePaths finds the ballast binary (--ballast, else beside this
 // program, else on $PATH) and makes both it and --dir absolute, refusing a

@@ -15,6 +15,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ballast-io/ballast/pool/hostfs"
+	"github.com/ballast-io/ballast/pool/spec"
 )
 
 // pgbench settings: the same on every target.
@@ -161,4 +164,60 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " / ")
+}
+
+// pgBench runs pgbench with the data directory on the host disk, on ext4
+// on a plain loop device, on Ballast repl 1 and repl 2 volumes of daemon d,
+// and on the GlusterFS volume g (when there is one), in that order.
+func pgBench(ctx context.Context, c config, d *daemon, g *gluster, logger *slog.Logger) []pgResult {
+	r, err := newPGRunner(c.pgTime, logger)
+	if err != nil {
+		return []pgResult{{label: pgLabelHost, err: err}}
+	}
+	out := []pgResult{r.run(ctx, pgLabelHost, filepath.Join(c.dir, "pg-host"))}
+	if ctx.Err() != nil {
+		return out
+	}
+	if l, err := newLoopFS(ctx, c.dir, "pg-loop", c.size, logger); err != nil {
+		out = append(out, pgResult{label: pgLabelLoop, err: err})
+	} else {
+		out = append(out, r.run(ctx, pgLabelLoop, filepath.Join(l.mnt, "pg")))
+		l.close()
+	}
+	for _, repl := range []int{1, 2} {
+		label := pgLabelRepl1
+		if repl == 2 {
+			label = pgLabelRepl2
+		}
+		if ctx.Err() != nil {
+			return out
+		}
+		name := fmt.Sprintf("pg-r%d", repl)
+		mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: c.size, Repl: repl, FS: "ext4"})
+		if err != nil {
+			out = append(out, pgResult{label: label, err: err})
+			continue
+		}
+		// The daemon's data dir is root's alone; postgres reaches the
+		// volume through a bind mount in the scratch dir.
+		bind := filepath.Join(c.dir, name)
+		if err := bindMount(mnt, bind); err != nil {
+			out = append(out, pgResult{label: label, err: err})
+		} else {
+			out = append(out, r.run(ctx, label, filepath.Join(bind, "pg")))
+			if err := hostfs.Unmount(bind); err != nil {
+				logger.Error("unmount", "path", bind, "err", err)
+			}
+		}
+		detach()
+		if ctx.Err() == nil {
+			if err := d.client.DeleteVolume(ctx, name); err != nil {
+				d.log.Warn("delete volume", "name", name, "err", err)
+			}
+		}
+	}
+	if g != nil && ctx.Err() == nil {
+		out = append(out, r.run(ctx, glusterLabel, filepath.Join(g.mnt, "pg")))
+	}
+	return out
 }

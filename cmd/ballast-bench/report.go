@@ -84,22 +84,6 @@ func (t fioTarget) target(j job) (float64, bool) {
 	return target(j.class, t.repl)
 }
 
-type snapResult struct {
-	volume string
-	size   int64
-	mode   string // attached with writes, attached idle, detached
-	target bool   // judged against snapshotTarget
-	times  []time.Duration
-	err    error
-}
-
-type memResult struct {
-	phase   string
-	volumes int
-	mem     memory
-	err     error
-}
-
 // report collects everything measured; render formats it as Markdown.
 type report struct {
 	context  [][2]string // key, value
