@@ -1,0 +1,175 @@
+package crypt
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/ballast-io/ballast/pool/block"
+)
+
+func testKey(t testing.TB) []byte {
+	key, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// pattern is a block whose plaintext is easy to spot.
+var pattern = bytes.Repeat([]byte("PLAINTEXT-PATTERN-"), block.Size/18+1)[:block.Size]
+
+// TestRoundTrip: what is written reads back; under the device there is
+// only ciphertext, different for the same block at two places; a block
+// never written reads as zeros.
+func TestRoundTrip(t *testing.T) {
+	mem := block.NewMem(1 << 20)
+	d, err := New(mem, testKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := append(append([]byte(nil), pattern...), pattern...)
+	if _, err := d.WriteAt(two, 8*block.Size); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(two[:block.Size], pattern) {
+		t.Fatal("WriteAt changed the caller's buffer")
+	}
+	got := make([]byte, 3*block.Size)
+	if _, err := d.ReadAt(got, 7*block.Size); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[:block.Size], make([]byte, block.Size)) {
+		t.Fatal("a block never written does not read as zeros")
+	}
+	if !bytes.Equal(got[block.Size:], two) {
+		t.Fatal("read back other data")
+	}
+	raw := make([]byte, mem.Size())
+	if _, err := mem.ReadAt(raw, 0); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("PLAINTEXT-PATTERN")) {
+		t.Fatal("plaintext under the encrypted device")
+	}
+	if bytes.Equal(raw[8*block.Size:9*block.Size], raw[9*block.Size:10*block.Size]) {
+		t.Fatal("the same block at two places has the same ciphertext")
+	}
+	// Zeros written are encrypted too.
+	if _, err := d.WriteAt(make([]byte, block.Size), 0); err != nil {
+		t.Fatal(err)
+	}
+	if mem.ReadAt(raw[:block.Size], 0); bytes.Equal(raw[:block.Size], make([]byte, block.Size)) {
+		t.Fatal("a block of zeros written in clear")
+	}
+	if err := d.Discard(8*block.Size, 2*block.Size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.ReadAt(got[:2*block.Size], 8*block.Size); err != nil || !bytes.Equal(got[:2*block.Size], make([]byte, 2*block.Size)) {
+		t.Fatalf("discarded blocks read as other than zeros (%v)", err)
+	}
+}
+
+// TestOtherKey: another key reads garbage, not the data.
+func TestOtherKey(t *testing.T) {
+	mem := block.NewMem(1 << 20)
+	d, _ := New(mem, testKey(t))
+	if _, err := d.WriteAt(pattern, 0); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := New(mem, testKey(t))
+	got := make([]byte, block.Size)
+	if _, err := other.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(got, pattern) {
+		t.Fatal("another key decrypted the data")
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	if _, err := New(block.NewMem(1<<20), make([]byte, 32)); err == nil {
+		t.Fatal("a 32-byte key accepted")
+	}
+	d, _ := New(block.NewMem(1<<20), testKey(t))
+	if _, err := d.WriteAt(make([]byte, 512), 0); !errors.Is(err, block.ErrUnaligned) {
+		t.Fatalf("unaligned write: %v", err)
+	}
+	if _, err := d.ReadAt(make([]byte, block.Size), 100); !errors.Is(err, block.ErrUnaligned) {
+		t.Fatalf("unaligned read: %v", err)
+	}
+}
+
+// TestWrap: a wrapped key opens with its passphrase only; a new passphrase
+// opens the same key; a tampered wrapping is refused.
+func TestWrap(t *testing.T) {
+	key := testKey(t)
+	w, err := Wrap(key, []byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(w.Sealed, key) {
+		t.Fatal("the key is in the wrapping in clear")
+	}
+	got, err := w.Unwrap([]byte("correct horse"))
+	if err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("unwrap: %v", err)
+	}
+	if _, err := w.Unwrap([]byte("wrong horse")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("unwrap with the wrong passphrase: %v", err)
+	}
+	w2, err := w.Rewrap([]byte("correct horse"), []byte("battery staple"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := w2.Unwrap([]byte("battery staple")); err != nil || !bytes.Equal(got, key) {
+		t.Fatalf("unwrap after a passphrase change: %v", err)
+	}
+	if _, err := w2.Unwrap([]byte("correct horse")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatal("the old passphrase still opens the new wrapping")
+	}
+	if _, err := w.Rewrap([]byte("nope"), []byte("x")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("rewrap with the wrong passphrase: %v", err)
+	}
+	bad := *w
+	bad.Sealed = append([]byte(nil), w.Sealed...)
+	bad.Sealed[0] ^= 1
+	if _, err := bad.Unwrap([]byte("correct horse")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Fatalf("tampered wrapping: %v", err)
+	}
+	greedy := *w
+	greedy.Memory = 1 << 30
+	if _, err := greedy.Unwrap([]byte("correct horse")); err == nil {
+		t.Fatal("a wrapping asking for 1 TiB of memory was tried")
+	}
+	if _, err := (&Wrapped{}).Unwrap([]byte("x")); err == nil {
+		t.Fatal("an empty wrapping unwrapped")
+	}
+	if _, err := Wrap(key, nil); err == nil {
+		t.Fatal("an empty passphrase accepted")
+	}
+}
+
+// BenchmarkWrite: 4 KiB writes to memory, plain and encrypted, in one run;
+// compare the two.
+func BenchmarkWrite(b *testing.B) {
+	for _, enc := range []bool{false, true} {
+		name := "plain"
+		if enc {
+			name = "encrypted"
+		}
+		b.Run(name, func(b *testing.B) {
+			var dev block.Device = block.NewMem(64 << 20)
+			if enc {
+				dev, _ = New(dev, testKey(b))
+			}
+			buf := append([]byte(nil), pattern...)
+			b.SetBytes(block.Size)
+			for i := 0; b.Loop(); i++ {
+				if _, err := dev.WriteAt(buf, int64(i%(16<<10))*block.Size); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
