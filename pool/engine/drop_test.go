@@ -139,3 +139,52 @@ func TestDropRefusedWaiters(t *testing.T) {
 		t.Fatal("a missed set kept for a replica still in sync")
 	}
 }
+
+// failHigh fails the writes that start beyond the volume's first chunk.
+type failHigh struct{ block.Replica }
+
+func (f failHigh) WriteAt(p []byte, off int64) (int, error) {
+	if off >= rebuildChunk {
+		return 0, errors.New("bad sector")
+	}
+	return f.Replica.WriteAt(p, off)
+}
+
+// TestTwoFailAtOnce: when each of two replicas fails a different write at
+// the same time, one is dropped and the other stays, the last in-sync
+// replica, though the store would let both go: the engine never empties
+// its in-sync set.
+func TestTwoFailAtOnce(t *testing.T) {
+	const size = 4 << 20
+	a, b := failLow{block.NewMem(size)}, failHigh{block.NewMem(size)}
+	entered, release := make(chan string, 2), make(chan struct{})
+	drop := func(id string, _ error) error {
+		entered <- id
+		<-release
+		return nil
+	}
+	e, _ := New("v", []Member{{"a", a}, {"b", b}}, drop, quiet)
+	errs := make(chan error, 2)
+	for _, off := range []int64{0, rebuildChunk} { // fails on a, on b
+		go func() { _, err := e.WriteAt(pattern(block.Size, 1), off); errs <- err }()
+	}
+	first := <-entered
+	select {
+	case id := <-entered:
+		t.Fatalf("both replicas are being dropped (%s and %s)", first, id)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	var failed int
+	for range 2 {
+		if err := <-errs; err != nil {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d of the two writes failed, want the one on the replica that stayed", failed)
+	}
+	if ids := e.InSync(); len(ids) != 1 || ids[0] == first {
+		t.Fatalf("in sync %v, want the one not dropped (%s was)", ids, first)
+	}
+}

@@ -195,6 +195,16 @@ func (e *Engine) fanOut(what string, op func(block.Device) error) error {
 		errs[0] = op(members[0].Dev)
 		wg.Wait()
 	}
+	// Every member that failed misses what is written from now on, and
+	// may have lost what it had not flushed: noted for all of them at
+	// once, before any drop lets the lock go and a flush completes.
+	e.mu.Lock()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, replica.ErrFenced) {
+			e.startMissed(members[i].ID)
+		}
+	}
+	e.mu.Unlock()
 	for i, err := range errs {
 		if err == nil {
 			continue
@@ -221,18 +231,26 @@ func (e *Engine) fail(m Member, cause error) error {
 		e.setFenced(cause)
 		return fmt.Errorf("replica %s refused (%v): %w", m.ID, cause, ErrFenced)
 	}
-	e.mu.Lock()
-	d, wait, err := e.startDrop(m.ID, cause)
-	e.mu.Unlock()
-	if d == nil {
-		return err
-	}
-	if wait {
-		<-d.done
-		return d.err
+	var d *dropping
+	for {
+		e.mu.Lock()
+		got, wait, err := e.startDrop(m.ID, cause)
+		e.mu.Unlock()
+		switch {
+		case got == nil:
+			return err
+		case wait == waitOwn:
+			<-got.done
+			return got.err
+		case wait == waitOther:
+			<-got.done // then decide again
+			continue
+		}
+		d = got
+		break
 	}
 
-	err = e.drop(m.ID, cause)
+	err := e.drop(m.ID, cause)
 
 	e.mu.Lock()
 	e.endDrop(m.ID, d, cause, err)
@@ -249,23 +267,53 @@ type dropping struct {
 	err  error         // its outcome, set before done is closed
 }
 
+// What fail waits for before deciding again or returning.
+const (
+	waitNone  = iota
+	waitOwn   // the drop of the same replica, under way: its outcome is fail's
+	waitOther // the drop of another replica, which may leave id the last
+)
+
 // startDrop decides, under e.mu, what fail does about replica id: nothing
 // (it is not in sync any more, or it is the last in-sync replica: err
-// says), wait for the drop already under way (wait), or drop it (a new
-// dropping, with its missed set started).
-func (e *Engine) startDrop(id string, cause error) (d *dropping, wait bool, err error) {
+// says), wait for a drop under way (of id, or of another replica without
+// which id would be the last), or drop it (a new dropping, with its missed
+// set started).
+func (e *Engine) startDrop(id string, cause error) (d *dropping, wait int, err error) {
 	if d := e.dropping[id]; d != nil {
-		return d, true, nil
+		return d, waitOwn, nil
 	}
 	if !slices.ContainsFunc(e.members, func(x Member) bool { return x.ID == id }) {
-		return nil, false, nil // dropped already by a concurrent failure
+		return nil, waitNone, nil // dropped already by a concurrent failure
 	}
-	if len(e.members) == 1 {
-		return nil, false, fmt.Errorf("last in-sync replica %s failed: %w", id, cause)
+	others := 0
+	for _, x := range e.members {
+		if x.ID != id && e.dropping[x.ID] == nil {
+			others++
+		}
 	}
-	// From now on m misses every write; it may also have lost what it had
-	// not flushed yet.
-	missed := newMissed(e.size.Load())
+	if others == 0 {
+		for _, d := range e.dropping {
+			return d, waitOther, nil // if its drop fails, it stays, and id may go
+		}
+		delete(e.missed, id) // it stays a member
+		return nil, waitNone, fmt.Errorf("last in-sync replica %s failed: %w", id, cause)
+	}
+	e.startMissed(id)
+	d = &dropping{done: make(chan struct{})}
+	e.dropping[id] = d
+	return d, waitNone, nil
+}
+
+// startMissed starts, under e.mu, the missed set of member id, which
+// failed: from now on it misses every write, and it may have lost what it
+// had not flushed yet.
+func (e *Engine) startMissed(id string) {
+	missed := e.missed[id]
+	if missed == nil {
+		missed = newMissed(e.size.Load())
+		e.missed[id] = missed
+	}
 	for c := range e.unflushed {
 		missed.Add(c)
 	}
@@ -274,10 +322,6 @@ func (e *Engine) startDrop(id string, cause error) (d *dropping, wait bool, err 
 			missed.Add(c)
 		}
 	}
-	e.missed[id] = missed
-	d = &dropping{done: make(chan struct{})}
-	e.dropping[id] = d
-	return d, false, nil
 }
 
 // endDrop records, under e.mu, the outcome of d, the drop of replica id:
@@ -517,7 +561,7 @@ func (e *Engine) Retire(id string, commit func() error) error {
 		return fmt.Errorf("retire %s from %s: %w", id, e.name, err)
 	}
 	e.mu.Lock()
-	e.members = slices.Delete(slices.Clone(e.members), idx, idx+1)
+	e.members = slices.DeleteFunc(slices.Clone(e.members), func(m Member) bool { return m.ID == id })
 	delete(e.missed, id)
 	e.mu.Unlock()
 	return nil
