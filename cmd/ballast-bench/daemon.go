@@ -49,9 +49,11 @@ func (d *daemon) start(ctx context.Context) (err error) {
 		return err
 	}
 	// SIGTERM if the benchmark dies: the daemon still unmounts.
-	if d.process, err = startProcess("daemon", d.logPath, syscall.SIGTERM, append([]string{d.binary}, d.args...), d.log); err != nil {
-		return err
+	p, err := startProcess("daemon", d.logPath, syscall.SIGTERM, append([]string{d.binary}, d.args...), d.log)
+	if err != nil {
+		return err // d.process stays the last one, if any
 	}
+	d.process = p
 	defer func() {
 		if err != nil {
 			d.stop()

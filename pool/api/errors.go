@@ -11,13 +11,13 @@ import (
 
 // errorTable maps the service's errors to gRPC codes and back.
 var errorTable = append(rpc.Errors{
-	rpc.Map(codes.InvalidArgument, ErrInvalid),
-	rpc.Map(codes.NotFound, ErrNotFound),
-	rpc.Map(codes.AlreadyExists, ErrExists),
-	rpc.Map(codes.FailedPrecondition, ErrInUse),
-	rpc.Map(codes.FailedPrecondition, ErrGrowAtAttach),
-	rpc.Map(codes.ResourceExhausted, ErrNoCapacity),
-	rpc.Map(codes.Aborted, ErrConflict),
+	rpc.Map(codes.InvalidArgument, "INVALID", ErrInvalid),
+	rpc.Map(codes.NotFound, "NOT_FOUND", ErrNotFound),
+	rpc.Map(codes.AlreadyExists, "EXISTS", ErrExists),
+	rpc.Map(codes.FailedPrecondition, "IN_USE", ErrInUse),
+	rpc.Map(codes.FailedPrecondition, "GROW_AT_ATTACH", ErrGrowAtAttach),
+	rpc.Map(codes.ResourceExhausted, "NO_CAPACITY", ErrNoCapacity),
+	rpc.Map(codes.Aborted, "CONFLICT", ErrConflict),
 }, rpc.Common...)
 
 // Code is the gRPC code of a service error: the one its sentinel maps to,

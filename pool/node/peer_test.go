@@ -207,3 +207,37 @@ func TestPeerWrongSecret(t *testing.T) {
 		t.Fatal(addr)
 	}
 }
+
+// TestServeAfterShutdown: a node shut down before it got to serving its
+// port stops serving at once, and the port is closed.
+func TestServeAfterShutdown(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	n := &Node{cfg: Config{ID: "b", Secret: testSecret}, log: log}
+	var err error
+	if n.srv, err = remote.NewServer(testSecret, n.ServeReplica, log); err != nil {
+		t.Fatal(err)
+	}
+	if n.peerSrv, err = peer.NewServer(testSecret, "b", peerService{n}, log); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	n.srv.Close()
+	done := make(chan error, 1)
+	go func() { done <- n.ServeReplicas(ln) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ServeReplicas: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeReplicas still serving after the node's shutdown")
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Fatal("the port still accepts connections")
+	}
+}

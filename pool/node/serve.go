@@ -22,21 +22,27 @@ func (n *Node) ServeReplicas(ln net.Listener) error {
 		return errors.New("node has no cluster secret: it cannot serve replicas")
 	}
 	m := cmux.New(ln)
-	m.SetReadTimeout(10 * time.Second) // a connection that sends nothing is dropped
+	// A connection that sends nothing for 10 s goes to the replica
+	// server, whose handshake timeout ends it.
+	m.SetReadTimeout(10 * time.Second)
 	peers := m.Match(cmux.TLS())
 	replicas := m.Match(cmux.Any())
-	errc := make(chan error, 2)
-	go func() { errc <- n.peerSrv.Serve(peers) }()
+	errc := make(chan error, 3)
+	go func() { errc <- ignoreClosed(n.peerSrv.Serve(peers)) }()
 	go func() {
 		err := n.srv.Serve(writeThrough{replicas})
 		if errors.Is(err, remote.ErrServerClosed) {
 			err = nil
 		}
-		errc <- err
+		errc <- ignoreClosed(err)
 	}()
-	err := m.Serve() // ends when Shutdown closes ln, through the replica server
+	go func() { errc <- ignoreClosed(m.Serve()) }()
+	// Whichever stops first (Shutdown closes the replica server, maybe
+	// before it took its listener), the port closes and the rest stop.
+	first := <-errc
+	ln.Close()
 	n.peerSrv.Stop()
-	return errors.Join(ignoreClosed(<-errc), ignoreClosed(<-errc), ignoreClosed(err))
+	return errors.Join(first, <-errc, <-errc)
 }
 
 func ignoreClosed(err error) error {

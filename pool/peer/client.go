@@ -61,6 +61,10 @@ func call[Resp any](ctx context.Context, c *Client, method string, req any) (Res
 	if len(theirs) > 0 && theirs[0] != fmt.Sprint(Version) {
 		return resp, fmt.Errorf("peer %s: %s: the node there speaks peer protocol version %s, this node %d: run the same Ballast version on every node: %w", c.addr, method, theirs[0], Version, ErrVersion)
 	}
+	var re *rpc.Error
+	if errors.As(err, &re) && re.Status == codes.Unimplemented && len(theirs) == 0 {
+		return resp, fmt.Errorf("peer %s: %s: the node there does not serve peer protocol version %d (does it run another Ballast version?): %v: %w", c.addr, method, Version, err, ErrVersion)
+	}
 	if err != nil {
 		return resp, fmt.Errorf("peer %s: %s: %w", c.addr, method, explain(err))
 	}

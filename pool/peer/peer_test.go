@@ -161,6 +161,15 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%v came back as %v", want, err)
 		}
 	}
+	// The store's sentinels and the volume service's keep apart.
+	svc.err = fmt.Errorf("replica r9: %w", replica.ErrNotFound)
+	if err := c.DeleteReplica(ctx, "r9"); !errors.Is(err, replica.ErrNotFound) || errors.Is(err, api.ErrNotFound) {
+		t.Errorf("a missing replica came back as %v", err)
+	}
+	svc.err = fmt.Errorf("volume v1: %w", api.ErrGrowAtAttach)
+	if err := c.ResizeVolume(ctx, "v1", 1<<30); !errors.Is(err, api.ErrGrowAtAttach) || errors.Is(err, api.ErrInUse) {
+		t.Errorf("grow-at-attach came back as %v", err)
+	}
 	svc.err = errors.New("the disk is on fire")
 	if err := c.ResizeVolume(ctx, "v1", 1<<30); err == nil || !strings.Contains(err.Error(), "the disk is on fire") {
 		t.Fatalf("plain error came back as %v", err)
@@ -220,6 +229,12 @@ func TestVersionMismatch(t *testing.T) {
 	_, err := rpc.Call[*rpc.Empty](ctx, c.conn, errorTable, serviceName, "DeleteReplica", &DeleteReq{ID: "r1"})
 	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "version [0], this node 1") {
 		t.Fatalf("call as version 0: %v, want ErrVersion naming both", err)
+	}
+	// A method this version does not have, called by a node of another
+	// version, is refused for the version.
+	_, err = rpc.Call[*rpc.Empty](ctx, c.conn, errorTable, serviceName, "FutureCall", &DeleteReq{ID: "r1"})
+	if !errors.Is(err, ErrVersion) {
+		t.Fatalf("unknown call as version 0: %v, want ErrVersion", err)
 	}
 	if svc.seen() != "" {
 		t.Fatalf("the service ran %s", svc.seen())

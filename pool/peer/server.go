@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	grpcpeer "google.golang.org/grpc/peer"
+	"google.golang.org/grpc/tap"
 
 	"github.com/ballast-io/ballast/pool/clusterca"
 	"github.com/ballast-io/ballast/pool/meta"
@@ -78,7 +79,8 @@ func NewServer(secret []byte, node string, svc Service, log *slog.Logger) (*Serv
 		return nil, fmt.Errorf("peer server: %w", err)
 	}
 	s := &Server{log: log}
-	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(srvTLS)), grpc.ChainUnaryInterceptor(s.checkVersion, s.logCalls))
+	s.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(srvTLS)), grpc.InTapHandle(s.checkVersion),
+		grpc.ChainUnaryInterceptor(s.sayVersion, s.logCalls))
 	rpc.Register(s.grpc, serviceName, svc, methods)
 	return s, nil
 }
@@ -95,18 +97,22 @@ func (s *Server) Serve(ln net.Listener) error {
 // Stop closes the listeners and the connections, ending calls in flight.
 func (s *Server) Stop() { s.grpc.Stop() }
 
-// checkVersion answers every call with this node's protocol version, and
-// refuses a caller that speaks another.
-func (s *Server) checkVersion(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+// checkVersion refuses a call from a node that speaks another protocol
+// version, before anything of it is read.
+func (s *Server) checkVersion(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if got := info.Header.Get(versionKey); len(got) != 1 || got[0] != fmt.Sprint(Version) {
+		err := fmt.Errorf("%s: the calling node speaks peer protocol version %v, this node %d: run the same Ballast version on every node: %w", info.FullMethodName, got, Version, ErrVersion)
+		s.log.Warn("peer call refused", "err", err)
+		return ctx, errorTable.ToStatus(err)
+	}
+	return ctx, nil
+}
+
+// sayVersion answers every call with this node's protocol version.
+func (s *Server) sayVersion(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	mine := metadata.Pairs(versionKey, fmt.Sprint(Version))
 	grpc.SetHeader(ctx, mine)
 	grpc.SetTrailer(ctx, mine)
-	md, _ := metadata.FromIncomingContext(ctx)
-	if got := md.Get(versionKey); len(got) != 1 || got[0] != fmt.Sprint(Version) {
-		err := fmt.Errorf("%s: the calling node speaks peer protocol version %v, this node %d: run the same Ballast version on every node: %w", info.FullMethod, got, Version, ErrVersion)
-		s.log.Warn("peer call refused", "from", caller(ctx), "err", err)
-		return nil, errorTable.ToStatus(err)
-	}
 	return h(ctx, req)
 }
 

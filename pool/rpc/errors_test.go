@@ -19,15 +19,16 @@ var (
 )
 
 var table = append(Errors{
-	Map(codes.InvalidArgument, errBad),
-	Map(codes.NotFound, errMissing, errGone),
-	Map(codes.FailedPrecondition, errBusy),
-	Map(codes.FailedPrecondition, errLater),
+	Map(codes.InvalidArgument, "BAD", errBad),
+	Map(codes.NotFound, "MISSING", errMissing, errGone),
+	Map(codes.FailedPrecondition, "BUSY", errBusy),
+	Map(codes.FailedPrecondition, "LATER", errLater),
 }, Common...)
 
-// TestErrorsRoundTrip: an error goes out with its sentinel's code and
-// message and comes back matching the sentinels of that code; the first
-// entry with a code wins, and an unknown error is Internal and matches none.
+// TestErrorsRoundTrip: an error goes out with its sentinel's code, reason
+// and message and comes back matching the sentinels of that reason, though
+// another entry shares its code; an unknown error is Internal and matches
+// none.
 func TestErrorsRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		err     error
@@ -37,7 +38,8 @@ func TestErrorsRoundTrip(t *testing.T) {
 	}{
 		{fmt.Errorf("volume v: %w", errBad), codes.InvalidArgument, []error{errBad}, []error{errMissing}},
 		{fmt.Errorf("replica r: %w", errGone), codes.NotFound, []error{errMissing, errGone}, []error{errBad}},
-		{fmt.Errorf("v: %w", errLater), codes.FailedPrecondition, []error{errBusy}, []error{errLater}},
+		{fmt.Errorf("v: %w", errLater), codes.FailedPrecondition, []error{errLater}, []error{errBusy}},
+		{fmt.Errorf("v: %w", errBusy), codes.FailedPrecondition, []error{errBusy}, []error{errLater}},
 		{fmt.Errorf("call: %w", context.DeadlineExceeded), codes.DeadlineExceeded, []error{context.DeadlineExceeded}, nil},
 		{fmt.Errorf("op: %w", errors.ErrUnsupported), codes.Unimplemented, []error{errors.ErrUnsupported}, nil},
 		{errors.New("disk on fire"), codes.Internal, nil, []error{errBad, errMissing, errBusy}},
@@ -67,5 +69,10 @@ func TestErrorsRoundTrip(t *testing.T) {
 	plain := errors.New("dial tcp: refused")
 	if table.FromStatus(plain) != plain {
 		t.Error("an error that is not a status was changed")
+	}
+	// A status with no reason (gRPC's own) matches the first entry of its
+	// code.
+	if err := table.FromStatus(status.Error(codes.FailedPrecondition, "x")); !errors.Is(err, errBusy) || errors.Is(err, errLater) {
+		t.Errorf("a status without a reason came back as %v", err)
 	}
 }

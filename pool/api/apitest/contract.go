@@ -24,7 +24,8 @@ import (
 // grows (rounded up to 4 KiB) and never shrinks; snapshots of a name
 // already taken are ErrExists; a snapshot or volume with clones, or an
 // attached volume, cannot be deleted (ErrInUse); an attach here is
-// idempotent and is what inspect shows; a detach of a volume attached
+// idempotent and is what inspect shows, and one asking for the other kind
+// (raw block or filesystem) is ErrInUse; a detach of a volume attached
 // nowhere does nothing; anything missing is ErrNotFound.
 func Contract(t *testing.T, svc api.Service, node string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -93,6 +94,11 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	}
 	_, err = svc.ResizeVolume(ctx, base.Name, size)
 	is("shrink", err, api.ErrInvalid)
+	same, err := svc.ResizeVolume(ctx, base.Name, 2*size+1)
+	ok("grow to the size it has, before rounding", err)
+	if same.Size != grown.Size {
+		t.Fatalf("size %d after asking for what it had, want %d", same.Size, grown.Size)
+	}
 	_, err = svc.ResizeVolume(ctx, "ct-nope", size)
 	is("grow a missing volume", err, api.ErrNotFound)
 	snaps, err := svc.ListSnapshots(ctx, base.Name)
@@ -128,6 +134,8 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	if a2.Epoch != a.Epoch || a2.MountPath != a.MountPath {
 		t.Fatalf("attach again: %+v, first %+v", a2, a)
 	}
+	_, err = svc.AttachVolume(ctx, clone.Name, api.AttachOptions{Block: true})
+	is("attach again as a raw block device", err, api.ErrInUse)
 	got, err := svc.InspectVolume(ctx, clone.Name)
 	ok("inspect", err)
 	if got.Attachment == nil || got.Attachment.Node != node {

@@ -256,7 +256,7 @@ func (f *Fake) ResizeVolume(_ context.Context, name string, size int64) (*api.Vo
 		return nil, err
 	case size <= 0 || size > spec.MaxSize:
 		return nil, fmt.Errorf("%w: size %d bytes", api.ErrInvalid, size)
-	case size < v.Size:
+	case (size+4095)&^4095 < v.Size:
 		return nil, fmt.Errorf("%w: volume %q has %s; volumes only grow", api.ErrInvalid, name, spec.FormatSize(v.Size))
 	case v.Attachment != nil && v.Attachment.Node != f.Node && !f.up[v.Attachment.Node]:
 		return nil, fmt.Errorf("volume %q is attached on node %s, which is down: %w", name, v.Attachment.Node, api.ErrInUse)
@@ -306,6 +306,9 @@ func (f *Fake) AttachVolume(_ context.Context, name string, opts api.AttachOptio
 	}
 	if a := v.Attachment; a != nil && a.Node != f.Node && f.up[a.Node] && !opts.Force {
 		return nil, fmt.Errorf("volume %q is attached on node %s and that node is up; detach it there first: %w", name, a.Node, api.ErrInUse)
+	}
+	if a := v.Attachment; a != nil && a.Node == f.Node && a.Block != opts.Block {
+		return nil, fmt.Errorf("volume %q is attached on this node already, as another kind; detach it first: %w", name, api.ErrInUse)
 	}
 	if a := v.Attachment; a == nil || a.Node != f.Node {
 		v.Epoch++
