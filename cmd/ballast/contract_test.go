@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +15,11 @@ import (
 // TestServiceContract holds a real daemon to the rules the adapters' fake
 // service keeps (apitest.Contract), over the daemon's socket.
 func TestServiceContract(t *testing.T) {
-	d := startDaemon(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("a cluster secret for the tests"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, "--cluster-secret-file", secret) // secrets are sealed under it
 	apitest.Contract(t, d.client, d.node)
 }
 

@@ -73,6 +73,12 @@ func (f *fake) ListSnapshots(context.Context, string) ([]Snapshot, error) {
 func (f *fake) ClusterStatus(context.Context) ([]Node, error) {
 	return []Node{{ID: "a", State: NodeUp}}, nil
 }
+func (f *fake) SetSecret(_ context.Context, name string, _ []byte) (*Secret, error) {
+	return &Secret{Name: name}, nil
+}
+func (f *fake) ListSecrets(context.Context) ([]Secret, error) { return nil, nil }
+func (f *fake) DeleteSecret(context.Context, string) error    { return nil }
+
 func (f *fake) ListPools(context.Context) ([]Pool, error) {
 	return []Pool{{ID: "p1", Capacity: 100}}, nil
 }

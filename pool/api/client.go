@@ -92,6 +92,19 @@ func (c *Client) ListSnapshots(ctx context.Context, volume string) ([]Snapshot, 
 	return call[[]Snapshot](ctx, c, "ListSnapshots", &NameReq{Name: volume})
 }
 
+func (c *Client) SetSecret(ctx context.Context, name string, value []byte) (*Secret, error) {
+	return call[*Secret](ctx, c, "SetSecret", &SecretReq{Name: name, Value: value})
+}
+
+func (c *Client) ListSecrets(ctx context.Context) ([]Secret, error) {
+	return call[[]Secret](ctx, c, "ListSecrets", &Empty{})
+}
+
+func (c *Client) DeleteSecret(ctx context.Context, name string) error {
+	_, err := call[*Empty](ctx, c, "DeleteSecret", &NameReq{Name: name})
+	return err
+}
+
 func (c *Client) ListPools(ctx context.Context) ([]Pool, error) {
 	return call[[]Pool](ctx, c, "ListPools", &Empty{})
 }

@@ -50,6 +50,14 @@ func MatchSpec(have, req spec.Volume) error {
 	if hl := spec.NormalLocality(have.Locality); req.Locality != "" && spec.NormalLocality(req.Locality) != hl {
 		differ("locality", hl, req.Locality)
 	}
+	// A request that does not ask for encryption leaves it open (a clone,
+	// or a Docker look-up by name); one that does must find it.
+	if req.Encrypted && !have.Encrypted {
+		differ("encrypted", "false", "true")
+	}
+	if req.SecretKey != "" && req.SecretKey != have.SecretKey {
+		differ("secret key", cmp.Or(have.SecretKey, "none"), req.SecretKey)
+	}
 	if len(diffs) == 0 {
 		return nil
 	}

@@ -28,6 +28,10 @@ type (
 		Name string
 		Size int64
 	}
+	SecretReq struct {
+		Name  string
+		Value []byte
+	}
 	// Empty is the request or answer that carries nothing.
 	Empty = rpc.Empty
 )
@@ -56,6 +60,13 @@ var methods = []rpc.Method[Service]{
 	}),
 	rpc.Unary(errorTable, "ListSnapshots", func(s Service, ctx context.Context, r *NameReq) ([]Snapshot, error) {
 		return s.ListSnapshots(ctx, r.Name)
+	}),
+	rpc.Unary(errorTable, "SetSecret", func(s Service, ctx context.Context, r *SecretReq) (*Secret, error) {
+		return s.SetSecret(ctx, r.Name, r.Value)
+	}),
+	rpc.Unary(errorTable, "ListSecrets", func(s Service, ctx context.Context, _ *Empty) ([]Secret, error) { return s.ListSecrets(ctx) }),
+	rpc.Unary(errorTable, "DeleteSecret", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DeleteSecret(ctx, r.Name))
 	}),
 	rpc.Unary(errorTable, "ListPools", func(s Service, ctx context.Context, _ *Empty) ([]Pool, error) { return s.ListPools(ctx) }),
 	rpc.Unary(errorTable, "ClusterStatus", func(s Service, ctx context.Context, _ *Empty) ([]Node, error) { return s.ClusterStatus(ctx) }),

@@ -34,6 +34,15 @@ type Service interface {
 	// ListSnapshots lists a volume's snapshots, or all when volume is "".
 	ListSnapshots(ctx context.Context, volume string) ([]Snapshot, error)
 
+	// SetSecret stores a secret of the cluster, the passphrase of
+	// encrypted volumes that name it, sealed under the cluster secret. A
+	// secret that volumes use cannot be changed (ErrInUse).
+	SetSecret(ctx context.Context, name string, value []byte) (*Secret, error)
+	// ListSecrets lists the secrets, never their values.
+	ListSecrets(ctx context.Context) ([]Secret, error)
+	// DeleteSecret deletes a secret no volume uses.
+	DeleteSecret(ctx context.Context, name string) error
+
 	ListPools(ctx context.Context) ([]Pool, error)
 	// ClusterStatus lists the nodes of the cluster with their state.
 	ClusterStatus(ctx context.Context) ([]Node, error)
@@ -129,6 +138,14 @@ type Snapshot struct {
 	Size int64 `json:"size"`
 	// Clones lists volumes created from this snapshot.
 	Clones []string `json:"clones,omitempty"`
+}
+
+// Secret is a secret of the cluster as users see it: never its value.
+type Secret struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// UsedBy lists the encrypted volumes whose key it wraps.
+	UsedBy []string `json:"used_by,omitempty"`
 }
 
 // Pool is one disk of a node.

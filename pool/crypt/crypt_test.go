@@ -173,3 +173,27 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+// TestSeal: a sealed secret opens under its cluster secret and name only.
+func TestSeal(t *testing.T) {
+	cs := []byte("the-cluster-secret-of-test")
+	nonce, sealed, err := Seal(cs, "db", []byte("hunter2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("hunter2")) {
+		t.Fatal("sealed in clear")
+	}
+	if v, err := Open(cs, "db", nonce, sealed); err != nil || string(v) != "hunter2" {
+		t.Fatalf("open: %q, %v", v, err)
+	}
+	if _, err := Open([]byte("another-cluster-secret-0"), "db", nonce, sealed); !errors.Is(err, ErrSealedElsewhere) {
+		t.Fatalf("open under another cluster secret: %v", err)
+	}
+	if _, err := Open(cs, "other", nonce, sealed); !errors.Is(err, ErrSealedElsewhere) {
+		t.Fatalf("open as another name: %v", err)
+	}
+	if _, _, err := Seal(nil, "db", []byte("x")); err == nil {
+		t.Fatal("sealed with no cluster secret")
+	}
+}

@@ -15,6 +15,7 @@ package meta
 import (
 	"time"
 
+	"github.com/ballast-io/ballast/pool/crypt"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -72,6 +73,9 @@ type Volume struct {
 	Epoch uint64 `json:"epoch"`
 	// Repairs counts blocks repaired after a checksum mismatch.
 	Repairs int64 `json:"repairs"`
+	// Key is the data key of an encrypted volume, wrapped by the
+	// passphrase in secret SecretKey; nil for a volume in clear.
+	Key *crypt.Wrapped `json:"key,omitempty"`
 }
 
 // Attachment says where a volume is attached.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/crypt"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/remote"
@@ -89,6 +90,15 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	if how == claimDeadNode || how == claimForced {
 		n.log.Warn("taking volume over", "volume", name, "from", old.Node, "why", how.String(), "old_epoch", old.Epoch)
 	}
+	// An encrypted volume's key is unwrapped before anything changes: a
+	// wrong or missing passphrase leaves the volume as it was.
+	var key []byte
+	if v.Encrypted {
+		if key, err = n.volumeKey(ctx, v); err != nil {
+			return nil, fmt.Errorf("attach volume %s: %w", name, err)
+		}
+		defer clear(key)
+	}
 	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1, Block: opts.Block, Since: time.Now().UTC()}
 	if !opts.Block {
 		att.MountPath = filepath.Join(n.cfg.MountDir, name)
@@ -104,14 +114,13 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	a, err := n.openVolume(ctx, v, att.MountPath, alive)
 	t2 := time.Now()
 	if err == nil {
-		var dev block.Device = a.engine
-		if n.cfg.IO != nil {
-			dev = n.cfg.IO.Wrap(name, dev)
-		}
-		if opts.Block {
-			a.device, err = n.front.AttachBlock(ctx, a.name, dev)
-		} else {
-			a.device, err = n.front.Attach(ctx, a.name, dev, v.FS, a.mountPath)
+		var dev block.Device
+		if dev, err = n.volumeDevice(a, key); err == nil {
+			if opts.Block {
+				a.device, err = n.front.AttachBlock(ctx, a.name, dev)
+			} else {
+				a.device, err = n.front.Attach(ctx, a.name, dev, v.FS, a.mountPath)
+			}
 		}
 		if err != nil {
 			a.close()
@@ -132,6 +141,24 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	n.log.Info("volume attached", "volume", name, "epoch", att.Epoch, "mount_path", att.MountPath, "device", a.device, "how", how.String(),
 		"claim", a.took.Claim, "open", a.took.Open, "mount", a.took.Mount)
 	return a.toAPI(att), nil
+}
+
+// volumeDevice is the device the frontend exports for attachment a: its
+// engine, encrypted with key when the volume is (the replicas, and all
+// beyond, then see only ciphertext), counted for the metrics.
+func (n *Node) volumeDevice(a *attachment, key []byte) (block.Device, error) {
+	var dev block.Device = a.engine
+	if key != nil {
+		c, err := crypt.New(dev, key)
+		if err != nil {
+			return nil, err
+		}
+		dev = c
+	}
+	if n.cfg.IO != nil {
+		dev = n.cfg.IO.Wrap(a.vol, dev)
+	}
+	return dev, nil
 }
 
 // downDialTimeout bounds opening a replica on a node that is down. A

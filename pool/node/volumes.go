@@ -65,7 +65,15 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	for _, r := range v.Replicas {
 		v.InSync = append(v.InSync, r.ID)
 	}
-	if err := n.meta.Commit(ctx, meta.PutVolume(v, 0)); err != nil {
+	ops := []meta.Op{meta.PutVolume(v, 0)}
+	if v.Encrypted {
+		guard, err := n.encryptionOf(ctx, v, src)
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, guard)
+	}
+	if err := n.meta.Commit(ctx, ops...); err != nil {
 		return nil, conflict("create volume "+s.Name, err)
 	}
 	if err := n.createReplicas(ctx, v, src, srcSnap); err != nil {
@@ -84,6 +92,20 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	}
 	n.log.Info("volume created", "volume", v.Name, "size", v.Size, "repl", v.Repl, "fs", v.FS, "from", v.FromSnapshot)
 	return n.describe(ctx, v)
+}
+
+// encryptionOf gives encrypted volume v its key: a new one, or its
+// source's for a clone, and returns the guard of the secret it uses.
+func (n *Node) encryptionOf(ctx context.Context, v, src *meta.Volume) (meta.Op, error) {
+	if src == nil {
+		return n.newVolumeKey(ctx, v)
+	}
+	v.Key = src.Key
+	_, rev, err := n.meta.Secret(ctx, v.SecretKey)
+	if err != nil {
+		return meta.Op{}, fmt.Errorf("clone %s of encrypted volume %s: secret %q: %w", v.Name, src.Name, v.SecretKey, err)
+	}
+	return meta.SecretUnchanged(v.SecretKey, rev), nil
 }
 
 // sameSpec answers a create of an existing name: success when the request
@@ -124,6 +146,13 @@ func (n *Node) cloneSource(ctx context.Context, s *spec.Volume, vol, snap string
 	if s.FS != src.FS {
 		return nil, fmt.Errorf("%w: a clone of %s has its filesystem %s; leave --fs out", api.ErrInvalid, s.FromSnapshot, src.FS)
 	}
+	if s.Encrypted && !src.Encrypted {
+		return nil, fmt.Errorf("%w: a clone of %s is in clear as its source is; leave encrypted out", api.ErrInvalid, s.FromSnapshot)
+	}
+	if s.SecretKey != "" && s.SecretKey != src.SecretKey {
+		return nil, fmt.Errorf("%w: a clone of %s has its key, under secret %q; leave the secret key out", api.ErrInvalid, s.FromSnapshot, src.SecretKey)
+	}
+	s.Encrypted, s.SecretKey = src.Encrypted, src.SecretKey // a clone of an encrypted volume is encrypted, with the same key
 	if s.MinInSync > s.Repl {
 		return nil, fmt.Errorf("%w: minimum in-sync count %d is above the clone's replication factor %d", api.ErrInvalid, s.MinInSync, s.Repl)
 	}

@@ -50,6 +50,12 @@ type Volume struct {
 	// built in the background and a remote one retired) or not
 	// (LocalityNone). Normalized: "" is LocalityBestEffort.
 	Locality string `json:"locality,omitempty"`
+	// Encrypted volumes are encrypted on the node they are attached on
+	// (AES-XTS-256) under a random key of their own, kept wrapped by the
+	// passphrase in cluster secret SecretKey (ballast secret set). A
+	// clone is encrypted as its source is, with the same key.
+	Encrypted bool   `json:"encrypted,omitempty"`
+	SecretKey string `json:"secret_key,omitempty"`
 }
 
 // Locality values.
@@ -111,6 +117,17 @@ func (v *Volume) Normalize() error {
 		return invalid("locality %q for volume %q is not valid; use %s", v.Locality, v.Name, strings.Join(Localities, " or "))
 	}
 	var err error
+	if v.SecretKey != "" {
+		if err := ValidateName("secret name", v.SecretKey); err != nil {
+			return err
+		}
+	}
+	if v.Encrypted && v.SecretKey == "" && v.FromSnapshot == "" {
+		return invalid("encrypted volume %q needs a secret key: the name of a cluster secret holding its passphrase (ballast secret set NAME)", v.Name)
+	}
+	if !v.Encrypted && v.SecretKey != "" && v.FromSnapshot == "" {
+		return invalid("volume %q names secret key %q but is not encrypted; add encrypted", v.Name, v.SecretKey)
+	}
 	if v.Pin, err = normalLabels("pin", v.Pin); err != nil {
 		return err
 	}

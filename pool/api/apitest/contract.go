@@ -26,7 +26,9 @@ import (
 // attached volume, cannot be deleted (ErrInUse); an attach here is
 // idempotent and is what inspect shows, and one asking for the other kind
 // (raw block or filesystem) is ErrInUse; a detach of a volume attached
-// nowhere does nothing; anything missing is ErrNotFound.
+// nowhere does nothing; anything missing is ErrNotFound. An encrypted
+// volume needs an existing secret; a secret is set once, and one a volume
+// uses cannot be deleted; a clone of an encrypted volume is encrypted.
 func Contract(t *testing.T, svc api.Service, node string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -47,10 +49,11 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, name := range []string{"ct-clone", "ct-v"} {
+		for _, name := range []string{"ct-clone", "ct-v", "ct-enc-clone", "ct-enc"} {
 			svc.DetachVolume(ctx, name)
 			svc.DeleteVolume(ctx, name)
 		}
+		svc.DeleteSecret(ctx, "ct-key")
 	})
 
 	// Create.
@@ -146,6 +149,45 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	ok("detach again", svc.DetachVolume(ctx, clone.Name))
 	_, err = svc.AttachVolume(ctx, "ct-nope", api.AttachOptions{})
 	is("attach a missing volume", err, api.ErrNotFound)
+
+	// Encryption: a volume encrypted under a secret, which it then keeps
+	// from being deleted; its clone is encrypted too.
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true})
+	is("encrypted without a secret key", err, api.ErrInvalid)
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true, SecretKey: "ct-nokey"})
+	is("encrypted under a missing secret", err, api.ErrNotFound)
+	_, err = svc.SetSecret(ctx, "ct-key", []byte("correct horse battery staple"))
+	ok("set a secret", err)
+	_, err = svc.SetSecret(ctx, "ct-key", []byte("another"))
+	is("set it again", err, api.ErrExists)
+	_, err = svc.SetSecret(ctx, "ct-empty", nil)
+	is("set an empty secret", err, api.ErrInvalid)
+	enc, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true, SecretKey: "ct-key"})
+	ok("create encrypted", err)
+	if !enc.Encrypted || enc.SecretKey != "ct-key" {
+		t.Fatalf("created %+v, want encrypted under ct-key", enc.Volume)
+	}
+	_, err = svc.CreateSnapshot(ctx, "ct-enc", "s")
+	ok("snapshot an encrypted volume", err)
+	encClone, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc-clone", FromSnapshot: "ct-enc@s"})
+	ok("clone an encrypted volume", err)
+	if !encClone.Encrypted || encClone.SecretKey != "ct-key" {
+		t.Fatalf("clone %+v, want encrypted as its source", encClone.Volume)
+	}
+	secrets, err := svc.ListSecrets(ctx)
+	ok("list secrets", err)
+	if i := slices.IndexFunc(secrets, func(s api.Secret) bool { return s.Name == "ct-key" }); i < 0 || len(secrets[i].UsedBy) != 2 {
+		t.Fatalf("secrets %+v, want ct-key used by the volume and its clone", secrets)
+	}
+	is("delete a secret in use", svc.DeleteSecret(ctx, "ct-key"), api.ErrInUse)
+	_, err = svc.AttachVolume(ctx, "ct-enc-clone", api.AttachOptions{})
+	ok("attach an encrypted clone", err)
+	ok("detach it", svc.DetachVolume(ctx, "ct-enc-clone"))
+	for _, name := range []string{"ct-enc-clone", "ct-enc"} {
+		ok("delete "+name, svc.DeleteVolume(ctx, name))
+	}
+	ok("delete the secret", svc.DeleteSecret(ctx, "ct-key"))
+	is("delete it again", svc.DeleteSecret(ctx, "ct-key"), api.ErrNotFound)
 
 	// Delete.
 	ok("delete the clone", svc.DeleteVolume(ctx, clone.Name))

@@ -32,6 +32,7 @@ type Fake struct {
 	up        map[string]bool // the nodes of the cluster
 	vols      map[string]*api.Volume
 	snaps     map[string]api.Snapshot // by VOL@SNAP
+	secrets   map[string]api.Secret
 	calls     []string
 	resized   []string
 	attachErr error
@@ -42,7 +43,7 @@ var _ api.Service = (*Fake)(nil)
 
 // New returns a fake of node, the only node of its cluster, up.
 func New(node string) *Fake {
-	return &Fake{Node: node, up: map[string]bool{node: true}, vols: map[string]*api.Volume{}, snaps: map[string]api.Snapshot{}}
+	return &Fake{Node: node, up: map[string]bool{node: true}, vols: map[string]*api.Volume{}, snaps: map[string]api.Snapshot{}, secrets: map[string]api.Secret{}}
 }
 
 // SetUp adds node to the cluster, up or down.
@@ -186,6 +187,10 @@ func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 		}
 		src := f.vols[sn.Volume]
 		s.Size, s.FS, s.Repl = cmp.Or(s.Size, sn.Size), cmp.Or(s.FS, src.FS), cmp.Or(s.Repl, src.Repl)
+		if s.Encrypted && !src.Encrypted || s.SecretKey != "" && s.SecretKey != src.SecretKey {
+			return nil, fmt.Errorf("%w: a clone of %s is encrypted as its source is", api.ErrInvalid, s.FromSnapshot)
+		}
+		s.Encrypted, s.SecretKey = src.Encrypted, src.SecretKey
 		switch {
 		case s.Size != sn.Size:
 			return nil, fmt.Errorf("%w: a clone of %s has its size %s", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(sn.Size))
@@ -195,6 +200,9 @@ func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 			return nil, fmt.Errorf("%w: a clone's repl can be at most %d", api.ErrInvalid, src.Repl)
 		}
 	} else {
+		if _, ok := f.secrets[s.SecretKey]; s.Encrypted && !ok {
+			return nil, fmt.Errorf("secret %q does not exist: %w", s.SecretKey, api.ErrNotFound)
+		}
 		for i := 1; len(nodes) < s.Repl; i++ {
 			nodes = append(nodes, fmt.Sprintf("%s-peer%d", f.Node, i))
 		}
@@ -393,6 +401,59 @@ func (f *Fake) ListSnapshots(_ context.Context, vol string) ([]api.Snapshot, err
 		}
 	}
 	return out, nil
+}
+
+// SetSecret keeps secret name (not its value: the fake encrypts nothing).
+func (f *Fake) SetSecret(_ context.Context, name string, value []byte) (*api.Secret, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := spec.ValidateName("secret name", name); err != nil {
+		return nil, err
+	}
+	if len(value) == 0 {
+		return nil, fmt.Errorf("%w: secret %q is empty", api.ErrInvalid, name)
+	}
+	if _, ok := f.secrets[name]; ok {
+		return nil, fmt.Errorf("secret %q exists: %w", name, api.ErrExists)
+	}
+	sec := api.Secret{Name: name, Created: time.Now()}
+	f.secrets[name] = sec
+	return &sec, nil
+}
+
+func (f *Fake) ListSecrets(context.Context) ([]api.Secret, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []api.Secret
+	for _, name := range slices.Sorted(maps.Keys(f.secrets)) {
+		sec := f.secrets[name]
+		sec.UsedBy = f.secretUsers(name)
+		out = append(out, sec)
+	}
+	return out, nil
+}
+
+func (f *Fake) secretUsers(name string) []string {
+	var users []string
+	for _, v := range slices.Sorted(maps.Keys(f.vols)) {
+		if f.vols[v].Encrypted && f.vols[v].SecretKey == name {
+			users = append(users, v)
+		}
+	}
+	return users
+}
+
+func (f *Fake) DeleteSecret(_ context.Context, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.secrets[name]; !ok {
+		return fmt.Errorf("secret %q does not exist: %w", name, api.ErrNotFound)
+	}
+	if users := f.secretUsers(name); len(users) > 0 {
+		return fmt.Errorf("secret %q is used by %s: %w", name, strings.Join(users, ", "), api.ErrInUse)
+	}
+	delete(f.secrets, name)
+	return nil
 }
 
 func (f *Fake) ListPools(context.Context) ([]api.Pool, error) {
