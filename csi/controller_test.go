@@ -23,6 +23,9 @@ func TestParseParameters(t *testing.T) {
 	if err != nil || v.Repl != 3 || v.FS != "xfs" || v.Pin != "zone=a,rack=r1" || v.Avoid != "disk=hdd" || v.MinInSync != 2 || v.Locality != "none" {
 		t.Fatalf("ParseParameters = %+v, %v", v, err)
 	}
+	if v, err := ParseParameters(map[string]string{"encrypted": "TRUE", "secret_key": "db"}); err != nil || !v.Encrypted || v.SecretKey != "db" {
+		t.Fatalf("encrypted: %+v, %v", v, err)
+	}
 	if v, err := ParseParameters(nil); err != nil || v != (spec.Volume{}) {
 		t.Fatalf("no parameters: %+v, %v", v, err)
 	}
@@ -30,6 +33,7 @@ func TestParseParameters(t *testing.T) {
 		"repl=0": "1 to 5", "repl=x": "1 to 5", "fs=btrfs": "ext4 or xfs", "size=1G": `unknown parameter "size"`,
 		"pin=zone": "key=value", "avoid=": "empty", "min_in_sync=3,repl=2": "above repl", "pin=zone=a,labels=zone=a": "give one",
 		"locality=always": "use best-effort or none",
+		"encrypted=maybe": "use true or false", "encrypted=true,secret_key=a/b": "secret_key",
 	} {
 		params := map[string]string{}
 		for _, kv := range strings.SplitAfterN(in, ",", -1) {

@@ -38,12 +38,13 @@ func ballastName(prefix, name string) string {
 }
 
 // parameterHelp lists the StorageClass parameters CreateVolume takes.
-const parameterHelp = "repl, fs, pin (or labels), avoid, min_in_sync, locality"
+const parameterHelp = "repl, fs, pin (or labels), avoid, min_in_sync, locality, encrypted, secret_key"
 
 // ParseParameters reads a StorageClass's parameters into the fields of a
 // volume spec: repl (1-5), fs (ext4 or xfs), pin or labels and avoid
 // (label lists such as zone=a,rack=r1), min_in_sync (1-5), locality
-// (best-effort or none). They mean what
+// (best-effort or none), encrypted (true or false) and secret_key (the
+// cluster secret holding the passphrase: ballast secret set). They mean what
 // the flags of 'ballast volume create' mean. Keys under
 // csi.storage.k8s.io/ (Kubernetes' own) are ignored; any other key is
 // refused. Errors wrap spec.ErrInvalid.
@@ -74,6 +75,13 @@ func ParseParameters(params map[string]string) (spec.Volume, error) {
 			v.Pin, err = labelList(k, val)
 		case "avoid":
 			v.Avoid, err = labelList(k, val)
+		case "encrypted":
+			if v.Encrypted, err = strconv.ParseBool(val); err != nil {
+				err = fmt.Errorf("%w: parameter encrypted=%q: use true or false", spec.ErrInvalid, val)
+			}
+		case "secret_key":
+			v.SecretKey = val
+			err = spec.ValidateName("parameter secret_key", val)
 		default:
 			if strings.HasPrefix(k, "csi.storage.k8s.io/") {
 				continue

@@ -14,7 +14,7 @@ import (
 
 // options lists what Create accepts, as --opt KEY=VALUE or inline in the
 // name; they mean what the CLI's volume create flags mean.
-var options = []string{"size", "repl", "fs", "snapshot", "pin", "avoid", "min_in_sync", "locality"}
+var options = []string{"size", "repl", "fs", "snapshot", "pin", "avoid", "min_in_sync", "locality", "encrypted", "secret_key"}
 
 // aliases are other spellings of an option.
 var aliases = map[string]string{"labels": "pin"}
@@ -23,7 +23,7 @@ var aliases = map[string]string{"labels": "pin"}
 // values add up.
 func labelOption(key string) bool { return key == "pin" || key == "avoid" }
 
-const optionHelp = "size, repl, fs, snapshot, pin (or labels), avoid, min_in_sync, locality"
+const optionHelp = "size, repl, fs, snapshot, pin (or labels), avoid, min_in_sync, locality, encrypted, secret_key"
 
 // isInline reports whether a volume name is an inline spec such as
 // "size=10G,repl=2,name=pgdata". Plain names cannot contain '='.
@@ -34,7 +34,8 @@ func isInline(name string) bool { return strings.Contains(name, "=") }
 // KEY=VALUE pairs separated by ',' or ';' that must include name=VOLUME
 // ("size=10G,repl=2,name=pgdata"); opts are the --opt options. Both take
 // size, repl, fs, snapshot (VOL@SNAP), pin (alias labels), avoid,
-// min_in_sync and locality (best-effort or none), meaning what the CLI's volume create flags mean; an option
+// min_in_sync, locality (best-effort or none), encrypted (true or false)
+// and secret_key, meaning what the CLI's volume create flags mean; an option
 // given in both places must have the same value in both. In an inline spec, pin= and avoid= may be
 // repeated to ask for several labels ("pin=zone=a,pin=rack=r1"), since ','
 // separates the pairs. A volume needs a size unless it is a snapshot's
@@ -116,6 +117,8 @@ func lookupSpec(name string, have spec.Volume) error {
 		Avoid:        cmp.Or(stated.Avoid, have.Avoid),
 		MinInSync:    cmp.Or(stated.MinInSync, have.MinInSync),
 		Locality:     cmp.Or(stated.Locality, have.Locality),
+		Encrypted:    stated.Encrypted || have.Encrypted,
+		SecretKey:    cmp.Or(stated.SecretKey, have.SecretKey),
 	}
 	if err := want.Normalize(); err != nil {
 		return err
@@ -238,6 +241,12 @@ func toVolume(kv map[string]string) (spec.Volume, error) {
 			return v, invalid("option locality=%q must be %s", s, strings.Join(spec.Localities, " or "))
 		}
 	}
+	if s, ok := kv["encrypted"]; ok {
+		if v.Encrypted, err = strconv.ParseBool(s); err != nil {
+			return v, invalid("option encrypted=%q must be true or false", s)
+		}
+	}
+	v.SecretKey = kv["secret_key"]
 	v.Pin, v.Avoid = kv["pin"], kv["avoid"]
 	for _, l := range []string{"pin", "avoid"} {
 		if _, err := spec.ParseLabels(kv[l]); err != nil {
@@ -298,6 +307,18 @@ func merge(a, b spec.Volume, rawA, rawB map[string]string) (spec.Volume, error) 
 			return v, conflict("snapshot")
 		}
 		v.FromSnapshot = b.FromSnapshot
+	}
+	if _, ok := rawB["encrypted"]; ok {
+		if _, inA := rawA["encrypted"]; inA && a.Encrypted != b.Encrypted {
+			return v, conflict("encrypted")
+		}
+		v.Encrypted = b.Encrypted
+	}
+	if b.SecretKey != "" {
+		if a.SecretKey != "" && a.SecretKey != b.SecretKey {
+			return v, conflict("secret_key")
+		}
+		v.SecretKey = b.SecretKey
 	}
 	if b.Pin != "" {
 		if a.Pin != "" && !spec.SameLabels(a.Pin, b.Pin) {

@@ -45,6 +45,10 @@ func TestParseSpec(t *testing.T) {
 			spec.Volume{Name: "v3", Size: gib, Repl: 1, FS: "ext4", MinInSync: 1, Locality: "none"}},
 		{"size=1G,locality=none,name=v3", map[string]string{"locality": "none"},
 			spec.Volume{Name: "v3", Size: gib, Repl: 1, FS: "ext4", MinInSync: 1, Locality: "none"}},
+		{"v4", map[string]string{"size": "1G", "encrypted": "true", "secret_key": "db"},
+			spec.Volume{Name: "v4", Size: gib, Repl: 1, FS: "ext4", MinInSync: 1, Encrypted: true, SecretKey: "db"}},
+		{"size=1G,encrypted=true,secret_key=db,name=v4", map[string]string{"encrypted": "true"},
+			spec.Volume{Name: "v4", Size: gib, Repl: 1, FS: "ext4", MinInSync: 1, Encrypted: true, SecretKey: "db"}},
 	} {
 		if tc.want.Locality == "" {
 			tc.want.Locality = spec.LocalityBestEffort
@@ -96,6 +100,11 @@ func TestParseSpecErrors(t *testing.T) {
 		{"v1", map[string]string{"snapshot": "pgdata"}, "must be VOLUME@SNAPSHOT"},
 		{"v1", map[string]string{"size": "1G", "locality": "always"}, `option locality="always" must be best-effort or none`},
 		{"size=1G,name=v1,locality=none", map[string]string{"locality": "best-effort"}, "option locality is"},
+		{"v1", map[string]string{"size": "1G", "encrypted": "yes please"}, `option encrypted="yes please" must be true or false`},
+		{"v1", map[string]string{"size": "1G", "encrypted": "true"}, "needs a secret key"},
+		{"v1", map[string]string{"size": "1G", "secret_key": "db"}, "is not encrypted"},
+		{"size=1G,name=v1,encrypted=true,secret_key=a", map[string]string{"secret_key": "b"}, "option secret_key is"},
+		{"size=1G,name=v1,encrypted=false,secret_key=a", map[string]string{"encrypted": "true"}, "option encrypted is"},
 		{"bad name!", map[string]string{"size": "1G"}, `volume name "bad name!" has ' '`},
 		{"name=bad/name,size=1G", nil, "volume name"},
 		{"", map[string]string{"size": "1G"}, "volume name is empty"},

@@ -43,7 +43,11 @@ func volumeCreate(c *cli) *cobra.Command {
 				if c.json {
 					return printJSON(cmd.OutOrStdout(), v)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "volume %s created: %s, repl %d, %s\n", v.Name, size(v.Size), v.Repl, v.FS)
+				enc := ""
+				if v.Encrypted {
+					enc = ", encrypted under secret " + v.SecretKey
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s created: %s, repl %d, %s%s\n", v.Name, size(v.Size), v.Repl, v.FS, enc)
 				return nil
 			})
 		},
@@ -56,6 +60,8 @@ func volumeCreate(c *cli) *cobra.Command {
 	cmd.Flags().StringVar(&s.Pin, "pin", "", "place replicas only on nodes with all these labels, e.g. zone=a")
 	cmd.Flags().StringVar(&s.Avoid, "avoid", "", "never place replicas on nodes with any of these labels, e.g. rack=r2")
 	cmd.Flags().StringVar(&s.Locality, "locality", "", "best-effort (default): when attached on a node holding no replica, build one there and retire a remote one; none: leave the replicas where they are")
+	cmd.Flags().BoolVar(&s.Encrypted, "encrypted", false, "encrypt the volume (AES-XTS-256) on the node it is attached on, under a key of its own wrapped by the passphrase in --secret-key")
+	cmd.Flags().StringVar(&s.SecretKey, "secret-key", "", "the cluster secret holding the passphrase of an encrypted volume (ballast secret set NAME)")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
 	return cmd
 }

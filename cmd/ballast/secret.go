@@ -1,0 +1,97 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ballast-io/ballast/pool/api"
+)
+
+func newSecretCmd(c *cli) *cobra.Command {
+	cmd := &cobra.Command{Use: "secret", Aliases: []string{"secrets"}, Short: "Keep the passphrases of encrypted volumes, sealed under the cluster secret"}
+	var file, env string
+	set := &cobra.Command{
+		Use:   "set NAME (--from-file F | --from-env VAR)",
+		Short: "Store a new secret (it cannot change once set)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			value, err := secretValue(file, env)
+			if err != nil {
+				return err
+			}
+			return c.withClient(func(cl *api.Client) error {
+				s, err := cl.SetSecret(cmd.Context(), args[0], value)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), s)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "secret %s set\n", s.Name)
+				return nil
+			})
+		},
+	}
+	set.Flags().StringVar(&file, "from-file", "", "read the secret from this file (a trailing newline is dropped)")
+	set.Flags().StringVar(&env, "from-env", "", "read the secret from this environment variable")
+	set.Flags().BoolVar(&c.json, "json", false, "print the secret's record as JSON")
+	list := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List the secrets and the volumes using each (never their values)",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withClient(func(cl *api.Client) error {
+				secs, err := cl.ListSecrets(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), secs)
+				}
+				var rows [][]string
+				for _, s := range secs {
+					rows = append(rows, []string{s.Name, s.Created.Format("2006-01-02 15:04:05Z07:00"), orDash(strings.Join(s.UsedBy, ","))})
+				}
+				return table(cmd.OutOrStdout(), []string{"SECRET", "CREATED", "USED BY"}, rows)
+			})
+		},
+	}
+	list.Flags().BoolVar(&c.json, "json", false, "print as JSON")
+	del := &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Delete a secret no volume uses",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withClient(func(cl *api.Client) error { return cl.DeleteSecret(cmd.Context(), args[0]) })
+		},
+	}
+	cmd.AddCommand(set, list, del)
+	return cmd
+}
+
+// secretValue reads a secret from exactly one of file and env.
+func secretValue(file, env string) ([]byte, error) {
+	switch {
+	case file != "" && env != "":
+		return nil, errors.New("give --from-file or --from-env, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--from-file: %w", err)
+		}
+		return []byte(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")), nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok {
+			return nil, fmt.Errorf("--from-env: %s is not set", env)
+		}
+		return []byte(v), nil
+	}
+	return nil, errors.New("give the secret with --from-file F or --from-env VAR (not on the command line, where ps shows it)")
+}
