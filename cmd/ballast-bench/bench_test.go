@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,38 @@ func TestParseStatus(t *testing.T) {
 	}
 	if _, err := parseStatus(bufio.NewScanner(strings.NewReader("Name:\tkthreadd\n"))); err == nil {
 		t.Error("status without VmRSS: want an error")
+	}
+}
+
+// TestEncryptionReport: encrypted volumes are judged against the same repl
+// in clear, and the other tables keep using the volumes in clear.
+func TestEncryptionReport(t *testing.T) {
+	sel := selectJobs("4k")
+	base, r1, e1, ceil := map[string]result{}, map[string]result{}, map[string]result{}, map[string]result{}
+	for _, j := range sel {
+		base[j.name] = result{IOPS: 1000}
+		ceil[j.name] = result{IOPS: 2000}
+		r1[j.name] = result{IOPS: 900}
+		e1[j.name] = result{IOPS: 855} // 0.95x
+	}
+	e1["rand-write-4k-qd16"] = result{IOPS: 720} // 0.80x
+	rp := &report{jobs: sel, skipSnap: true, skipRSS: true, skipPG: true, targets: []fioTarget{
+		{label: "baseline (loop)", res: base},
+		{label: ceilingLabel, res: ceil},
+		{label: "repl 1", repl: 1, res: r1},
+		{label: "repl 1 encrypted", repl: 1, res: e1, encrypted: true, want: map[string]float64{}},
+	}}
+	out := rp.render()
+	for _, want := range []string{
+		"| rand-write-4k-qd16 | IOPS | repl 1 encrypted | 900 | 720 | 0.80x | ≥ 0.9 **below** |",
+		"| rand-read-4k-qd16 | IOPS | repl 1 encrypted | 900 | 855 | 0.95x | ≥ 0.9 meets |",
+		"| rand-write-4k-qd16 | IOPS | 2000 | 900 | 0.45x |", // the ceiling table: repl 1 in clear
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if !slices.Contains(rp.missed, "repl 1 encrypted rand-write-4k-qd16 / clear 0.80x < 0.9x") {
+		t.Errorf("missed %q", rp.missed)
 	}
 }

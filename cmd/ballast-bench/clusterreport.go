@@ -199,7 +199,7 @@ func ratioString(q float64, ok bool) string {
 func (rp *report) renderNetworkCost(p func(string, ...any), cluster []fioTarget) {
 	var local, remote *fioTarget
 	for i := range rp.targets {
-		if t := &rp.targets[i]; t.repl == 2 && !t.peer {
+		if t := &rp.targets[i]; t.repl == 2 && !t.peer && !t.encrypted {
 			local = t
 		}
 	}

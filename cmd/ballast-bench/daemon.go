@@ -34,9 +34,18 @@ type daemon struct {
 // startDaemon starts binary as a daemon under root and waits until it
 // answers on its socket. On error, whatever was started is stopped again.
 func startDaemon(ctx context.Context, binary, root string, extra []string, logger *slog.Logger) (*daemon, error) {
+	// A cluster secret, under which the daemon seals the passphrase of
+	// the encrypted volumes.
+	secret := filepath.Join(root, "secret")
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(secret, []byte("the ballast-bench cluster secret"), 0o600); err != nil {
+		return nil, err
+	}
 	args := append([]string{"daemon", "--data-dir", filepath.Join(root, "data"), "--node-id", "n1", "--docker-socket=",
 		"--pool-dir", filepath.Join(root, "disk1"), "--pool-dir", filepath.Join(root, "disk2"),
-		"--socket", filepath.Join(root, "ballast.sock")}, extra...)
+		"--socket", filepath.Join(root, "ballast.sock"), "--cluster-secret-file", secret}, extra...)
 	d := &daemon{root: root, logPath: filepath.Join(root, "daemon.log"), log: logger, binary: binary, args: args}
 	return d, d.start(ctx)
 }

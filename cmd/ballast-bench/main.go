@@ -291,6 +291,9 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 			return ctx.Err()
 		}
 	}
+	if err := measureEncrypted(ctx, c, d, fr, sel, rp, logger); err != nil {
+		return err
+	}
 	var g *gluster
 	if !c.skipGluster {
 		logger.Info("peer: GlusterFS replica 2")
@@ -390,11 +393,18 @@ func bindMount(dir, target string) error {
 // volumeFio runs the jobs on a new Ballast volume, then detaches and
 // deletes it.
 func volumeFio(ctx context.Context, d *daemon, fr *fioRunner, name string, size int64, repl int, sel []job) (map[string]result, error) {
-	mnt, detach, err := attached(ctx, d, spec.Volume{Name: name, Size: size, Repl: repl, FS: "ext4"})
+	return specFio(ctx, d, fr, spec.Volume{Name: name, Size: size, Repl: repl, FS: "ext4"}, fmt.Sprintf("repl%d", repl), sel)
+}
+
+// specFio runs the jobs on a new volume of spec v, then detaches and
+// deletes it.
+func specFio(ctx context.Context, d *daemon, fr *fioRunner, v spec.Volume, tag string, sel []job) (map[string]result, error) {
+	name := v.Name
+	mnt, detach, err := attached(ctx, d, v)
 	if err != nil {
 		return nil, err
 	}
-	res, err := fr.runAll(ctx, fmt.Sprintf("repl%d", repl), mnt, sel)
+	res, err := fr.runAll(ctx, tag, mnt, sel)
 	detach()
 	if ctx.Err() == nil {
 		if derr := d.client.DeleteVolume(ctx, name); derr != nil {

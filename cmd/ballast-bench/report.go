@@ -70,6 +70,9 @@ type fioTarget struct {
 	res   map[string]result
 	err   error              // the whole target failed
 	want  map[string]float64 // per-job targets; nil: the repl's class targets
+	// encrypted: an encrypted volume, judged against the same repl in
+	// clear (renderEncryption), not against the baseline.
+	encrypted bool
 }
 
 // target returns the ratio job j must reach on t.
@@ -175,6 +178,7 @@ func (rp *report) render() string {
 	rp.renderCeiling(p)
 	rp.renderCopies(p)
 	rp.renderSeries(p)
+	rp.renderEncryption(p)
 	rp.renderPeer(p)
 	rp.renderPG(p)
 	p("\n## Snapshot creation\n\n")
@@ -322,7 +326,7 @@ func (rp *report) renderPeer(p func(string, ...any)) {
 		switch t := &rp.targets[i]; {
 		case t.peer:
 			peer = t
-		case t.repl == 2:
+		case t.repl == 2 && !t.encrypted:
 			r2 = t
 		}
 	}
@@ -424,7 +428,7 @@ func (rp *report) renderCopies(p func(string, ...any)) {
 	var ok1, ok2 bool
 	for _, t := range rp.targets {
 		switch {
-		case t.peer:
+		case t.peer, t.encrypted:
 		case t.repl == 1:
 			r1, ok1 = t.res["write-4k-fsync1"]
 		case t.repl == 2:
@@ -448,7 +452,7 @@ func (rp *report) renderCeiling(p func(string, ...any)) {
 		switch t := &rp.targets[i]; {
 		case t.label == ceilingLabel:
 			ceiling = t
-		case t.repl == 1:
+		case t.repl == 1 && !t.encrypted:
 			r1 = t
 		}
 	}
@@ -480,7 +484,7 @@ func (rp *report) renderSeries(p func(string, ...any)) {
 		switch t := &rp.targets[i]; {
 		case t.label == ceilingLabel:
 			ceiling = t
-		case !t.peer && t.repl > 0:
+		case !t.peer && !t.encrypted && t.repl > 0:
 			byRepl[t.repl] = t
 		}
 	}
