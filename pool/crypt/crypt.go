@@ -1,6 +1,6 @@
 // Package crypt is encryption at rest for a volume: a block.Device wrapper
 // that encrypts every 4 KiB block with AES-XTS-256, the block number as the
-// tweak (Device), and the volume's data key, random per volume, kept only
+// tweak (Device, over xts.go), and the volume's data key, random per volume, kept only
 // wrapped by a key derived from a passphrase with Argon2id (Wrapped), as
 // LUKS keeps its master key. The wrapper sits on the attach node above the
 // engine, so replicas, the network, snapshots, clones, rebuilds and
@@ -8,11 +8,8 @@
 package crypt
 
 import (
-	"crypto/aes"
 	"fmt"
 	"sync"
-
-	"golang.org/x/crypto/xts"
 
 	"github.com/ballast-io/ballast/pool/block"
 )
@@ -27,7 +24,7 @@ const KeySize = 64
 // every write is encrypted, zeros too.
 type Device struct {
 	dev    block.Device
-	cipher *xts.Cipher
+	cipher *xtsCipher
 	bufs   sync.Pool // []byte of block.Size multiples, for writes
 }
 
@@ -38,9 +35,9 @@ func New(dev block.Device, key []byte) (*Device, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("crypt: a data key has %d bytes, not %d", KeySize, len(key))
 	}
-	c, err := xts.NewCipher(aes.NewCipher, key)
+	c, err := newXTS(key)
 	if err != nil {
-		return nil, fmt.Errorf("crypt: %w", err)
+		return nil, err
 	}
 	return &Device{dev: dev, cipher: c}, nil
 }
