@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -292,11 +293,25 @@ func spareNode(t *testing.T, byID map[string]*daemon, v *api.Volume) *daemon {
 // delay a new replica is filled on the third node while writes go on; then
 // the attach node dies too, and the volume, attached on the third node,
 // where only the rebuilt replica survives, holds every byte fio wrote.
-func TestRebuildAfterNodeLoss(t *testing.T) {
+func TestRebuildAfterNodeLoss(t *testing.T) { rebuildAfterNodeLoss(t, false) }
+
+// TestEncryptedRebuildAndFailover: the same with an encrypted volume; no
+// node's files hold its data in clear, the nodes that only ever got it over
+// the replica protocol included, so neither did the wire.
+func TestEncryptedRebuildAndFailover(t *testing.T) { rebuildAfterNodeLoss(t, true) }
+
+func rebuildAfterNodeLoss(t *testing.T, encrypted bool) {
 	nodes, _ := startCluster(t, 3, "--rebuild-delay", "2s", "--rebuild-mbps", "100")
 	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
 	ctx := nodes[0].ctx()
-	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "heal", Size: 512 << 20, Repl: 2})
+	vs := spec.Volume{Name: "heal", Size: 512 << 20, Repl: 2}
+	if encrypted {
+		if _, err := nodes[0].client.SetSecret(ctx, "healkey", []byte("the heal test's passphrase")); err != nil {
+			t.Fatal(err)
+		}
+		vs.Encrypted, vs.SecretKey = true, "healkey"
+	}
+	v, err := nodes[0].client.CreateVolume(ctx, vs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,6 +319,10 @@ func TestRebuildAfterNodeLoss(t *testing.T) {
 	spare := spareNode(t, byID, v)
 	att, err := owner.client.AttachVolume(ctx, "heal", api.AttachOptions{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	marker := bytes.Repeat([]byte("BALLAST-PLAINTEXT-MARKER-"), 40<<10)
+	if err := os.WriteFile(filepath.Join(att.MountPath, "marker"), marker, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	fioWrite(t, filepath.Join(att.MountPath, "before"), "64M", 61)
@@ -350,7 +369,17 @@ func TestRebuildAfterNodeLoss(t *testing.T) {
 	}
 	fioVerify(t, filepath.Join(satt.MountPath, "before"), "64M", 61)
 	fioVerify(t, filepath.Join(satt.MountPath, "during"), "64M", 62)
+	if got, err := os.ReadFile(filepath.Join(satt.MountPath, "marker")); err != nil || !bytes.Equal(got, marker) {
+		t.Fatalf("the marker file read back differs after the takeover (%v)", err)
+	}
 	fsckFrozen(t, satt.MountPath)
+	if encrypted {
+		for _, d := range nodes {
+			if files := filesHolding(t, d.dir, []byte("BALLAST-PLAINTEXT-MARKER")); len(files) > 0 {
+				t.Errorf("node %s holds the encrypted volume's data in clear in %v", d.node, files)
+			}
+		}
+	}
 	got, _ := spare.client.InspectVolume(ctx, "heal")
 	t.Logf("after the takeover: %s in sync, replicas %+v", insync(*got), got.Replicas)
 	if local := localReplicas(t, spare, "heal"); !slices.Equal(local, []string{rebuilt}) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"golang.org/x/sys/unix"
 )
 
 // TestEncryptedVolume: an encrypted volume made with the CLI holds data
@@ -69,24 +70,11 @@ func TestEncryptedVolume(t *testing.T) {
 
 	// Nothing under the daemon's dir (pool dirs, etcd, log) holds the
 	// pattern or the passphrase.
-	err = filepath.WalkDir(d.dir, func(path string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte("BALLAST-PLAINTEXT-MARKER")) {
-			t.Errorf("%s holds the volume's data in clear", path)
-		}
-		if bytes.Contains(b, []byte(pass)) {
-			t.Errorf("%s holds the passphrase in clear", path)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	if files := filesHolding(t, d.dir, []byte("BALLAST-PLAINTEXT-MARKER")); len(files) > 0 {
+		t.Errorf("the volume's data in clear in %v", files)
+	}
+	if files := filesHolding(t, d.dir, []byte(pass)); len(files) > 0 {
+		t.Errorf("the passphrase in clear in %v", files)
 	}
 
 	// Under another cluster secret the key does not open: the attach
@@ -120,4 +108,47 @@ func TestEncryptedVolume(t *testing.T) {
 	if err := d.client.DetachVolume(ctx, "enc"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// filesHolding lists the regular files under dir that contain b, on
+// dir's own filesystem: the FUSE mounts and the volumes' filesystems
+// mounted below it show volumes as their users see them, and are passed
+// over.
+func filesHolding(t *testing.T, dir string, b []byte) []string {
+	t.Helper()
+	var root unix.Stat_t
+	if err := unix.Stat(dir, &root); err != nil {
+		t.Fatal(err)
+	}
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if e != nil && e.IsDir() {
+				return fs.SkipDir // a dead daemon's FUSE mount, say
+			}
+			return err
+		}
+		if e.IsDir() {
+			var st unix.Stat_t
+			if err := unix.Stat(path, &st); err != nil || st.Dev != root.Dev {
+				return fs.SkipDir // a mount
+			}
+			return nil
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(data, b) {
+			found = append(found, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
