@@ -322,9 +322,7 @@ func rebuildAfterNodeLoss(t *testing.T, encrypted bool) {
 		t.Fatal(err)
 	}
 	marker := bytes.Repeat([]byte("BALLAST-PLAINTEXT-MARKER-"), 40<<10)
-	if err := os.WriteFile(filepath.Join(att.MountPath, "marker"), marker, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeSynced(t, filepath.Join(att.MountPath, "marker"), marker)
 	fioWrite(t, filepath.Join(att.MountPath, "before"), "64M", 61)
 	during := exec.Command("fio", append(fioArgs(filepath.Join(att.MountPath, "during"), "64M", 62), "--rate=4m", "--fsync=16", "--end_fsync=1")...)
 	out := &strings.Builder{}
@@ -373,11 +371,14 @@ func rebuildAfterNodeLoss(t *testing.T, encrypted bool) {
 		t.Fatalf("the marker file read back differs after the takeover (%v)", err)
 	}
 	fsckFrozen(t, satt.MountPath)
-	if encrypted {
-		for _, d := range nodes {
-			if files := filesHolding(t, d.dir, []byte("BALLAST-PLAINTEXT-MARKER")); len(files) > 0 {
-				t.Errorf("node %s holds the encrypted volume's data in clear in %v", d.node, files)
-			}
+	for _, d := range nodes {
+		files := filesHolding(t, d.dir, []byte("BALLAST-PLAINTEXT-MARKER"))
+		switch {
+		case encrypted && len(files) > 0:
+			t.Errorf("node %s holds the encrypted volume's data in clear in %v", d.node, files)
+		case !encrypted && d == spare && len(files) == 0:
+			// The same scan must see a volume in clear, or it proves nothing.
+			t.Errorf("no file of node %s holds the volume's data in clear, though it is not encrypted", d.node)
 		}
 	}
 	got, _ := spare.client.InspectVolume(ctx, "heal")

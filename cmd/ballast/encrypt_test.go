@@ -58,11 +58,8 @@ func TestEncryptedVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	marker := bytes.Repeat([]byte("BALLAST-PLAINTEXT-MARKER-"), 40<<10)
-	if err := os.WriteFile(filepath.Join(a.MountPath, "marker"), marker, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeSynced(t, filepath.Join(a.MountPath, "marker"), marker)
 	fioWrite(t, filepath.Join(a.MountPath, "fio"), "16M", 7)
-	run(t, "sync", "-f", filepath.Join(a.MountPath, "marker"))
 	if err := d.client.DetachVolume(ctx, "enc"); err != nil {
 		t.Fatal(err)
 	}
@@ -152,3 +149,4 @@ func filesHolding(t *testing.T, dir string, b []byte) []string {
 	}
 	return found
 }
+
