@@ -58,6 +58,7 @@ type daemonFlags struct {
 	etcdCli    string
 	etcdPeer   string
 	secret     string
+	replicaTLS bool
 	rebuildIn  time.Duration
 	localityIn time.Duration
 	rebuildMB  int64
@@ -102,6 +103,7 @@ different disks.`,
 	fl.StringVar(&f.etcdCli, "etcd-client-addr", "", "with --listen: HOST:PORT this node's etcd member serves clients on (default: the --listen port + 1)")
 	fl.StringVar(&f.etcdPeer, "etcd-peer-addr", "", "with --listen: HOST:PORT this node's etcd member talks to its peers on (default: the --listen port + 2)")
 	fl.StringVar(&f.secret, "cluster-secret-file", "", "file holding the cluster's shared secret (at least 16 bytes); nodes without it are refused")
+	fl.BoolVar(&f.replicaTLS, "replica-tls", true, "carry replica traffic between nodes in TLS 1.3 with certificates of the cluster CA (encrypted), refusing connections in clear; false: authenticated by the cluster secret, not encrypted (every node of a cluster must agree)")
 	fl.DurationVar(&f.rebuildIn, "rebuild-delay", time.Minute, "how long a volume may lack an in-sync replica before a new one is rebuilt on another node")
 	fl.DurationVar(&f.localityIn, "locality-delay", 30*time.Second, "how long a volume attached on a node holding no replica of it waits before one is built there (volumes with locality=none never do)")
 	fl.Int64Var(&f.rebuildMB, "rebuild-mbps", 200, "rebuild copy limit in MiB/s, so the foreground keeps most of the disk (0: no limit)")
@@ -367,7 +369,7 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
-		Addr: f.listen, Secret: secret, AdmitMembers: etcd.Member != nil && f.listen != "", RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20, LocalityDelay: f.localityIn,
+		Addr: f.listen, Secret: secret, ReplicaTLS: f.replicaTLS, AdmitMembers: etcd.Member != nil && f.listen != "", RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20, LocalityDelay: f.localityIn,
 		ScrubInterval: f.scrubIn, ScrubBPS: f.scrubMB << 20,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {

@@ -149,4 +149,3 @@ func filesHolding(t *testing.T, dir string, b []byte) []string {
 	}
 	return found
 }
-

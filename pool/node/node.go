@@ -21,6 +21,7 @@ import (
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/clusterca"
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/keyed"
 	"github.com/ballast-io/ballast/pool/meta"
@@ -73,6 +74,11 @@ type Config struct {
 	// (ballast daemon --join): the cluster runs its etcd on its
 	// first nodes. With external etcd it is off and joins are refused.
 	AdmitMembers bool
+	// ReplicaTLS carries replica traffic between nodes in TLS 1.3 with
+	// certificates of the cluster CA (encrypted), and refuses replica
+	// connections in clear; off, it is authenticated by the HMAC
+	// handshake and not encrypted. Every node of a cluster must agree.
+	ReplicaTLS bool
 	// RebuildDelay is how long a volume attached here may lack an in-sync
 	// replica before a new one is rebuilt elsewhere; RebuildBPS caps the
 	// rebuild's copy in bytes per second (0: no cap).
@@ -103,6 +109,8 @@ type Node struct {
 	locks keyed.Mutex
 	open  openSet        // replicas open on this node, shared with the replica server
 	srv   *remote.Server // serves this node's replicas to others; nil without a secret
+	// replicas dials the replicas on other nodes (in TLS with ReplicaTLS).
+	replicas remote.Dialer
 	// peerSrv serves this node's peerService to the other nodes, and peers
 	// reaches theirs; nil without a secret.
 	peerSrv *peer.Server
@@ -233,6 +241,14 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 			return nil, err
 		}
 		n.srv = srv
+		if cfg.ReplicaTLS {
+			srvTLS, cliTLS, err := clusterca.MutualTLS(cfg.Secret, cfg.ID)
+			if err != nil {
+				return nil, err
+			}
+			srv.UseTLS(srvTLS, false)
+			n.replicas.TLS = cliTLS
+		}
 		if n.peerSrv, err = peer.NewServer(cfg.Secret, cfg.ID, peerService{n}, log.With("component", "peer-server")); err != nil {
 			return nil, err
 		}

@@ -129,7 +129,7 @@ func (n *Node) openMember(ctx context.Context, r meta.Replica, epoch uint64) (bl
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := remote.Dial(dctx, addr, n.cfg.Secret, r.ID, epoch)
+	c, err := n.replicas.Dial(dctx, addr, n.cfg.Secret, r.ID, epoch)
 	if err != nil {
 		return nil, fmt.Errorf("replica %s on node %s (%s): %w", r.ID, r.Node, addr, err)
 	}

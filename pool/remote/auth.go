@@ -1,9 +1,11 @@
 package remote
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,10 @@ const MinSecret = 16
 
 const (
 	authMagic = "BALLAST-AUTH-1\n"
+	// tlsMagic starts a connection that goes on in TLS 1.3 with
+	// certificates of the cluster CA on both ends (tlsClient), instead of
+	// the HMAC handshake: the replica traffic is then encrypted too.
+	tlsMagic  = "BALLAST-TLS-01\n"
 	nonceSize = 32
 	macSize   = sha256.Size
 
@@ -35,9 +41,13 @@ const (
 //
 // Each side proves knowledge of the secret over a nonce the other side
 // chose, so neither proof can be replayed. It authenticates the ends only;
-// the stream is neither encrypted nor bound to the handshake. Mutual TLS
-// can replace it: authClient and authServer are the only two places that
-// know how a connection is authenticated.
+// the stream is neither encrypted nor bound to the handshake.
+//
+// A connection that starts with tlsMagic instead goes on in TLS 1.3, each
+// end presenting a certificate of the cluster CA (pool/clusterca) and
+// requiring the other's: authenticated and encrypted. A server given a TLS
+// configuration that requires it (Server.UseTLS) refuses the HMAC
+// handshake.
 
 func proof(secret []byte, role string, cn, sn []byte) []byte {
 	m := hmac.New(sha256.New, secret)
@@ -100,6 +110,11 @@ func authServer(conn net.Conn, secret []byte) (net.Conn, error) {
 	if string(hello) != authMagic {
 		return nil, fmt.Errorf("handshake: not a Ballast client (got %q): %w", hello, ErrAuth)
 	}
+	return authServerAfterMagic(conn, secret)
+}
+
+// authServerAfterMagic is authServer once the client's magic was read.
+func authServerAfterMagic(conn net.Conn, secret []byte) (net.Conn, error) {
 	cn := make([]byte, nonceSize)
 	if _, err := io.ReadFull(conn, cn); err != nil {
 		return nil, fmt.Errorf("handshake: %w", err)
@@ -123,4 +138,17 @@ func authServer(conn net.Conn, secret []byte) (net.Conn, error) {
 		return nil, fmt.Errorf("handshake: %w", err)
 	}
 	return conn, nil
+}
+
+// tlsClient starts TLS on conn, after telling the server so. The caller
+// sets the deadline.
+func tlsClient(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, error) {
+	if _, err := conn.Write([]byte(tlsMagic)); err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	tc := tls.Client(conn, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("TLS handshake (wrong cluster secret, or a server that takes no replica TLS?): %v: %w", err, ErrAuth)
+	}
+	return tc, nil
 }

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -14,6 +15,10 @@ import (
 type frameWriter struct {
 	conn    net.Conn
 	timeout time.Duration // per write
+	// joined: the frames of a batch are copied into one buffer and
+	// written at once, for a TLS connection, which would make a record of
+	// each piece of a vectored write.
+	joined bool
 
 	mu      sync.Mutex
 	queue   []pendingFrame
@@ -33,7 +38,8 @@ func newFrameWriter(conn net.Conn, timeout time.Duration) *frameWriter {
 	if wt, ok := conn.(WriteThrougher); ok {
 		conn = wt.WriteThrough()
 	}
-	return &frameWriter{conn: conn, timeout: timeout}
+	_, joined := conn.(*tls.Conn)
+	return &frameWriter{conn: conn, timeout: timeout, joined: joined}
 }
 
 type pendingFrame struct {
@@ -92,6 +98,18 @@ func (w *frameWriter) write(batch []pendingFrame) error {
 		}
 	}
 	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	if w.joined {
+		n := 0
+		for _, b := range bufs {
+			n += len(b)
+		}
+		one := make([]byte, 0, n)
+		for _, b := range bufs {
+			one = append(one, b...)
+		}
+		_, err := w.conn.Write(one)
+		return err
+	}
 	_, err := bufs.WriteTo(w.conn)
 	return err
 }

@@ -3,13 +3,16 @@ package remote
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
@@ -32,6 +35,10 @@ type Dialer struct {
 	// Timeout bounds the connection handshake and each request, from the
 	// moment it is sent to its answer; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// TLS, when set, is the client side of mutual TLS with the cluster's
+	// certificates (clusterca.MutualTLS): the connection is encrypted and
+	// authenticated by it instead of the HMAC handshake.
+	TLS *tls.Config
 }
 
 // Client is a replica on another node. It implements block.Device, plus
@@ -97,25 +104,35 @@ func (d *Dialer) dial(ctx context.Context, addr string, secret []byte, replicaID
 	if err != nil {
 		return nil, fmt.Errorf("remote %s: dial: %w", name, err)
 	}
-	c, err := handshake(ctx, conn, secret, replicaID, epoch)
+	c, err := handshake(ctx, conn, secret, d.TLS, replicaID, epoch)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("remote %s: dial: %w", name, err)
 	}
 	c.name, c.timeout = name, timeout
 	c.w = newFrameWriter(c.conn, timeout)
-	go c.readLoop(bufio.NewReaderSize(conn, 64<<10))
+	go c.readLoop(bufio.NewReaderSize(c.conn, 64<<10))
 	return c, nil
 }
 
-// handshake authenticates conn and sends Hello, within ctx.
-func handshake(ctx context.Context, conn net.Conn, secret []byte, replicaID string, epoch uint64) (*Client, error) {
+// handshake authenticates conn, in TLS with cfg or else with the HMAC
+// handshake, and sends Hello, within ctx.
+func handshake(ctx context.Context, conn net.Conn, secret []byte, cfg *tls.Config, replicaID string, epoch uint64) (*Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	conn, err := authClient(conn, secret)
+	var err error
+	if cfg != nil {
+		conn, err = tlsClient(ctx, conn, cfg)
+	} else {
+		conn, err = authClient(conn, secret)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+			err = fmt.Errorf("%w (does the server take replica connections over TLS only? then this node needs --replica-tls too)", err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +141,9 @@ func handshake(ctx context.Context, conn net.Conn, secret []byte, replicaID stri
 	}
 	// The hello answer is read unbuffered so no later frame is consumed.
 	resp, err := ReadFrame(conn)
+	if cfg != nil && err != nil && strings.Contains(err.Error(), "remote error: tls") {
+		return nil, fmt.Errorf("hello: the server refused this node's certificate (another cluster secret?): %v: %w", err, ErrAuth)
+	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return nil, fmt.Errorf("hello: the server closed the connection (does it run a Ballast version speaking another replica protocol? this node speaks version %d): %w", version, err)
 	}

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,8 @@ type Server struct {
 	log    *slog.Logger
 
 	mu        sync.Mutex
+	tls       *tls.Config // nil: connections in clear, HMAC-authenticated
+	clear     bool        // with tls: the HMAC handshake is taken too
 	replicas  map[string]*served
 	busy      map[string]int // replicas being dropped or deleted: not opened meanwhile
 	listeners map[net.Listener]struct{}
@@ -208,6 +211,45 @@ func (s *Server) replica(id string) (*served, error) {
 	return sv, nil
 }
 
+// UseTLS makes the server take connections in TLS with cfg (mutual TLS
+// with certificates of the cluster CA: clusterca.MutualTLS's server side),
+// and, unless alsoClear, refuse those in clear, from the next connection
+// on.
+func (s *Server) UseTLS(cfg *tls.Config, alsoClear bool) {
+	s.mu.Lock()
+	s.tls, s.clear = cfg, alsoClear
+	s.mu.Unlock()
+}
+
+// handshake authenticates a new connection, in TLS or with the HMAC
+// handshake as the client starts it, and returns the connection to serve.
+func (s *Server) handshake(conn net.Conn) (net.Conn, error) {
+	s.mu.Lock()
+	cfg, clear := s.tls, s.clear
+	s.mu.Unlock()
+	magic := make([]byte, len(authMagic))
+	if _, err := io.ReadFull(conn, magic); err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	switch string(magic) {
+	case tlsMagic:
+		if cfg == nil {
+			return nil, fmt.Errorf("handshake: the client asks for TLS, which this node does not take (--replica-tls): %w", ErrAuth)
+		}
+		tc := tls.Server(conn, cfg)
+		if err := tc.Handshake(); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %v: %w", err, ErrAuth)
+		}
+		return tc, nil
+	case authMagic:
+		if cfg != nil && !clear {
+			return nil, fmt.Errorf("handshake: the client comes in clear; this node takes replica connections over TLS only (--replica-tls): %w", ErrAuth)
+		}
+		return authServerAfterMagic(conn, s.secret)
+	}
+	return nil, fmt.Errorf("handshake: not a Ballast client (got %q): %w", magic, ErrAuth)
+}
+
 // FenceReplica raises the epoch of replica id for its owner on this node,
 // the way a Fence request does: when the server serves the replica, it
 // waits for the requests running on it, calls fence (which must persist the
@@ -302,7 +344,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	defer conn.Close()
 	addr := conn.RemoteAddr().String()
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
-	conn, err := authServer(conn, s.secret)
+	conn, err := s.handshake(conn)
 	if err != nil {
 		s.log.Warn("remote: refused connection", "remote", addr, "err", err)
 		return
