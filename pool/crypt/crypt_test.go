@@ -153,9 +153,12 @@ func TestWrap(t *testing.T) {
 	}
 }
 
-// BenchmarkWrite: 4 KiB writes to memory, plain and encrypted, in one run;
-// compare the two.
-func BenchmarkWrite(b *testing.B) {
+// BenchmarkWrite and BenchmarkRead: 4 KiB writes or reads to memory, plain
+// and encrypted, in one run; compare the two.
+func BenchmarkWrite(b *testing.B) { benchIO(b, false) }
+func BenchmarkRead(b *testing.B)  { benchIO(b, true) }
+
+func benchIO(b *testing.B, read bool) {
 	for _, enc := range []bool{false, true} {
 		name := "plain"
 		if enc {
@@ -167,9 +170,16 @@ func BenchmarkWrite(b *testing.B) {
 				dev, _ = New(dev, testKey(b))
 			}
 			buf := append([]byte(nil), pattern...)
+			for i := range 16 << 10 {
+				dev.WriteAt(buf, int64(i)*block.Size)
+			}
+			io := dev.WriteAt
+			if read {
+				io = dev.ReadAt
+			}
 			b.SetBytes(block.Size)
 			for i := 0; b.Loop(); i++ {
-				if _, err := dev.WriteAt(buf, int64(i%(16<<10))*block.Size); err != nil {
+				if _, err := io(buf, int64(i%(16<<10))*block.Size); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -246,32 +256,6 @@ func BenchmarkXTS(b *testing.B) {
 			b.SetBytes(block.Size)
 			for i := 0; b.Loop(); i++ {
 				enc(buf, buf, uint64(i))
-			}
-		})
-	}
-}
-
-// BenchmarkRead: 4 KiB reads from memory, plain and encrypted, in one run.
-func BenchmarkRead(b *testing.B) {
-	for _, enc := range []bool{false, true} {
-		name := "plain"
-		if enc {
-			name = "encrypted"
-		}
-		b.Run(name, func(b *testing.B) {
-			var dev block.Device = block.NewMem(64 << 20)
-			if enc {
-				dev, _ = New(dev, testKey(b))
-			}
-			buf := append([]byte(nil), pattern...)
-			for i := range 16 << 10 {
-				dev.WriteAt(buf, int64(i)*block.Size)
-			}
-			b.SetBytes(block.Size)
-			for i := 0; b.Loop(); i++ {
-				if _, err := dev.ReadAt(buf, int64(i%(16<<10))*block.Size); err != nil {
-					b.Fatal(err)
-				}
 			}
 		})
 	}

@@ -24,18 +24,7 @@ var testSecret = []byte("the-cluster-secret-of-test")
 // when the test ends.
 func servingNode(t testing.TB) (*Node, string) {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	p, err := openPool(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &Node{cfg: Config{ID: "b", Secret: testSecret}, log: log, pools: map[string]*pool{p.id: p}, order: []string{p.id}, attached: map[string]*attachment{}}
-	if n.srv, err = remote.NewServer(testSecret, n.ServeReplica, log); err != nil {
-		t.Fatal(err)
-	}
-	if n.peerSrv, err = peer.NewServer(testSecret, "b", peerService{n}, log); err != nil {
-		t.Fatal(err)
-	}
+	n := bareNode(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -208,18 +197,29 @@ func TestPeerWrongSecret(t *testing.T) {
 	}
 }
 
-// TestServeAfterShutdown: a node shut down before it got to serving its
-// port stops serving at once, and the port is closed.
-func TestServeAfterShutdown(t *testing.T) {
+// bareNode is node b with one pool, its replica server and its peer
+// server, and no etcd.
+func bareNode(t testing.TB) *Node {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	n := &Node{cfg: Config{ID: "b", Secret: testSecret}, log: log}
-	var err error
+	p, err := openPool(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{cfg: Config{ID: "b", Secret: testSecret}, log: log, pools: map[string]*pool{p.id: p}, order: []string{p.id}, attached: map[string]*attachment{}}
 	if n.srv, err = remote.NewServer(testSecret, n.ServeReplica, log); err != nil {
 		t.Fatal(err)
 	}
 	if n.peerSrv, err = peer.NewServer(testSecret, "b", peerService{n}, log); err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+// TestServeAfterShutdown: a node shut down before it got to serving its
+// port stops serving at once, and the port is closed.
+func TestServeAfterShutdown(t *testing.T) {
+	n := bareNode(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
