@@ -109,7 +109,12 @@ func (w *Wrapped) aead(passphrase []byte) (cipher.AEAD, error) {
 	}
 	kek := argon2.IDKey(passphrase, w.Salt, w.Time, w.Memory, w.Threads, 32)
 	defer clear(kek)
-	b, err := aes.NewCipher(kek)
+	return gcm(kek)
+}
+
+// gcm is AES-256-GCM under key.
+func gcm(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
 	}

@@ -1,7 +1,6 @@
 package crypt
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -54,9 +53,5 @@ func secretsAEAD(clusterSecret []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(b)
+	return gcm(key)
 }

@@ -54,10 +54,8 @@ func (s peerService) CloneReplica(_ context.Context, pid, id, src, snap string) 
 }
 
 func (s peerService) DeleteReplica(_ context.Context, id string) error {
-	for _, pid := range s.n.order {
-		if p := s.n.pools[pid]; p.store.Exists(id) {
-			return s.n.deleteServed(p, id)
-		}
+	if p := s.n.poolOf(id); p != nil {
+		return s.n.deleteServed(p, id)
 	}
 	return nil
 }

@@ -191,11 +191,19 @@ func (n *Node) nodeAddr(ctx context.Context, id string) (string, error) {
 
 // ServeReplica opens a replica of this node for the replica server.
 func (n *Node) ServeReplica(id string) (remote.Replica, error) {
+	p := n.poolOf(id)
+	if p == nil {
+		return nil, fmt.Errorf("replica %s is not on node %s: %w", id, n.cfg.ID, replica.ErrNotFound)
+	}
+	return n.open.get(p.store, id)
+}
+
+// poolOf is the pool of this node holding replica id, nil for none.
+func (n *Node) poolOf(id string) *pool {
 	for _, pid := range n.order {
-		p := n.pools[pid]
-		if p.store.Exists(id) {
-			return n.open.get(p.store, id)
+		if p := n.pools[pid]; p.store.Exists(id) {
+			return p
 		}
 	}
-	return nil, fmt.Errorf("replica %s is not on node %s: %w", id, n.cfg.ID, replica.ErrNotFound)
+	return nil
 }

@@ -16,9 +16,6 @@ import (
 // not know the cluster secret (or is not a Ballast node).
 var ErrAuth = errors.New("authentication failed")
 
-// MinSecret is the shortest cluster secret accepted.
-const MinSecret = 16
-
 const (
 	authMagic = "BALLAST-AUTH-1\n"
 	// tlsMagic starts a connection that goes on in TLS 1.3 with
@@ -55,13 +52,6 @@ func proof(secret []byte, role string, cn, sn []byte) []byte {
 	m.Write(cn)
 	m.Write(sn)
 	return m.Sum(nil)
-}
-
-func checkSecret(secret []byte) error {
-	if len(secret) < MinSecret {
-		return fmt.Errorf("cluster secret of %d bytes, need at least %d", len(secret), MinSecret)
-	}
-	return nil
 }
 
 // authClient runs the client side of the handshake on conn. The caller sets

@@ -15,10 +15,12 @@ import (
 type frameWriter struct {
 	conn    net.Conn
 	timeout time.Duration // per write
-	// joined: the frames of a batch are copied into one buffer and
-	// written at once, for a TLS connection, which would make a record of
-	// each piece of a vectored write.
+	// joined: the frames of a batch are copied into one buffer (join,
+	// reused: one goroutine writes at a time) and written at once, for a
+	// TLS connection, which would make a record of each piece of a
+	// vectored write.
 	joined bool
+	join   []byte
 
 	mu      sync.Mutex
 	queue   []pendingFrame
@@ -99,15 +101,14 @@ func (w *frameWriter) write(batch []pendingFrame) error {
 	}
 	w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 	if w.joined {
-		n := 0
+		w.join = w.join[:0]
 		for _, b := range bufs {
-			n += len(b)
+			w.join = append(w.join, b...)
 		}
-		one := make([]byte, 0, n)
-		for _, b := range bufs {
-			one = append(one, b...)
+		_, err := w.conn.Write(w.join)
+		if cap(w.join) > 4*MaxIO {
+			w.join = nil // not kept after a rare large batch
 		}
-		_, err := w.conn.Write(one)
 		return err
 	}
 	_, err := bufs.WriteTo(w.conn)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/clusterca"
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
@@ -86,7 +87,7 @@ func (d *Dialer) Dial(ctx context.Context, addr string, secret []byte, replicaID
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	if err := checkSecret(secret); err != nil {
+	if err := clusterca.CheckSecret(secret); err != nil {
 		return nil, fmt.Errorf("remote %s: dial: %w", name, err)
 	}
 	if replicaID == "" || len(replicaID) > MaxReplicaID {

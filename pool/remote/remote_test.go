@@ -337,25 +337,15 @@ func TestWrongSecret(t *testing.T) {
 
 	// A server answering with a valid server proof but refusing the client
 	// (as a server with this secret but stricter checks would) is reported too.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
+	refuser := acceptOnce(t, func(conn net.Conn) {
 		buf := make([]byte, len(authMagic)+nonceSize)
 		io.ReadFull(conn, buf)
 		cn, sn := buf[len(authMagic):], make([]byte, nonceSize)
 		conn.Write(append(sn, proof(secret, "server", cn, sn)...))
 		io.ReadFull(conn, make([]byte, macSize))
 		conn.Write([]byte{authRefused})
-	}()
-	_, err = Dial(context.Background(), ln.Addr().String(), secret, "v", 1)
+	})
+	_, err = Dial(context.Background(), refuser, secret, "v", 1)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "server refused") {
 		t.Fatalf("dial refused by the server: %v, want ErrAuth", err)
 	}

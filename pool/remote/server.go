@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/block"
+	"github.com/ballast-io/ballast/pool/clusterca"
 	"github.com/ballast-io/ballast/pool/replica"
 )
 
@@ -89,7 +90,7 @@ type served struct {
 // the first time a client names it; the server keeps the replica for its
 // life and closes it on Close if it implements io.Closer.
 func NewServer(secret []byte, open func(replicaID string) (Replica, error), log *slog.Logger) (*Server, error) {
-	if err := checkSecret(secret); err != nil {
+	if err := clusterca.CheckSecret(secret); err != nil {
 		return nil, fmt.Errorf("remote: new server: %w", err)
 	}
 	if log == nil {

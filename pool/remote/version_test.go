@@ -62,26 +62,35 @@ func TestOtherVersionRefused(t *testing.T) {
 // the connection, as a server of an older version does, says it may be
 // one.
 func TestClosedAtHello(t *testing.T) {
+	addr := acceptOnce(t, func(conn net.Conn) {
+		if _, err := authServer(conn, secret); err == nil {
+			ReadFrame(conn) // a version 1 server refuses version 2 frames so
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := Dial(ctx, addr, secret, "v", 1)
+	if err == nil || !strings.Contains(err.Error(), "another replica protocol") {
+		t.Fatalf("dial of a server that closes at hello: %v", err)
+	}
+}
+
+// acceptOnce listens on a loopback port until the test ends and hands the
+// first connection to serve, closing it after; it returns the address.
+func acceptOnce(t *testing.T, serve func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		conn, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		defer conn.Close()
-		if _, err := authServer(conn, secret); err != nil {
-			return
-		}
-		ReadFrame(conn) // a version 1 server refuses version 2 frames so
+		serve(conn)
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, err = Dial(ctx, ln.Addr().String(), secret, "v", 1)
-	if err == nil || !strings.Contains(err.Error(), "another replica protocol") {
-		t.Fatalf("dial of a server that closes at hello: %v", err)
-	}
+	return ln.Addr().String()
 }
