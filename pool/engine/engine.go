@@ -198,13 +198,15 @@ func (e *Engine) fanOut(what string, op func(block.Device) error) error {
 	// Every member that failed misses what is written from now on, and
 	// may have lost what it had not flushed: noted for all of them at
 	// once, before any drop lets the lock go and a flush completes.
-	e.mu.Lock()
-	for i, err := range errs {
-		if err != nil && !errors.Is(err, replica.ErrFenced) {
-			e.startMissed(members[i].ID)
+	if slices.ContainsFunc(errs, func(err error) bool { return err != nil }) { // not on the hot path
+		e.mu.Lock()
+		for i, err := range errs {
+			if err != nil && !errors.Is(err, replica.ErrFenced) {
+				e.startMissed(members[i].ID)
+			}
 		}
+		e.mu.Unlock()
 	}
-	e.mu.Unlock()
 	for i, err := range errs {
 		if err == nil {
 			continue
