@@ -4,7 +4,9 @@
 # (fusermount3), util-linux (losetup, mount, nsenter), etcd-server (tests
 # against an external etcd), iproute2 and iptables (the network-partition
 # test), busybox-static (the Docker tests build their container image from
-# its static /bin/busybox), debootstrap (the demo's Swarm node image). With
+# its static /bin/busybox), debootstrap (the demo's Swarm node image), and
+# versitygw (the S3 server the backup tests run against; built with go
+# install into /usr/local/bin, as Debian does not package it). With
 # --bench also what `make bench` compares against: glusterfs-server (the
 # GlusterFS replica 2 peer) and postgresql (pgbench). Safe to run again;
 # --always installs even when every tool is found.
@@ -32,6 +34,21 @@ if [ -n "$bench" ]; then
 		PATH=$PATH:/sbin:/usr/sbin command -v "$tool" >/dev/null 2>&1 || need+=("$pkg")
 	done
 	compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || need+=(postgresql)
+fi
+versitygw_version=v1.8.0
+install_versitygw() {
+	if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+		PATH=$PATH:/usr/local/go/bin
+	fi
+	echo "install-deps: building versitygw $versitygw_version into /usr/local/bin"
+	GOBIN=/usr/local/bin go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
+}
+if ! command -v versitygw >/dev/null 2>&1 || [ -n "$always" ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "install-deps: need root to install versitygw into /usr/local/bin" >&2
+		exit 1
+	fi
+	install_versitygw
 fi
 if [ ${#need[@]} -eq 0 ] && [ -z "$always" ]; then
 	exit 0

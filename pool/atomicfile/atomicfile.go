@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Write replaces the file at path with b, with the given mode: it writes
@@ -14,7 +15,7 @@ import (
 // path and fsyncs the directory.
 func Write(path string, b []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*"+tempSuffix)
 	if err != nil {
 		return fmt.Errorf("replace %s: %w", path, err)
 	}
@@ -40,6 +41,13 @@ func Write(path string, b []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+// tempSuffix ends the name of Write's temporary files.
+const tempSuffix = ".tmp"
+
+// IsTemp reports whether a file name is that of a temporary file Write
+// made (and, after a crash, may have left).
+func IsTemp(name string) bool { return strings.HasSuffix(name, tempSuffix) }
 
 // SyncDir fsyncs a directory, making the entries created, renamed or
 // removed in it durable.
