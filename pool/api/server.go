@@ -73,7 +73,7 @@ var methods = []rpc.Method[Service]{
 }
 
 // Serve answers the Service over gRPC on a unix socket at path (mode 0600,
-// root only) until ctx ends.
+// root only) until ctx ends, and the BackupService too if svc is one.
 func Serve(ctx context.Context, path string, svc Service, log *slog.Logger) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("socket dir: %w", err)
@@ -91,6 +91,9 @@ func Serve(ctx context.Context, path string, svc Service, log *slog.Logger) erro
 	}
 	srv := grpc.NewServer(grpc.ChainUnaryInterceptor(logCalls(log)))
 	rpc.Register(srv, serviceName, svc, methods)
+	if b, ok := svc.(BackupService); ok {
+		rpc.Register(srv, backupServiceName, b, backupMethods)
+	}
 	go func() {
 		<-ctx.Done()
 		srv.GracefulStop()

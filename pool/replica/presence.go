@@ -127,3 +127,13 @@ func (p *presence) any(b, n int64) bool {
 	}
 	return false
 }
+
+// spansOf calls fn with the index of each span holding blocks and its
+// bitmap, which fn must not keep or change.
+func (p *presence) spansOf(fn func(span int64, bm bitset.Set)) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for c, bm := range p.spans {
+		fn(c, bm)
+	}
+}

@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/ballast-io/ballast/pool/rpc"
+)
+
+// BackupService is backups of volumes to object storage: the targets they
+// go to, and the backups themselves. A daemon serves it beside Service
+// on the same socket (as ballast.v1.Backups); Client implements both.
+type BackupService interface {
+	// AddBackupTarget defines a target once, checking that it answers
+	// and that its credentials open it. The credentials are sealed under
+	// the cluster secret.
+	AddBackupTarget(ctx context.Context, t BackupTargetSpec) (*BackupTarget, error)
+	ListBackupTargets(ctx context.Context) ([]BackupTarget, error)
+	// DeleteBackupTarget forgets a target; the backups in it stay there.
+	DeleteBackupTarget(ctx context.Context, name string) error
+
+	// CreateBackup starts a backup of a volume's snapshot (a new one when
+	// none is named) and answers at once; ListBackups shows its progress.
+	CreateBackup(ctx context.Context, b BackupSpec) (*Backup, error)
+	// ListBackups lists the backups of a volume, or all when volume is "".
+	ListBackups(ctx context.Context, volume string) ([]Backup, error)
+	// RestoreBackup makes volume to from backup id, and answers when it
+	// is ready. The volume is the backup's size, filesystem and
+	// encryption (its key comes with the backup; its secret must exist).
+	RestoreBackup(ctx context.Context, id, to string) (*Volume, error)
+	// DeleteBackup deletes a backup, and the chunks only it used.
+	DeleteBackup(ctx context.Context, id string) error
+}
+
+// BackupTargetSpec defines a target.
+type BackupTargetSpec struct {
+	Name string `json:"name"`
+	// URL is s3://bucket[/prefix] or file:///dir.
+	URL      string `json:"url"`
+	Endpoint string `json:"endpoint,omitempty"` // S3 host:port
+	Region   string `json:"region,omitempty"`
+	Insecure bool   `json:"insecure,omitempty"` // plain HTTP
+	// Credentials is the content of an AWS-style credentials file.
+	Credentials []byte `json:"credentials,omitempty"`
+}
+
+// BackupTarget is a target as users see it: never its credentials.
+type BackupTarget struct {
+	Name     string    `json:"name"`
+	URL      string    `json:"url"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Region   string    `json:"region,omitempty"`
+	Insecure bool      `json:"insecure,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// BackupSpec asks for a backup.
+type BackupSpec struct {
+	Volume string `json:"volume"`
+	Target string `json:"target"`
+	// Snapshot to back up; empty: a new one, taken for the backup.
+	Snapshot string `json:"snapshot,omitempty"`
+	// RateLimit bounds the upload in bytes per second; 0: none.
+	RateLimit int64 `json:"rate_limit,omitempty"`
+}
+
+// Backup states.
+const (
+	BackupRunning = "running"
+	BackupDone    = "done"
+	BackupFailed  = "failed"
+)
+
+// Backup is one backup as users see it.
+type Backup struct {
+	ID       string    `json:"id"`
+	Volume   string    `json:"volume"`
+	Target   string    `json:"target"`
+	Snapshot string    `json:"snapshot"`
+	Parent   string    `json:"parent,omitempty"` // taken incrementally on it
+	Node     string    `json:"node"`
+	State    string    `json:"state"`
+	Error    string    `json:"error,omitempty"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
+	Size     int64     `json:"size"`
+	Done     int64     `json:"done"`     // bytes read
+	Total    int64     `json:"total"`    // bytes to read: less than Size when incremental
+	Uploaded int64     `json:"uploaded"` // compressed bytes sent to the target
+}
+
+const backupServiceName = "ballast.v1.Backups"
+
+// Request messages of the backup service.
+type (
+	BackupTargetReq = BackupTargetSpec
+	BackupReq       = BackupSpec
+	RestoreReq      struct{ ID, To string }
+)
+
+var backupMethods = []rpc.Method[BackupService]{
+	rpc.Unary(errorTable, "AddBackupTarget", func(s BackupService, ctx context.Context, r *BackupTargetReq) (*BackupTarget, error) {
+		return s.AddBackupTarget(ctx, *r)
+	}),
+	rpc.Unary(errorTable, "ListBackupTargets", func(s BackupService, ctx context.Context, _ *Empty) ([]BackupTarget, error) {
+		return s.ListBackupTargets(ctx)
+	}),
+	rpc.Unary(errorTable, "DeleteBackupTarget", func(s BackupService, ctx context.Context, r *NameReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DeleteBackupTarget(ctx, r.Name))
+	}),
+	rpc.Unary(errorTable, "CreateBackup", func(s BackupService, ctx context.Context, r *BackupReq) (*Backup, error) {
+		return s.CreateBackup(ctx, *r)
+	}),
+	rpc.Unary(errorTable, "ListBackups", func(s BackupService, ctx context.Context, r *NameReq) ([]Backup, error) {
+		return s.ListBackups(ctx, r.Name)
+	}),
+	rpc.Unary(errorTable, "RestoreBackup", func(s BackupService, ctx context.Context, r *RestoreReq) (*Volume, error) {
+		return s.RestoreBackup(ctx, r.ID, r.To)
+	}),
+	rpc.Unary(errorTable, "DeleteBackup", func(s BackupService, ctx context.Context, r *NameReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DeleteBackup(ctx, r.Name))
+	}),
+}
+
+var _ BackupService = (*Client)(nil)
+
+func backupCall[Resp any](ctx context.Context, c *Client, method string, req any) (Resp, error) {
+	resp, err := rpc.Call[Resp](ctx, c.conn, errorTable, backupServiceName, method, req)
+	return resp, unreachable(err)
+}
+
+func (c *Client) AddBackupTarget(ctx context.Context, t BackupTargetSpec) (*BackupTarget, error) {
+	return backupCall[*BackupTarget](ctx, c, "AddBackupTarget", &t)
+}
+
+func (c *Client) ListBackupTargets(ctx context.Context) ([]BackupTarget, error) {
+	return backupCall[[]BackupTarget](ctx, c, "ListBackupTargets", &Empty{})
+}
+
+func (c *Client) DeleteBackupTarget(ctx context.Context, name string) error {
+	_, err := backupCall[*Empty](ctx, c, "DeleteBackupTarget", &NameReq{Name: name})
+	return err
+}
+
+func (c *Client) CreateBackup(ctx context.Context, b BackupSpec) (*Backup, error) {
+	return backupCall[*Backup](ctx, c, "CreateBackup", &b)
+}
+
+func (c *Client) ListBackups(ctx context.Context, volume string) ([]Backup, error) {
+	return backupCall[[]Backup](ctx, c, "ListBackups", &NameReq{Name: volume})
+}
+
+func (c *Client) RestoreBackup(ctx context.Context, id, to string) (*Volume, error) {
+	return backupCall[*Volume](ctx, c, "RestoreBackup", &RestoreReq{ID: id, To: to})
+}
+
+func (c *Client) DeleteBackup(ctx context.Context, id string) error {
+	_, err := backupCall[*Empty](ctx, c, "DeleteBackup", &NameReq{Name: id})
+	return err
+}
