@@ -118,6 +118,11 @@ type Node struct {
 
 	started time.Time // when this daemon started, for cluster status
 
+	// bg is the daemon's context, for work that outlives a call (a
+	// backup); jobs counts that work, and Shutdown waits for it.
+	bg   context.Context
+	jobs sync.WaitGroup
+
 	mu       sync.Mutex
 	attached map[string]*attachment // volumes attached here, by name
 }
@@ -223,7 +228,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	if len(cfg.PoolDirs) == 0 {
 		cfg.PoolDirs = []string{filepath.Join(cfg.DataDir, "pool")}
 	}
-	n := &Node{cfg: cfg, meta: store, front: front, log: log, pools: map[string]*pool{}, attached: map[string]*attachment{}, started: time.Now().UTC()}
+	n := &Node{cfg: cfg, meta: store, front: front, log: log, pools: map[string]*pool{}, attached: map[string]*attachment{}, started: time.Now().UTC(), bg: ctx}
 	for _, dir := range cfg.PoolDirs {
 		p, err := openPool(dir)
 		if err != nil {
@@ -268,6 +273,9 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 		return nil, err
 	}
 	if err := n.recover(ctx); err != nil {
+		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
+	}
+	if err := n.removeBackupViews(); err != nil {
 		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
 	}
 	go n.watchDeaths(ctx)
@@ -407,6 +415,14 @@ func (n *Node) Shutdown(ctx context.Context, keep bool) error {
 	if n.srv != nil {
 		errs = append(errs, n.srv.Close())
 		n.peerSrv.Stop()
+	}
+	// Backups end with the daemon's context; their records say so.
+	done := make(chan struct{})
+	go func() { n.jobs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("backups still running: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/crypt"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/spec"
 )
@@ -19,6 +20,20 @@ import (
 // in state "creating"; a crash before it turns "ready" is rolled back when
 // the node restarts.
 func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, error) {
+	return n.createVolume(ctx, s, nil)
+}
+
+// filler gives a new volume its content before it is ready: a restore.
+type filler struct {
+	// key is the volume's wrapped data key, for an encrypted one: the
+	// content is ciphertext under it.
+	key *crypt.Wrapped
+	// fill writes the content; the volume is rolled back if it fails.
+	fill func(ctx context.Context, v *meta.Volume) error
+}
+
+// createVolume creates volume s and, with f, fills it before it is ready.
+func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api.Volume, error) {
 	if err := s.Normalize(); err != nil {
 		return nil, err
 	}
@@ -30,6 +45,9 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	defer n.locks.Lock(s.Name)()
 
 	if old, _, err := n.meta.Volume(ctx, s.Name); err == nil {
+		if f != nil {
+			return nil, fmt.Errorf("volume %q exists; a restore makes a new volume: %w", s.Name, api.ErrExists)
+		}
 		return n.sameSpec(ctx, old, s)
 	} else if !errors.Is(err, meta.ErrNotFound) {
 		return nil, err
@@ -65,15 +83,16 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	for _, r := range v.Replicas {
 		v.InSync = append(v.InSync, r.ID)
 	}
-	ops := []meta.Op{meta.PutVolume(v, 0)}
+	var guards []meta.Op
 	if v.Encrypted {
-		guard, err := n.encryptionOf(ctx, v, src)
+		guard, err := n.encryptionOf(ctx, v, src, f)
 		if err != nil {
 			return nil, err
 		}
-		ops = append(ops, guard)
+		guards = append(guards, guard)
 	}
-	if err := n.meta.Commit(ctx, ops...); err != nil {
+	// The record is made once v is complete (its key too).
+	if err := n.meta.Commit(ctx, append(guards, meta.PutVolume(v, 0))...); err != nil {
 		return nil, conflict("create volume "+s.Name, err)
 	}
 	if err := n.createReplicas(ctx, v, src, srcSnap); err != nil {
@@ -81,6 +100,14 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 			n.log.Error("roll back failed create", "volume", v.Name, "err", rerr)
 		}
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
+	}
+	if f != nil {
+		if err := f.fill(ctx, v); err != nil {
+			if rerr := n.rollbackCreate(ctx, v); rerr != nil {
+				n.log.Error("roll back failed create", "volume", v.Name, "err", rerr)
+			}
+			return nil, err
+		}
 	}
 	v.State = meta.StateReady
 	_, rev, err := n.meta.Volume(ctx, v.Name)
@@ -94,10 +121,19 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 	return n.describe(ctx, v)
 }
 
-// encryptionOf gives encrypted volume v its key: a new one, or its
-// source's for a clone, and returns the guard of the secret it uses.
-func (n *Node) encryptionOf(ctx context.Context, v, src *meta.Volume) (meta.Op, error) {
-	if src == nil {
+// encryptionOf gives encrypted volume v its key: a new one, its source's
+// for a clone, or its filler's (a restore), and returns the guard of the
+// secret it uses.
+func (n *Node) encryptionOf(ctx context.Context, v, src *meta.Volume, f *filler) (meta.Op, error) {
+	switch {
+	case f != nil && f.key != nil:
+		v.Key = f.key
+		_, rev, err := n.meta.Secret(ctx, v.SecretKey)
+		if err != nil {
+			return meta.Op{}, fmt.Errorf("restore %s: secret %q: %w", v.Name, v.SecretKey, err)
+		}
+		return meta.SecretUnchanged(v.SecretKey, rev), nil
+	case src == nil:
 		return n.newVolumeKey(ctx, v)
 	}
 	v.Key = src.Key
