@@ -9,6 +9,9 @@
 //     size, reported as ratios to the baseline next to their targets;
 //   - the time CreateSnapshot takes through the API on a 1 GiB and a 64 GiB
 //     volume holding data;
+//   - backups (backups.go): a full backup of a 4 GiB volume holding 2 GiB,
+//     an incremental one after 64 MiB more (what it uploads), and a
+//     restore, against cp of the same data (--skip-backups skips it);
 //   - the daemon's resident memory with 10 attached volumes;
 //   - a 3-node cluster (external etcd, daemons a, b, c; cluster.go): the
 //     same fio jobs on repl 2 and repl 3 volumes against the same baseline
@@ -61,6 +64,7 @@ type config struct {
 	only          string
 	skipSnapshots bool
 	skipRSS       bool
+	skipBackups   bool
 	skipCluster   bool
 	skipWorkload  bool
 	skipGluster   bool
@@ -89,6 +93,7 @@ func main() {
 	flag.StringVar(&c.only, "only", "", "run only the fio jobs whose name contains this; \"workload\": only the workload section (no root needed)")
 	flag.BoolVar(&c.skipSnapshots, "skip-snapshots", false, "skip the snapshot timing")
 	flag.BoolVar(&c.skipRSS, "skip-rss", false, "skip the daemon memory measurement")
+	flag.BoolVar(&c.skipBackups, "skip-backups", false, "skip the backup and restore timing")
 	flag.BoolVar(&c.skipCluster, "skip-cluster", false, "skip the 3-node cluster part (needs the etcd binary)")
 	flag.BoolVar(&c.skipWorkload, "skip-workload", false, "skip the sensor pipeline workload section")
 	flag.BoolVar(&c.skipGluster, "skip-gluster", false, "skip the GlusterFS replica 2 peer (fio and pgbench; needs glusterfs-server)")
@@ -214,7 +219,7 @@ func run(c config, logger *slog.Logger) (err error) {
 		"Every job runs fio for %s (time_based, direct=1) on a %s file laid out first with random data; "+
 		"MiB/s for the 1 MiB jobs, IOPS for the 4 KiB jobs; ratio = Ballast / baseline.",
 		sizeString(c.size), c.dir, c.dir, c.runtime, c.fileSize)
-	rp.skipSnap, rp.skipRSS = c.skipSnapshots, c.skipRSS
+	rp.skipSnap, rp.skipRSS, rp.skipBackups = c.skipSnapshots, c.skipRSS, c.skipBackups
 	fr := &fioRunner{fileSize: c.fileSize, runtime: c.runtime, log: logger}
 	sel := rp.jobs
 
@@ -325,6 +330,12 @@ func measure(ctx context.Context, c config, fr *fioRunner, sel []job, rp *report
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+		}
+	}
+	if !c.skipBackups {
+		rp.backups = backupBench(ctx, d, c.dir, logger)
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
 	if !c.skipRSS {

@@ -89,23 +89,25 @@ func (t fioTarget) target(j job) (float64, bool) {
 
 // report collects everything measured; render formats it as Markdown.
 type report struct {
-	context  [][2]string // key, value
-	fioNote  string
-	jobs     []job
-	targets  []fioTarget // baseline first
-	snaps    []snapResult
-	skipSnap bool
-	mems     []memResult
-	skipRSS  bool
-	copies   *copyCost  // nil: not measured (no fsync job selected)
-	reads    *readCost  // nil: not measured (no random read job selected)
-	pg       []pgResult // host directory first
-	skipPG   bool
-	cluster  *clusterReport
-	workload *workloadReport
-	errs     []string // failures outside the tables
-	checked  int      // targets checked
-	missed   []string // targets missed
+	context     [][2]string // key, value
+	fioNote     string
+	jobs        []job
+	targets     []fioTarget // baseline first
+	snaps       []snapResult
+	skipSnap    bool
+	mems        []memResult
+	skipRSS     bool
+	backups     []backupStep // baseline first
+	skipBackups bool
+	copies      *copyCost  // nil: not measured (no fsync job selected)
+	reads       *readCost  // nil: not measured (no random read job selected)
+	pg          []pgResult // host directory first
+	skipPG      bool
+	cluster     *clusterReport
+	workload    *workloadReport
+	errs        []string // failures outside the tables
+	checked     int      // targets checked
+	missed      []string // targets missed
 }
 
 // fioCell formats a result for the table.
@@ -218,6 +220,8 @@ func (rp *report) render() string {
 			}
 		}
 	}
+
+	rp.renderBackups(p)
 
 	p("\n## Daemon memory\n\n")
 	if rp.skipRSS {

@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 		sock = defaultSocket
 	}
 	root.PersistentFlags().StringVar(&c.socket, "socket", sock, "daemon socket (env BALLAST_SOCKET)")
-	root.AddCommand(newDaemonCmd(), newVolumeCmd(c), newSnapshotCmd(c), newSecretCmd(c), newBackupCmd(c), newPoolCmd(c), newClusterCmd(c), newWorkloadCmd(), newDemoCmd())
+	root.AddCommand(newDaemonCmd(), newVolumeCmd(c), newSnapshotCmd(c), newSecretCmd(c), newBackupCmd(c), newScheduleCmd(c), newPoolCmd(c), newClusterCmd(c), newWorkloadCmd(), newDemoCmd())
 	requireSubcommands(root)
 	return root
 }

@@ -30,6 +30,45 @@ type BackupService interface {
 	RestoreBackup(ctx context.Context, id, to string) (*Volume, error)
 	// DeleteBackup deletes a backup, and the chunks only it used.
 	DeleteBackup(ctx context.Context, id string) error
+
+	// SetSchedule makes (or replaces) a volume's schedule of snapshots
+	// or of backups: one node of the cluster runs it at a time, and it
+	// keeps the newest Retain of what it made.
+	SetSchedule(ctx context.Context, s ScheduleSpec) (*Schedule, error)
+	// ListSchedules lists the schedules of a volume, or all when "".
+	ListSchedules(ctx context.Context, volume string) ([]Schedule, error)
+	// DeleteSchedule deletes a volume's schedule of kind; what it made
+	// stays.
+	DeleteSchedule(ctx context.Context, volume, kind string) error
+}
+
+// Schedule kinds.
+const (
+	ScheduleSnapshot = "snapshot"
+	ScheduleBackup   = "backup"
+)
+
+// ScheduleSpec asks for a schedule.
+type ScheduleSpec struct {
+	Volume string `json:"volume"`
+	Kind   string `json:"kind"` // ScheduleSnapshot or ScheduleBackup
+	// Cron is when it runs: five cron fields ("0 */6 * * *", UTC), or
+	// @hourly, @daily, @every 30m and the like.
+	Cron   string `json:"cron"`
+	Retain int    `json:"retain"` // how many of what it made to keep, 1-1000
+	// Target and RateLimit are the backups' (kind backup only).
+	Target    string `json:"target,omitempty"`
+	RateLimit int64  `json:"rate_limit,omitempty"`
+}
+
+// Schedule is a schedule and how it runs.
+type Schedule struct {
+	ScheduleSpec
+	Created   time.Time `json:"created"`
+	LastRun   time.Time `json:"last_run,omitzero"`
+	LastNode  string    `json:"last_node,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Next      time.Time `json:"next"`
 }
 
 // BackupTargetSpec defines a target.
@@ -62,6 +101,9 @@ type BackupSpec struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// RateLimit bounds the upload in bytes per second; 0: none.
 	RateLimit int64 `json:"rate_limit,omitempty"`
+	// Scheduled is set by the volume's backup schedule: the backup counts
+	// towards its retention.
+	Scheduled bool `json:"scheduled,omitempty"`
 }
 
 // Backup states.
@@ -87,6 +129,8 @@ type Backup struct {
 	Done     int64     `json:"done"`     // bytes read
 	Total    int64     `json:"total"`    // bytes to read: less than Size when incremental
 	Uploaded int64     `json:"uploaded"` // compressed bytes sent to the target
+	// Scheduled: made by the volume's backup schedule.
+	Scheduled bool `json:"scheduled,omitempty"`
 }
 
 const backupServiceName = "ballast.v1.Backups"
@@ -96,6 +140,8 @@ type (
 	BackupTargetReq = BackupTargetSpec
 	BackupReq       = BackupSpec
 	RestoreReq      struct{ ID, To string }
+	ScheduleReq     = ScheduleSpec
+	ScheduleKeyReq  struct{ Volume, Kind string }
 )
 
 var backupMethods = []rpc.Method[BackupService]{
@@ -119,6 +165,15 @@ var backupMethods = []rpc.Method[BackupService]{
 	}),
 	rpc.Unary(errorTable, "DeleteBackup", func(s BackupService, ctx context.Context, r *NameReq) (*Empty, error) {
 		return rpc.NoAnswer(s.DeleteBackup(ctx, r.Name))
+	}),
+	rpc.Unary(errorTable, "SetSchedule", func(s BackupService, ctx context.Context, r *ScheduleReq) (*Schedule, error) {
+		return s.SetSchedule(ctx, *r)
+	}),
+	rpc.Unary(errorTable, "ListSchedules", func(s BackupService, ctx context.Context, r *NameReq) ([]Schedule, error) {
+		return s.ListSchedules(ctx, r.Name)
+	}),
+	rpc.Unary(errorTable, "DeleteSchedule", func(s BackupService, ctx context.Context, r *ScheduleKeyReq) (*Empty, error) {
+		return rpc.NoAnswer(s.DeleteSchedule(ctx, r.Volume, r.Kind))
 	}),
 }
 
@@ -156,5 +211,18 @@ func (c *Client) RestoreBackup(ctx context.Context, id, to string) (*Volume, err
 
 func (c *Client) DeleteBackup(ctx context.Context, id string) error {
 	_, err := backupCall[*Empty](ctx, c, "DeleteBackup", &NameReq{Name: id})
+	return err
+}
+
+func (c *Client) SetSchedule(ctx context.Context, s ScheduleSpec) (*Schedule, error) {
+	return backupCall[*Schedule](ctx, c, "SetSchedule", &s)
+}
+
+func (c *Client) ListSchedules(ctx context.Context, volume string) ([]Schedule, error) {
+	return backupCall[[]Schedule](ctx, c, "ListSchedules", &NameReq{Name: volume})
+}
+
+func (c *Client) DeleteSchedule(ctx context.Context, volume, kind string) error {
+	_, err := backupCall[*Empty](ctx, c, "DeleteSchedule", &ScheduleKeyReq{Volume: volume, Kind: kind})
 	return err
 }

@@ -53,6 +53,9 @@ type Backup struct {
 	// OwnSnapshot: the backup took its snapshot itself, and deletes it
 	// once a newer backup of the volume no longer needs it as a base.
 	OwnSnapshot bool `json:"own_snapshot,omitempty"`
+	// Scheduled: made by the volume's backup schedule, which keeps the
+	// newest of those it made.
+	Scheduled bool `json:"scheduled,omitempty"`
 }
 
 func backupTargetKey(name string) string { return Prefix + "backup-targets/" + name }

@@ -17,6 +17,7 @@ import (
 	"github.com/ballast-io/ballast/pool/block"
 	"github.com/ballast-io/ballast/pool/crypt"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -31,13 +32,20 @@ type backupVolume struct {
 	Key  *crypt.Wrapped `json:"key,omitempty"`
 }
 
-// CreateBackup starts a backup of a volume's snapshot to a target, on this
-// node, which must hold an in-sync replica of the volume: the backup reads
-// that replica's snapshot layers, never the network. Without a snapshot
+// CreateBackup starts a backup of a volume's snapshot to a target on a node
+// that holds an in-sync replica of the volume: this one, or else one it
+// asks through the peer service. The backup reads that replica's snapshot
+// layers, never the network. Without a snapshot
 // named, it takes one (the filesystem frozen for it, as for any snapshot)
 // and keeps it as the base of the volume's next backup, which then reads
 // only the chunks the layers say changed since.
 func (n *Node) CreateBackup(ctx context.Context, s api.BackupSpec) (*api.Backup, error) {
+	return n.createBackup(ctx, s, true)
+}
+
+// createBackup starts backup s here or, with forward and no local
+// in-sync replica, on a node that has one.
+func (n *Node) createBackup(ctx context.Context, s api.BackupSpec, forward bool) (*api.Backup, error) {
 	if err := spec.ValidateName("volume name", s.Volume); err != nil {
 		return nil, err
 	}
@@ -66,14 +74,17 @@ func (n *Node) CreateBackup(ctx context.Context, s api.BackupSpec) (*api.Backup,
 		return nil, fmt.Errorf("backup target %q is collecting unused chunks after a delete on node %s; try again in a moment: %w", s.Target, trec.Collecting, api.ErrConflict)
 	}
 	if _, _, err := n.localInSync(v); err != nil {
-		return nil, err
+		if !forward {
+			return nil, err
+		}
+		return n.forwardBackup(ctx, v, s, alive, err)
 	}
 	id, err := backupID(s.Volume)
 	if err != nil {
 		return nil, err
 	}
 	rec := &meta.Backup{ID: id, Volume: s.Volume, Target: s.Target, Snapshot: s.Snapshot, Node: n.cfg.ID,
-		State: meta.BackupRunning, Created: time.Now().UTC()}
+		State: meta.BackupRunning, Created: time.Now().UTC(), Scheduled: s.Scheduled}
 	if s.Snapshot == "" {
 		rec.Snapshot, rec.OwnSnapshot = "backup-"+id[len(s.Volume)+1:], true
 		if _, err := n.CreateSnapshot(ctx, s.Volume, rec.Snapshot); err != nil {
@@ -115,6 +126,29 @@ func (n *Node) CreateBackup(ctx context.Context, s api.BackupSpec) (*api.Backup,
 		n.runBackup(rec, t, p, rid, parent, v, s.RateLimit)
 	}()
 	return backupToAPI(rec, alive), nil
+}
+
+// forwardBackup starts backup s on a live node holding an in-sync replica
+// of v, trying each in turn; local is why this node cannot.
+func (n *Node) forwardBackup(ctx context.Context, v *meta.Volume, s api.BackupSpec, alive map[string]bool, local error) (*api.Backup, error) {
+	errs := []error{local}
+	for _, r := range v.Replicas {
+		if !slices.Contains(v.InSync, r.ID) || !alive[r.Node] || r.Node == n.cfg.ID {
+			continue
+		}
+		var b *api.Backup
+		err := n.withPeer(ctx, r.Node, 2*time.Minute, func(ctx context.Context, c *peer.Client) error {
+			var err error
+			b, err = c.CreateBackup(ctx, s)
+			return err
+		})
+		if err == nil {
+			n.log.Info("backup started on the node holding a replica", "backup", b.ID, "volume", s.Volume, "node", r.Node)
+			return b, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("backup of %s: no live node with an in-sync replica could start it: %w", s.Volume, errors.Join(errs...))
 }
 
 // backupID names a backup after its volume and time, unique with 4
@@ -274,7 +308,7 @@ func runningOn(b *meta.Backup, alive map[string]bool) bool {
 
 func backupToAPI(b *meta.Backup, alive map[string]bool) *api.Backup {
 	out := &api.Backup{ID: b.ID, Volume: b.Volume, Target: b.Target, Snapshot: b.Snapshot, Parent: b.Parent, Node: b.Node,
-		State: string(b.State), Error: b.Error, Created: b.Created, Finished: b.Finished, Size: b.Size, Done: b.Done, Total: b.Total, Uploaded: b.Uploaded}
+		State: string(b.State), Error: b.Error, Created: b.Created, Finished: b.Finished, Size: b.Size, Done: b.Done, Total: b.Total, Uploaded: b.Uploaded, Scheduled: b.Scheduled}
 	if b.State == meta.BackupRunning && !alive[b.Node] {
 		out.State, out.Error = api.BackupFailed, "node "+b.Node+" went down during the backup; take it again (what it uploaded is not sent again)"
 	}

@@ -282,6 +282,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	go n.reportUsage(ctx)
 	go n.healLoop(ctx)
 	go n.scrubLoop(ctx)
+	go n.scheduleLoop(ctx)
 	return n, nil
 }
 

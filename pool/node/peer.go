@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/replica"
@@ -85,6 +86,12 @@ func (s peerService) Join(ctx context.Context, node string, req meta.JoinRequest
 func (s peerService) ResizeVolume(ctx context.Context, volume string, size int64) error {
 	_, err := s.n.resize(ctx, volume, size, false)
 	return err
+}
+
+// CreateBackup is CreateBackup as another node asks it of this one, which
+// holds an in-sync replica of the volume: it runs here or not at all.
+func (s peerService) CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backup, error) {
+	return s.n.createBackup(ctx, b, false)
 }
 
 // withPeer runs fn with a client of node's peer service, under a context

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/ballast-io/ballast/pool/clusterca"
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/rpc"
 )
@@ -110,6 +111,10 @@ func (c *Client) Join(ctx context.Context, node string, req meta.JoinRequest) (m
 func (c *Client) ResizeVolume(ctx context.Context, volume string, size int64) error {
 	_, err := call[*rpc.Empty](ctx, c, "ResizeVolume", &ResizeReq{Volume: volume, Size: size})
 	return err
+}
+
+func (c *Client) CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backup, error) {
+	return call[*api.Backup](ctx, c, "CreateBackup", &b)
 }
 
 var _ Service = (*Client)(nil)

@@ -1,7 +1,8 @@
 // Package peer is the node-to-node control service of a Ballast cluster:
 // what one node asks of another that is not replica I/O. It creates,
 // clones and deletes replicas in the other node's pools, lets a new node
-// join the cluster, and grows a volume attached on the other node. Replica
+// join the cluster, grows a volume attached on the other node, and starts
+// a backup on the node holding the replica it reads. Replica
 // I/O and fencing stay on the replica protocol (pool/remote).
 //
 // The service is gRPC with JSON messages (pool/rpc), over mutual TLS with
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
 )
 
@@ -40,6 +42,9 @@ type Service interface {
 	Join(ctx context.Context, node string, req meta.JoinRequest) (meta.JoinAnswer, error)
 	// ResizeVolume grows volume, attached on this node, to size bytes.
 	ResizeVolume(ctx context.Context, volume string, size int64) error
+	// CreateBackup starts a backup on this node, which holds an in-sync
+	// replica of the volume (a backup reads a local one).
+	CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backup, error)
 }
 
 // ResizeTimeout bounds a volume resize: growing a large filesystem takes a

@@ -73,6 +73,12 @@ func (f *fake) Join(ctx context.Context, node string, req meta.JoinRequest) (met
 func (f *fake) ResizeVolume(ctx context.Context, vol string, size int64) error {
 	return f.record(ctx, "resize:%s:%d", vol, size)
 }
+func (f *fake) CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backup, error) {
+	if err := f.record(ctx, "backup:%s:%s:%s:%d", b.Volume, b.Target, b.Snapshot, b.RateLimit); err != nil {
+		return nil, err
+	}
+	return &api.Backup{ID: b.Volume + "-1", Volume: b.Volume, State: api.BackupRunning}, nil
+}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -141,7 +147,11 @@ func TestCalls(t *testing.T) {
 	if err := c.ResizeVolume(ctx, "v1", 1<<30); err != nil {
 		t.Fatal(err)
 	}
-	want := "create:p1/r1:1048576 clone:p1/r2:r1@s1 delete:r2 join:n4:https://n4:2380 resize:v1:1073741824"
+	b, err := c.CreateBackup(ctx, api.BackupSpec{Volume: "v1", Target: "s3", Snapshot: "s1", RateLimit: 5})
+	if err != nil || b.ID != "v1-1" || b.State != api.BackupRunning {
+		t.Fatalf("backup: %+v, %v", b, err)
+	}
+	want := "create:p1/r1:1048576 clone:p1/r2:r1@s1 delete:r2 join:n4:https://n4:2380 resize:v1:1073741824 backup:v1:s3:s1:5"
 	if got := svc.seen(); got != want {
 		t.Fatalf("the service saw\n%s\nwant\n%s", got, want)
 	}

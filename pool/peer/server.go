@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/ballast-io/ballast/pool/clusterca"
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/rpc"
 )
@@ -62,6 +63,12 @@ var methods = []rpc.Method[Service]{
 			return nil, err
 		}
 		return rpc.NoAnswer(s.ResizeVolume(ctx, r.Volume, r.Size))
+	}),
+	rpc.Unary(errorTable, "CreateBackup", func(s Service, ctx context.Context, r *api.BackupSpec) (*api.Backup, error) {
+		if err := validName("volume", r.Volume); err != nil {
+			return nil, err
+		}
+		return s.CreateBackup(ctx, *r)
 	}),
 }
 
