@@ -13,8 +13,8 @@ import (
 	grpcpeer "google.golang.org/grpc/peer"
 	"google.golang.org/grpc/tap"
 
-	"github.com/ballast-io/ballast/pool/clusterca"
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/clusterca"
 	"github.com/ballast-io/ballast/pool/meta"
 	"github.com/ballast-io/ballast/pool/rpc"
 )
