@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +98,7 @@ func TestSchedulesSurviveLeaderDeath(t *testing.T) {
 			return false, fmt.Sprint(ss, err)
 		}
 		snaps, bs := scheduled(t, live)
-		newer := len(snaps) == 2 && snaps[0] > snapsBefore[1]
+		newer := len(snaps) == 2 && len(snapsBefore) > 0 && snaps[0] > snapsBefore[len(snapsBefore)-1]
 		return ss[0].LastNode != leader && ss[1].LastNode != leader && newer && len(bs) == 2,
 			fmt.Sprintf("last nodes %s %s, snapshots %v (before %v), backups %v", ss[0].LastNode, ss[1].LastNode, snaps, snapsBefore, bs)
 	})
@@ -121,6 +122,7 @@ func scheduled(t *testing.T, d *daemon) (snaps, backups []string) {
 			snaps = append(snaps, s.Name)
 		}
 	}
+	slices.Sort(snaps)
 	bs, err := d.client.ListBackups(d.ctx(), "v")
 	if err != nil {
 		t.Fatal(err)
