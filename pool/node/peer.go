@@ -94,6 +94,12 @@ func (s peerService) CreateBackup(ctx context.Context, b api.BackupSpec) (*api.B
 	return s.n.createBackup(ctx, b, false)
 }
 
+// CreateSnapshot is CreateSnapshot as another node asks it of the node the
+// volume is attached on: taken here, with the filesystem frozen.
+func (s peerService) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snapshot, error) {
+	return s.n.createSnapshot(ctx, vol, name, false)
+}
+
 // withPeer runs fn with a client of node's peer service, under a context
 // bounded by timeout.
 func (n *Node) withPeer(ctx context.Context, node string, timeout time.Duration, fn func(context.Context, *peer.Client) error) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/ballast-io/ballast/pool/engine"
 	"github.com/ballast-io/ballast/pool/hostfs"
 	"github.com/ballast-io/ballast/pool/meta"
+	"github.com/ballast-io/ballast/pool/peer"
 	"github.com/ballast-io/ballast/pool/replica"
 	"github.com/ballast-io/ballast/pool/spec"
 )
@@ -23,11 +24,34 @@ import (
 // is frozen for the moment it takes, so the snapshot is also
 // filesystem-consistent.
 func (n *Node) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snapshot, error) {
+	return n.createSnapshot(ctx, vol, name, true)
+}
+
+// createSnapshot takes snapshot name of vol here, or, with forward, on the
+// node vol is attached on if that is another: only that node can freeze
+// the filesystem and quiesce the engine, so that every replica's snapshot
+// holds the same writes.
+func (n *Node) createSnapshot(ctx context.Context, vol, name string, forward bool) (*api.Snapshot, error) {
 	if err := spec.ValidateName("volume name", vol); err != nil {
 		return nil, err
 	}
 	if err := spec.ValidateName("snapshot name", name); err != nil {
 		return nil, err
+	}
+	if a, _, err := n.meta.Attachment(ctx, vol); err == nil && a.Node != n.cfg.ID {
+		if !forward {
+			return nil, fmt.Errorf("volume %q is attached on node %s, not on %s: %w", vol, a.Node, n.cfg.ID, api.ErrConflict)
+		}
+		var sn *api.Snapshot
+		err := n.withPeer(ctx, a.Node, time.Minute, func(ctx context.Context, c *peer.Client) error {
+			var err error
+			sn, err = c.CreateSnapshot(ctx, vol, name)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s@%s on node %s, where it is attached: %w", vol, name, a.Node, err)
+		}
+		return sn, nil
 	}
 	defer n.locks.Lock(vol)()
 	v, _, err := n.getVolume(ctx, vol)

@@ -117,4 +117,8 @@ func (c *Client) CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backu
 	return call[*api.Backup](ctx, c, "CreateBackup", &b)
 }
 
+func (c *Client) CreateSnapshot(ctx context.Context, volume, name string) (*api.Snapshot, error) {
+	return call[*api.Snapshot](ctx, c, "CreateSnapshot", &SnapshotReq{Volume: volume, Name: name})
+}
+
 var _ Service = (*Client)(nil)

@@ -1,8 +1,8 @@
 // Package peer is the node-to-node control service of a Ballast cluster:
 // what one node asks of another that is not replica I/O. It creates,
 // clones and deletes replicas in the other node's pools, lets a new node
-// join the cluster, grows a volume attached on the other node, and starts
-// a backup on the node holding the replica it reads. Replica
+// join the cluster, grows or snapshots a volume attached on the other node,
+// and starts a backup on the node holding the replica it reads. Replica
 // I/O and fencing stay on the replica protocol (pool/remote).
 //
 // The service is gRPC with JSON messages (pool/rpc), over mutual TLS with
@@ -45,6 +45,9 @@ type Service interface {
 	// CreateBackup starts a backup on this node, which holds an in-sync
 	// replica of the volume (a backup reads a local one).
 	CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backup, error)
+	// CreateSnapshot snapshots volume, attached on this node, with its
+	// filesystem frozen and its engine quiesced.
+	CreateSnapshot(ctx context.Context, volume, name string) (*api.Snapshot, error)
 }
 
 // ResizeTimeout bounds a volume resize: growing a large filesystem takes a
@@ -77,4 +80,5 @@ type (
 		Volume string
 		Size   int64
 	}
+	SnapshotReq struct{ Volume, Name string }
 )

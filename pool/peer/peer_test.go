@@ -79,6 +79,12 @@ func (f *fake) CreateBackup(ctx context.Context, b api.BackupSpec) (*api.Backup,
 	}
 	return &api.Backup{ID: b.Volume + "-1", Volume: b.Volume, State: api.BackupRunning}, nil
 }
+func (f *fake) CreateSnapshot(ctx context.Context, vol, name string) (*api.Snapshot, error) {
+	if err := f.record(ctx, "snapshot:%s@%s", vol, name); err != nil {
+		return nil, err
+	}
+	return &api.Snapshot{Volume: vol, Name: name}, nil
+}
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -151,7 +157,11 @@ func TestCalls(t *testing.T) {
 	if err != nil || b.ID != "v1-1" || b.State != api.BackupRunning {
 		t.Fatalf("backup: %+v, %v", b, err)
 	}
-	want := "create:p1/r1:1048576 clone:p1/r2:r1@s1 delete:r2 join:n4:https://n4:2380 resize:v1:1073741824 backup:v1:s3:s1:5"
+	sn, err := c.CreateSnapshot(ctx, "v1", "s2")
+	if err != nil || sn.Volume != "v1" || sn.Name != "s2" {
+		t.Fatalf("snapshot: %+v, %v", sn, err)
+	}
+	want := "create:p1/r1:1048576 clone:p1/r2:r1@s1 delete:r2 join:n4:https://n4:2380 resize:v1:1073741824 backup:v1:s3:s1:5 snapshot:v1@s2"
 	if got := svc.seen(); got != want {
 		t.Fatalf("the service saw\n%s\nwant\n%s", got, want)
 	}

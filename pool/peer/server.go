@@ -70,6 +70,12 @@ var methods = []rpc.Method[Service]{
 		}
 		return s.CreateBackup(ctx, *r)
 	}),
+	rpc.Unary(errorTable, "CreateSnapshot", func(s Service, ctx context.Context, r *SnapshotReq) (*api.Snapshot, error) {
+		if err := validName("volume", r.Volume); err != nil {
+			return nil, err
+		}
+		return s.CreateSnapshot(ctx, r.Volume, r.Name)
+	}),
 }
 
 // Server serves a node's Service to the other nodes.
