@@ -13,11 +13,12 @@ import (
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
-// TestSchedulesSurviveLeaderDeath, on three nodes (external etcd): a
-// backup asked of a node without a replica runs on the node with one; a
-// snapshot schedule and a backup schedule of a volume run on the node
-// that leads the schedules, keep only their newest 2, and go on, run by
-// another node, once that node is killed.
+// TestSchedulesSurviveLeaderDeath, on three nodes (external etcd), a
+// volume with its replica on b, attached on c: a backup asked of c runs on
+// b; a snapshot schedule and a backup schedule run on the node that leads
+// the schedules, keep only their newest 2, and go on, run by another node,
+// once that node is killed; every snapshot is taken on c, frozen; the
+// last backup restores with the file written to the volume.
 func TestSchedulesSurviveLeaderDeath(t *testing.T) {
 	etcd := startEtcd(t)
 	secret := filepath.Join(t.TempDir(), "secret")
@@ -37,6 +38,14 @@ func TestSchedulesSurviveLeaderDeath(t *testing.T) {
 	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 64 << 20, Repl: 1, Pin: "name=b"}); err != nil {
 		t.Fatal(err)
 	}
+
+	// The volume is attached on c: its snapshots, whoever asks, are taken
+	// there, with the filesystem frozen.
+	att, err := c.client.AttachVolume(ctx, "v", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSynced(t, filepath.Join(att.MountPath, "hello"), []byte("hello from c"))
 
 	// Asked of c, the backup runs on b.
 	bk, err := c.client.CreateBackup(ctx, api.BackupSpec{Volume: "v", Target: "shared"})
@@ -102,10 +111,28 @@ func TestSchedulesSurviveLeaderDeath(t *testing.T) {
 		return ss[0].LastNode != leader && ss[1].LastNode != leader && newer && len(bs) == 2,
 			fmt.Sprintf("last nodes %s %s, snapshots %v (before %v), backups %v", ss[0].LastNode, ss[1].LastNode, snaps, snapsBefore, bs)
 	})
+	if n := logCount(t, []*daemon{c}, `msg="snapshot created" volume=v`); n < 4 {
+		t.Errorf("c, where the volume is attached, took %d of its snapshots; want them all there", n)
+	}
+	if n := logCount(t, []*daemon{a, b}, `msg="snapshot created" volume=v`); n > 0 {
+		t.Errorf("%d snapshots of the volume were taken on nodes it is not attached on", n)
+	}
 	// What the backups kept restores.
 	_, bs := scheduled(t, live)
 	if _, err := live.client.RestoreBackup(ctx, bs[len(bs)-1], "restored"); err != nil {
 		t.Fatal(err)
+	}
+	ra, err := c.client.AttachVolume(ctx, "restored", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(ra.MountPath, "hello")); err != nil || string(got) != "hello from c" {
+		t.Errorf("the restored volume's file: %q, %v", got, err)
+	}
+	for _, vol := range []string{"restored", "v"} {
+		if err := c.client.DetachVolume(ctx, vol); err != nil {
+			t.Error(err)
+		}
 	}
 }
 
