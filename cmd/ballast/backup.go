@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,10 +171,11 @@ func waitBackup(ctx context.Context, cl *api.Client, b *api.Backup, w io.Writer,
 }
 
 func newBackupListCmd(c *cli) *cobra.Command {
+	var target string
 	cmd := &cobra.Command{
-		Use:     "list [VOLUME]",
+		Use:     "list [VOLUME] [--target NAME]",
 		Aliases: []string{"ls"},
-		Short:   "List the backups, of one volume or all",
+		Short:   "List the backups, of one volume or all; with --target, those the target holds, whichever cluster made them",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			vol := ""
@@ -181,7 +183,14 @@ func newBackupListCmd(c *cli) *cobra.Command {
 				vol = args[0]
 			}
 			return c.withClient(func(cl *api.Client) error {
-				bs, err := cl.ListBackups(cmd.Context(), vol)
+				var bs []api.Backup
+				var err error
+				if target != "" {
+					bs, err = cl.ListTargetBackups(cmd.Context(), target)
+					bs = slices.DeleteFunc(bs, func(b api.Backup) bool { return vol != "" && b.Volume != vol })
+				} else {
+					bs, err = cl.ListBackups(cmd.Context(), vol)
+				}
 				if err != nil {
 					return err
 				}
@@ -203,6 +212,7 @@ func newBackupListCmd(c *cli) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().StringVar(&target, "target", "", "list what this target holds (its manifests), also backups of another cluster")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print as JSON")
 	return cmd
 }

@@ -19,7 +19,8 @@ import (
 // more (which reads and uploads about that, not the volume); each
 // restores to a new volume byte-identical to its snapshot (sha256 of the
 // devices) with fio's data verified, the older after the newer too; a
-// delete keeps what the other backup needs.
+// delete keeps what the other backup needs; another cluster, given only
+// the bucket, lists and restores what is left (disaster recovery).
 func TestBackupRestore(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
@@ -116,14 +117,32 @@ func TestBackupRestore(t *testing.T) {
 	if err := json.Unmarshal([]byte(cli("backup", "list", "db", "--json")), &left); err != nil || len(left) != 1 || left[0].ID != b2.ID {
 		t.Fatalf("backups after deleting the first: %+v, %v", left, err)
 	}
-	cli("backup", "restore", b2.ID, "--to", "again")
-	ra, err := d.client.AttachVolume(ctx, "again", api.AttachOptions{})
+	d.stop()
+
+	// Disaster recovery: another cluster, with nothing of this one but the
+	// bucket, lists the backup there and restores it.
+	secret2 := filepath.Join(dir, "secret2")
+	writeFile(t, secret2, "the other cluster's own secret, unrelated")
+	d2 := startDaemon(t, "--cluster-secret-file", secret2)
+	if out, err := d2.cli("backup", "target", "add", "s3", "s3://ballast-test/c1", "--endpoint", s3.Endpoint, "--insecure", "--credentials-file", cred); err != nil {
+		t.Fatalf("target add on the second cluster: %v\n%s", err, out)
+	}
+	var held []api.Backup
+	out, err := d2.cli("backup", "list", "--target", "s3", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &held) != nil || len(held) != 1 || held[0].ID != b2.ID || held[0].Volume != "db" {
+		t.Fatalf("the second cluster lists in the bucket %+v (%v)\n%s", held, err, out)
+	}
+	if out, err := d2.cli("backup", "restore", b2.ID, "--to", "again"); err != nil {
+		t.Fatalf("restore on the second cluster: %v\n%s", err, out)
+	}
+	ctx2 := d2.ctx()
+	ra, err := d2.client.AttachVolume(ctx2, "again", api.AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	fioVerify(t, filepath.Join(ra.MountPath, "one"), "48M", 7)
 	fioVerify(t, filepath.Join(ra.MountPath, "two"), "8M", 8)
-	if err := d.client.DetachVolume(ctx, "again"); err != nil {
+	if err := d2.client.DetachVolume(ctx2, "again"); err != nil {
 		t.Fatal(err)
 	}
 }

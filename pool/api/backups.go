@@ -24,6 +24,10 @@ type BackupService interface {
 	CreateBackup(ctx context.Context, b BackupSpec) (*Backup, error)
 	// ListBackups lists the backups of a volume, or all when volume is "".
 	ListBackups(ctx context.Context, volume string) ([]Backup, error)
+	// ListTargetBackups lists the backups a target holds, from their
+	// manifests: also those another cluster made, which RestoreBackup
+	// restores as well (disaster recovery).
+	ListTargetBackups(ctx context.Context, target string) ([]Backup, error)
 	// RestoreBackup makes volume to from backup id, and answers when it
 	// is ready. The volume is the backup's size, filesystem and
 	// encryption (its key comes with the backup; its secret must exist).
@@ -160,6 +164,9 @@ var backupMethods = []rpc.Method[BackupService]{
 	rpc.Unary(errorTable, "ListBackups", func(s BackupService, ctx context.Context, r *NameReq) ([]Backup, error) {
 		return s.ListBackups(ctx, r.Name)
 	}),
+	rpc.Unary(errorTable, "ListTargetBackups", func(s BackupService, ctx context.Context, r *NameReq) ([]Backup, error) {
+		return s.ListTargetBackups(ctx, r.Name)
+	}),
 	rpc.Unary(errorTable, "RestoreBackup", func(s BackupService, ctx context.Context, r *RestoreReq) (*Volume, error) {
 		return s.RestoreBackup(ctx, r.ID, r.To)
 	}),
@@ -203,6 +210,10 @@ func (c *Client) CreateBackup(ctx context.Context, b BackupSpec) (*Backup, error
 
 func (c *Client) ListBackups(ctx context.Context, volume string) ([]Backup, error) {
 	return backupCall[[]Backup](ctx, c, "ListBackups", &NameReq{Name: volume})
+}
+
+func (c *Client) ListTargetBackups(ctx context.Context, target string) ([]Backup, error) {
+	return backupCall[[]Backup](ctx, c, "ListTargetBackups", &NameReq{Name: target})
 }
 
 func (c *Client) RestoreBackup(ctx context.Context, id, to string) (*Volume, error) {

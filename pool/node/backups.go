@@ -420,22 +420,9 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 	if err := spec.ValidateName("volume name", to); err != nil {
 		return nil, err
 	}
-	rec, _, err := n.meta.Backup(ctx, id)
-	if errors.Is(err, meta.ErrNotFound) {
-		return nil, fmt.Errorf("backup %q does not exist (ballast backup list): %w", id, api.ErrNotFound)
-	} else if err != nil {
-		return nil, err
-	}
-	if rec.State != meta.BackupDone {
-		return nil, fmt.Errorf("backup %s is %s, not done: %w", id, rec.State, api.ErrConflict)
-	}
-	t, _, _, err := n.openTarget(ctx, rec.Target)
+	t, m, err := n.findBackup(ctx, id)
 	if err != nil {
-		return nil, err
-	}
-	m, err := backup.Get(ctx, t, id)
-	if err != nil {
-		return nil, fmt.Errorf("restore backup %s: %w", id, targetErr(err))
+		return nil, fmt.Errorf("restore backup %s: %w", id, err)
 	}
 	var bv backupVolume
 	if err := json.Unmarshal(m.VolumeSpec, &bv); err != nil {
@@ -469,6 +456,64 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 		return nil, fmt.Errorf("restore backup %s: %w", id, targetErr(err))
 	}
 	log.Info("backup restored", "size", m.Size)
+	return out, nil
+}
+
+// findBackup finds backup id: in the target its record names or, with no
+// record (another cluster made it), in any target that holds it.
+func (n *Node) findBackup(ctx context.Context, id string) (backup.Target, *backup.Manifest, error) {
+	rec, _, err := n.meta.Backup(ctx, id)
+	switch {
+	case err == nil:
+		if rec.State != meta.BackupDone {
+			return nil, nil, fmt.Errorf("backup %s is %s, not done: %w", id, rec.State, api.ErrConflict)
+		}
+		t, _, _, err := n.openTarget(ctx, rec.Target)
+		if err != nil {
+			return nil, nil, err
+		}
+		m, err := backup.Get(ctx, t, id)
+		if err != nil {
+			return nil, nil, targetErr(err)
+		}
+		return t, m, nil
+	case !errors.Is(err, meta.ErrNotFound):
+		return nil, nil, err
+	}
+	targets, err := n.meta.BackupTargets(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, tr := range targets {
+		t, _, _, err := n.openTarget(ctx, tr.Name)
+		if err != nil {
+			continue
+		}
+		if m, err := backup.Get(ctx, t, id); err == nil {
+			return t, m, nil
+		} else if !errors.Is(err, backup.ErrNotExist) {
+			return nil, nil, fmt.Errorf("target %s: %w", tr.Name, targetErr(err))
+		}
+	}
+	return nil, nil, fmt.Errorf("backup %q is in no target of this cluster (ballast backup list, ballast backup list --target NAME): %w", id, api.ErrNotFound)
+}
+
+// ListTargetBackups lists the backups in target name from their
+// manifests, whichever cluster made them.
+func (n *Node) ListTargetBackups(ctx context.Context, name string) ([]api.Backup, error) {
+	t, _, _, err := n.openTarget(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := backup.List(ctx, t)
+	if err != nil {
+		return nil, fmt.Errorf("backup target %s: %w", name, targetErr(err))
+	}
+	out := []api.Backup{}
+	for _, m := range ms {
+		out = append(out, api.Backup{ID: m.ID, Volume: m.Volume, Target: name, Snapshot: m.Snapshot, Parent: m.Parent, State: api.BackupDone,
+			Created: m.Created, Size: m.Size, Uploaded: m.Uploaded})
+	}
 	return out, nil
 }
 
