@@ -149,3 +149,59 @@ func filesHolding(t *testing.T, dir string, b []byte) []string {
 	}
 	return found
 }
+
+// TestSecretChange: a secret's change rewraps the keys of the volumes
+// using it (a volume whose key kept the old wrapping would no longer
+// attach: only the new value is tried), and their data reads back, also
+// after a daemon restart.
+func TestSecretChange(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	writeFile(t, secret, "a cluster secret for the tests")
+	d := startDaemon(t, "--cluster-secret-file", secret)
+	env := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(ballastBin, append([]string{"--socket", d.socket}, args...)...)
+		cmd.Env = append(os.Environ(), "OLD=the first passphrase", "NEW=the second passphrase")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ballast %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	env("secret", "set", "k", "--from-env", "OLD")
+	for _, v := range []string{"e1", "e2"} {
+		env("volume", "create", v, "--size", "32M", "--encrypted", "--secret-key", "k")
+	}
+	ctx := d.ctx()
+	a, err := d.client.AttachVolume(ctx, "e1", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeSynced(t, filepath.Join(a.MountPath, "f"), []byte("before the change"))
+	if out := env("secret", "change", "k", "--from-env", "NEW"); !strings.Contains(out, "e1,e2") {
+		t.Fatalf("change said %q, want both volumes rewrapped", out)
+	}
+	if err := d.client.DetachVolume(ctx, "e1"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.cli("secret", "change", "nope", "--from-env", "PATH"); err == nil || !strings.Contains(out, "does not exist") {
+		t.Errorf("change of a missing secret: %v\n%s", err, out)
+	}
+	d.stop()
+	d.start()
+	for _, v := range []string{"e1", "e2"} {
+		a, err := d.client.AttachVolume(ctx, v, api.AttachOptions{})
+		if err != nil {
+			t.Fatalf("attach %s after the change: %v", v, err)
+		}
+		if v == "e1" {
+			if got, err := os.ReadFile(filepath.Join(a.MountPath, "f")); err != nil || string(got) != "before the change" {
+				t.Errorf("file after the change: %q, %v", got, err)
+			}
+		}
+		if err := d.client.DetachVolume(ctx, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -16,7 +16,7 @@ func newSecretCmd(c *cli) *cobra.Command {
 	var file, env string
 	set := &cobra.Command{
 		Use:   "set NAME (--from-file F | --from-env VAR)",
-		Short: "Store a new secret (it cannot change once set)",
+		Short: "Store a new secret (secret change gives it a new value)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			value, err := secretValue(file, env)
@@ -39,6 +39,31 @@ func newSecretCmd(c *cli) *cobra.Command {
 	set.Flags().StringVar(&file, "from-file", "", "read the secret from this file (a trailing newline is dropped)")
 	set.Flags().StringVar(&env, "from-env", "", "read the secret from this environment variable")
 	set.Flags().BoolVar(&c.json, "json", false, "print the secret's record as JSON")
+	change := &cobra.Command{
+		Use:   "change NAME (--from-file F | --from-env VAR)",
+		Short: "Give a secret a new value; the keys of the volumes using it are rewrapped, nothing re-encrypted",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			value, err := secretValue(file, env)
+			if err != nil {
+				return err
+			}
+			return c.withClient(func(cl *api.Client) error {
+				s, err := cl.ChangeSecret(cmd.Context(), args[0], value)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), s)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "secret %s changed; keys rewrapped: %s\n", s.Name, orDash(strings.Join(s.UsedBy, ",")))
+				return nil
+			})
+		},
+	}
+	change.Flags().StringVar(&file, "from-file", "", "read the new value from this file (a trailing newline is dropped)")
+	change.Flags().StringVar(&env, "from-env", "", "read the new value from this environment variable")
+	change.Flags().BoolVar(&c.json, "json", false, "print the secret's record as JSON")
 	list := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -71,7 +96,7 @@ func newSecretCmd(c *cli) *cobra.Command {
 			return c.withClient(func(cl *api.Client) error { return cl.DeleteSecret(cmd.Context(), args[0]) })
 		},
 	}
-	cmd.AddCommand(set, list, del)
+	cmd.AddCommand(set, change, list, del)
 	return cmd
 }
 

@@ -76,6 +76,9 @@ func (f *fake) ClusterStatus(context.Context) ([]Node, error) {
 func (f *fake) SetSecret(_ context.Context, name string, _ []byte) (*Secret, error) {
 	return &Secret{Name: name}, nil
 }
+func (f *fake) ChangeSecret(_ context.Context, name string, _ []byte) (*Secret, error) {
+	return &Secret{Name: name}, nil
+}
 func (f *fake) ListSecrets(context.Context) ([]Secret, error) { return nil, nil }
 func (f *fake) DeleteSecret(context.Context, string) error    { return nil }
 

@@ -96,6 +96,10 @@ func (c *Client) SetSecret(ctx context.Context, name string, value []byte) (*Sec
 	return call[*Secret](ctx, c, "SetSecret", &SecretReq{Name: name, Value: value})
 }
 
+func (c *Client) ChangeSecret(ctx context.Context, name string, value []byte) (*Secret, error) {
+	return call[*Secret](ctx, c, "ChangeSecret", &SecretReq{Name: name, Value: value})
+}
+
 func (c *Client) ListSecrets(ctx context.Context) ([]Secret, error) {
 	return call[[]Secret](ctx, c, "ListSecrets", &Empty{})
 }

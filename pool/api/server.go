@@ -64,6 +64,9 @@ var methods = []rpc.Method[Service]{
 	rpc.Unary(errorTable, "SetSecret", func(s Service, ctx context.Context, r *SecretReq) (*Secret, error) {
 		return s.SetSecret(ctx, r.Name, r.Value)
 	}),
+	rpc.Unary(errorTable, "ChangeSecret", func(s Service, ctx context.Context, r *SecretReq) (*Secret, error) {
+		return s.ChangeSecret(ctx, r.Name, r.Value)
+	}),
 	rpc.Unary(errorTable, "ListSecrets", func(s Service, ctx context.Context, _ *Empty) ([]Secret, error) { return s.ListSecrets(ctx) }),
 	rpc.Unary(errorTable, "DeleteSecret", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
 		return rpc.NoAnswer(s.DeleteSecret(ctx, r.Name))

@@ -38,6 +38,10 @@ type Service interface {
 	// encrypted volumes that name it, sealed under the cluster secret. A
 	// secret that volumes use cannot be changed (ErrInUse).
 	SetSecret(ctx context.Context, name string, value []byte) (*Secret, error)
+	// ChangeSecret gives a secret a new value: the keys of the volumes
+	// that use it are rewrapped under it, with nothing re-encrypted, in
+	// the same transaction.
+	ChangeSecret(ctx context.Context, name string, value []byte) (*Secret, error)
 	// ListSecrets lists the secrets, never their values.
 	ListSecrets(ctx context.Context) ([]Secret, error)
 	// DeleteSecret deletes a secret no volume uses.

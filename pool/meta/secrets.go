@@ -17,6 +17,11 @@ type Secret struct {
 	// volume made with it meanwhile would fail its transaction, which
 	// guards on the secret's record (SecretUnchanged).
 	Deleting bool `json:"deleting,omitempty"`
+	// NextNonce and NextSealed hold the new value while a change rewraps
+	// the keys of the volumes that use the secret: no volume is made with
+	// it meanwhile, and an attach tries both values.
+	NextNonce  []byte `json:"next_nonce,omitempty"`
+	NextSealed []byte `json:"next_sealed,omitempty"`
 }
 
 func secretKey(name string) string { return Prefix + "secrets/" + name }

@@ -17,8 +17,8 @@ import (
 const maxSecret = 4096
 
 // SetSecret stores a new secret of the cluster, sealed under the cluster
-// secret. Secrets do not change: a passphrase change would have to rewrap
-// the keys of the volumes that use it, which is not built.
+// secret. An existing one changes only through ChangeSecret, which
+// rewraps the keys of the volumes that use it.
 func (n *Node) SetSecret(ctx context.Context, name string, value []byte) (*api.Secret, error) {
 	if err := spec.ValidateName("secret name", name); err != nil {
 		return nil, err
@@ -33,7 +33,7 @@ func (n *Node) SetSecret(ctx context.Context, name string, value []byte) (*api.S
 	sec := &meta.Secret{Name: name, Created: time.Now().UTC(), Nonce: nonce, Sealed: sealed}
 	err = n.meta.Commit(ctx, meta.PutSecret(sec, 0))
 	if errors.Is(err, meta.ErrConflict) {
-		return nil, fmt.Errorf("secret %q exists; secrets do not change (delete it, when no volume uses it, and set it again): %w", name, api.ErrExists)
+		return nil, fmt.Errorf("secret %q exists (ballast secret change %s gives it a new value): %w", name, name, api.ErrExists)
 	}
 	if err != nil {
 		return nil, err
@@ -123,6 +123,9 @@ func (n *Node) openSecret(ctx context.Context, name string) ([]byte, meta.Rev, e
 	if sec.Deleting {
 		return nil, 0, fmt.Errorf("secret %q is being deleted: %w", name, api.ErrConflict)
 	}
+	if sec.NextSealed != nil {
+		return nil, 0, fmt.Errorf("secret %q is being changed; try again in a moment: %w", name, api.ErrConflict)
+	}
 	value, err := crypt.Open(n.cfg.Secret, name, sec.Nonce, sec.Sealed)
 	if err != nil {
 		return nil, 0, err
@@ -156,14 +159,112 @@ func (n *Node) volumeKey(ctx context.Context, v *meta.Volume) ([]byte, error) {
 	if v.Key == nil {
 		return nil, fmt.Errorf("encrypted volume %s has no key in its record", v.Name)
 	}
-	pass, _, err := n.openSecret(ctx, v.SecretKey)
+	passes, err := n.secretValues(ctx, v.SecretKey)
 	if err != nil {
 		return nil, fmt.Errorf("volume %s: %w", v.Name, err)
 	}
-	defer clear(pass)
-	key, err := v.Key.Unwrap(pass)
+	var key []byte
+	for _, pass := range passes {
+		if key, err = v.Key.Unwrap(pass); !errors.Is(err, crypt.ErrWrongPassphrase) {
+			break
+		}
+	}
+	for _, pass := range passes {
+		clear(pass)
+	}
 	if errors.Is(err, crypt.ErrWrongPassphrase) {
 		return nil, fmt.Errorf("volume %s: the passphrase in secret %q does not open its key: %w", v.Name, v.SecretKey, api.ErrInvalid)
 	}
 	return key, err
+}
+
+// secretValues opens secret name: its value and, while a change runs,
+// the new one (a volume's key is wrapped by one or the other).
+func (n *Node) secretValues(ctx context.Context, name string) ([][]byte, error) {
+	sec, _, err := n.meta.Secret(ctx, name)
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil, fmt.Errorf("secret %q does not exist (ballast secret set %s): %w", name, name, api.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	value, err := crypt.Open(n.cfg.Secret, name, sec.Nonce, sec.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	out := [][]byte{value}
+	if sec.NextSealed != nil {
+		next, err := crypt.Open(n.cfg.Secret, name, sec.NextNonce, sec.NextSealed)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, next)
+	}
+	return out, nil
+}
+
+// maxRewrap bounds the volumes one secret change rewraps: they change in
+// one etcd transaction, which takes at most 128 operations.
+const maxRewrap = 100
+
+// ChangeSecret gives secret name a new value and rewraps, under it, the
+// data key of every volume that uses it; nothing is re-encrypted. First
+// the new value is recorded beside the old one, which stops volumes being
+// made with the secret and lets attaches try both; then every volume's
+// key and the secret change in one transaction.
+func (n *Node) ChangeSecret(ctx context.Context, name string, value []byte) (*api.Secret, error) {
+	if err := spec.ValidateName("secret name", name); err != nil {
+		return nil, err
+	}
+	if len(value) == 0 || len(value) > maxSecret {
+		return nil, fmt.Errorf("%w: secret %q has %d bytes; give 1 to %d", api.ErrInvalid, name, len(value), maxSecret)
+	}
+	sec, rev, err := n.meta.Secret(ctx, name)
+	if errors.Is(err, meta.ErrNotFound) {
+		return nil, fmt.Errorf("secret %q does not exist: %w", name, api.ErrNotFound)
+	} else if err != nil {
+		return nil, err
+	}
+	if sec.Deleting {
+		return nil, fmt.Errorf("secret %q is being deleted: %w", name, api.ErrConflict)
+	}
+	old, err := crypt.Open(n.cfg.Secret, name, sec.Nonce, sec.Sealed)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(old)
+	if sec.NextNonce, sec.NextSealed, err = crypt.Seal(n.cfg.Secret, name, value); err != nil {
+		return nil, err
+	}
+	if err := n.meta.Commit(ctx, meta.PutSecret(sec, rev)); err != nil {
+		return nil, conflict("change secret "+name, err)
+	}
+	if _, rev, err = n.meta.Secret(ctx, name); err != nil {
+		return nil, err
+	}
+	vols, err := n.meta.Volumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	users := usersOf(vols, name)
+	if len(users) > maxRewrap {
+		return nil, fmt.Errorf("secret %q is used by %d volumes; a change rewraps at most %d at once: %w", name, len(users), maxRewrap, errors.ErrUnsupported)
+	}
+	var ops []meta.Op
+	for _, vn := range users {
+		v, vrev, err := n.meta.Volume(ctx, vn)
+		if err != nil {
+			return nil, err
+		}
+		if v.Key, err = v.Key.Rewrap(old, value); err != nil {
+			return nil, fmt.Errorf("change secret %s: volume %s: %w", name, vn, err)
+		}
+		ops = append(ops, meta.PutVolume(v, vrev))
+	}
+	sec.Nonce, sec.Sealed, sec.NextNonce, sec.NextSealed = sec.NextNonce, sec.NextSealed, nil, nil
+	if err := n.meta.Commit(ctx, append(ops, meta.PutSecret(sec, rev))...); err != nil {
+		return nil, conflict("change secret "+name+" (a volume changed meanwhile; run it again)", err)
+	}
+	n.log.Info("secret changed", "secret", name, "volumes_rewrapped", len(users))
+	return &api.Secret{Name: name, Created: sec.Created, UsedBy: users}, nil
 }

@@ -180,8 +180,14 @@ func Contract(t *testing.T, svc api.Service, node string) {
 		t.Fatalf("secrets %+v, want ct-key used by the volume and its clone", secrets)
 	}
 	is("delete a secret in use", svc.DeleteSecret(ctx, "ct-key"), api.ErrInUse)
+	_, err = svc.ChangeSecret(ctx, "ct-nokey", []byte("x"))
+	is("change a missing secret", err, api.ErrNotFound)
+	_, err = svc.ChangeSecret(ctx, "ct-key", nil)
+	is("change a secret to nothing", err, api.ErrInvalid)
+	_, err = svc.ChangeSecret(ctx, "ct-key", []byte("a new passphrase, rotated"))
+	ok("change a secret in use", err)
 	_, err = svc.AttachVolume(ctx, "ct-enc-clone", api.AttachOptions{})
-	ok("attach an encrypted clone", err)
+	ok("attach an encrypted clone after the change", err)
 	ok("detach it", svc.DetachVolume(ctx, "ct-enc-clone"))
 	for _, name := range []string{"ct-enc-clone", "ct-enc"} {
 		ok("delete "+name, svc.DeleteVolume(ctx, name))

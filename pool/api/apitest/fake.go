@@ -421,6 +421,22 @@ func (f *Fake) SetSecret(_ context.Context, name string, value []byte) (*api.Sec
 	return &sec, nil
 }
 
+func (f *Fake) ChangeSecret(_ context.Context, name string, value []byte) (*api.Secret, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := spec.ValidateName("secret name", name); err != nil {
+		return nil, err
+	}
+	if len(value) == 0 {
+		return nil, fmt.Errorf("%w: secret %q is empty", api.ErrInvalid, name)
+	}
+	sec, ok := f.secrets[name]
+	if !ok {
+		return nil, fmt.Errorf("secret %q does not exist: %w", name, api.ErrNotFound)
+	}
+	return &sec, nil
+}
+
 func (f *Fake) ListSecrets(context.Context) ([]api.Secret, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
