@@ -13,57 +13,22 @@ import (
 
 func newSecretCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{Use: "secret", Aliases: []string{"secrets"}, Short: "Keep the passphrases of encrypted volumes, sealed under the cluster secret"}
-	var file, env string
-	set := &cobra.Command{
-		Use:   "set NAME (--from-file F | --from-env VAR)",
-		Short: "Store a new secret (secret change gives it a new value)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			value, err := secretValue(file, env)
+	set := secretValueCmd(c, "set", "Store a new secret (secret change gives it a new value)",
+		func(cl *api.Client, cmd *cobra.Command, name string, value []byte) (string, *api.Secret, error) {
+			s, err := cl.SetSecret(cmd.Context(), name, value)
 			if err != nil {
-				return err
+				return "", nil, err
 			}
-			return c.withClient(func(cl *api.Client) error {
-				s, err := cl.SetSecret(cmd.Context(), args[0], value)
-				if err != nil {
-					return err
-				}
-				if c.json {
-					return printJSON(cmd.OutOrStdout(), s)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "secret %s set\n", s.Name)
-				return nil
-			})
-		},
-	}
-	set.Flags().StringVar(&file, "from-file", "", "read the secret from this file (a trailing newline is dropped)")
-	set.Flags().StringVar(&env, "from-env", "", "read the secret from this environment variable")
-	set.Flags().BoolVar(&c.json, "json", false, "print the secret's record as JSON")
-	change := &cobra.Command{
-		Use:   "change NAME (--from-file F | --from-env VAR)",
-		Short: "Give a secret a new value; the keys of the volumes using it are rewrapped, nothing re-encrypted",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			value, err := secretValue(file, env)
+			return fmt.Sprintf("secret %s set", s.Name), s, nil
+		})
+	change := secretValueCmd(c, "change", "Give a secret a new value; the keys of the volumes using it are rewrapped, nothing re-encrypted",
+		func(cl *api.Client, cmd *cobra.Command, name string, value []byte) (string, *api.Secret, error) {
+			s, err := cl.ChangeSecret(cmd.Context(), name, value)
 			if err != nil {
-				return err
+				return "", nil, err
 			}
-			return c.withClient(func(cl *api.Client) error {
-				s, err := cl.ChangeSecret(cmd.Context(), args[0], value)
-				if err != nil {
-					return err
-				}
-				if c.json {
-					return printJSON(cmd.OutOrStdout(), s)
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "secret %s changed; keys rewrapped: %s\n", s.Name, orDash(strings.Join(s.UsedBy, ",")))
-				return nil
-			})
-		},
-	}
-	change.Flags().StringVar(&file, "from-file", "", "read the new value from this file (a trailing newline is dropped)")
-	change.Flags().StringVar(&env, "from-env", "", "read the new value from this environment variable")
-	change.Flags().BoolVar(&c.json, "json", false, "print the secret's record as JSON")
+			return fmt.Sprintf("secret %s changed; keys rewrapped: %s", s.Name, orDash(strings.Join(s.UsedBy, ","))), s, nil
+		})
 	list := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
@@ -97,6 +62,38 @@ func newSecretCmd(c *cli) *cobra.Command {
 		},
 	}
 	cmd.AddCommand(set, change, list, del)
+	return cmd
+}
+
+// secretValueCmd is a secret subcommand that sends a value read from a
+// file or the environment: call sends it and says what it did.
+func secretValueCmd(c *cli, verb, short string, call func(*api.Client, *cobra.Command, string, []byte) (string, *api.Secret, error)) *cobra.Command {
+	var file, env string
+	cmd := &cobra.Command{
+		Use:   verb + " NAME (--from-file F | --from-env VAR)",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			value, err := secretValue(file, env)
+			if err != nil {
+				return err
+			}
+			return c.withClient(func(cl *api.Client) error {
+				said, s, err := call(cl, cmd, args[0], value)
+				if err != nil {
+					return err
+				}
+				if c.json {
+					return printJSON(cmd.OutOrStdout(), s)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), said)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&file, "from-file", "", "read the value from this file (a trailing newline is dropped)")
+	cmd.Flags().StringVar(&env, "from-env", "", "read the value from this environment variable")
+	cmd.Flags().BoolVar(&c.json, "json", false, "print the secret's record as JSON")
 	return cmd
 }
 
