@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/testenv"
@@ -241,4 +242,117 @@ func deviceSum(t *testing.T, d *daemon, vol string) string {
 		}
 	}()
 	return sha(t, a.Device)
+}
+
+// fileTargetDaemon starts a daemon with a file:// backup target named
+// "dir" and a mounted 128 MiB volume v, and answers the mount path.
+func fileTargetDaemon(t *testing.T) (*daemon, string) {
+	t.Helper()
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	writeFile(t, secret, "a cluster secret for the backup tests")
+	d := startDaemon(t, "--cluster-secret-file", secret)
+	if out, err := d.cli("backup", "target", "add", "dir", "file://"+filepath.Join(dir, "target")); err != nil {
+		t.Fatalf("target add: %v\n%s", err, out)
+	}
+	if out, err := d.cli("volume", "create", "v", "--size", "128M"); err != nil {
+		t.Fatalf("volume create: %v\n%s", err, out)
+	}
+	a, err := d.client.AttachVolume(d.ctx(), "v", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, a.MountPath
+}
+
+// TestBackupBaseNameReused: the base of an incremental backup is the
+// parent's snapshot itself, not a later one of the same name. The parent
+// was taken of snapshot s1; s1 is deleted, data written, s1 taken again:
+// the next backup reads everything (the layers since the new s1 do not
+// show what changed since the old one), and restores every file.
+func TestBackupBaseNameReused(t *testing.T) {
+	d, mnt := fileTargetDaemon(t)
+	cli := func(args ...string) {
+		t.Helper()
+		if out, err := d.cli(args...); err != nil {
+			t.Fatalf("ballast %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	fioWrite(t, filepath.Join(mnt, "f1"), "4M", 1)
+	cli("snapshot", "create", "v", "s1")
+	backupOf(t, d, "v", "--target", "dir", "--snapshot", "s1")
+	fioWrite(t, filepath.Join(mnt, "f2"), "4M", 2)
+	cli("snapshot", "delete", "v", "s1")
+	cli("snapshot", "create", "v", "s1")
+	fioWrite(t, filepath.Join(mnt, "f3"), "4M", 3)
+	b := backupOf(t, d, "v", "--target", "dir")
+	if b.Total != b.Size {
+		t.Errorf("the backup after s1 was taken again read %d of %d bytes; want all (its parent's base is gone)", b.Total, b.Size)
+	}
+	if err := d.client.DetachVolume(d.ctx(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	cli("backup", "restore", b.ID, "--to", "r")
+	a, err := d.client.AttachVolume(d.ctx(), "r", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range []string{"f1", "f2", "f3"} {
+		fioVerify(t, filepath.Join(a.MountPath, f), "4M", i+1)
+	}
+	if err := d.client.DetachVolume(d.ctx(), "r"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBackupDaemonKilled: a backup running when its daemon is killed is
+// marked failed by the restarted daemon, with its own snapshot gone; the
+// backup taken again uploads only what the first did not, and restores.
+func TestBackupDaemonKilled(t *testing.T) {
+	d, mnt := fileTargetDaemon(t)
+	fioWrite(t, filepath.Join(mnt, "data"), "48M", 5)
+	// 48 MiB at 8 MiB/s: it runs for seconds.
+	out, err := d.cli("backup", "create", "v", "--target", "dir", "--rate-limit", "8M", "--no-wait", "--json")
+	if err != nil {
+		t.Fatalf("backup create: %v\n%s", err, out)
+	}
+	var first api.Backup
+	if err := json.Unmarshal([]byte(out), &first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the backup to upload something", func() (bool, string) {
+		bs, err := d.client.ListBackups(d.ctx(), "v")
+		if err != nil || len(bs) != 1 {
+			return false, fmt.Sprint(bs, err)
+		}
+		return bs[0].Uploaded >= 8<<20, fmt.Sprintf("%+v", bs[0])
+	})
+	d.kill9()
+	d.start()
+	bs, err := d.client.ListBackups(d.ctx(), "v")
+	if err != nil || len(bs) != 1 || bs[0].State != api.BackupFailed || !strings.Contains(bs[0].Error, "stopped") {
+		t.Fatalf("after the restart: %+v, %v; want the backup failed, saying the daemon stopped", bs, err)
+	}
+	waitFor(t, 30*time.Second, "the failed backup's own snapshot to go", func() (bool, string) {
+		snaps, err := d.client.ListSnapshots(d.ctx(), "v")
+		return err == nil && len(snaps) == 0, fmt.Sprint(snaps, err)
+	})
+	again := backupOf(t, d, "v", "--target", "dir")
+	if again.Uploaded > 48<<20-6<<20 {
+		t.Errorf("the backup taken again uploaded %d bytes; the first had sent at least 8 MiB of the 48", again.Uploaded)
+	}
+	if err := d.client.DetachVolume(d.ctx(), "v"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.cli("backup", "restore", again.ID, "--to", "r"); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	a, err := d.client.AttachVolume(d.ctx(), "r", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fioVerify(t, filepath.Join(a.MountPath, "data"), "48M", 5)
+	if err := d.client.DetachVolume(d.ctx(), "r"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -454,3 +454,48 @@ func TestChunkRoundTrip(t *testing.T) {
 		t.Errorf("wrong address: %v, want ErrCorrupt", err)
 	}
 }
+
+// collectsDuring is a target from which chunk victim vanishes (a
+// collection) between a backup's first listing of chunks and its last.
+type collectsDuring struct {
+	Target
+	victim string
+	lists  int
+}
+
+func (c *collectsDuring) List(ctx context.Context, prefix string) ([]string, error) {
+	if prefix == "chunks/" {
+		if c.lists++; c.lists == 2 {
+			if err := c.Target.Delete(ctx, chunkKey(c.victim)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return c.Target.List(ctx, prefix)
+}
+
+// TestChunkCollectedDuringBackup: a backup that counts on a chunk the
+// target held, which leaves it before the manifest is written, fails
+// and writes no manifest that could not be restored.
+func TestChunkCollectedDuringBackup(t *testing.T) {
+	d, err := OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const size = 8 << 20
+	img := make(image, size)
+	randomInto(t, img, 0, size)
+	m1, err := Create(ctx, d, img, size, Options{ID: "b1", Volume: "v"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &collectsDuring{Target: d, victim: m1.Chunks[1]}
+	_, err = Create(ctx, tg, img, size, Options{ID: "b2", Volume: "v"})
+	if !errors.Is(err, ErrNotExist) || !strings.Contains(err.Error(), "chunk 1") {
+		t.Fatalf("backup whose chunk was collected under it: %v, want ErrNotExist naming chunk 1", err)
+	}
+	if _, err := Get(ctx, d, "b2"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("manifest of the failed backup: %v, want none", err)
+	}
+}

@@ -106,6 +106,17 @@ func Create(ctx context.Context, t Target, src io.ReaderAt, size int64, opt Opti
 	if err != nil {
 		return nil, fmt.Errorf("backup %s of %s to %s: %w", opt.ID, opt.Volume, t, err)
 	}
+	// Every chunk the manifest names must be there as it is written: a
+	// collection that ran meanwhile (which callers keep from running)
+	// must not leave a backup that cannot be restored.
+	if have, err = storedChunks(ctx, t); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", opt.ID, err)
+	}
+	for i, a := range m.Chunks {
+		if a != "" && !have[a] {
+			return nil, fmt.Errorf("backup %s: chunk %d (%s) left the target during the backup; take it again: %w", opt.ID, i, a, ErrNotExist)
+		}
+	}
 	m.Uploaded = up.sent.Load()
 	b, err := json.Marshal(m)
 	if err != nil {

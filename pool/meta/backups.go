@@ -40,6 +40,11 @@ type Backup struct {
 	Volume   string      `json:"volume"`
 	Target   string      `json:"target"`
 	Snapshot string      `json:"snapshot"`
+	// VolumeID and SnapshotCreated tell this volume and snapshot from a
+	// later one of the same name: only they make a base for the next
+	// backup's changed chunks.
+	VolumeID        string    `json:"volume_id,omitempty"`
+	SnapshotCreated time.Time `json:"snapshot_created,omitzero"`
 	Parent   string      `json:"parent,omitempty"`
 	Node     string      `json:"node"` // running it, or that ran it
 	State    BackupState `json:"state"`

@@ -85,15 +85,20 @@ func (n *Node) createBackup(ctx context.Context, s api.BackupSpec, forward bool)
 	}
 	rec := &meta.Backup{ID: id, Volume: s.Volume, Target: s.Target, Snapshot: s.Snapshot, Node: n.cfg.ID,
 		State: meta.BackupRunning, Created: time.Now().UTC(), Scheduled: s.Scheduled}
+	rec.VolumeID = v.ID
 	if s.Snapshot == "" {
 		rec.Snapshot, rec.OwnSnapshot = "backup-"+id[len(s.Volume)+1:], true
-		if _, err := n.CreateSnapshot(ctx, s.Volume, rec.Snapshot); err != nil {
+		sn, err := n.CreateSnapshot(ctx, s.Volume, rec.Snapshot)
+		if err != nil {
 			return nil, fmt.Errorf("backup of %s: %w", s.Volume, err)
 		}
+		rec.SnapshotCreated = sn.Created
 	} else if sn, _, err := n.meta.Snapshot(ctx, s.Volume, s.Snapshot); errors.Is(err, meta.ErrNotFound) || err == nil && sn.State != meta.StateReady {
 		return nil, fmt.Errorf("snapshot %q of volume %q does not exist: %w", s.Snapshot, s.Volume, api.ErrNotFound)
 	} else if err != nil {
 		return nil, err
+	} else {
+		rec.SnapshotCreated = sn.Created
 	}
 	fail := func(err error) (*api.Backup, error) {
 		if rec.OwnSnapshot {
@@ -260,6 +265,8 @@ func (n *Node) backupFrom(ctx context.Context, rec *meta.Backup, t backup.Target
 		if err != nil {
 			log.Warn("the parent backup's manifest cannot be read: reading the whole snapshot", "parent", parent.ID, "err", err)
 			opt.Parent = nil
+		} else if !n.sameSnapshot(ctx, parent, v) {
+			log.Info("the parent backup's snapshot is gone or another now has its name: reading the whole snapshot (chunks the target holds are not sent again)", "parent", parent.ID)
 		} else if set, err := p.store.Changed(rid, parent.Snapshot, rec.Snapshot, backup.ChunkSize); err != nil {
 			log.Info("the parent backup's snapshot is gone: reading the whole snapshot (chunks the target holds are not sent again)", "parent", parent.ID, "err", err)
 		} else {
@@ -285,6 +292,18 @@ func (n *Node) backupFrom(ctx context.Context, rec *meta.Backup, t backup.Target
 	}
 	m, err := backup.Create(ctx, t, r, r.Size(), opt)
 	return m, final, err
+}
+
+// sameSnapshot reports whether backup b's snapshot is still there, the
+// same one (not a later snapshot of the same name, or of a volume made
+// again under the same name): only then do the layers since it say what
+// changed since b.
+func (n *Node) sameSnapshot(ctx context.Context, b *meta.Backup, v *meta.Volume) bool {
+	if b.VolumeID != v.ID || b.SnapshotCreated.IsZero() {
+		return false
+	}
+	sn, _, err := n.meta.Snapshot(ctx, b.Volume, b.Snapshot)
+	return err == nil && sn.State == meta.StateReady && sn.Created.Equal(b.SnapshotCreated)
 }
 
 // updateBackup changes backup id's record with fn, again on a conflict.
@@ -369,19 +388,7 @@ func (n *Node) DeleteBackup(ctx context.Context, id string) error {
 	if err := n.meta.Commit(ctx, meta.PutBackupTarget(trec, trev)); err != nil {
 		return conflict("delete backup "+id, err)
 	}
-	defer func() {
-		for {
-			trec, trev, err := n.meta.BackupTarget(ctx, rec.Target)
-			if err != nil {
-				n.log.Error("backup target left marked as collecting", "target", rec.Target, "err", err)
-				return
-			}
-			trec.Collecting = ""
-			if err := n.meta.Commit(ctx, meta.PutBackupTarget(trec, trev)); !errors.Is(err, meta.ErrConflict) {
-				return
-			}
-		}
-	}()
+	defer n.unmarkCollecting(context.WithoutCancel(ctx), rec.Target)
 	recs, err := n.meta.Backups(ctx)
 	if err != nil {
 		return err
@@ -409,6 +416,35 @@ func (n *Node) DeleteBackup(ctx context.Context, id string) error {
 	return nil
 }
 
+// unmarkCollecting clears target's mark of this node's collection, also
+// when the delete's caller gave up (a canceled context).
+func (n *Node) unmarkCollecting(ctx context.Context, target string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		trec, trev, err := n.meta.BackupTarget(ctx, target)
+		if errors.Is(err, meta.ErrNotFound) {
+			return
+		}
+		if err != nil {
+			n.log.Error("backup target left marked as collecting", "target", target, "err", err)
+			return
+		}
+		if trec.Collecting != n.cfg.ID {
+			return
+		}
+		trec.Collecting = ""
+		err = n.meta.Commit(ctx, meta.PutBackupTarget(trec, trev))
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, meta.ErrConflict) {
+			n.log.Error("backup target left marked as collecting", "target", target, "err", err)
+			return
+		}
+	}
+}
+
 // RestoreBackup makes volume to from backup id: a new volume of the
 // backup's size, filesystem and encryption (the same data key, so the
 // ciphertext restores as it was), written through an engine over its new
@@ -430,14 +466,29 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 	}
 	s := bv.Spec
 	s.Name, s.Size, s.FromSnapshot = to, m.Size, ""
-	f := &filler{key: bv.Key}
+	f := &filler{}
 	if s.Encrypted {
-		// The passphrase must open the key before anything is made.
-		key, err := n.volumeKey(ctx, &meta.Volume{Volume: s, Key: bv.Key})
+		// The secret's value must open the key before anything is made;
+		// the key is wrapped again under it (the backup may be older than
+		// a change of the secret that did not rewrap it), guarded on it.
+		pass, rev, err := n.openSecret(ctx, s.SecretKey)
 		if err != nil {
 			return nil, fmt.Errorf("restore backup %s: %w", id, err)
 		}
+		defer clear(pass)
+		key, err := bv.Key.Unwrap(pass)
+		if errors.Is(err, crypt.ErrWrongPassphrase) {
+			return nil, fmt.Errorf("restore backup %s: the value of secret %q does not open its key (was the secret changed since? ballast secret change %s back to that value, restore, change it again): %w",
+				id, s.SecretKey, s.SecretKey, api.ErrInvalid)
+		} else if err != nil {
+			return nil, fmt.Errorf("restore backup %s: %w", id, err)
+		}
+		f.key, err = crypt.Wrap(key, pass)
 		clear(key)
+		if err != nil {
+			return nil, err
+		}
+		f.guard = meta.SecretUnchanged(s.SecretKey, rev)
 	}
 	log := n.log.With("backup", id, "volume", to)
 	f.fill = func(ctx context.Context, v *meta.Volume) error {
@@ -521,14 +572,11 @@ func (n *Node) ListTargetBackups(ctx context.Context, name string) ([]api.Backup
 // epoch and with no attachment: nothing else may use a volume still being
 // created.
 func (n *Node) fillVolume(ctx context.Context, v *meta.Volume, fn func(block.Device) error) error {
-	_, rev, err := n.meta.Volume(ctx, v.Name)
+	cur, err := n.updateVolume(ctx, v.Name, func(cur *meta.Volume) { cur.Epoch++ })
 	if err != nil {
-		return err
-	}
-	v.Epoch++
-	if err := n.meta.Commit(ctx, meta.PutVolume(v, rev)); err != nil {
 		return conflict("fill volume "+v.Name, err)
 	}
+	*v = *cur
 	alive, err := n.aliveNow(ctx)
 	if err != nil {
 		return err
@@ -542,6 +590,42 @@ func (n *Node) fillVolume(ctx context.Context, v *meta.Volume, fn func(block.Dev
 		err = a.engine.Flush()
 	}
 	return errors.Join(err, a.close())
+}
+
+// recoverBackups cleans up after backups this node ran when it stopped:
+// their records say they failed (their own snapshots go), the targets it
+// was collecting are unmarked, and the snapshot views left in its pools
+// are deleted.
+func (n *Node) recoverBackups(ctx context.Context) error {
+	recs, err := n.meta.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range recs {
+		b := &recs[i]
+		if b.Node != n.cfg.ID || b.State != meta.BackupRunning {
+			continue
+		}
+		n.log.Warn("a backup was running when the daemon stopped: marked failed", "backup", b.ID, "volume", b.Volume)
+		if err := n.updateBackup(ctx, b.ID, func(b *meta.Backup) {
+			b.State, b.Error, b.Finished = meta.BackupFailed, "the daemon running it stopped; take it again (what it uploaded is not sent again)", time.Now().UTC()
+		}); err != nil {
+			return err
+		}
+		if b.OwnSnapshot {
+			go n.dropOwnSnapshot(b) // a replica's node may be down: not in the way of the start
+		}
+	}
+	targets, err := n.meta.BackupTargets(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		if t.Collecting == n.cfg.ID {
+			n.unmarkCollecting(ctx, t.Name)
+		}
+	}
+	return n.removeBackupViews()
 }
 
 // removeBackupViews deletes the snapshot views that backups running when

@@ -275,7 +275,7 @@ func New(ctx context.Context, cfg Config, store *meta.Store, front Frontend, log
 	if err := n.recover(ctx); err != nil {
 		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
 	}
-	if err := n.removeBackupViews(); err != nil {
+	if err := n.recoverBackups(ctx); err != nil {
 		return nil, fmt.Errorf("recover node %s: %w", cfg.ID, err)
 	}
 	go n.watchDeaths(ctx)

@@ -24,6 +24,10 @@ func (n *Node) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	alive, err := n.aliveNow(ctx)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for i := range vols {
 		v := &vols[i]
@@ -32,6 +36,9 @@ func (n *Node) recover(ctx context.Context) error {
 		}
 		switch v.State {
 		case meta.StateCreating:
+			if v.Creator != "" && v.Creator != n.cfg.ID && alive[v.Creator] {
+				continue // another node is making it (a restore, say)
+			}
 			n.log.Warn("rolling back a create interrupted by a crash", "volume", v.Name)
 			errs = append(errs, n.rollbackCreate(ctx, v))
 			continue

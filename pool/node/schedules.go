@@ -206,14 +206,15 @@ func (n *Node) runSchedules(ctx context.Context, now time.Time) {
 // record's last run, so that no two nodes (a new leader and an old one
 // that has not noticed) run it for the same time.
 func (n *Node) fire(ctx context.Context, s *meta.Schedule, now time.Time, log *slog.Logger) {
-	_, rev, err := n.meta.Schedule(ctx, s.Volume, s.Kind)
-	if err != nil {
+	cur, rev, err := n.meta.Schedule(ctx, s.Volume, s.Kind)
+	if err != nil || !cur.LastRun.Equal(s.LastRun) || cur.Cron != s.Cron || !cur.Created.Equal(s.Created) {
+		return // run or changed meanwhile: the next tick sees it as it is
+	}
+	cur.LastRun, cur.LastNode, cur.LastError = now, n.cfg.ID, ""
+	if err := n.meta.Commit(ctx, meta.PutSchedule(cur, rev)); err != nil {
 		return
 	}
-	s.LastRun, s.LastNode, s.LastError = now, n.cfg.ID, ""
-	if err := n.meta.Commit(ctx, meta.PutSchedule(s, rev)); err != nil {
-		return // changed meanwhile: the next tick sees it
-	}
+	s = cur
 	name := schedPrefix + now.Format("20060102t150405")
 	switch s.Kind {
 	case meta.ScheduleSnapshot:
@@ -226,9 +227,9 @@ func (n *Node) fire(ctx context.Context, s *meta.Schedule, now time.Time, log *s
 		return
 	}
 	log.Warn("schedule failed", "err", err)
-	if _, rev, gerr := n.meta.Schedule(ctx, s.Volume, s.Kind); gerr == nil {
-		s.LastError = err.Error()
-		n.meta.Commit(ctx, meta.PutSchedule(s, rev))
+	if cur, rev, gerr := n.meta.Schedule(ctx, s.Volume, s.Kind); gerr == nil && cur.LastRun.Equal(now) {
+		cur.LastError = err.Error()
+		n.meta.Commit(ctx, meta.PutSchedule(cur, rev))
 	}
 }
 
@@ -251,6 +252,15 @@ func (n *Node) prune(ctx context.Context, s *meta.Schedule) error {
 		recs, err := n.meta.Backups(ctx)
 		if err != nil {
 			return err
+		}
+		alive, err := n.aliveNow(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range recs {
+			if b.Target == s.Target && runningOn(&b, alive) {
+				return nil // a delete would be refused: prune once it ends
+			}
 		}
 		for _, b := range recs {
 			if b.Scheduled && b.Volume == s.Volume && b.Target == s.Target && b.State == meta.BackupDone {

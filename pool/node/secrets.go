@@ -233,13 +233,34 @@ func (n *Node) ChangeSecret(ctx context.Context, name string, value []byte) (*ap
 		return nil, err
 	}
 	defer clear(old)
+	if vols, err := n.meta.Volumes(ctx); err != nil {
+		return nil, err
+	} else if users := usersOf(vols, name); len(users) > maxRewrap {
+		return nil, fmt.Errorf("secret %q is used by %d volumes; a change rewraps at most %d at once: %w", name, len(users), maxRewrap, errors.ErrUnsupported)
+	}
 	if sec.NextNonce, sec.NextSealed, err = crypt.Seal(n.cfg.Secret, name, value); err != nil {
 		return nil, err
 	}
 	if err := n.meta.Commit(ctx, meta.PutSecret(sec, rev)); err != nil {
 		return nil, conflict("change secret "+name, err)
 	}
-	if _, rev, err = n.meta.Secret(ctx, name); err != nil {
+	out, err := n.rewrapAll(ctx, sec, old, value)
+	if err != nil {
+		// The change stops: the secret keeps its value, and volumes can
+		// be made with it again.
+		n.clearNext(context.WithoutCancel(ctx), name)
+		return nil, err
+	}
+	return out, nil
+}
+
+// rewrapAll rewraps, from old to value, the key of every volume using
+// secret sec (recorded with its next value), and makes value the
+// secret's, all in one transaction.
+func (n *Node) rewrapAll(ctx context.Context, sec *meta.Secret, old, value []byte) (*api.Secret, error) {
+	name := sec.Name
+	_, rev, err := n.meta.Secret(ctx, name)
+	if err != nil {
 		return nil, err
 	}
 	vols, err := n.meta.Volumes(ctx)
@@ -267,4 +288,23 @@ func (n *Node) ChangeSecret(ctx context.Context, name string, value []byte) (*ap
 	}
 	n.log.Info("secret changed", "secret", name, "volumes_rewrapped", len(users))
 	return &api.Secret{Name: name, Created: sec.Created, UsedBy: users}, nil
+}
+
+// clearNext drops the next value a failed change of secret name left.
+func (n *Node) clearNext(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		sec, rev, err := n.meta.Secret(ctx, name)
+		if err != nil || sec.NextSealed == nil {
+			return
+		}
+		sec.NextNonce, sec.NextSealed = nil, nil
+		if err := n.meta.Commit(ctx, meta.PutSecret(sec, rev)); !errors.Is(err, meta.ErrConflict) {
+			if err != nil {
+				n.log.Error("secret left with a change half-made; run the change again", "secret", name, "err", err)
+			}
+			return
+		}
+	}
 }

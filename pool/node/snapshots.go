@@ -38,7 +38,12 @@ func (n *Node) createSnapshot(ctx context.Context, vol, name string, forward boo
 	if err := spec.ValidateName("snapshot name", name); err != nil {
 		return nil, err
 	}
-	if a, _, err := n.meta.Attachment(ctx, vol); err == nil && a.Node != n.cfg.ID {
+	a, _, err := n.meta.Attachment(ctx, vol)
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("snapshot %s@%s: %w", vol, name, err)
+	case a.Node != n.cfg.ID:
 		if !forward {
 			return nil, fmt.Errorf("volume %q is attached on node %s, not on %s: %w", vol, a.Node, n.cfg.ID, api.ErrConflict)
 		}

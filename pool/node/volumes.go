@@ -26,8 +26,10 @@ func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, er
 // filler gives a new volume its content before it is ready: a restore.
 type filler struct {
 	// key is the volume's wrapped data key, for an encrypted one: the
-	// content is ciphertext under it.
-	key *crypt.Wrapped
+	// content is ciphertext under it; guard is the secret's record as
+	// key was wrapped under it.
+	key   *crypt.Wrapped
+	guard meta.Op
 	// fill writes the content; the volume is rolled back if it fails.
 	fill func(ctx context.Context, v *meta.Volume) error
 }
@@ -53,7 +55,7 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 		return nil, err
 	}
 
-	v := &meta.Volume{Volume: s, ID: newID(), State: meta.StateCreating, Created: time.Now().UTC()}
+	v := &meta.Volume{Volume: s, ID: newID(), State: meta.StateCreating, Created: time.Now().UTC(), Creator: n.cfg.ID}
 	var src *meta.Volume
 	if s.FromSnapshot != "" {
 		var err error
@@ -109,11 +111,9 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 			return nil, err
 		}
 	}
-	v.State = meta.StateReady
-	_, rev, err := n.meta.Volume(ctx, v.Name)
-	if err == nil {
-		err = n.meta.Commit(ctx, meta.PutVolume(v, rev))
-	}
+	// The record as it is now (a secret change may have rewrapped its
+	// key meanwhile), made ready.
+	v, err := n.updateVolume(ctx, v.Name, func(cur *meta.Volume) { cur.State, cur.Creator = meta.StateReady, "" })
 	if err != nil {
 		return nil, conflict("create volume "+s.Name, err)
 	}
@@ -128,19 +128,19 @@ func (n *Node) encryptionOf(ctx context.Context, v, src *meta.Volume, f *filler)
 	switch {
 	case f != nil && f.key != nil:
 		v.Key = f.key
-		_, rev, err := n.meta.Secret(ctx, v.SecretKey)
-		if err != nil {
-			return meta.Op{}, fmt.Errorf("restore %s: secret %q: %w", v.Name, v.SecretKey, err)
-		}
-		return meta.SecretUnchanged(v.SecretKey, rev), nil
+		return f.guard, nil
 	case src == nil:
 		return n.newVolumeKey(ctx, v)
 	}
+	// The clone's key is its source's: no secret change may run between
+	// reading it and the clone's record (openSecret refuses while one
+	// does, and the guard fails if one starts).
 	v.Key = src.Key
-	_, rev, err := n.meta.Secret(ctx, v.SecretKey)
+	pass, rev, err := n.openSecret(ctx, v.SecretKey)
 	if err != nil {
-		return meta.Op{}, fmt.Errorf("clone %s of encrypted volume %s: secret %q: %w", v.Name, src.Name, v.SecretKey, err)
+		return meta.Op{}, fmt.Errorf("clone %s of encrypted volume %s: %w", v.Name, src.Name, err)
 	}
+	clear(pass)
 	return meta.SecretUnchanged(v.SecretKey, rev), nil
 }
 
@@ -466,4 +466,23 @@ func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 		return -1
 	}
 	return a
+}
+
+// updateVolume changes volume name's current record with fn, again on a
+// conflict, and answers the record written.
+func (n *Node) updateVolume(ctx context.Context, name string, fn func(*meta.Volume)) (*meta.Volume, error) {
+	for {
+		cur, rev, err := n.meta.Volume(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		fn(cur)
+		err = n.meta.Commit(ctx, meta.PutVolume(cur, rev))
+		if err == nil {
+			return cur, nil
+		}
+		if !errors.Is(err, meta.ErrConflict) || ctx.Err() != nil {
+			return nil, err
+		}
+	}
 }
