@@ -98,14 +98,14 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 		return nil, conflict("create volume "+s.Name, err)
 	}
 	if err := n.createReplicas(ctx, v, src, srcSnap); err != nil {
-		if rerr := n.rollbackCreate(ctx, v); rerr != nil {
+		if rerr := n.rollbackCreate(context.WithoutCancel(ctx), v); rerr != nil {
 			n.log.Error("roll back failed create", "volume", v.Name, "err", rerr)
 		}
 		return nil, fmt.Errorf("create volume %s: %w", s.Name, err)
 	}
 	if f != nil {
 		if err := f.fill(ctx, v); err != nil {
-			if rerr := n.rollbackCreate(ctx, v); rerr != nil {
+			if rerr := n.rollbackCreate(context.WithoutCancel(ctx), v); rerr != nil {
 				n.log.Error("roll back failed create", "volume", v.Name, "err", rerr)
 			}
 			return nil, err
