@@ -36,25 +36,25 @@ const (
 // Backup is the cluster's record of one backup: the manifest in the
 // target is the backup itself; this says where it is and how it went.
 type Backup struct {
-	ID       string      `json:"id"`
-	Volume   string      `json:"volume"`
-	Target   string      `json:"target"`
-	Snapshot string      `json:"snapshot"`
+	ID       string `json:"id"`
+	Volume   string `json:"volume"`
+	Target   string `json:"target"`
+	Snapshot string `json:"snapshot"`
 	// VolumeID and SnapshotCreated tell this volume and snapshot from a
 	// later one of the same name: only they make a base for the next
 	// backup's changed chunks.
-	VolumeID        string    `json:"volume_id,omitempty"`
-	SnapshotCreated time.Time `json:"snapshot_created,omitzero"`
-	Parent   string      `json:"parent,omitempty"`
-	Node     string      `json:"node"` // running it, or that ran it
-	State    BackupState `json:"state"`
-	Error    string      `json:"error,omitempty"`
-	Created  time.Time   `json:"created"`
-	Finished time.Time   `json:"finished,omitzero"`
-	Size     int64       `json:"size"`     // the volume's, at the snapshot
-	Done     int64       `json:"done"`     // bytes read so far
-	Total    int64       `json:"total"`    // bytes to read
-	Uploaded int64       `json:"uploaded"` // compressed bytes sent
+	VolumeID        string      `json:"volume_id,omitempty"`
+	SnapshotCreated time.Time   `json:"snapshot_created,omitzero"`
+	Parent          string      `json:"parent,omitempty"`
+	Node            string      `json:"node"` // running it, or that ran it
+	State           BackupState `json:"state"`
+	Error           string      `json:"error,omitempty"`
+	Created         time.Time   `json:"created"`
+	Finished        time.Time   `json:"finished,omitzero"`
+	Size            int64       `json:"size"`     // the volume's, at the snapshot
+	Done            int64       `json:"done"`     // bytes read so far
+	Total           int64       `json:"total"`    // bytes to read
+	Uploaded        int64       `json:"uploaded"` // compressed bytes sent
 	// OwnSnapshot: the backup took its snapshot itself, and deletes it
 	// once a newer backup of the volume no longer needs it as a base.
 	OwnSnapshot bool `json:"own_snapshot,omitempty"`

@@ -62,13 +62,13 @@ type Replica struct {
 // Volume is a volume's record.
 type Volume struct {
 	spec.Volume
-	ID       string    `json:"id"`
-	State    State     `json:"state"`
-	Created  time.Time `json:"created"`
+	ID      string    `json:"id"`
+	State   State     `json:"state"`
+	Created time.Time `json:"created"`
 	// Creator is the node making the volume while it is "creating" (a
 	// restore fills it for a long while): only it, or any node once it
 	// is down, rolls an unfinished create back.
-	Creator string `json:"creator,omitempty"`
+	Creator  string    `json:"creator,omitempty"`
 	Replicas []Replica `json:"replicas"`
 	// InSync lists the IDs of replicas that hold every acknowledged write.
 	// Only they may serve reads or a takeover.
