@@ -264,7 +264,7 @@ func TestWrongCredentials(t *testing.T) {
 	if err := tg.Put(ctx, "backups/x.json", []byte("{}")); !errors.Is(err, ErrDenied) {
 		t.Errorf("put with a wrong key: %v, want ErrDenied", err)
 	}
-	if err := tg.(*S3).Check(ctx); !errors.Is(err, ErrDenied) {
+	if err := tg.Check(ctx); !errors.Is(err, ErrDenied) {
 		t.Errorf("check with a wrong key: %v, want ErrDenied", err)
 	}
 }
@@ -442,6 +442,7 @@ func (emptyTarget) Get(_ context.Context, k string) ([]byte, error) {
 func (emptyTarget) Delete(context.Context, string) error           { return nil }
 func (emptyTarget) List(context.Context, string) ([]string, error) { return nil, nil }
 func (emptyTarget) String() string                                 { return "empty" }
+func (emptyTarget) Check(context.Context) error                    { return nil }
 
 func TestChunkRoundTrip(t *testing.T) {
 	data := bytes.Repeat([]byte("ballast "), 4096)

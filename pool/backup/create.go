@@ -1,7 +1,7 @@
 package backup
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
+
+	"github.com/ballast-io/ballast/pool/block"
 )
 
 // Progress is how far an operation is, in bytes of the volume.
@@ -83,12 +86,12 @@ func Create(ctx context.Context, t Target, src io.ReaderAt, size int64, opt Opti
 	up := &uploader{t: t, have: have, limit: newLimiter(opt.RateLimit)}
 	var done atomic.Int64
 	var progMu sync.Mutex
-	err = forEach(ctx, todo, cmpOr(opt.Workers, 4), func(ctx context.Context, i int) error {
+	err = forEach(ctx, todo, cmp.Or(opt.Workers, 4), func(ctx context.Context, i int) error {
 		buf := make([]byte, m.chunkLen(i))
 		if _, err := src.ReadAt(buf, int64(i)*m.ChunkSize); err != nil {
 			return fmt.Errorf("read chunk %d: %w", i, err)
 		}
-		if !allZero(buf) {
+		if !block.AllZero(buf) {
 			addr, err := up.put(ctx, buf)
 			if err != nil {
 				return fmt.Errorf("chunk %d: %w", i, err)
@@ -219,41 +222,17 @@ func wait(ctx context.Context, l *rate.Limiter, n int) error {
 
 // forEach runs fn on each item with up to workers at once; the first
 // error cancels the rest and is returned.
-func forEach(ctx context.Context, items []int, workers int, fn func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(workers, max(len(items), 1)) {
-		wg.Go(func() {
-			for i := range next {
-				if err := fn(ctx, i); err != nil {
-					cancel(err)
-				}
-			}
-		})
-	}
-feed:
+func forEach(parent context.Context, items []int, workers int, fn func(context.Context, int) error) error {
+	g, ctx := errgroup.WithContext(parent)
+	g.SetLimit(workers)
 	for _, i := range items {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+		if ctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return fn(ctx, i) })
 	}
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
-}
-
-// zeros is a chunk of zeros, to compare with (bytes.Equal is vectorised).
-var zeros = make([]byte, ChunkSize)
-
-func allZero(b []byte) bool { return bytes.Equal(b, zeros[:len(b)]) }
-
-func cmpOr(a, b int) int {
-	if a > 0 {
-		return a
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	return b
+	return parent.Err() // Wait cancels ctx, whatever happened
 }

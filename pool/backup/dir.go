@@ -28,6 +28,14 @@ func OpenDir(root string) (*Dir, error) {
 
 func (d *Dir) String() string { return "file://" + d.root }
 
+// Check makes sure the directory is there.
+func (d *Dir) Check(context.Context) error {
+	if _, err := os.Stat(d.root); err != nil {
+		return fmt.Errorf("backup target %s: %w", d, err)
+	}
+	return nil
+}
+
 func (d *Dir) file(key string) (string, error) {
 	if key == "" || path.IsAbs(key) || path.Clean(key) != key || strings.HasPrefix(key, "../") || key == ".." {
 		return "", fmt.Errorf("backup target %s: key %q: %w", d, key, ErrInvalid)
@@ -78,11 +86,19 @@ func (d *Dir) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-// List walks the directory for keys under prefix. Temporary files of a
-// Put in progress are not listed.
+// List walks the directory of prefix (up to its last slash) for keys
+// under prefix. Temporary files of a Put in progress are not listed.
 func (d *Dir) List(_ context.Context, prefix string) ([]string, error) {
 	var keys []string
-	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+	start := d.root
+	if i := strings.LastIndexByte(prefix, '/'); i > 0 {
+		sub, err := d.file(prefix[:i])
+		if err != nil {
+			return nil, err
+		}
+		start = sub
+	}
+	err := filepath.WalkDir(start, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -38,7 +39,7 @@ func Restore(ctx context.Context, t Target, m *Manifest, dst io.WriterAt, opt Re
 	var done atomic.Int64
 	done.Store(total - int64(len(todo))*m.ChunkSize)
 	var progMu sync.Mutex
-	err := forEach(ctx, todo, cmpOr(opt.Workers, 4), func(ctx context.Context, i int) error {
+	err := forEach(ctx, todo, cmp.Or(opt.Workers, 4), func(ctx context.Context, i int) error {
 		addr := m.Chunks[i]
 		stored, err := t.Get(ctx, chunkKey(addr))
 		if err != nil {

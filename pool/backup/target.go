@@ -42,6 +42,8 @@ type Target interface {
 	Delete(ctx context.Context, key string) error
 	// List returns the keys that start with prefix, in any order.
 	List(ctx context.Context, prefix string) ([]string, error)
+	// Check makes sure the target is there and its credentials open it.
+	Check(ctx context.Context) error
 	// String names the target, without credentials.
 	String() string
 }

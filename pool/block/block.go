@@ -7,6 +7,7 @@
 package block
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -59,4 +60,21 @@ type ChecksumError struct {
 
 func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("checksum mismatch in %d block(s), first at offset %d", len(e.Offsets), e.Offsets[0])
+}
+
+// zeros is what AllZero compares with, a piece at a time.
+var zeros [64 << 10]byte
+
+// AllZero reports whether b holds only zeros. It compares with a buffer
+// of zeros (bytes.Equal uses vector instructions: a loop over the bytes
+// costs a read about as much as decrypting it).
+func AllZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }

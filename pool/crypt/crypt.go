@@ -8,7 +8,6 @@
 package crypt
 
 import (
-	"bytes"
 	"fmt"
 	"sync"
 
@@ -67,7 +66,7 @@ func (d *Device) ReadAt(p []byte, off int64) (int, error) {
 	}
 	for i := 0; i < len(p); i += block.Size {
 		b := p[i : i+block.Size]
-		if !allZero(b) {
+		if !block.AllZero(b) {
 			d.cipher.Decrypt(b, b, uint64(off/block.Size)+uint64(i/block.Size))
 		}
 	}
@@ -99,10 +98,3 @@ func (d *Device) buffer(n int) *[]byte {
 	b := make([]byte, n)
 	return &b
 }
-
-// zeros is a block of zeros, for allZero's comparison (which the runtime
-// does with vector instructions; a loop over the bytes cost a read about
-// as much as its decryption).
-var zeros [block.Size]byte
-
-func allZero(b []byte) bool { return bytes.Equal(b, zeros[:len(b)]) }

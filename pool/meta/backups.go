@@ -103,3 +103,13 @@ func (s *Store) Backup(ctx context.Context, id string) (*Backup, Rev, error) {
 func (s *Store) Backups(ctx context.Context) ([]Backup, error) {
 	return list[Backup](ctx, s, Prefix+"backups/")
 }
+
+// UpdateBackup changes backup id's record with fn (see update).
+func (s *Store) UpdateBackup(ctx context.Context, id string, fn func(*Backup) bool) (*Backup, error) {
+	return update(ctx, s, backupKey(id), fn)
+}
+
+// UpdateBackupTarget changes target name's record with fn (see update).
+func (s *Store) UpdateBackupTarget(ctx context.Context, name string, fn func(*BackupTarget) bool) (*BackupTarget, error) {
+	return update(ctx, s, backupTargetKey(name), fn)
+}

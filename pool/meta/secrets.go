@@ -45,3 +45,8 @@ func (s *Store) Secret(ctx context.Context, name string) (*Secret, Rev, error) {
 func (s *Store) Secrets(ctx context.Context) ([]Secret, error) {
 	return list[Secret](ctx, s, Prefix+"secrets/")
 }
+
+// UpdateSecret changes secret name's record with fn (see update).
+func (s *Store) UpdateSecret(ctx context.Context, name string, fn func(*Secret) bool) (*Secret, error) {
+	return update(ctx, s, secretKey(name), fn)
+}

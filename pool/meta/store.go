@@ -205,3 +205,31 @@ func (s *Store) PutNode(ctx context.Context, n *Node) error {
 func (s *Store) Nodes(ctx context.Context) ([]Node, error) {
 	return list[Node](ctx, s, Prefix+"nodes/")
 }
+
+// update changes the record at key with fn and writes it back if it is
+// still at the revision read, reading it again on a conflict. fn answers
+// whether to write: false leaves the record as it is. It answers the
+// record as fn left it.
+func update[T any](ctx context.Context, s *Store, key string, fn func(*T) bool) (*T, error) {
+	for {
+		v, rev, err := get[T](ctx, s, key)
+		if err != nil {
+			return nil, err
+		}
+		if !fn(v) {
+			return v, nil
+		}
+		err = s.Commit(ctx, put(key, v, rev))
+		if !errors.Is(err, ErrConflict) {
+			return v, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// UpdateVolume changes volume name's record with fn (see update).
+func (s *Store) UpdateVolume(ctx context.Context, name string, fn func(*Volume) bool) (*Volume, error) {
+	return update(ctx, s, volumeKey(name), fn)
+}

@@ -65,10 +65,8 @@ func (n *Node) AddBackupTarget(ctx context.Context, s api.BackupTargetSpec) (*ap
 func checkTarget(ctx context.Context, t backup.Target) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if s3, ok := t.(*backup.S3); ok {
-		if err := s3.Check(ctx); err != nil {
-			return targetErr(err)
-		}
+	if err := t.Check(ctx); err != nil {
+		return targetErr(err)
 	}
 	if _, err := t.List(ctx, "backups/"); err != nil {
 		return targetErr(err)

@@ -83,9 +83,8 @@ func (n *Node) createBackup(ctx context.Context, s api.BackupSpec, forward bool)
 	if err != nil {
 		return nil, err
 	}
-	rec := &meta.Backup{ID: id, Volume: s.Volume, Target: s.Target, Snapshot: s.Snapshot, Node: n.cfg.ID,
+	rec := &meta.Backup{ID: id, Volume: s.Volume, VolumeID: v.ID, Target: s.Target, Snapshot: s.Snapshot, Node: n.cfg.ID,
 		State: meta.BackupRunning, Created: time.Now().UTC(), Scheduled: s.Scheduled}
-	rec.VolumeID = v.ID
 	if s.Snapshot == "" {
 		rec.Snapshot, rec.OwnSnapshot = "backup-"+id[len(s.Volume)+1:], true
 		sn, err := n.CreateSnapshot(ctx, s.Volume, rec.Snapshot)
@@ -93,11 +92,14 @@ func (n *Node) createBackup(ctx context.Context, s api.BackupSpec, forward bool)
 			return nil, fmt.Errorf("backup of %s: %w", s.Volume, err)
 		}
 		rec.SnapshotCreated = sn.Created
-	} else if sn, _, err := n.meta.Snapshot(ctx, s.Volume, s.Snapshot); errors.Is(err, meta.ErrNotFound) || err == nil && sn.State != meta.StateReady {
-		return nil, fmt.Errorf("snapshot %q of volume %q does not exist: %w", s.Snapshot, s.Volume, api.ErrNotFound)
-	} else if err != nil {
-		return nil, err
 	} else {
+		sn, _, err := n.meta.Snapshot(ctx, s.Volume, s.Snapshot)
+		if errors.Is(err, meta.ErrNotFound) || err == nil && sn.State != meta.StateReady {
+			return nil, fmt.Errorf("snapshot %q of volume %q does not exist: %w", s.Snapshot, s.Volume, api.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
 		rec.SnapshotCreated = sn.Created
 	}
 	fail := func(err error) (*api.Backup, error) {
@@ -306,18 +308,10 @@ func (n *Node) sameSnapshot(ctx context.Context, b *meta.Backup, v *meta.Volume)
 	return err == nil && sn.State == meta.StateReady && sn.Created.Equal(b.SnapshotCreated)
 }
 
-// updateBackup changes backup id's record with fn, again on a conflict.
+// updateBackup changes backup id's record with fn.
 func (n *Node) updateBackup(ctx context.Context, id string, fn func(*meta.Backup)) error {
-	for {
-		b, rev, err := n.meta.Backup(ctx, id)
-		if err != nil {
-			return err
-		}
-		fn(b)
-		if err := n.meta.Commit(ctx, meta.PutBackup(b, rev)); !errors.Is(err, meta.ErrConflict) {
-			return err
-		}
-	}
+	_, err := n.meta.UpdateBackup(ctx, id, func(b *meta.Backup) bool { fn(b); return true })
+	return err
 }
 
 // runningOn reports whether backup b runs on a live node.
@@ -421,27 +415,15 @@ func (n *Node) DeleteBackup(ctx context.Context, id string) error {
 func (n *Node) unmarkCollecting(ctx context.Context, target string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		trec, trev, err := n.meta.BackupTarget(ctx, target)
-		if errors.Is(err, meta.ErrNotFound) {
-			return
+	_, err := n.meta.UpdateBackupTarget(ctx, target, func(t *meta.BackupTarget) bool {
+		if t.Collecting != n.cfg.ID {
+			return false
 		}
-		if err != nil {
-			n.log.Error("backup target left marked as collecting", "target", target, "err", err)
-			return
-		}
-		if trec.Collecting != n.cfg.ID {
-			return
-		}
-		trec.Collecting = ""
-		err = n.meta.Commit(ctx, meta.PutBackupTarget(trec, trev))
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, meta.ErrConflict) {
-			n.log.Error("backup target left marked as collecting", "target", target, "err", err)
-			return
-		}
+		t.Collecting = ""
+		return true
+	})
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		n.log.Error("backup target left marked as collecting", "target", target, "err", err)
 	}
 }
 
@@ -572,7 +554,7 @@ func (n *Node) ListTargetBackups(ctx context.Context, name string) ([]api.Backup
 // epoch and with no attachment: nothing else may use a volume still being
 // created.
 func (n *Node) fillVolume(ctx context.Context, v *meta.Volume, fn func(block.Device) error) error {
-	cur, err := n.updateVolume(ctx, v.Name, func(cur *meta.Volume) { cur.Epoch++ })
+	cur, err := n.meta.UpdateVolume(ctx, v.Name, func(cur *meta.Volume) bool { cur.Epoch++; return true })
 	if err != nil {
 		return conflict("fill volume "+v.Name, err)
 	}

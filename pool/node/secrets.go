@@ -294,17 +294,14 @@ func (n *Node) rewrapAll(ctx context.Context, sec *meta.Secret, old, value []byt
 func (n *Node) clearNext(ctx context.Context, name string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for {
-		sec, rev, err := n.meta.Secret(ctx, name)
-		if err != nil || sec.NextSealed == nil {
-			return
+	_, err := n.meta.UpdateSecret(ctx, name, func(sec *meta.Secret) bool {
+		if sec.NextSealed == nil {
+			return false
 		}
 		sec.NextNonce, sec.NextSealed = nil, nil
-		if err := n.meta.Commit(ctx, meta.PutSecret(sec, rev)); !errors.Is(err, meta.ErrConflict) {
-			if err != nil {
-				n.log.Error("secret left with a change half-made; run the change again", "secret", name, "err", err)
-			}
-			return
-		}
+		return true
+	})
+	if err != nil && !errors.Is(err, meta.ErrNotFound) {
+		n.log.Error("secret left with a change half-made; run the change again", "secret", name, "err", err)
 	}
 }

@@ -113,7 +113,7 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 	}
 	// The record as it is now (a secret change may have rewrapped its
 	// key meanwhile), made ready.
-	v, err := n.updateVolume(ctx, v.Name, func(cur *meta.Volume) { cur.State, cur.Creator = meta.StateReady, "" })
+	v, err := n.meta.UpdateVolume(ctx, v.Name, func(cur *meta.Volume) bool { cur.State, cur.Creator = meta.StateReady, ""; return true })
 	if err != nil {
 		return nil, conflict("create volume "+s.Name, err)
 	}
@@ -466,23 +466,4 @@ func (n *Node) allocated(att *attachment, r meta.Replica) int64 {
 		return -1
 	}
 	return a
-}
-
-// updateVolume changes volume name's current record with fn, again on a
-// conflict, and answers the record written.
-func (n *Node) updateVolume(ctx context.Context, name string, fn func(*meta.Volume)) (*meta.Volume, error) {
-	for {
-		cur, rev, err := n.meta.Volume(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		fn(cur)
-		err = n.meta.Commit(ctx, meta.PutVolume(cur, rev))
-		if err == nil {
-			return cur, nil
-		}
-		if !errors.Is(err, meta.ErrConflict) || ctx.Err() != nil {
-			return nil, err
-		}
-	}
 }
