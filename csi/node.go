@@ -58,7 +58,7 @@ func (s *Node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRe
 		return nil, err
 	}
 	if isBlock(req.GetVolumeCapability()) {
-		att, err := s.svc.AttachVolume(ctx, id, api.AttachOptions{Block: true})
+		att, err := s.svc.AttachVolume(ctx, id, api.AttachOptions{Block: true, Passphrase: passphrase(req.GetSecrets())})
 		if err != nil {
 			return nil, toStatus(err)
 		}
@@ -79,7 +79,7 @@ func (s *Node) NodeStageVolume(ctx context.Context, req *csipb.NodeStageVolumeRe
 			return nil, status.Errorf(codes.Internal, "unmount stale staging mount of volume %q: %v", id, err)
 		}
 	}
-	att, err := s.svc.AttachVolume(ctx, id, api.AttachOptions{})
+	att, err := s.svc.AttachVolume(ctx, id, api.AttachOptions{Passphrase: passphrase(req.GetSecrets())})
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -40,11 +40,27 @@ func ballastName(prefix, name string) string {
 // parameterHelp lists the StorageClass parameters CreateVolume takes.
 const parameterHelp = "repl, fs, pin (or labels), avoid, min_in_sync, locality, encrypted, secret_key"
 
+// PassphraseKey is the key of the CSI secrets (the StorageClass's
+// csi.storage.k8s.io/provisioner-secret-* for CreateVolume,
+// node-stage-secret-* for NodeStageVolume) that holds the passphrase of an
+// encrypted volume given no secret_key: its data key is wrapped by it at
+// create, and unwrapped with it at every stage. It is never stored.
+const PassphraseKey = "passphrase"
+
+// passphrase is the passphrase in a call's CSI secrets, or nil.
+func passphrase(secrets map[string]string) []byte {
+	if p, ok := secrets[PassphraseKey]; ok && p != "" {
+		return []byte(p)
+	}
+	return nil
+}
+
 // ParseParameters reads a StorageClass's parameters into the fields of a
 // volume spec: repl (1-5), fs (ext4 or xfs), pin or labels and avoid
 // (label lists such as zone=a,rack=r1), min_in_sync (1-5), locality
 // (best-effort or none), encrypted (true or false) and secret_key (the
-// cluster secret holding the passphrase: ballast secret set). They mean what
+// cluster secret holding the passphrase: ballast secret set; without one,
+// the passphrase comes in the CSI secrets, PassphraseKey). They mean what
 // the flags of 'ballast volume create' mean. Keys under
 // csi.storage.k8s.io/ (Kubernetes' own) are ignored; any other key is
 // refused. Errors wrap spec.ErrInvalid.

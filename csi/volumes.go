@@ -45,17 +45,18 @@ func (s *Controller) CreateVolume(ctx context.Context, req *csipb.CreateVolumeRe
 	defer release()
 
 	var got *api.Volume
+	opts := api.CreateOptions{Passphrase: passphrase(req.GetSecrets())}
 	src := req.GetVolumeContentSource()
 	switch {
 	case src == nil:
 		if v.Size, err = volumeSize(req.GetCapacityRange(), v.FS); err != nil {
 			return nil, err
 		}
-		got, err = s.svc.CreateVolume(ctx, v)
+		got, err = s.svc.CreateVolume(ctx, v, opts)
 	case src.GetSnapshot() != nil:
-		got, err = s.restore(ctx, v, src.GetSnapshot().GetSnapshotId(), req.GetCapacityRange())
+		got, err = s.restore(ctx, v, src.GetSnapshot().GetSnapshotId(), req.GetCapacityRange(), opts)
 	case src.GetVolume() != nil:
-		got, err = s.cloneVolume(ctx, v, src.GetVolume().GetVolumeId(), req.GetCapacityRange())
+		got, err = s.cloneVolume(ctx, v, src.GetVolume().GetVolumeId(), req.GetCapacityRange(), opts)
 	default:
 		return nil, invalid("volume_content_source has neither a snapshot nor a volume")
 	}
@@ -67,19 +68,19 @@ func (s *Controller) CreateVolume(ctx context.Context, req *csipb.CreateVolumeRe
 }
 
 // restore creates v as a clone of the snapshot snapID (VOLUME@SNAPSHOT).
-func (s *Controller) restore(ctx context.Context, v spec.Volume, snapID string, r *csipb.CapacityRange) (*api.Volume, error) {
+func (s *Controller) restore(ctx context.Context, v spec.Volume, snapID string, r *csipb.CapacityRange, opts api.CreateOptions) (*api.Volume, error) {
 	srcVol, _, err := spec.ParseSnapshotRef(snapID)
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "snapshot %q does not exist (Ballast snapshot IDs are VOLUME@SNAPSHOT)", snapID)
 	}
 	v.FromSnapshot = snapID
-	return s.createClone(ctx, v, srcVol, r)
+	return s.createClone(ctx, v, srcVol, r, opts)
 }
 
 // cloneVolume creates v as a clone of volume srcID: it snapshots the
 // source as csi-clone-NAME (unless that snapshot exists, from an earlier
 // try) and clones the snapshot.
-func (s *Controller) cloneVolume(ctx context.Context, v spec.Volume, srcID string, r *csipb.CapacityRange) (*api.Volume, error) {
+func (s *Controller) cloneVolume(ctx context.Context, v spec.Volume, srcID string, r *csipb.CapacityRange, opts api.CreateOptions) (*api.Volume, error) {
 	if spec.ValidateName("volume name", srcID) != nil {
 		return nil, status.Errorf(codes.NotFound, "source volume %q does not exist", srcID)
 	}
@@ -89,7 +90,7 @@ func (s *Controller) cloneVolume(ctx context.Context, v spec.Volume, srcID strin
 		if old.FromSnapshot != v.FromSnapshot {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %q exists and is not a clone of volume %s", v.Name, srcID)
 		}
-		return s.createClone(ctx, v, srcID, r) // the same request again
+		return s.createClone(ctx, v, srcID, r, opts) // the same request again
 	} else if !errors.Is(err, api.ErrNotFound) {
 		return nil, err
 	}
@@ -101,7 +102,7 @@ func (s *Controller) cloneVolume(ctx context.Context, v spec.Volume, srcID strin
 	if _, err := s.svc.CreateSnapshot(ctx, srcID, snap); err != nil && !errors.Is(err, api.ErrExists) {
 		return nil, fmt.Errorf("snapshot source volume %s to clone it: %w", srcID, err)
 	}
-	got, err := s.createClone(ctx, v, srcID, r)
+	got, err := s.createClone(ctx, v, srcID, r, opts)
 	if err != nil {
 		if derr := s.svc.DeleteSnapshot(ctx, srcID, snap); derr != nil && !errors.Is(derr, api.ErrNotFound) {
 			s.log.Warn("remove the snapshot of a failed clone", "volume", srcID, "snapshot", snap, "err", derr)
@@ -114,7 +115,7 @@ func (s *Controller) cloneVolume(ctx context.Context, v spec.Volume, srcID strin
 // createClone creates v, whose FromSnapshot is set, from a snapshot of
 // volume srcVol. A Ballast clone has its source's size; when the request
 // wants more, the clone is grown (and removed again if that fails).
-func (s *Controller) createClone(ctx context.Context, v spec.Volume, srcVol string, r *csipb.CapacityRange) (*api.Volume, error) {
+func (s *Controller) createClone(ctx context.Context, v spec.Volume, srcVol string, r *csipb.CapacityRange, opts api.CreateOptions) (*api.Volume, error) {
 	src, err := s.svc.InspectVolume(ctx, srcVol)
 	if errors.Is(err, api.ErrNotFound) {
 		return nil, status.Errorf(codes.NotFound, "snapshot %q does not exist: its volume is gone", v.FromSnapshot)
@@ -130,7 +131,7 @@ func (s *Controller) createClone(ctx context.Context, v spec.Volume, srcVol stri
 	}
 	_, err = s.svc.InspectVolume(ctx, v.Name)
 	existed := err == nil
-	got, err := s.svc.CreateVolume(ctx, v) // Size 0: the source's
+	got, err := s.svc.CreateVolume(ctx, v, opts) // Size 0: the source's
 	if err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ func (d *Driver) create(ctx context.Context, name string, opts map[string]string
 	if err != nil {
 		return err
 	}
-	got, err := d.svc.CreateVolume(ctx, v)
+	got, err := d.svc.CreateVolume(ctx, v, api.CreateOptions{})
 	if err != nil {
 		return explain("create", v.Name, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ballast-io/ballast/pool/api"
 	"github.com/ballast-io/ballast/pool/spec"
 )
 
@@ -151,7 +152,7 @@ func FuzzHandlers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, m uint8, body string) {
 		svc := newFake("n1")
 		d := New(svc, "n1", Options{}, nil)
-		if _, err := svc.CreateVolume(t.Context(), mustSpec(t, "v1")); err != nil {
+		if _, err := svc.CreateVolume(t.Context(), mustSpec(t, "v1"), api.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		method := methods[int(m)%len(methods)]

@@ -81,6 +81,11 @@ func ParseSpec(name string, opts map[string]string) (spec.Volume, error) {
 	if v.Size == 0 && v.FromSnapshot == "" {
 		return spec.Volume{}, invalid("volume %q needs a size: add --opt size=10G (or size=10G to an inline spec)", v.Name)
 	}
+	if v.Encrypted && v.SecretKey == "" && v.FromSnapshot == "" {
+		// Docker shows a volume's options (docker volume inspect): no
+		// passphrase goes through them, only a secret's name.
+		return spec.Volume{}, invalid("encrypted volume %q needs a secret key: add --opt secret_key=NAME, a cluster secret holding its passphrase (ballast secret set NAME); Docker shows a volume's options, so a passphrase cannot be given here", v.Name)
+	}
 	if err := v.Normalize(); err != nil {
 		return spec.Volume{}, err
 	}

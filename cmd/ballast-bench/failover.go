@@ -103,7 +103,7 @@ func failover(ctx context.Context, cl *cluster, i int, fs string, how failure) (
 		t.from, t.to, third = leader, others[0], others[1]
 	}
 	x, y := cl.byID[t.from], cl.byID[t.to]
-	v, err := y.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: fs, Avoid: "node=" + third})
+	v, err := y.client.CreateVolume(ctx, spec.Volume{Name: t.volume, Size: failoverVolumeSize, Repl: 2, FS: fs, Avoid: "node=" + third}, api.CreateOptions{})
 	if err != nil {
 		t.err = fmt.Errorf("create %s: %w", t.volume, err)
 		return t

@@ -373,7 +373,7 @@ func runBaseline(ctx context.Context, c config, fr *fioRunner, sel []job) (map[s
 // attached creates a volume, attaches it and returns its mount path and a
 // function that detaches it again.
 func attached(ctx context.Context, d *daemon, v spec.Volume) (string, func(), error) {
-	if _, err := d.client.CreateVolume(ctx, v); err != nil {
+	if _, err := d.client.CreateVolume(ctx, v, api.CreateOptions{}); err != nil {
 		return "", nil, fmt.Errorf("create volume %s: %w", v.Name, err)
 	}
 	att, err := d.client.AttachVolume(ctx, v.Name, api.AttachOptions{})

@@ -47,7 +47,7 @@ func rebuildBench(ctx context.Context, cl *cluster, fr *fioRunner, logger *slog.
 	r := &rebuildResult{}
 	a := cl.byID["a"]
 	const name = "rebuild"
-	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: name, Size: rebuildVolumeSize, Repl: 2, FS: "ext4"})
+	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: name, Size: rebuildVolumeSize, Repl: 2, FS: "ext4"}, api.CreateOptions{})
 	if err != nil {
 		r.err = fmt.Errorf("create %s: %w", name, err)
 		return r

@@ -73,7 +73,7 @@ func TestBitRot(t *testing.T) {
 	d := startDaemon(t)
 	ctx := d.ctx()
 	c := d.client
-	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "rot", Size: 1 << 30, Repl: 2}); err != nil {
+	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "rot", Size: 1 << 30, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := c.AttachVolume(ctx, "rot", api.AttachOptions{})
@@ -166,7 +166,7 @@ func TestScrub(t *testing.T) {
 	d := startDaemon(t, "--scrub-interval", "2s")
 	ctx := d.ctx()
 	c := d.client
-	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "scrub", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "scrub", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := c.AttachVolume(ctx, "scrub", api.AttachOptions{})

@@ -21,7 +21,7 @@ func TestReplicaCatchUp(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
 	const volSize = 1 << 30
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "back", Size: volSize, Repl: 2}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "back", Size: volSize, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "back", api.AttachOptions{})

@@ -49,7 +49,7 @@ func TestClusterFailover(t *testing.T) {
 	nodes, _ := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
-	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: "shared", Size: 512 << 20, Repl: 2})
+	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: "shared", Size: 512 << 20, Repl: 2}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestClusterFailover(t *testing.T) {
 	if !slices.Equal(where, []string{"a", "b"}) {
 		t.Fatalf("repl 2 on two nodes must use both: replicas on %v", where)
 	}
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "three", Size: 512 << 20, Repl: 3}); !errors.Is(err, api.ErrInvalid) {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "three", Size: 512 << 20, Repl: 3}, api.CreateOptions{}); !errors.Is(err, api.ErrInvalid) {
 		t.Fatalf("repl 3 on a 2-node cluster: %v; want a clear invalid-argument error", err)
 	}
 	att, err := a.client.AttachVolume(ctx, "shared", api.AttachOptions{})
@@ -118,7 +118,7 @@ func TestPartitionedOwnerIsFenced(t *testing.T) {
 	nodes, _ := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "split", Size: 512 << 20, Repl: 2}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "split", Size: 512 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "split", api.AttachOptions{})
@@ -193,7 +193,7 @@ func TestReplicaNodeDies(t *testing.T) {
 	nodes, _ := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "r", Size: 512 << 20, Repl: 2}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "r", Size: 512 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "r", api.AttachOptions{})
@@ -232,7 +232,7 @@ func TestEtcdLoss(t *testing.T) {
 	nodes, etcd := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "q", Size: 512 << 20, Repl: 2}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "q", Size: 512 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "q", api.AttachOptions{})
@@ -311,7 +311,7 @@ func rebuildAfterNodeLoss(t *testing.T, encrypted bool) {
 		}
 		vs.Encrypted, vs.SecretKey = true, "healkey"
 	}
-	v, err := nodes[0].client.CreateVolume(ctx, vs)
+	v, err := nodes[0].client.CreateVolume(ctx, vs, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func TestLocalReplica(t *testing.T) {
 	nodes, _ := startCluster(t, 3)
 	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
 	ctx := nodes[0].ctx()
-	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "loc", Size: 256 << 20, Repl: 2})
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "loc", Size: 256 << 20, Repl: 2}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,7 +468,7 @@ func TestIdleReplicaLoss(t *testing.T) {
 	nodes, _ := startCluster(t, 3, "--rebuild-delay", "1s")
 	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
 	ctx := nodes[0].ctx()
-	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "idle", Size: 256 << 20, Repl: 2})
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "idle", Size: 256 << 20, Repl: 2}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

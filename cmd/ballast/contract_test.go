@@ -30,7 +30,7 @@ func TestAttachTimes(t *testing.T) {
 	d := startDaemon(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "timed", Size: 32 << 20, Repl: 2, FS: "ext4"}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "timed", Size: 32 << 20, Repl: 2, FS: "ext4"}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	a, err := d.client.AttachVolume(ctx, "timed", api.AttachOptions{})

@@ -108,7 +108,7 @@ func checkRecords(t *testing.T, path string, acked int64) {
 func TestCrashDuringFsyncs(t *testing.T) {
 	d := startDaemon(t)
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "db", Size: 1 << 30, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "db", Size: 1 << 30, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := d.client.AttachVolume(ctx, "db", api.AttachOptions{})

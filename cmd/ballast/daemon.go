@@ -366,11 +366,15 @@ func runDaemon(ctx context.Context, f *daemonFlags, socket string) error {
 	if len(poolDirs) == 0 {
 		poolDirs = []string{filepath.Join(f.dataDir, "pool")}
 	}
+	var keys node.KeyKeeper
+	if kc != nil {
+		keys = kc // not a typed nil: no keeper is no KeyKeeper
+	}
 	n, err := node.New(ctx, node.Config{
 		ID: f.nodeID, DataDir: f.dataDir, PoolDirs: poolDirs, MountDir: f.mountDir,
 		LeaseTTL: f.leaseTTL, Version: version.String(), Labels: labels, IO: ioMetrics,
 		Addr: f.listen, Secret: secret, ReplicaTLS: f.replicaTLS, AdmitMembers: etcd.Member != nil && f.listen != "", RebuildDelay: f.rebuildIn, RebuildBPS: f.rebuildMB << 20, LocalityDelay: f.localityIn,
-		ScrubInterval: f.scrubIn, ScrubBPS: f.scrubMB << 20,
+		ScrubInterval: f.scrubIn, ScrubBPS: f.scrubMB << 20, Keys: keys,
 	}, meta.NewStore(cli), att, logger)
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ func testLifecycle(t *testing.T, fs string) {
 	d := startDaemon(t)
 	ctx := d.ctx()
 	c := d.client
-	v, err := c.CreateVolume(ctx, spec.Volume{Name: "v1", Size: 1 << 30, Repl: 2, FS: fs})
+	v, err := c.CreateVolume(ctx, spec.Volume{Name: "v1", Size: 1 << 30, Repl: 2, FS: fs}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func testLifecycle(t *testing.T, fs string) {
 	if sha(t, a) == before {
 		t.Fatal("rewrite with another seed left the file unchanged; the test cannot tell snapshot from volume")
 	}
-	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "c1", FromSnapshot: "v1@s1", Repl: 1}); err != nil {
+	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "c1", FromSnapshot: "v1@s1", Repl: 1}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	catt, err := c.AttachVolume(ctx, "c1", api.AttachOptions{})
@@ -160,7 +160,7 @@ func TestBadInput(t *testing.T) {
 	d := startDaemon(t)
 	ctx := d.ctx()
 	c := d.client
-	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "v1", Size: 1 << 30, Repl: 2}); err != nil {
+	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "v1", Size: 1 << 30, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -254,7 +254,7 @@ func TestMetrics(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	d := startDaemon(t, "--metrics-addr", addr)
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "m1", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "m1", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := d.client.AttachVolume(ctx, "m1", api.AttachOptions{})

@@ -126,7 +126,7 @@ func TestExternalEtcd(t *testing.T) {
 	endpoint := startEtcd(t).URL
 	d := startDaemon(t, "--etcd-endpoints", endpoint)
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "ext1", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "ext1", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := d.client.AttachVolume(ctx, "ext1", api.AttachOptions{})

@@ -35,7 +35,7 @@ func TestForcedTakeoverFencesLocalReplica(t *testing.T) {
 	a := node("a", "role=owner")
 	b := node("b", "role=taker")
 	ctx := a.ctx()
-	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: "solo", Size: 256 << 20, Repl: 1, Pin: "role=owner"})
+	v, err := a.client.CreateVolume(ctx, spec.Volume{Name: "solo", Size: 256 << 20, Repl: 1, Pin: "role=owner"}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

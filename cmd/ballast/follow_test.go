@@ -20,7 +20,7 @@ import (
 func TestFollowDeadOwner(t *testing.T) {
 	d := startDaemon(t)
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "f1", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "f1", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cli, err := meta.Connect([]string{"unix://" + filepath.Join(d.dir, "data", "etcd", "client.sock")}, nil)

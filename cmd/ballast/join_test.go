@@ -94,7 +94,7 @@ func TestJoinEmbeddedEtcd(t *testing.T) {
 
 	// Volumes work across the cluster; losing an etcd member loses nothing.
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "v", api.AttachOptions{})
@@ -160,7 +160,7 @@ func TestEtcdLeaderDies(t *testing.T) {
 	}
 	l := nodes[leader]
 	ctx := l.ctx()
-	if _, err := l.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 256 << 20, Repl: 3}); err != nil {
+	if _, err := l.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 256 << 20, Repl: 3}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := l.client.AttachVolume(ctx, "v", api.AttachOptions{})

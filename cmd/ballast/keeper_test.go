@@ -165,7 +165,7 @@ func startFio(t *testing.T, path string, seed int) (wait func() error) {
 func TestRestartKeepsIO(t *testing.T) {
 	d := startDaemon(t, "--keeper=true", "--restart-grace=60s")
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "db", Size: 1 << 30, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "db", Size: 1 << 30, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := d.client.AttachVolume(ctx, "db", api.AttachOptions{})
@@ -401,7 +401,7 @@ func TestRestartGraceEnds(t *testing.T) {
 	d.start()
 	bin := d.bin
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "g", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "g", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := d.client.AttachVolume(ctx, "g", api.AttachOptions{})

@@ -40,7 +40,7 @@ func TestDataLocality(t *testing.T) {
 	}
 	stayAttached := time.Now()
 
-	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "moved", Size: 512 << 20, Repl: 2})
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "moved", Size: 512 << 20, Repl: 2}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestDataLocalityDownReplica(t *testing.T) {
 	nodes, _ := startCluster(t, 3, "--locality-delay", "3s")
 	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
 	ctx := nodes[0].ctx()
-	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "away", Size: 128 << 20, Repl: 2})
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "away", Size: 128 << 20, Repl: 2}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestDataLocalityCrashDuringBuild(t *testing.T) {
 	nodes, _ := startCluster(t, 3, "--locality-delay", "1s", "--rebuild-mbps", "4")
 	byID := map[string]*daemon{"a": nodes[0], "b": nodes[1], "c": nodes[2]}
 	ctx := nodes[0].ctx()
-	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "half", Size: 128 << 20, Repl: 2})
+	v, err := nodes[0].client.CreateVolume(ctx, spec.Volume{Name: "half", Size: 128 << 20, Repl: 2}, api.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

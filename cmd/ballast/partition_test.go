@@ -50,7 +50,7 @@ func TestNetworkPartition(t *testing.T) {
 	b, _ := start("b", "role=store", joinA)
 	c, _ := start("c", "role=store", joinA)
 	ctx := a.ctx()
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "split", Size: 512 << 20, Repl: 2, Avoid: "role=head"}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "split", Size: 512 << 20, Repl: 2, Avoid: "role=head"}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "split", api.AttachOptions{})

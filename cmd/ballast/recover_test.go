@@ -24,7 +24,7 @@ func TestRecoverHalfDoneOps(t *testing.T) {
 	ctx := d.ctx()
 	c := d.client
 	for _, name := range []string{"gone", "keep"} {
-		if _, err := c.CreateVolume(ctx, spec.Volume{Name: name, Size: 1 << 30, Repl: 2}); err != nil {
+		if _, err := c.CreateVolume(ctx, spec.Volume{Name: name, Size: 1 << 30, Repl: 2}, api.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

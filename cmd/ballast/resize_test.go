@@ -32,7 +32,7 @@ func testResize(t *testing.T, fs string) {
 	ctx := d.ctx()
 	c := d.client
 	const small = 320 << 20
-	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "r1", Size: small, Repl: 2, FS: fs}); err != nil {
+	if _, err := c.CreateVolume(ctx, spec.Volume{Name: "r1", Size: small, Repl: 2, FS: fs}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := c.AttachVolume(ctx, "r1", api.AttachOptions{})
@@ -136,7 +136,7 @@ func testResize(t *testing.T, fs string) {
 	if err != nil || len(snaps) != 1 || snaps[0].Size != small {
 		t.Fatalf("snapshot list: %+v %v; want one of %d bytes", snaps, err, small)
 	}
-	cl, err := c.CreateVolume(ctx, spec.Volume{Name: "r1c", FromSnapshot: "r1@small"})
+	cl, err := c.CreateVolume(ctx, spec.Volume{Name: "r1c", FromSnapshot: "r1@small"}, api.CreateOptions{})
 	if err != nil || cl.Size != small {
 		t.Fatalf("clone of the small snapshot: %+v %v", cl, err)
 	}
@@ -200,7 +200,7 @@ func TestResizeFromAnotherNode(t *testing.T) {
 	nodes, _ := startCluster(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := a.ctx()
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "far", Size: 320 << 20, Repl: 2, FS: "xfs"}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "far", Size: 320 << 20, Repl: 2, FS: "xfs"}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := a.client.AttachVolume(ctx, "far", api.AttachOptions{})

@@ -35,7 +35,7 @@ func TestSchedulesSurviveLeaderDeath(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The volume lives on b alone.
-	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 64 << 20, Repl: 1, Pin: "name=b"}); err != nil {
+	if _, err := a.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 64 << 20, Repl: 1, Pin: "name=b"}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -99,21 +99,49 @@ func secretValueCmd(c *cli, verb, short string, call func(*api.Client, *cobra.Co
 
 // secretValue reads a secret from exactly one of file and env.
 func secretValue(file, env string) ([]byte, error) {
+	v, err := readValue("--from-file", file, "--from-env", env)
+	if err == nil && v == nil {
+		err = errors.New("give the secret with --from-file F or --from-env VAR (not on the command line, where ps shows it)")
+	}
+	return v, err
+}
+
+// passphraseFlags give an encrypted volume's passphrase with a call: from
+// a file or an environment variable, never the command line (ps shows it).
+type passphraseFlags struct{ file, env string }
+
+func (p *passphraseFlags) add(cmd *cobra.Command, what string) {
+	cmd.Flags().StringVar(&p.file, "secret-file", "", "read the passphrase "+what+" from this file (a trailing newline is dropped)")
+	cmd.Flags().StringVar(&p.env, "secret-env", "", "read the passphrase "+what+" from this environment variable")
+}
+
+// value is the passphrase given, or nil.
+func (p *passphraseFlags) value() ([]byte, error) {
+	return readValue("--secret-file", p.file, "--secret-env", p.env)
+}
+
+// readValue reads a value from file or env, given by flags fileFlag and
+// envFlag; nil when neither is given, an error when both are.
+func readValue(fileFlag, file, envFlag, env string) ([]byte, error) {
 	switch {
 	case file != "" && env != "":
-		return nil, errors.New("give --from-file or --from-env, not both")
+		return nil, fmt.Errorf("give %s or %s, not both", fileFlag, envFlag)
 	case file != "":
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("--from-file: %w", err)
+			return nil, fmt.Errorf("%s: %w", fileFlag, err)
 		}
-		return []byte(strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")), nil
+		v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if v == "" {
+			return nil, fmt.Errorf("%s: %s is empty", fileFlag, file)
+		}
+		return []byte(v), nil
 	case env != "":
 		v, ok := os.LookupEnv(env)
-		if !ok {
-			return nil, fmt.Errorf("--from-env: %s is not set", env)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("%s: %s is not set or empty", envFlag, env)
 		}
 		return []byte(v), nil
 	}
-	return nil, errors.New("give the secret with --from-file F or --from-env VAR (not on the command line, where ps shows it)")
+	return nil, nil
 }

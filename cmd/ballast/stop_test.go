@@ -151,7 +151,7 @@ func TestStopWithBusyVolumes(t *testing.T) {
 	d := startDaemon(t)
 	ctx := d.ctx()
 	for _, name := range []string{"busy", "idle"} {
-		if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: name, Size: 256 << 20, Repl: 2}); err != nil {
+		if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: name, Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -207,7 +207,7 @@ func TestStopKeepsIOWithSystemd(t *testing.T) {
 	d.env = []string{"NOTIFY_SOCKET=" + sd.sock, "FDSTORE=64"}
 	d.start()
 	ctx := d.ctx()
-	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "db", Size: 256 << 20, Repl: 2}); err != nil {
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "db", Size: 256 << 20, Repl: 2}, api.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	att, err := d.client.AttachVolume(ctx, "db", api.AttachOptions{})

@@ -20,8 +20,9 @@ func newVolumeCmd(c *cli) *cobra.Command {
 func volumeCreate(c *cli) *cobra.Command {
 	var sizeStr, from string
 	var s spec.Volume
+	var pf passphraseFlags
 	cmd := &cobra.Command{
-		Use:   "create NAME --size SIZE [--repl N] [--fs ext4|xfs] [--from-snapshot VOL@SNAP]",
+		Use:   "create NAME --size SIZE [--repl N] [--fs ext4|xfs] [--from-snapshot VOL@SNAP] [--encrypted (--secret-key S | --secret-file F | --secret-env VAR)]",
 		Short: "Create a thin-provisioned volume, or a clone of a snapshot",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -35,8 +36,13 @@ func volumeCreate(c *cli) *cobra.Command {
 			} else if from == "" {
 				return fmt.Errorf("--size is required (e.g. --size 10G)")
 			}
+			pass, err := pf.value()
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
 			return c.withClient(func(cl *api.Client) error {
-				v, err := cl.CreateVolume(cmd.Context(), s)
+				v, err := cl.CreateVolume(cmd.Context(), s, api.CreateOptions{Passphrase: pass})
 				if err != nil {
 					return err
 				}
@@ -44,7 +50,10 @@ func volumeCreate(c *cli) *cobra.Command {
 					return printJSON(cmd.OutOrStdout(), v)
 				}
 				enc := ""
-				if v.Encrypted {
+				switch {
+				case v.Encrypted && v.SecretKey == "":
+					enc = ", encrypted, its passphrase given with each attach"
+				case v.Encrypted:
 					enc = ", encrypted under secret " + v.SecretKey
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "volume %s created: %s, repl %d, %s%s\n", v.Name, size(v.Size), v.Repl, v.FS, enc)
@@ -60,8 +69,9 @@ func volumeCreate(c *cli) *cobra.Command {
 	cmd.Flags().StringVar(&s.Pin, "pin", "", "place replicas only on nodes with all these labels, e.g. zone=a")
 	cmd.Flags().StringVar(&s.Avoid, "avoid", "", "never place replicas on nodes with any of these labels, e.g. rack=r2")
 	cmd.Flags().StringVar(&s.Locality, "locality", "", "best-effort (default): when attached on a node holding no replica, build one there and retire a remote one; none: leave the replicas where they are")
-	cmd.Flags().BoolVar(&s.Encrypted, "encrypted", false, "encrypt the volume (AES-XTS-256) on the node it is attached on, under a key of its own wrapped by the passphrase in --secret-key")
+	cmd.Flags().BoolVar(&s.Encrypted, "encrypted", false, "encrypt the volume (AES-XTS-256) on the node it is attached on, under a key of its own wrapped by a passphrase: the one in --secret-key, or one given now and with each attach (--secret-file, --secret-env)")
 	cmd.Flags().StringVar(&s.SecretKey, "secret-key", "", "the cluster secret holding the passphrase of an encrypted volume (ballast secret set NAME)")
+	pf.add(cmd, "of an encrypted volume, not stored: give it again with each attach")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
 	return cmd
 }
@@ -169,11 +179,18 @@ func volumeInspect(c *cli) *cobra.Command {
 
 func volumeAttach(c *cli) *cobra.Command {
 	var opts api.AttachOptions
+	var pf passphraseFlags
 	cmd := &cobra.Command{
-		Use:   "attach NAME [--block]",
+		Use:   "attach NAME [--block] [--secret-file F | --secret-env VAR]",
 		Short: "Attach a volume on this node and print its mount path (formats it on first attach), or with --block its raw block device",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			pass, err := pf.value()
+			if err != nil {
+				return err
+			}
+			defer clear(pass)
+			opts.Passphrase = pass
 			return c.withClient(func(cl *api.Client) error {
 				a, err := cl.AttachVolume(cmd.Context(), args[0], opts)
 				if err != nil {
@@ -189,6 +206,7 @@ func volumeAttach(c *cli) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "take the volume over from the node that holds it")
 	cmd.Flags().BoolVar(&opts.Block, "block", false, "attach as a raw block device: no filesystem is made or mounted; prints the device")
+	pf.add(cmd, "of an encrypted volume created with one (--secret-file or --secret-env at create)")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the attachment as JSON")
 	return cmd
 }

@@ -21,7 +21,7 @@ type fake struct {
 	vols map[string]spec.Volume
 }
 
-func (f *fake) CreateVolume(_ context.Context, v spec.Volume) (*Volume, error) {
+func (f *fake) CreateVolume(_ context.Context, v spec.Volume, _ CreateOptions) (*Volume, error) {
 	if err := v.Normalize(); err != nil {
 		return nil, err
 	}
@@ -107,15 +107,15 @@ func TestOverSocket(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	v, err := c.CreateVolume(cctx, spec.Volume{Name: "v1", Size: 1 << 30, Repl: 2})
+	v, err := c.CreateVolume(cctx, spec.Volume{Name: "v1", Size: 1 << 30, Repl: 2}, CreateOptions{})
 	if err != nil || v.Repl != 2 || v.FS != "ext4" || v.State != "ready" {
 		t.Fatalf("create: %+v %v", v, err)
 	}
-	_, err = c.CreateVolume(cctx, spec.Volume{Name: "v1", Size: 1 << 30})
+	_, err = c.CreateVolume(cctx, spec.Volume{Name: "v1", Size: 1 << 30}, CreateOptions{})
 	if !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "volume v1") {
 		t.Fatalf("duplicate: %v", err)
 	}
-	_, err = c.CreateVolume(cctx, spec.Volume{Name: "a/b", Size: 1 << 30})
+	_, err = c.CreateVolume(cctx, spec.Volume{Name: "a/b", Size: 1 << 30}, CreateOptions{})
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "'/'") {
 		t.Fatalf("bad name: %v", err)
 	}

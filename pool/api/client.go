@@ -49,8 +49,8 @@ func call[Resp any](ctx context.Context, c *Client, method string, req any) (Res
 	return resp, unreachable(err)
 }
 
-func (c *Client) CreateVolume(ctx context.Context, v spec.Volume) (*Volume, error) {
-	return call[*Volume](ctx, c, "CreateVolume", &v)
+func (c *Client) CreateVolume(ctx context.Context, v spec.Volume, opts CreateOptions) (*Volume, error) {
+	return call[*Volume](ctx, c, "CreateVolume", &CreateReq{Volume: v, Opts: opts})
 }
 
 func (c *Client) DeleteVolume(ctx context.Context, name string) error {

@@ -18,7 +18,13 @@ const serviceName = "ballast.v1.Volumes"
 
 // Request messages. Every method takes one struct and answers another.
 type (
-	NameReq   struct{ Name string }
+	NameReq struct{ Name string }
+	// CreateReq embeds the spec, so a request of an older client (the
+	// spec alone) still reads.
+	CreateReq struct {
+		spec.Volume
+		Opts CreateOptions `json:"opts,omitempty"`
+	}
 	AttachReq struct {
 		Name string
 		Opts AttachOptions
@@ -37,7 +43,9 @@ type (
 )
 
 var methods = []rpc.Method[Service]{
-	rpc.Unary(errorTable, "CreateVolume", func(s Service, ctx context.Context, r *spec.Volume) (*Volume, error) { return s.CreateVolume(ctx, *r) }),
+	rpc.Unary(errorTable, "CreateVolume", func(s Service, ctx context.Context, r *CreateReq) (*Volume, error) {
+		return s.CreateVolume(ctx, r.Volume, r.Opts)
+	}),
 	rpc.Unary(errorTable, "DeleteVolume", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {
 		return rpc.NoAnswer(s.DeleteVolume(ctx, r.Name))
 	}),

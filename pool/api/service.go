@@ -15,7 +15,9 @@ import (
 
 // Service is everything a user can do with volumes, snapshots and pools.
 type Service interface {
-	CreateVolume(ctx context.Context, v spec.Volume) (*Volume, error)
+	// CreateVolume creates a volume; opts carries what is not part of its
+	// spec and is never stored (the passphrase of an encrypted one).
+	CreateVolume(ctx context.Context, v spec.Volume, opts CreateOptions) (*Volume, error)
 	DeleteVolume(ctx context.Context, name string) error
 	// ResizeVolume grows a volume to size bytes (rounded up to 4 KiB) and,
 	// where it is attached and mounted, its filesystem, online.
@@ -67,6 +69,17 @@ var (
 	ErrInvalid      = spec.ErrInvalid
 )
 
+// MaxPassphrase bounds a passphrase, given per call or kept in a secret.
+const MaxPassphrase = 4096
+
+// CreateOptions go with a volume's spec at create, and are not stored.
+type CreateOptions struct {
+	// Passphrase wraps the data key of an encrypted volume that names no
+	// cluster secret; the same passphrase must then be given at every
+	// attach. Only the wrapped key is stored.
+	Passphrase []byte `json:"passphrase,omitempty"`
+}
+
 // AttachOptions tune an attach.
 type AttachOptions struct {
 	// Force takes the volume over from another node that still holds it.
@@ -74,6 +87,11 @@ type AttachOptions struct {
 	// Block attaches the volume as a raw block device: no filesystem is
 	// made or mounted, and the attachment names the device.
 	Block bool `json:"block,omitempty"`
+	// Passphrase opens the key of an encrypted volume made with a
+	// passphrase given per call (CreateOptions.Passphrase). It is not
+	// stored: the unwrapped key stays in this node's memory while the
+	// volume is attached here (in the keeper's, across daemon restarts).
+	Passphrase []byte `json:"passphrase,omitempty"`
 }
 
 // Volume describes a volume as a user sees it.

@@ -52,7 +52,7 @@ func (n *Node) AttachVolume(ctx context.Context, name string, opts api.AttachOpt
 			}
 		}
 	}
-	return n.attach(ctx, name, opts)
+	return n.attach(ctx, name, opts, nil)
 }
 
 // howAttached says how a volume is attached, for errors.
@@ -63,7 +63,9 @@ func howAttached(a *meta.Attachment) string {
 	return "with its filesystem mounted at " + a.MountPath
 }
 
-func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
+// attach attaches volume name here; kept is its key as this node kept it
+// across a restart (a volume given its passphrase per call), or nil.
+func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions, kept []byte) (*api.Attachment, error) {
 	v, rev, err := n.getVolume(ctx, name)
 	if err != nil {
 		return nil, err
@@ -93,11 +95,14 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 	// An encrypted volume's key is unwrapped before anything changes: a
 	// wrong or missing passphrase leaves the volume as it was.
 	var key []byte
-	if v.Encrypted {
-		if key, err = n.volumeKey(ctx, v); err != nil {
+	switch {
+	case v.Encrypted:
+		if key, err = n.volumeKey(ctx, v, opts.Passphrase, kept); err != nil {
 			return nil, fmt.Errorf("attach volume %s: %w", name, err)
 		}
 		defer clear(key)
+	case len(opts.Passphrase) > 0:
+		return nil, fmt.Errorf("attach volume %s: a passphrase was given, but the volume is not encrypted: %w", name, api.ErrInvalid)
 	}
 	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1, Block: opts.Block, Since: time.Now().UTC()}
 	if !opts.Block {
@@ -135,6 +140,14 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions) 
 		return nil, fmt.Errorf("attach volume %s: %w", name, err)
 	}
 	a.took = api.AttachTimes{Claim: t1.Sub(t0), Open: t2.Sub(t1), Mount: time.Since(t2)}
+	if perCall(v) {
+		// Without it, a restarted daemon could not serve the volume.
+		if err := n.keepKey(name, key); err != nil {
+			n.log.Error("the volume's key is not kept: a daemon restart detaches it", "volume", name, "err", err)
+		} else {
+			a.keptKey = n.cfg.Keys != nil
+		}
+	}
 	n.mu.Lock()
 	n.attached[name] = a
 	n.mu.Unlock()
@@ -401,12 +414,7 @@ func (n *Node) letGo(ctx context.Context, a *attachment, unexport func(ctx conte
 		return fmt.Errorf("detach volume %s: %w", a.vol, err)
 	}
 	flushErr := a.engine.Flush()
-	n.mu.Lock()
-	delete(n.attached, a.vol)
-	n.mu.Unlock()
-	if n.cfg.IO != nil {
-		n.cfg.IO.Forget(a.vol)
-	}
+	n.forget(a)
 	if err := errors.Join(flushErr, a.close()); err != nil {
 		return fmt.Errorf("close volume %s: %w", a.vol, err)
 	}
@@ -423,6 +431,19 @@ func (n *Node) letGo(ctx context.Context, a *attachment, unexport func(ctx conte
 		}
 	}
 	return nil
+}
+
+// forget drops a, no longer attached here, and what is kept for it.
+func (n *Node) forget(a *attachment) {
+	n.mu.Lock()
+	delete(n.attached, a.vol)
+	n.mu.Unlock()
+	if n.cfg.IO != nil {
+		n.cfg.IO.Forget(a.vol)
+	}
+	if a.keptKey {
+		n.forgetKey(a.vol)
+	}
 }
 
 // toAPI describes a's record to users; at, when the volume is attached on

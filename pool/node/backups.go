@@ -449,7 +449,12 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 	s := bv.Spec
 	s.Name, s.Size, s.FromSnapshot = to, m.Size, ""
 	f := &filler{}
-	if s.Encrypted {
+	switch {
+	case s.Encrypted && s.SecretKey == "":
+		// Wrapped by a passphrase given per call: kept as it is, for the
+		// same passphrase to open at attach.
+		f.key = bv.Key
+	case s.Encrypted:
 		// The secret's value must open the key before anything is made;
 		// the key is wrapped again under it (the backup may be older than
 		// a change of the secret that did not rewrap it), guarded on it.
@@ -470,7 +475,7 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 		if err != nil {
 			return nil, err
 		}
-		f.guard = meta.SecretUnchanged(s.SecretKey, rev)
+		f.guards = []meta.Op{meta.SecretUnchanged(s.SecretKey, rev)}
 	}
 	log := n.log.With("backup", id, "volume", to)
 	f.fill = func(ctx context.Context, v *meta.Volume) error {
@@ -484,7 +489,7 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 			}})
 		})
 	}
-	out, err := n.createVolume(ctx, s, f)
+	out, err := n.createVolume(ctx, s, nil, f)
 	if err != nil {
 		return nil, fmt.Errorf("restore backup %s: %w", id, targetErr(err))
 	}

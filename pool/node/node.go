@@ -91,6 +91,10 @@ type Config struct {
 	// never); ScrubBPS caps the scrub's reads in bytes per second.
 	ScrubInterval time.Duration
 	ScrubBPS      int64
+	// Keys, when set, keeps the keys of the volumes attached here whose
+	// passphrase was given per call across daemon restarts (the keeper);
+	// without, such a volume is detached when the daemon restarts.
+	Keys KeyKeeper
 }
 
 // Node is one daemon's share of the cluster.
@@ -145,6 +149,7 @@ type attachment struct {
 	mountPath string // "" for a raw block attachment
 	device    string // the block device, e.g. /dev/loop3
 	took      api.AttachTimes
+	keptKey   bool // the keeper holds its key (a passphrase given per call)
 
 	// ctx ends when the volume is released here; bg counts the background
 	// work on it (scrub, rebuild), waited for before its replicas close.

@@ -61,9 +61,7 @@ func (n *Node) recover(ctx context.Context) error {
 			continue
 		}
 		n.log.Info("re-attaching after restart", "volume", a.Volume, "mount", a.MountPath, "block", a.Block)
-		if _, err := n.attachLocked(ctx, a.Volume, api.AttachOptions{Block: a.Block}); err != nil {
-			errs = append(errs, fmt.Errorf("re-attach %s: %w", a.Volume, err))
-		}
+		errs = append(errs, n.reattach(ctx, a, vols))
 	}
 	if err := n.front.FinishRecover(n.cfg.MountDir); err != nil {
 		errs = append(errs, fmt.Errorf("give up volumes kept for a takeover: %w", err))
@@ -71,9 +69,46 @@ func (n *Node) recover(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (n *Node) attachLocked(ctx context.Context, name string, opts api.AttachOptions) (*api.Attachment, error) {
-	defer n.locks.Lock(name)()
-	return n.attach(ctx, name, opts)
+// reattach attaches a, this node's attachment before the restart, again.
+// A volume whose passphrase was given per call needs the key the keeper
+// kept for it; without it (no keeper, or it let the key go), its
+// attachment is dropped, for the orchestrator to attach it again with
+// the passphrase.
+func (n *Node) reattach(ctx context.Context, a meta.Attachment, vols []meta.Volume) error {
+	defer n.locks.Lock(a.Volume)()
+	var kept []byte
+	if i := slices.IndexFunc(vols, func(v meta.Volume) bool { return v.Name == a.Volume }); i >= 0 && perCall(&vols[i]) {
+		key, err := n.keptKey(a.Volume)
+		if err != nil {
+			n.log.Warn("detaching a volume whose passphrase was given per call: its key was not kept across the restart; attach it again with the passphrase", "volume", a.Volume, "err", err)
+			return n.dropAttachment(ctx, a.Volume)
+		}
+		defer clear(key)
+		kept = key
+	}
+	if _, err := n.attach(ctx, a.Volume, api.AttachOptions{Block: a.Block}, kept); err != nil {
+		if kept != nil {
+			n.forgetKey(a.Volume)
+		}
+		return fmt.Errorf("re-attach %s: %w", a.Volume, err)
+	}
+	return nil
+}
+
+// dropAttachment deletes vol's attachment record, if it is still this
+// node's.
+func (n *Node) dropAttachment(ctx context.Context, vol string) error {
+	a, rev, err := n.meta.Attachment(ctx, vol)
+	if errors.Is(err, meta.ErrNotFound) || err == nil && a.Node != n.cfg.ID {
+		return nil
+	}
+	if err == nil {
+		err = n.meta.Commit(ctx, meta.DeleteAttachment(vol, rev))
+	}
+	if err != nil {
+		return fmt.Errorf("detach %s: %w", vol, err)
+	}
+	return nil
 }
 
 // recoverSnapshots finishes snapshot deletes interrupted by a crash and

@@ -81,12 +81,7 @@ func (n *Node) retire(ctx context.Context, a *attachment, why string) error {
 	}
 	a.stop()
 	err := n.front.Abandon(ctx, a.name, a.mountPath)
-	n.mu.Lock()
-	delete(n.attached, a.vol)
-	n.mu.Unlock()
-	if n.cfg.IO != nil {
-		n.cfg.IO.Forget(a.vol)
-	}
+	n.forget(a)
 	a.close() // its replicas refuse it anyway
 	if err != nil {
 		return fmt.Errorf("volume %s was superseded (%s); removing its stale mount: %w", a.vol, why, err)

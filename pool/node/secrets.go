@@ -134,30 +134,43 @@ func (n *Node) openSecret(ctx context.Context, name string) ([]byte, meta.Rev, e
 }
 
 // newVolumeKey makes the data key of new encrypted volume v, wrapped by
-// the passphrase in its secret, and returns the guard its record's
-// transaction must carry.
-func (n *Node) newVolumeKey(ctx context.Context, v *meta.Volume) (meta.Op, error) {
-	pass, rev, err := n.openSecret(ctx, v.SecretKey)
-	if err != nil {
-		return meta.Op{}, fmt.Errorf("create encrypted volume %s: %w", v.Name, err)
+// pass (a passphrase given per call) or, without, by the passphrase in
+// v's secret; it returns the guards its record's transaction must carry.
+func (n *Node) newVolumeKey(ctx context.Context, v *meta.Volume, pass []byte) ([]meta.Op, error) {
+	var guards []meta.Op
+	if v.SecretKey != "" {
+		var rev meta.Rev
+		var err error
+		if pass, rev, err = n.openSecret(ctx, v.SecretKey); err != nil {
+			return nil, fmt.Errorf("create encrypted volume %s: %w", v.Name, err)
+		}
+		defer clear(pass)
+		guards = append(guards, meta.SecretUnchanged(v.SecretKey, rev))
 	}
-	defer clear(pass)
 	key, err := crypt.NewKey()
 	if err != nil {
-		return meta.Op{}, err
+		return nil, err
 	}
 	defer clear(key)
 	if v.Key, err = crypt.Wrap(key, pass); err != nil {
-		return meta.Op{}, err
+		return nil, err
 	}
-	return meta.SecretUnchanged(v.SecretKey, rev), nil
+	return guards, nil
 }
 
-// volumeKey unwraps the data key of encrypted volume v; the caller clears
-// it once used.
-func (n *Node) volumeKey(ctx context.Context, v *meta.Volume) ([]byte, error) {
+// volumeKey unwraps the data key of encrypted volume v with pass, the
+// passphrase given with the call, or kept, its key kept by this node (a
+// volume attached here before a restart), or the passphrase in v's
+// secret. The caller clears it once used.
+func (n *Node) volumeKey(ctx context.Context, v *meta.Volume, pass, kept []byte) ([]byte, error) {
 	if v.Key == nil {
 		return nil, fmt.Errorf("encrypted volume %s has no key in its record", v.Name)
+	}
+	if v.SecretKey == "" {
+		return givenKey(v, pass, kept)
+	}
+	if len(pass) > 0 {
+		return nil, fmt.Errorf("volume %s: its key is wrapped by cluster secret %q; give no passphrase: %w", v.Name, v.SecretKey, api.ErrInvalid)
 	}
 	passes, err := n.secretValues(ctx, v.SecretKey)
 	if err != nil {

@@ -19,25 +19,32 @@ import (
 // of the same name and the same spec exists. The record goes to etcd first,
 // in state "creating"; a crash before it turns "ready" is rolled back when
 // the node restarts.
-func (n *Node) CreateVolume(ctx context.Context, s spec.Volume) (*api.Volume, error) {
-	return n.createVolume(ctx, s, nil)
+func (n *Node) CreateVolume(ctx context.Context, s spec.Volume, opts api.CreateOptions) (*api.Volume, error) {
+	return n.createVolume(ctx, s, opts.Passphrase, nil)
 }
 
 // filler gives a new volume its content before it is ready: a restore.
 type filler struct {
 	// key is the volume's wrapped data key, for an encrypted one: the
-	// content is ciphertext under it; guard is the secret's record as
-	// key was wrapped under it.
-	key   *crypt.Wrapped
-	guard meta.Op
+	// content is ciphertext under it; guards hold the secret's record as
+	// key was wrapped under it (none for a passphrase given per call).
+	key    *crypt.Wrapped
+	guards []meta.Op
 	// fill writes the content; the volume is rolled back if it fails.
 	fill func(ctx context.Context, v *meta.Volume) error
 }
 
-// createVolume creates volume s and, with f, fills it before it is ready.
-func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api.Volume, error) {
+// createVolume creates volume s, its key wrapped by pass if given (an
+// encrypted volume with a passphrase per call), and, with f, fills it
+// before it is ready.
+func (n *Node) createVolume(ctx context.Context, s spec.Volume, pass []byte, f *filler) (*api.Volume, error) {
 	if err := s.Normalize(); err != nil {
 		return nil, err
+	}
+	if f == nil { // a restore's key comes with its backup
+		if err := checkCreatePassphrase(s, pass); err != nil {
+			return nil, err
+		}
 	}
 	var srcVol, srcSnap string
 	if s.FromSnapshot != "" {
@@ -50,7 +57,7 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 		if f != nil {
 			return nil, fmt.Errorf("volume %q exists; a restore makes a new volume: %w", s.Name, api.ErrExists)
 		}
-		return n.sameSpec(ctx, old, s)
+		return n.sameSpec(ctx, old, s, pass)
 	} else if !errors.Is(err, meta.ErrNotFound) {
 		return nil, err
 	}
@@ -86,12 +93,14 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 		v.InSync = append(v.InSync, r.ID)
 	}
 	var guards []meta.Op
-	if v.Encrypted {
-		guard, err := n.encryptionOf(ctx, v, src, f)
-		if err != nil {
+	switch {
+	case v.Encrypted:
+		var err error
+		if guards, err = n.encryptionOf(ctx, v, src, f, pass); err != nil {
 			return nil, err
 		}
-		guards = append(guards, guard)
+	case len(pass) > 0:
+		return nil, fmt.Errorf("%w: a passphrase was given, but a clone of %s is in clear as its source is", api.ErrInvalid, s.FromSnapshot)
 	}
 	// The record is made once v is complete (its key too).
 	if err := n.meta.Commit(ctx, append(guards, meta.PutVolume(v, 0))...); err != nil {
@@ -121,34 +130,47 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, f *filler) (*api
 	return n.describe(ctx, v)
 }
 
-// encryptionOf gives encrypted volume v its key: a new one, its source's
-// for a clone, or its filler's (a restore), and returns the guard of the
-// secret it uses.
-func (n *Node) encryptionOf(ctx context.Context, v, src *meta.Volume, f *filler) (meta.Op, error) {
+// encryptionOf gives encrypted volume v its key: a new one (wrapped by
+// pass, or by its secret), its source's for a clone, or its filler's (a
+// restore), and returns the guards of the secret it uses.
+func (n *Node) encryptionOf(ctx context.Context, v, src *meta.Volume, f *filler, pass []byte) ([]meta.Op, error) {
 	switch {
 	case f != nil && f.key != nil:
 		v.Key = f.key
-		return f.guard, nil
+		return f.guards, nil
 	case src == nil:
-		return n.newVolumeKey(ctx, v)
+		return n.newVolumeKey(ctx, v, pass)
+	case perCall(src):
+		// Wrapped by the source's passphrase, which must open it if given.
+		v.Key = src.Key
+		if err := checkGiven(src, pass); err != nil {
+			return nil, fmt.Errorf("clone %s of encrypted volume %s: %w", v.Name, src.Name, err)
+		}
+		return nil, nil
+	}
+	if len(pass) > 0 {
+		return nil, fmt.Errorf("%w: a passphrase was given, but the key of %s, the clone's source, is wrapped by cluster secret %q", api.ErrInvalid, src.Name, src.SecretKey)
 	}
 	// The clone's key is its source's: no secret change may run between
 	// reading it and the clone's record (openSecret refuses while one
 	// does, and the guard fails if one starts).
 	v.Key = src.Key
-	pass, rev, err := n.openSecret(ctx, v.SecretKey)
+	secret, rev, err := n.openSecret(ctx, v.SecretKey)
 	if err != nil {
-		return meta.Op{}, fmt.Errorf("clone %s of encrypted volume %s: %w", v.Name, src.Name, err)
+		return nil, fmt.Errorf("clone %s of encrypted volume %s: %w", v.Name, src.Name, err)
 	}
-	clear(pass)
-	return meta.SecretUnchanged(v.SecretKey, rev), nil
+	clear(secret)
+	return []meta.Op{meta.SecretUnchanged(v.SecretKey, rev)}, nil
 }
 
 // sameSpec answers a create of an existing name: success when the request
 // asks for the same volume, a clear error naming the difference otherwise.
-func (n *Node) sameSpec(ctx context.Context, old *meta.Volume, s spec.Volume) (*api.Volume, error) {
+func (n *Node) sameSpec(ctx context.Context, old *meta.Volume, s spec.Volume, pass []byte) (*api.Volume, error) {
 	if err := api.MatchSpec(old.Volume, s); err != nil {
 		return nil, err
+	}
+	if err := checkGiven(old, pass); err != nil {
+		return nil, fmt.Errorf("create volume %s: it exists: %w", s.Name, err)
 	}
 	if old.State != meta.StateReady {
 		return nil, fmt.Errorf("volume %q is being %s; try again in a moment: %w", s.Name, strings.TrimSuffix(string(old.State), "ing")+"ed", api.ErrConflict)

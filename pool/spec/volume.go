@@ -52,8 +52,10 @@ type Volume struct {
 	Locality string `json:"locality,omitempty"`
 	// Encrypted volumes are encrypted on the node they are attached on
 	// (AES-XTS-256) under a random key of their own, kept wrapped by the
-	// passphrase in cluster secret SecretKey (ballast secret set). A
-	// clone is encrypted as its source is, with the same key.
+	// passphrase in cluster secret SecretKey (ballast secret set) or, with
+	// no SecretKey, by a passphrase given with the create and every attach
+	// (api.CreateOptions), never stored. A clone is encrypted as its
+	// source is, with the same key.
 	Encrypted bool   `json:"encrypted,omitempty"`
 	SecretKey string `json:"secret_key,omitempty"`
 }
@@ -121,9 +123,6 @@ func (v *Volume) Normalize() error {
 		if err := ValidateName("secret name", v.SecretKey); err != nil {
 			return err
 		}
-	}
-	if v.Encrypted && v.SecretKey == "" && v.FromSnapshot == "" {
-		return invalid("encrypted volume %q needs a secret key: the name of a cluster secret holding its passphrase (ballast secret set NAME)", v.Name)
 	}
 	if !v.Encrypted && v.SecretKey != "" && v.FromSnapshot == "" {
 		return invalid("volume %q names secret key %q but is not encrypted; add encrypted", v.Name, v.SecretKey)

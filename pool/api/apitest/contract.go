@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,8 +28,10 @@ import (
 // idempotent and is what inspect shows, and one asking for the other kind
 // (raw block or filesystem) is ErrInUse; a detach of a volume attached
 // nowhere does nothing; anything missing is ErrNotFound. An encrypted
-// volume needs an existing secret; a secret is set once, and one a volume
-// uses cannot be deleted; a clone of an encrypted volume is encrypted.
+// volume needs an existing secret or a passphrase given per call (then
+// with every attach; a missing or wrong one is ErrInvalid and attaches
+// nothing); a secret is set once, and one a volume uses cannot be
+// deleted; a clone of an encrypted volume is encrypted, with its key.
 func Contract(t *testing.T, svc api.Service, node string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -49,7 +52,7 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, name := range []string{"ct-clone", "ct-v", "ct-enc-clone", "ct-enc"} {
+		for _, name := range []string{"ct-clone", "ct-v", "ct-enc-clone", "ct-enc", "ct-pp-clone", "ct-pp"} {
 			svc.DetachVolume(ctx, name)
 			svc.DeleteVolume(ctx, name)
 		}
@@ -59,23 +62,23 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	// Create.
 	bad := base
 	bad.Size = -1
-	_, err := svc.CreateVolume(ctx, bad)
+	_, err := svc.CreateVolume(ctx, bad, api.CreateOptions{})
 	is("create with a negative size", err, api.ErrInvalid)
 	_, err = svc.InspectVolume(ctx, base.Name)
 	is("inspect after a refused create", err, api.ErrNotFound)
-	v, err := svc.CreateVolume(ctx, base)
+	v, err := svc.CreateVolume(ctx, base, api.CreateOptions{})
 	ok("create", err)
 	if v.Size != size || v.Repl != 1 || v.FS != "ext4" || len(v.Replicas) != 1 {
 		t.Fatalf("created %+v", v.Volume)
 	}
-	again, err := svc.CreateVolume(ctx, base)
+	again, err := svc.CreateVolume(ctx, base, api.CreateOptions{})
 	ok("create again with the same spec", err)
 	if again.ID != v.ID {
 		t.Fatalf("create again: ID %s, first %s", again.ID, v.ID)
 	}
 	bigger := base
 	bigger.Size = 2 * size
-	_, err = svc.CreateVolume(ctx, bigger)
+	_, err = svc.CreateVolume(ctx, bigger, api.CreateOptions{})
 	is("create again with another spec", err, api.ErrExists)
 	list, err := svc.ListVolumes(ctx)
 	ok("list", err)
@@ -114,11 +117,11 @@ func Contract(t *testing.T, svc api.Service, node string) {
 
 	// Clone.
 	clone := spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@s1"}
-	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@nope"})
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@nope"}, api.CreateOptions{})
 	is("clone of a missing snapshot", err, api.ErrNotFound)
-	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@s1", Size: 2 * size})
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-clone", FromSnapshot: base.Name + "@s1", Size: 2 * size}, api.CreateOptions{})
 	is("clone of another size", err, api.ErrInvalid)
-	c, err := svc.CreateVolume(ctx, clone)
+	c, err := svc.CreateVolume(ctx, clone, api.CreateOptions{})
 	ok("clone", err)
 	if c.Size != size || c.FS != "ext4" || c.Repl != 1 {
 		t.Fatalf("clone %+v, want the snapshot's size, fs and repl", c.Volume)
@@ -152,9 +155,9 @@ func Contract(t *testing.T, svc api.Service, node string) {
 
 	// Encryption: a volume encrypted under a secret, which it then keeps
 	// from being deleted; its clone is encrypted too.
-	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true})
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true}, api.CreateOptions{})
 	is("encrypted without a secret key", err, api.ErrInvalid)
-	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true, SecretKey: "ct-nokey"})
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true, SecretKey: "ct-nokey"}, api.CreateOptions{})
 	is("encrypted under a missing secret", err, api.ErrNotFound)
 	_, err = svc.SetSecret(ctx, "ct-key", []byte("correct horse battery staple"))
 	ok("set a secret", err)
@@ -162,14 +165,14 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	is("set it again", err, api.ErrExists)
 	_, err = svc.SetSecret(ctx, "ct-empty", nil)
 	is("set an empty secret", err, api.ErrInvalid)
-	enc, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true, SecretKey: "ct-key"})
+	enc, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc", Size: size, Encrypted: true, SecretKey: "ct-key"}, api.CreateOptions{})
 	ok("create encrypted", err)
 	if !enc.Encrypted || enc.SecretKey != "ct-key" {
 		t.Fatalf("created %+v, want encrypted under ct-key", enc.Volume)
 	}
 	_, err = svc.CreateSnapshot(ctx, "ct-enc", "s")
 	ok("snapshot an encrypted volume", err)
-	encClone, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc-clone", FromSnapshot: "ct-enc@s"})
+	encClone, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-enc-clone", FromSnapshot: "ct-enc@s"}, api.CreateOptions{})
 	ok("clone an encrypted volume", err)
 	if !encClone.Encrypted || encClone.SecretKey != "ct-key" {
 		t.Fatalf("clone %+v, want encrypted as its source", encClone.Volume)
@@ -194,6 +197,7 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	}
 	ok("delete the secret", svc.DeleteSecret(ctx, "ct-key"))
 	is("delete it again", svc.DeleteSecret(ctx, "ct-key"), api.ErrNotFound)
+	perCallPassphrase(ctx, t, svc, size)
 
 	// Delete.
 	ok("delete the clone", svc.DeleteVolume(ctx, clone.Name))
@@ -203,4 +207,62 @@ func Contract(t *testing.T, svc api.Service, node string) {
 	is("delete again", svc.DeleteVolume(ctx, base.Name), api.ErrNotFound)
 	_, err = svc.InspectVolume(ctx, base.Name)
 	is("inspect a deleted volume", err, api.ErrNotFound)
+}
+
+// perCallPassphrase checks an encrypted volume whose passphrase is given
+// with the create and every attach, and its clone, which keeps its key.
+func perCallPassphrase(ctx context.Context, t *testing.T, svc api.Service, size int64) {
+	t.Helper()
+	check := func(what string, err, want error) {
+		t.Helper()
+		if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+			t.Fatalf("%s: %v, want %v", what, err, want)
+		}
+	}
+	pass := []byte("a passphrase given per call")
+	with := func(p string) api.CreateOptions { return api.CreateOptions{Passphrase: []byte(p)} }
+	enc := spec.Volume{Name: "ct-pp", Size: size, Encrypted: true}
+	_, err := svc.CreateVolume(ctx, spec.Volume{Name: "ct-pp", Size: size, Encrypted: true, SecretKey: "ct-other"}, with(string(pass)))
+	check("create with a passphrase and a secret key", err, api.ErrInvalid)
+	_, err = svc.CreateVolume(ctx, spec.Volume{Name: "ct-pp", Size: size}, with(string(pass)))
+	check("create in clear with a passphrase", err, api.ErrInvalid)
+	_, err = svc.CreateVolume(ctx, enc, with(strings.Repeat("x", api.MaxPassphrase+1)))
+	check("create with a passphrase too long", err, api.ErrInvalid)
+	v, err := svc.CreateVolume(ctx, enc, with(string(pass)))
+	check("create with a passphrase", err, nil)
+	if !v.Encrypted || v.SecretKey != "" {
+		t.Fatalf("created %+v, want encrypted with no secret key", v.Volume)
+	}
+	_, err = svc.CreateVolume(ctx, enc, with("not the passphrase"))
+	check("create it again with another passphrase", err, api.ErrInvalid)
+	_, err = svc.CreateVolume(ctx, enc, with(string(pass)))
+	check("create it again with the passphrase", err, nil)
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{})
+	check("attach without the passphrase", err, api.ErrInvalid)
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{Passphrase: []byte("not the passphrase")})
+	check("attach with a wrong passphrase", err, api.ErrInvalid)
+	if v, err := svc.InspectVolume(ctx, "ct-pp"); err != nil || v.Attachment != nil {
+		t.Fatalf("after refused attaches: %+v, %v; want it attached nowhere", v, err)
+	}
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{Passphrase: pass})
+	check("attach with the passphrase", err, nil)
+	_, err = svc.CreateSnapshot(ctx, "ct-pp", "s1")
+	check("snapshot it", err, nil)
+	check("detach it", svc.DetachVolume(ctx, "ct-pp"), nil)
+	clone := spec.Volume{Name: "ct-pp-clone", FromSnapshot: "ct-pp@s1"}
+	_, err = svc.CreateVolume(ctx, clone, with("not the passphrase"))
+	check("clone with a wrong passphrase", err, api.ErrInvalid)
+	c, err := svc.CreateVolume(ctx, clone, api.CreateOptions{})
+	check("clone", err, nil)
+	if !c.Encrypted || c.SecretKey != "" {
+		t.Fatalf("clone %+v, want encrypted with the passphrase of its source", c.Volume)
+	}
+	_, err = svc.AttachVolume(ctx, "ct-pp-clone", api.AttachOptions{})
+	check("attach the clone without the passphrase", err, api.ErrInvalid)
+	_, err = svc.AttachVolume(ctx, "ct-pp-clone", api.AttachOptions{Passphrase: pass})
+	check("attach the clone with its source's passphrase", err, nil)
+	check("detach the clone", svc.DetachVolume(ctx, "ct-pp-clone"), nil)
+	check("delete the clone", svc.DeleteVolume(ctx, "ct-pp-clone"), nil)
+	check("delete the snapshot", svc.DeleteSnapshot(ctx, "ct-pp", "s1"), nil)
+	check("delete the volume", svc.DeleteVolume(ctx, "ct-pp"), nil)
 }

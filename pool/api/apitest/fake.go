@@ -33,6 +33,7 @@ type Fake struct {
 	vols      map[string]*api.Volume
 	snaps     map[string]api.Snapshot // by VOL@SNAP
 	secrets   map[string]api.Secret
+	passes    map[string]string // a volume's passphrase given per call
 	calls     []string
 	resized   []string
 	attachErr error
@@ -43,7 +44,7 @@ var _ api.Service = (*Fake)(nil)
 
 // New returns a fake of node, the only node of its cluster, up.
 func New(node string) *Fake {
-	return &Fake{Node: node, up: map[string]bool{node: true}, vols: map[string]*api.Volume{}, snaps: map[string]api.Snapshot{}, secrets: map[string]api.Secret{}}
+	return &Fake{Node: node, up: map[string]bool{node: true}, vols: map[string]*api.Volume{}, snaps: map[string]api.Snapshot{}, secrets: map[string]api.Secret{}, passes: map[string]string{}}
 }
 
 // SetUp adds node to the cluster, up or down.
@@ -165,15 +166,29 @@ func (f *Fake) get(name string) (*api.Volume, error) {
 	return v, nil
 }
 
-func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, error) {
+func (f *Fake) CreateVolume(_ context.Context, s spec.Volume, opts api.CreateOptions) (*api.Volume, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("create", s.Name)
 	if err := s.Normalize(); err != nil {
 		return nil, err
 	}
+	pass := string(opts.Passphrase)
+	switch {
+	case len(pass) > api.MaxPassphrase:
+		return nil, fmt.Errorf("%w: the passphrase is too long", api.ErrInvalid)
+	case pass != "" && s.SecretKey != "":
+		return nil, fmt.Errorf("%w: volume %q names a secret key and a passphrase was given too", api.ErrInvalid, s.Name)
+	case pass != "" && !s.Encrypted && s.FromSnapshot == "":
+		return nil, fmt.Errorf("%w: a passphrase was given but volume %q is not encrypted", api.ErrInvalid, s.Name)
+	case pass == "" && s.Encrypted && s.SecretKey == "" && s.FromSnapshot == "":
+		return nil, fmt.Errorf("%w: encrypted volume %q needs a passphrase: a secret key or one given with the call", api.ErrInvalid, s.Name)
+	}
 	if old := f.vols[s.Name]; old != nil {
 		if err := api.MatchSpec(old.Volume, s); err != nil {
+			return nil, err
+		}
+		if err := f.checkPass(old, pass, true); err != nil {
 			return nil, err
 		}
 		c := *old
@@ -191,6 +206,12 @@ func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 			return nil, fmt.Errorf("%w: a clone of %s is encrypted as its source is", api.ErrInvalid, s.FromSnapshot)
 		}
 		s.Encrypted, s.SecretKey = src.Encrypted, src.SecretKey
+		if err := f.checkPass(src, pass, true); err != nil {
+			return nil, err
+		}
+		if pass = f.passes[src.Name]; pass != "" {
+			defer func() { f.passes[s.Name] = pass }()
+		}
 		switch {
 		case s.Size != sn.Size:
 			return nil, fmt.Errorf("%w: a clone of %s has its size %s", api.ErrInvalid, s.FromSnapshot, spec.FormatSize(sn.Size))
@@ -200,8 +221,11 @@ func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 			return nil, fmt.Errorf("%w: a clone's repl can be at most %d", api.ErrInvalid, src.Repl)
 		}
 	} else {
-		if _, ok := f.secrets[s.SecretKey]; s.Encrypted && !ok {
+		if _, ok := f.secrets[s.SecretKey]; s.Encrypted && s.SecretKey != "" && !ok {
 			return nil, fmt.Errorf("secret %q does not exist: %w", s.SecretKey, api.ErrNotFound)
+		}
+		if pass != "" {
+			f.passes[s.Name] = pass
 		}
 		for i := 1; len(nodes) < s.Repl; i++ {
 			nodes = append(nodes, fmt.Sprintf("%s-peer%d", f.Node, i))
@@ -214,6 +238,21 @@ func (f *Fake) CreateVolume(_ context.Context, s spec.Volume) (*api.Volume, erro
 	f.vols[s.Name] = v
 	c := *v
 	return &c, nil
+}
+
+// checkPass checks pass, given with a call on v: it must be v's passphrase
+// given per call, and given unless optional.
+func (f *Fake) checkPass(v *api.Volume, pass string, optional bool) error {
+	want, perCall := f.passes[v.Name]
+	switch {
+	case !perCall && pass != "":
+		return fmt.Errorf("%w: a passphrase was given, but volume %s has none given per call", api.ErrInvalid, v.Name)
+	case perCall && pass == "" && !optional:
+		return fmt.Errorf("volume %s is encrypted with a passphrase given per call, and none was given: %w", v.Name, api.ErrInvalid)
+	case perCall && pass != "" && pass != want:
+		return fmt.Errorf("volume %s: the passphrase given does not open its key: %w", v.Name, api.ErrInvalid)
+	}
+	return nil
 }
 
 // clones lists the volumes made from a snapshot of vol (snap "") or from
@@ -249,6 +288,7 @@ func (f *Fake) DeleteVolume(_ context.Context, name string) error {
 		}
 	}
 	delete(f.vols, name)
+	delete(f.passes, name)
 	return nil
 }
 
@@ -319,6 +359,9 @@ func (f *Fake) AttachVolume(_ context.Context, name string, opts api.AttachOptio
 		return nil, fmt.Errorf("volume %q is attached on this node already, as another kind; detach it first: %w", name, api.ErrInUse)
 	}
 	if a := v.Attachment; a == nil || a.Node != f.Node {
+		if err := f.checkPass(v, string(opts.Passphrase), false); err != nil {
+			return nil, err
+		}
 		v.Epoch++
 		v.Attachment = &api.Attachment{Volume: name, Node: f.Node, Epoch: v.Epoch, Block: opts.Block, Since: time.Now()}
 		if !opts.Block {

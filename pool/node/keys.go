@@ -1,0 +1,91 @@
+package node
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// KeyKeeper keeps descriptors for this node across daemon restarts;
+// pool/keeper's Client is the real one. The node gives it, while a volume
+// whose passphrase was given per call is attached here, the volume's
+// unwrapped data key in a sealed memfd (memory, never a file on disk), so
+// that a restarted daemon re-attaches the volume without the passphrase,
+// as the keeper lets it take over the volume's FUSE connection. The key
+// goes when the volume is detached, taken over by another node, or
+// released by the keeper after its restart grace.
+type KeyKeeper interface {
+	Hold(name string, state []byte, files ...*os.File) error
+	Take(name string) ([]byte, []*os.File, error)
+	Drop(name string) error
+}
+
+// keyEntry is the keeper's name for vol's key; volume names have no "/",
+// so it is never a volume's own entry.
+func keyEntry(vol string) string { return "key/" + vol }
+
+// maxKey bounds a kept key (an XTS-256 key has 64 bytes).
+const maxKey = 256
+
+// keepKey gives the keeper vol's key.
+func (n *Node) keepKey(vol string, key []byte) error {
+	if n.cfg.Keys == nil {
+		return nil
+	}
+	fd, err := unix.MemfdCreate("ballast-key", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return fmt.Errorf("keep the key of %s: %w", vol, err)
+	}
+	f := os.NewFile(uintptr(fd), "ballast-key")
+	defer f.Close()
+	if _, err := f.Write(key); err != nil {
+		return fmt.Errorf("keep the key of %s: %w", vol, err)
+	}
+	seals := unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE | unix.F_SEAL_SEAL
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		return fmt.Errorf("keep the key of %s: seal: %w", vol, err)
+	}
+	if err := n.cfg.Keys.Hold(keyEntry(vol), nil, f); err != nil {
+		return fmt.Errorf("keep the key of %s: %w", vol, err)
+	}
+	return nil
+}
+
+// keptKey returns the key the keeper kept for vol; the caller clears it.
+func (n *Node) keptKey(vol string) ([]byte, error) {
+	if n.cfg.Keys == nil {
+		return nil, fmt.Errorf("the daemon runs without a keeper, which keeps the keys of volumes given a passphrase per call across restarts")
+	}
+	_, files, err := n.cfg.Keys.Take(keyEntry(vol))
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(files)
+	if len(files) != 1 {
+		return nil, fmt.Errorf("the keeper holds %d descriptors for the key of %s, want 1", len(files), vol)
+	}
+	key := make([]byte, maxKey)
+	k, err := unix.Pread(int(files[0].Fd()), key, 0)
+	if err != nil || k == 0 || k == maxKey {
+		clear(key)
+		return nil, fmt.Errorf("read the kept key of %s: %d bytes, %v", vol, k, err)
+	}
+	return key[:k], nil
+}
+
+// forgetKey makes the keeper drop vol's key, if it holds one.
+func (n *Node) forgetKey(vol string) {
+	if n.cfg.Keys == nil {
+		return
+	}
+	if err := n.cfg.Keys.Drop(keyEntry(vol)); err != nil {
+		n.log.Error("the keeper may still hold a volume's key", "volume", vol, "err", err)
+	}
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
+}
