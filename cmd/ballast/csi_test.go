@@ -168,6 +168,12 @@ func (n *csiNode) create(ctx context.Context, name string, size int64, params ma
 // expires), for up to wait.
 func (n *csiNode) stage(ctx context.Context, id string, wait time.Duration) string {
 	n.t.Helper()
+	return n.stageWith(ctx, id, wait, nil)
+}
+
+// stageWith is stage with the node-stage secrets the CO passes.
+func (n *csiNode) stageWith(ctx context.Context, id string, wait time.Duration, secrets map[string]string) string {
+	n.t.Helper()
 	staging := filepath.Join(n.paths, "staging-"+id)
 	target := filepath.Join(n.paths, "target-"+id)
 	if err := os.MkdirAll(staging, 0o750); err != nil {
@@ -175,7 +181,7 @@ func (n *csiNode) stage(ctx context.Context, id string, wait time.Duration) stri
 	}
 	start := time.Now()
 	for {
-		_, err := n.nodeSvc.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: mountCap})
+		_, err := n.nodeSvc.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: mountCap, Secrets: secrets})
 		if err == nil {
 			break
 		}
@@ -290,6 +296,69 @@ func TestCSICloneAndRestore(t *testing.T) {
 	}
 	if vols, _ := n.client.ListVolumes(ctx); len(vols) != 0 {
 		t.Fatalf("volumes left: %v", vols)
+	}
+}
+
+// TestCSIPassphrase: a StorageClass asking for encryption with no
+// secret_key takes the passphrase from the CSI secrets: the provisioner
+// secret at CreateVolume (refused without), the node-stage secret at every
+// NodeStageVolume (refused without, or with a wrong one, with
+// INVALID_ARGUMENT and nothing staged). The data written reads back after
+// an unstage and a stage again, and a clone made through CreateVolume opens
+// with the same passphrase.
+func TestCSIPassphrase(t *testing.T) {
+	n := launchCSI(t, "n1", []string{"disk1", "disk2"})
+	ctx := n.ctx()
+	params := map[string]string{"repl": "2", "encrypted": "true"}
+	secrets := map[string]string{"passphrase": "csi passphrase 41c2"}
+	create := func(name string, secrets map[string]string, src *csipb.VolumeContentSource) (*csipb.CreateVolumeResponse, error) {
+		return n.ctrl.CreateVolume(ctx, &csipb.CreateVolumeRequest{Name: name, CapacityRange: &csipb.CapacityRange{RequiredBytes: 128 << 20},
+			VolumeCapabilities: []*csipb.VolumeCapability{mountCap}, Parameters: params, Secrets: secrets, VolumeContentSource: src})
+	}
+	if _, err := create("pvc-enc", nil, nil); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "provisioner secret") {
+		t.Fatalf("CreateVolume encrypted with no passphrase: %v; want INVALID_ARGUMENT naming the provisioner secret", err)
+	}
+	r, err := create("pvc-enc", secrets, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r.GetVolume().GetVolumeId()
+	if v, err := n.client.InspectVolume(ctx, id); err != nil || !v.Encrypted || v.SecretKey != "" {
+		t.Fatalf("the volume is %+v (%v); want encrypted, with no secret key", v, err)
+	}
+	staging := filepath.Join(n.paths, "staging-"+id)
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []map[string]string{nil, {"passphrase": "not it"}} {
+		_, err := n.nodeSvc.NodeStageVolume(ctx, &csipb.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: mountCap, Secrets: s})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("NodeStageVolume with secrets %v: %v; want INVALID_ARGUMENT", s, err)
+		}
+	}
+	if v, err := n.client.InspectVolume(ctx, id); err != nil || v.Attachment != nil {
+		t.Fatalf("refused stages attached it: %+v, %v", v, err)
+	}
+	dir := n.stageWith(ctx, id, 0, secrets)
+	want := writeRandom(t, filepath.Join(dir, "data"), 8<<20)
+	n.unstage(ctx, id)
+	if got := sha(t, filepath.Join(n.stageWith(ctx, id, 0, secrets), "data")); got != want {
+		t.Fatalf("staged again, the file holds %s, %s was written", got, want)
+	}
+	cr, err := create("pvc-enc-clone", secrets, &csipb.VolumeContentSource{Type: &csipb.VolumeContentSource_Volume{
+		Volume: &csipb.VolumeContentSource_VolumeSource{VolumeId: id}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone := cr.GetVolume().GetVolumeId()
+	if got := sha(t, filepath.Join(n.stageWith(ctx, clone, 0, secrets), "data")); got != want {
+		t.Fatalf("the clone holds %s, its source %s", got, want)
+	}
+	for _, v := range []string{clone, id} {
+		n.unstage(ctx, v)
+		if _, err := n.ctrl.DeleteVolume(ctx, &csipb.DeleteVolumeRequest{VolumeId: v}); err != nil {
+			t.Fatalf("delete %s: %v", v, err)
+		}
 	}
 }
 
