@@ -217,7 +217,8 @@ func TestSecretChange(t *testing.T) {
 // an attach without the passphrase is refused. After a stop of the whole
 // daemon (keeper and all) the volume, which no key survived, is detached
 // rather than left half-attached, and attaches again with its passphrase,
-// its data intact (fio verify, e2fsck). Neither the passphrase nor the
+// its data intact (fio verify, e2fsck). A change of the passphrase makes
+// only the new one open it. Neither passphrase nor the
 // data in clear is in any file under the daemon's dir (pool, etcd, log).
 func TestPassphrasePerCall(t *testing.T) {
 	d := startDaemon(t, "--keeper=true", "--restart-grace=60s")
@@ -313,11 +314,26 @@ func TestPassphrasePerCall(t *testing.T) {
 	fioVerify(t, filepath.Join(mnt, "base"), "16M", 5)
 	fsckFrozen(t, mnt)
 	must("", "volume", "detach", "pp")
+
+	// A change of the passphrase: from then on only the new one opens it.
+	const next = "the next per-call passphrase"
+	nextFile := filepath.Join(t.TempDir(), "next")
+	if err := os.WriteFile(nextFile, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	refused("change given a wrong passphrase", "does not open its key", "not it", "volume", "change-passphrase", "pp", "--secret-env", "PP", "--new-secret-file", nextFile)
+	must(pass, "volume", "change-passphrase", "pp", "--secret-env", "PP", "--new-secret-file", nextFile)
+	refused("attach with the passphrase before the change", "does not open its key", pass, "volume", "attach", "pp", "--secret-env", "PP")
+	mnt = must(next, "volume", "attach", "pp", "--secret-env", "PP")
+	fioVerify(t, filepath.Join(mnt, "base"), "16M", 5)
+	must("", "volume", "detach", "pp")
 	d.stop()
+	for _, p := range []string{pass, next} {
+		if files := filesHolding(t, d.dir, []byte(p)); len(files) > 0 {
+			t.Errorf("a passphrase in clear in %v", files)
+		}
+	}
 	if files := filesHolding(t, d.dir, []byte("BALLAST-PER-CALL-MARKER")); len(files) > 0 {
 		t.Errorf("the volume's data in clear in %v", files)
-	}
-	if files := filesHolding(t, d.dir, []byte(pass)); len(files) > 0 {
-		t.Errorf("the passphrase in clear in %v", files)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 func newVolumeCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{Use: "volume", Aliases: []string{"v", "volumes"}, Short: "Create, attach and manage volumes"}
-	cmd.AddCommand(volumeCreate(c), volumeList(c), volumeInspect(c), volumeAttach(c), volumeDetach(c), volumeResize(c), volumeDelete(c))
+	cmd.AddCommand(volumeCreate(c), volumeList(c), volumeInspect(c), volumeAttach(c), volumeDetach(c), volumeResize(c), volumeDelete(c), volumeChangePassphrase(c))
 	return cmd
 }
 
@@ -276,4 +276,39 @@ func volumeDelete(c *cli) *cobra.Command {
 			return c.withClient(func(cl *api.Client) error { return cl.DeleteVolume(cmd.Context(), args[0]) })
 		},
 	}
+}
+
+func volumeChangePassphrase(c *cli) *cobra.Command {
+	var oldf, newf passphraseFlags
+	cmd := &cobra.Command{
+		Use:   "change-passphrase NAME (--secret-file F | --secret-env VAR) (--new-secret-file F | --new-secret-env VAR)",
+		Short: "Give an encrypted volume made with a passphrase of its own a new one (its key is rewrapped; nothing is re-encrypted)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			old, err := oldf.value()
+			if err != nil {
+				return err
+			}
+			defer clear(old)
+			value, err := readValue("--new-secret-file", newf.file, "--new-secret-env", newf.env)
+			if err != nil {
+				return err
+			}
+			defer clear(value)
+			if old == nil || value == nil {
+				return fmt.Errorf("give the passphrase (--secret-file or --secret-env) and the new one (--new-secret-file or --new-secret-env)")
+			}
+			return c.withClient(func(cl *api.Client) error {
+				if err := cl.ChangePassphrase(cmd.Context(), args[0], old, value); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s: passphrase changed; give the new one from now on\n", args[0])
+				return nil
+			})
+		},
+	}
+	oldf.add(cmd, "the volume has now")
+	cmd.Flags().StringVar(&newf.file, "new-secret-file", "", "read the new passphrase from this file (a trailing newline is dropped)")
+	cmd.Flags().StringVar(&newf.env, "new-secret-env", "", "read the new passphrase from this environment variable")
+	return cmd
 }

@@ -76,6 +76,8 @@ func (f *fake) ClusterStatus(context.Context) ([]Node, error) {
 func (f *fake) SetSecret(_ context.Context, name string, _ []byte) (*Secret, error) {
 	return &Secret{Name: name}, nil
 }
+func (f *fake) ChangePassphrase(context.Context, string, []byte, []byte) error { return nil }
+
 func (f *fake) ChangeSecret(_ context.Context, name string, _ []byte) (*Secret, error) {
 	return &Secret{Name: name}, nil
 }

@@ -96,6 +96,11 @@ func (c *Client) SetSecret(ctx context.Context, name string, value []byte) (*Sec
 	return call[*Secret](ctx, c, "SetSecret", &SecretReq{Name: name, Value: value})
 }
 
+func (c *Client) ChangePassphrase(ctx context.Context, volume string, old, value []byte) error {
+	_, err := call[*Empty](ctx, c, "ChangePassphrase", &PassphraseReq{Volume: volume, Old: old, Value: value})
+	return err
+}
+
 func (c *Client) ChangeSecret(ctx context.Context, name string, value []byte) (*Secret, error) {
 	return call[*Secret](ctx, c, "ChangeSecret", &SecretReq{Name: name, Value: value})
 }

@@ -38,6 +38,10 @@ type (
 		Name  string
 		Value []byte
 	}
+	PassphraseReq struct {
+		Volume     string
+		Old, Value []byte
+	}
 	// Empty is the request or answer that carries nothing.
 	Empty = rpc.Empty
 )
@@ -74,6 +78,9 @@ var methods = []rpc.Method[Service]{
 	}),
 	rpc.Unary(errorTable, "ChangeSecret", func(s Service, ctx context.Context, r *SecretReq) (*Secret, error) {
 		return s.ChangeSecret(ctx, r.Name, r.Value)
+	}),
+	rpc.Unary(errorTable, "ChangePassphrase", func(s Service, ctx context.Context, r *PassphraseReq) (*Empty, error) {
+		return rpc.NoAnswer(s.ChangePassphrase(ctx, r.Volume, r.Old, r.Value))
 	}),
 	rpc.Unary(errorTable, "ListSecrets", func(s Service, ctx context.Context, _ *Empty) ([]Secret, error) { return s.ListSecrets(ctx) }),
 	rpc.Unary(errorTable, "DeleteSecret", func(s Service, ctx context.Context, r *NameReq) (*Empty, error) {

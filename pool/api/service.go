@@ -44,6 +44,10 @@ type Service interface {
 	// that use it are rewrapped under it, with nothing re-encrypted, in
 	// the same transaction.
 	ChangeSecret(ctx context.Context, name string, value []byte) (*Secret, error)
+	// ChangePassphrase gives a volume encrypted with a passphrase given
+	// per call a new one: old must open its key, which is rewrapped
+	// under value, with nothing re-encrypted. Its clones keep theirs.
+	ChangePassphrase(ctx context.Context, volume string, old, value []byte) error
 	// ListSecrets lists the secrets, never their values.
 	ListSecrets(ctx context.Context) ([]Secret, error)
 	// DeleteSecret deletes a secret no volume uses.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 
@@ -72,4 +73,42 @@ func checkGiven(v *meta.Volume, pass []byte) error {
 	key, err := givenKey(v, pass, nil)
 	clear(key)
 	return err
+}
+
+// ChangePassphrase gives volume name, encrypted with a passphrase given
+// per call, a new one: old must open its data key, which is wrapped again
+// under value; nothing is re-encrypted. Its clones keep their own
+// wrapping, and a node it is attached on its key.
+func (n *Node) ChangePassphrase(ctx context.Context, name string, old, value []byte) error {
+	if err := spec.ValidateName("volume name", name); err != nil {
+		return err
+	}
+	if len(value) == 0 || len(value) > api.MaxPassphrase {
+		return fmt.Errorf("%w: the new passphrase has %d bytes; give 1 to %d", api.ErrInvalid, len(value), api.MaxPassphrase)
+	}
+	defer n.locks.Lock(name)()
+	v, rev, err := n.getVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !v.Encrypted:
+		return fmt.Errorf("%w: volume %s is not encrypted", api.ErrInvalid, name)
+	case !perCall(v):
+		return fmt.Errorf("%w: volume %s's key is wrapped by cluster secret %q; change the secret (ballast secret change %s)", api.ErrInvalid, name, v.SecretKey, v.SecretKey)
+	case len(old) == 0:
+		return fmt.Errorf("%w: give volume %s's passphrase, to open its key", api.ErrInvalid, name)
+	}
+	w, err := v.Key.Rewrap(old, value)
+	if errors.Is(err, crypt.ErrWrongPassphrase) {
+		return fmt.Errorf("change the passphrase of volume %s: the passphrase given does not open its key: %w", name, api.ErrInvalid)
+	} else if err != nil {
+		return fmt.Errorf("change the passphrase of volume %s: %w", name, err)
+	}
+	v.Key = w
+	if err := n.meta.Commit(ctx, meta.PutVolume(v, rev)); err != nil {
+		return conflict("change the passphrase of volume "+name, err)
+	}
+	n.log.Info("volume passphrase changed", "volume", name)
+	return nil
 }

@@ -262,6 +262,22 @@ func perCallPassphrase(ctx context.Context, t *testing.T, svc api.Service, size 
 	_, err = svc.AttachVolume(ctx, "ct-pp-clone", api.AttachOptions{Passphrase: pass})
 	check("attach the clone with its source's passphrase", err, nil)
 	check("detach the clone", svc.DetachVolume(ctx, "ct-pp-clone"), nil)
+
+	// A change of the passphrase: the old one must open the key, and
+	// from then on only the new one does; the clone keeps its own.
+	next := []byte("the next passphrase")
+	check("change the passphrase, given a wrong one", svc.ChangePassphrase(ctx, "ct-pp", []byte("not the passphrase"), next), api.ErrInvalid)
+	check("change the passphrase to nothing", svc.ChangePassphrase(ctx, "ct-pp", pass, nil), api.ErrInvalid)
+	check("change the passphrase of a volume in clear", svc.ChangePassphrase(ctx, "ct-v", pass, next), api.ErrInvalid)
+	check("change the passphrase", svc.ChangePassphrase(ctx, "ct-pp", pass, next), nil)
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{Passphrase: pass})
+	check("attach with the passphrase before the change", err, api.ErrInvalid)
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{Passphrase: next})
+	check("attach with the new passphrase", err, nil)
+	check("detach it again", svc.DetachVolume(ctx, "ct-pp"), nil)
+	_, err = svc.AttachVolume(ctx, "ct-pp-clone", api.AttachOptions{Passphrase: pass})
+	check("attach the clone with the passphrase it had", err, nil)
+	check("detach the clone again", svc.DetachVolume(ctx, "ct-pp-clone"), nil)
 	check("delete the clone", svc.DeleteVolume(ctx, "ct-pp-clone"), nil)
 	check("delete the snapshot", svc.DeleteSnapshot(ctx, "ct-pp", "s1"), nil)
 	check("delete the volume", svc.DeleteVolume(ctx, "ct-pp"), nil)

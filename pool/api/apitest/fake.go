@@ -255,6 +255,29 @@ func (f *Fake) checkPass(v *api.Volume, pass string, optional bool) error {
 	return nil
 }
 
+// ChangePassphrase gives a volume with a passphrase given per call a new
+// one.
+func (f *Fake) ChangePassphrase(_ context.Context, volume string, old, value []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("change-passphrase", volume)
+	v, err := f.get(volume)
+	if err != nil {
+		return err
+	}
+	if len(value) == 0 || len(value) > api.MaxPassphrase {
+		return fmt.Errorf("%w: the new passphrase has %d bytes; give 1 to %d", api.ErrInvalid, len(value), api.MaxPassphrase)
+	}
+	if _, ok := f.passes[volume]; !ok {
+		return fmt.Errorf("%w: volume %s has no passphrase given per call", api.ErrInvalid, volume)
+	}
+	if err := f.checkPass(v, string(old), false); err != nil {
+		return err
+	}
+	f.passes[volume] = string(value)
+	return nil
+}
+
 // clones lists the volumes made from a snapshot of vol (snap "") or from
 // snapshot vol@snap.
 func (f *Fake) clones(vol, snap string) []string {
