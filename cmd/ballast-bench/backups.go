@@ -104,7 +104,7 @@ func backupBench(ctx context.Context, d *daemon, dir string, logger *slog.Logger
 		last = b
 	}
 	start = time.Now()
-	if _, err := d.client.RestoreBackup(ctx, last.ID, "bench-restored"); err != nil {
+	if _, err := d.client.RestoreBackup(ctx, last.ID, "bench-restored", api.RestoreOptions{}); err != nil {
 		return fail(3, err)
 	}
 	steps[3].took = time.Since(start)

@@ -170,6 +170,27 @@ func waitBackup(ctx context.Context, cl *api.Client, b *api.Backup, w io.Writer,
 	return b, nil
 }
 
+// showRestore shows, every second until ctx ends, how far the restore
+// filling volume vol is (its record says, while it is being made).
+func showRestore(ctx context.Context, cl *api.Client, vol string, w io.Writer) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last int64 = -1
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		v, err := cl.InspectVolume(ctx, vol)
+		if err != nil || v.Restore == nil || v.Restore.Total == 0 || v.Restore.Done == last {
+			continue
+		}
+		last = v.Restore.Done
+		fmt.Fprintf(w, "restore of %s: %s / %s (%d%%)\n", vol, size(v.Restore.Done), size(v.Restore.Total), v.Restore.Done*100/v.Restore.Total)
+	}
+}
+
 func newBackupListCmd(c *cli) *cobra.Command {
 	var target string
 	cmd := &cobra.Command{
@@ -218,17 +239,30 @@ func newBackupListCmd(c *cli) *cobra.Command {
 }
 
 func newBackupRestoreCmd(c *cli) *cobra.Command {
-	var to string
+	var to, rate string
 	cmd := &cobra.Command{
-		Use:   "restore BACKUP --to NEWVOLUME",
-		Short: "Make a new volume from a backup (its progress is in the daemon's log)",
+		Use:   "restore BACKUP --to NEWVOLUME [--rate-limit RATE]",
+		Short: "Make a new volume from a backup, showing its progress",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var opts api.RestoreOptions
+			if rate != "" {
+				r, err := spec.ParseSize(rate)
+				if err != nil {
+					return fmt.Errorf("--rate-limit: %w", err)
+				}
+				opts.RateLimit = r
+			}
 			return c.withClient(func(cl *api.Client) error {
 				if !c.json {
 					fmt.Fprintf(cmd.ErrOrStderr(), "restoring backup %s to volume %s...\n", args[0], to)
 				}
-				v, err := cl.RestoreBackup(cmd.Context(), args[0], to)
+				ctx, stop := context.WithCancel(cmd.Context())
+				defer stop()
+				if !c.json {
+					go showRestore(ctx, cl, to, cmd.ErrOrStderr())
+				}
+				v, err := cl.RestoreBackup(ctx, args[0], to, opts)
 				if err != nil {
 					return err
 				}
@@ -241,6 +275,7 @@ func newBackupRestoreCmd(c *cli) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&to, "to", "", "the new volume's name")
+	cmd.Flags().StringVar(&rate, "rate-limit", "", "cap the download, in bytes per second (e.g. 50M)")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the new volume as JSON")
 	cmd.MarkFlagRequired("to")
 	return cmd

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ballast-io/ballast/pool/api"
+	"github.com/ballast-io/ballast/pool/spec"
 	"github.com/ballast-io/ballast/pool/testenv"
 )
 
@@ -83,12 +84,21 @@ func TestBackupRestore(t *testing.T) {
 	}
 
 	// Each backup restores to its snapshot, byte for byte: the newer,
-	// then the older.
+	// then the older, capped at 16 MiB/s: its 48 MiB and more take 2 s
+	// or more, and the CLI shows the progress its record carries.
 	for _, b := range []*api.Backup{b2, b1} {
 		to := "r-" + b.Snapshot
-		out := cli("backup", "restore", b.ID, "--to", to)
+		args := []string{"backup", "restore", b.ID, "--to", to}
+		if b == b1 {
+			args = append(args, "--rate-limit", "16M")
+		}
+		t0 := time.Now()
+		out := cli(args...)
 		if !strings.Contains(out, "restored") {
 			t.Fatalf("restore said %q", out)
+		}
+		if took := time.Since(t0); b == b1 && (took < 2*time.Second || !strings.Contains(out, "restore of "+to+": ")) {
+			t.Errorf("restore of %d bytes capped at 16 MiB/s took %s and showed:\n%s\nwant 2 s or more, and its progress", b.Uploaded, took, out)
 		}
 		cli("volume", "create", "c-"+b.Snapshot, "--from-snapshot", "db@"+b.Snapshot)
 		if got, want := deviceSum(t, d, to), deviceSum(t, d, "c-"+b.Snapshot); got != want {
@@ -150,7 +160,9 @@ func TestBackupRestore(t *testing.T) {
 
 // TestEncryptedBackup: an encrypted volume backs up to a file:// target
 // as ciphertext (no file of the target holds a known pattern written to
-// it) and restores to a volume that opens with the same secret.
+// it) and restores to a volume that opens with the same secret. One with a
+// passphrase given per call restores to a volume that opens only with
+// that passphrase.
 func TestEncryptedBackup(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
@@ -196,6 +208,35 @@ func TestEncryptedBackup(t *testing.T) {
 		t.Errorf("the restored file differs (%v)", err)
 	}
 	if err := d.client.DetachVolume(ctx, "enc2"); err != nil {
+		t.Fatal(err)
+	}
+
+	own := []byte("a passphrase of its own")
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "own", Size: 64 << 20, Encrypted: true}, api.CreateOptions{Passphrase: own}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = d.client.AttachVolume(ctx, "own", api.AttachOptions{Passphrase: own}); err != nil {
+		t.Fatal(err)
+	}
+	writeSynced(t, filepath.Join(a.MountPath, "marker"), marker)
+	b = backupOf(t, d, "own", "--target", "dir")
+	if err := d.client.DetachVolume(ctx, "own"); err != nil {
+		t.Fatal(err)
+	}
+	if files := filesHolding(t, target, []byte("BALLAST-BACKUP-MARKER")); len(files) > 0 {
+		t.Errorf("the data of the volume with its own passphrase in clear in the target: %v", files)
+	}
+	cli("backup", "restore", b.ID, "--to", "own2")
+	if _, err := d.client.AttachVolume(ctx, "own2", api.AttachOptions{}); err == nil || !strings.Contains(err.Error(), "given per call") {
+		t.Fatalf("attach of the restored volume without its passphrase: %v", err)
+	}
+	if ra, err = d.client.AttachVolume(ctx, "own2", api.AttachOptions{Passphrase: own}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(ra.MountPath, "marker")); err != nil || !bytes.Equal(got, marker) {
+		t.Errorf("the file restored from the volume with its own passphrase differs (%v)", err)
+	}
+	if err := d.client.DetachVolume(ctx, "own2"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -119,7 +119,7 @@ func TestSchedulesSurviveLeaderDeath(t *testing.T) {
 	}
 	// What the backups kept restores.
 	_, bs := scheduled(t, live)
-	if _, err := live.client.RestoreBackup(ctx, bs[len(bs)-1], "restored"); err != nil {
+	if _, err := live.client.RestoreBackup(ctx, bs[len(bs)-1], "restored", api.RestoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ra, err := c.client.AttachVolume(ctx, "restored", api.AttachOptions{})

@@ -7,6 +7,19 @@ import (
 	"github.com/ballast-io/ballast/pool/rpc"
 )
 
+// RestoreOptions tune a restore.
+type RestoreOptions struct {
+	// RateLimit caps the download in bytes per second; 0: none.
+	RateLimit int64 `json:"rate_limit,omitempty"`
+}
+
+// RestoreProgress is how far the restore filling a volume is.
+type RestoreProgress struct {
+	Backup string `json:"backup"`
+	Done   int64  `json:"done"`  // bytes of the volume restored
+	Total  int64  `json:"total"` // its size
+}
+
 // BackupService is backups of volumes to object storage: the targets they
 // go to, and the backups themselves. A daemon serves it beside Service
 // on the same socket (as ballast.v1.Backups); Client implements both.
@@ -31,7 +44,9 @@ type BackupService interface {
 	// RestoreBackup makes volume to from backup id, and answers when it
 	// is ready. The volume is the backup's size, filesystem and
 	// encryption (its key comes with the backup; its secret must exist).
-	RestoreBackup(ctx context.Context, id, to string) (*Volume, error)
+	// Meanwhile the volume is "creating", and its Restore says how far
+	// the restore is.
+	RestoreBackup(ctx context.Context, id, to string, opts RestoreOptions) (*Volume, error)
 	// DeleteBackup deletes a backup, and the chunks only it used.
 	DeleteBackup(ctx context.Context, id string) error
 
@@ -143,9 +158,12 @@ const backupServiceName = "ballast.v1.Backups"
 type (
 	BackupTargetReq = BackupTargetSpec
 	BackupReq       = BackupSpec
-	RestoreReq      struct{ ID, To string }
-	ScheduleReq     = ScheduleSpec
-	ScheduleKeyReq  struct{ Volume, Kind string }
+	RestoreReq      struct {
+		ID, To string
+		Opts   RestoreOptions `json:"opts,omitempty"`
+	}
+	ScheduleReq    = ScheduleSpec
+	ScheduleKeyReq struct{ Volume, Kind string }
 )
 
 var backupMethods = []rpc.Method[BackupService]{
@@ -168,7 +186,7 @@ var backupMethods = []rpc.Method[BackupService]{
 		return s.ListTargetBackups(ctx, r.Name)
 	}),
 	rpc.Unary(errorTable, "RestoreBackup", func(s BackupService, ctx context.Context, r *RestoreReq) (*Volume, error) {
-		return s.RestoreBackup(ctx, r.ID, r.To)
+		return s.RestoreBackup(ctx, r.ID, r.To, r.Opts)
 	}),
 	rpc.Unary(errorTable, "DeleteBackup", func(s BackupService, ctx context.Context, r *NameReq) (*Empty, error) {
 		return rpc.NoAnswer(s.DeleteBackup(ctx, r.Name))
@@ -216,8 +234,8 @@ func (c *Client) ListTargetBackups(ctx context.Context, target string) ([]Backup
 	return backupCall[[]Backup](ctx, c, "ListTargetBackups", &NameReq{Name: target})
 }
 
-func (c *Client) RestoreBackup(ctx context.Context, id, to string) (*Volume, error) {
-	return backupCall[*Volume](ctx, c, "RestoreBackup", &RestoreReq{ID: id, To: to})
+func (c *Client) RestoreBackup(ctx context.Context, id, to string, opts RestoreOptions) (*Volume, error) {
+	return backupCall[*Volume](ctx, c, "RestoreBackup", &RestoreReq{ID: id, To: to, Opts: opts})
 }
 
 func (c *Client) DeleteBackup(ctx context.Context, id string) error {

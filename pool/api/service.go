@@ -114,6 +114,9 @@ type Volume struct {
 	// Rebuild is the replica being rebuilt on the node the volume is
 	// attached on, or the last one rebuilt there.
 	Rebuild *Rebuild `json:"rebuild,omitempty"`
+	// Restore is the restore filling a volume made from a backup, while
+	// it runs.
+	Restore *RestoreProgress `json:"restore,omitempty"`
 }
 
 // Replica is one copy of a volume.

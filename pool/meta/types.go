@@ -78,8 +78,19 @@ type Volume struct {
 	// Repairs counts blocks repaired after a checksum mismatch.
 	Repairs int64 `json:"repairs"`
 	// Key is the data key of an encrypted volume, wrapped by the
-	// passphrase in secret SecretKey; nil for a volume in clear.
+	// passphrase in secret SecretKey, or by one given per call when it
+	// names none; nil for a volume in clear.
 	Key *crypt.Wrapped `json:"key,omitempty"`
+	// Restoring is how far the restore filling the volume is, while it
+	// is "creating" from a backup.
+	Restoring *Restoring `json:"restoring,omitempty"`
+}
+
+// Restoring is a restore's progress, in bytes of the volume.
+type Restoring struct {
+	Backup string `json:"backup"`
+	Done   int64  `json:"done"`
+	Total  int64  `json:"total"`
 }
 
 // Attachment says where a volume is attached.

@@ -431,7 +431,10 @@ func (n *Node) unmarkCollecting(ctx context.Context, target string) {
 // backup's size, filesystem and encryption (the same data key, so the
 // ciphertext restores as it was), written through an engine over its new
 // replicas before it turns ready. A failed restore leaves no volume.
-func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, error) {
+func (n *Node) RestoreBackup(ctx context.Context, id, to string, opts api.RestoreOptions) (*api.Volume, error) {
+	if opts.RateLimit < 0 {
+		return nil, fmt.Errorf("%w: rate limit %d is negative", api.ErrInvalid, opts.RateLimit)
+	}
 	if !backup.ValidID(id) {
 		return nil, fmt.Errorf("%w: %q is not a backup ID", api.ErrInvalid, id)
 	}
@@ -480,11 +483,15 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 	log := n.log.With("backup", id, "volume", to)
 	f.fill = func(ctx context.Context, v *meta.Volume) error {
 		return n.fillVolume(ctx, v, func(dev block.Device) error {
-			var last time.Time
-			return backup.Restore(ctx, t, m, dev, backup.RestoreOptions{Progress: func(p backup.Progress) {
-				if time.Since(last) >= 5*time.Second || p.Done == p.Total {
-					last = time.Now()
+			var logged, recorded time.Time
+			return backup.Restore(ctx, t, m, dev, backup.RestoreOptions{RateLimit: opts.RateLimit, Progress: func(p backup.Progress) {
+				if time.Since(logged) >= 5*time.Second || p.Done == p.Total {
+					logged = time.Now()
 					log.Info("restoring", "done", p.Done, "total", p.Total)
+				}
+				if time.Since(recorded) >= time.Second || p.Done == p.Total {
+					recorded = time.Now()
+					n.recordRestore(ctx, to, &meta.Restoring{Backup: id, Done: p.Done, Total: p.Total})
 				}
 			}})
 		})
@@ -495,6 +502,21 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string) (*api.Volume, e
 	}
 	log.Info("backup restored", "size", m.Size)
 	return out, nil
+}
+
+// recordRestore records how far the restore filling volume vol is, for
+// users to follow (api.Volume.Restore); best effort.
+func (n *Node) recordRestore(ctx context.Context, vol string, r *meta.Restoring) {
+	_, err := n.meta.UpdateVolume(ctx, vol, func(v *meta.Volume) bool {
+		if v.State != meta.StateCreating {
+			return false
+		}
+		v.Restoring = r
+		return true
+	})
+	if err != nil && ctx.Err() == nil {
+		n.log.Warn("restore progress not recorded", "volume", vol, "err", err)
+	}
 }
 
 // findBackup finds backup id: in the target its record names or, with no

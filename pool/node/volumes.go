@@ -122,7 +122,10 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, pass []byte, f *
 	}
 	// The record as it is now (a secret change may have rewrapped its
 	// key meanwhile), made ready.
-	v, err := n.meta.UpdateVolume(ctx, v.Name, func(cur *meta.Volume) bool { cur.State, cur.Creator = meta.StateReady, ""; return true })
+	v, err := n.meta.UpdateVolume(ctx, v.Name, func(cur *meta.Volume) bool {
+		cur.State, cur.Creator, cur.Restoring = meta.StateReady, "", nil
+		return true
+	})
 	if err != nil {
 		return nil, conflict("create volume "+s.Name, err)
 	}
@@ -423,6 +426,9 @@ func (n *Node) ListVolumes(ctx context.Context) ([]api.Volume, error) {
 func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error) {
 	out := &api.Volume{Volume: v.Volume, ID: v.ID, State: string(v.State), Created: v.Created,
 		Epoch: v.Epoch, Repairs: v.Repairs}
+	if r := v.Restoring; r != nil {
+		out.Restore = &api.RestoreProgress{Backup: r.Backup, Done: r.Done, Total: r.Total}
+	}
 	out.Locality = spec.NormalLocality(out.Locality) // records made before locality have none
 	n.mu.Lock()
 	att := n.attached[v.Name]
