@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -396,4 +397,55 @@ func TestBackupDaemonKilled(t *testing.T) {
 	if err := d.client.DetachVolume(d.ctx(), "r"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConcurrentBackupsReleaseSnapshots: two backups of a volume run at
+// once (rate-limited so they overlap), both on the same parent. Once a
+// third is done, only its own snapshot is left: the base of the next
+// backup. Before, the older of the two kept its snapshot for good.
+func TestConcurrentBackupsReleaseSnapshots(t *testing.T) {
+	d := startDaemon(t)
+	ctx := d.ctx()
+	if out, err := d.cli("backup", "target", "add", "dir", "file://"+filepath.Join(t.TempDir(), "target")); err != nil {
+		t.Fatalf("target add: %v\n%s", err, out)
+	}
+	if _, err := d.client.CreateVolume(ctx, spec.Volume{Name: "v", Size: 128 << 20}, api.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := d.client.AttachVolume(ctx, "v", api.AttachOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fioWrite(t, filepath.Join(a.MountPath, "one"), "16M", 3)
+	backupOf(t, d, "v", "--target", "dir") // the parent of the next two
+	fioWrite(t, filepath.Join(a.MountPath, "two"), "16M", 4)
+	var running []*api.Backup
+	for range 2 {
+		b, err := d.client.CreateBackup(ctx, api.BackupSpec{Volume: "v", Target: "dir", RateLimit: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		running = append(running, b)
+	}
+	for _, b := range running {
+		if _, err := waitBackup(ctx, d.client, b, io.Discard, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if running[0].Parent == "" || running[0].Parent != running[1].Parent {
+		t.Fatalf("the two backups have parents %q and %q; want the same one", running[0].Parent, running[1].Parent)
+	}
+	last := backupOf(t, d, "v", "--target", "dir")
+	snaps, err := d.client.ListSnapshots(ctx, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range snaps {
+		names = append(names, s.Name)
+	}
+	if len(names) != 1 || names[0] != last.Snapshot {
+		t.Fatalf("snapshots left: %v; want only %s, the last backup's", names, last.Snapshot)
+	}
+	fioVerify(t, filepath.Join(a.MountPath, "two"), "16M", 4)
 }

@@ -204,8 +204,9 @@ func (n *Node) lastBackup(ctx context.Context, vol, target string) (*meta.Backup
 }
 
 // runBackup runs backup rec to its end and records how it ended. A
-// backup that succeeds releases its parent's snapshot, if the parent took
-// it: the new one is the base of the next backup.
+// backup that succeeds releases the snapshots older backups took for
+// themselves (its parent's, say): the new one is the base of the next
+// backup.
 func (n *Node) runBackup(rec *meta.Backup, t backup.Target, p *pool, rid string, parent *meta.Backup, v *meta.Volume, rate int64) {
 	log := n.log.With("backup", rec.ID, "volume", rec.Volume, "target", rec.Target, "snapshot", rec.Snapshot)
 	log.Info("backup started", "parent", rec.Parent, "replica", rid)
@@ -233,19 +234,7 @@ func (n *Node) runBackup(rec *meta.Backup, t backup.Target, p *pool, rid string,
 		return
 	}
 	log.Info("backup done", "size", m.Size, "uploaded", m.Uploaded, "took", time.Since(start))
-	if parent != nil && parent.OwnSnapshot {
-		n.dropOwnSnapshot(parent)
-	}
-}
-
-// dropOwnSnapshot deletes the snapshot backup b took for itself.
-func (n *Node) dropOwnSnapshot(b *meta.Backup) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	err := n.DeleteSnapshot(ctx, b.Volume, b.Snapshot)
-	if err != nil && !errors.Is(err, api.ErrNotFound) {
-		n.log.Warn("delete the snapshot of a backup", "backup", b.ID, "volume", b.Volume, "snapshot", b.Snapshot, "err", err)
-	}
+	n.releaseBases(rec.Volume, rec.Target)
 }
 
 // backupFrom backs rec's snapshot of the local replica rid up to t.
