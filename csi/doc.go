@@ -34,6 +34,12 @@
 // to do (the next attach fences it), and on another node that is up it
 // fails, naming the node, so the CO retries after NodeUnstageVolume there.
 //
+// Encryption. A StorageClass with encrypted "true" names a cluster secret
+// (secret_key), or takes the passphrase from the CSI secrets under the key
+// "passphrase" (PassphraseKey): the provisioner secret at CreateVolume, the
+// node-stage secret at every NodeStageVolume. The daemon never stores it;
+// a missing or wrong one is INVALID_ARGUMENT and nothing is staged.
+//
 // Raw block. The block access type (volumeMode: Block) is served too, by
 // any volume: NodeStageVolume attaches the volume as a raw block device
 // (api.AttachOptions.Block: nothing is formatted or mounted) and leaves the
