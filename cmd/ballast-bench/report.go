@@ -71,8 +71,10 @@ type fioTarget struct {
 	err   error              // the whole target failed
 	want  map[string]float64 // per-job targets; nil: the repl's class targets
 	// encrypted: an encrypted volume, judged against the same repl in
-	// clear (renderEncryption), not against the baseline.
+	// clear (renderEncryption), not against the baseline: against pair,
+	// the volume in clear measured in turn with it.
 	encrypted bool
+	pair      *fioTarget
 }
 
 // target returns the ratio job j must reach on t.
