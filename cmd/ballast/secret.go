@@ -108,16 +108,17 @@ func secretValue(file, env string) ([]byte, error) {
 
 // passphraseFlags give an encrypted volume's passphrase with a call: from
 // a file or an environment variable, never the command line (ps shows it).
-type passphraseFlags struct{ file, env string }
+// Their names are --PREFIXsecret-file and --PREFIXsecret-env.
+type passphraseFlags struct{ prefix, file, env string }
 
 func (p *passphraseFlags) add(cmd *cobra.Command, what string) {
-	cmd.Flags().StringVar(&p.file, "secret-file", "", "read the passphrase "+what+" from this file (a trailing newline is dropped)")
-	cmd.Flags().StringVar(&p.env, "secret-env", "", "read the passphrase "+what+" from this environment variable")
+	cmd.Flags().StringVar(&p.file, p.prefix+"secret-file", "", "read the "+what+" from this file (a trailing newline is dropped)")
+	cmd.Flags().StringVar(&p.env, p.prefix+"secret-env", "", "read the "+what+" from this environment variable")
 }
 
 // value is the passphrase given, or nil.
 func (p *passphraseFlags) value() ([]byte, error) {
-	return readValue("--secret-file", p.file, "--secret-env", p.env)
+	return readValue("--"+p.prefix+"secret-file", p.file, "--"+p.prefix+"secret-env", p.env)
 }
 
 // readValue reads a value from file or env, given by flags fileFlag and

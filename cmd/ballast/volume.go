@@ -71,7 +71,7 @@ func volumeCreate(c *cli) *cobra.Command {
 	cmd.Flags().StringVar(&s.Locality, "locality", "", "best-effort (default): when attached on a node holding no replica, build one there and retire a remote one; none: leave the replicas where they are")
 	cmd.Flags().BoolVar(&s.Encrypted, "encrypted", false, "encrypt the volume (AES-XTS-256) on the node it is attached on, under a key of its own wrapped by a passphrase: the one in --secret-key, or one given now and with each attach (--secret-file, --secret-env)")
 	cmd.Flags().StringVar(&s.SecretKey, "secret-key", "", "the cluster secret holding the passphrase of an encrypted volume (ballast secret set NAME)")
-	pf.add(cmd, "of an encrypted volume, not stored: give it again with each attach")
+	pf.add(cmd, "passphrase of an encrypted volume, not stored: give it again with each attach")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the volume as JSON")
 	return cmd
 }
@@ -206,7 +206,7 @@ func volumeAttach(c *cli) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "take the volume over from the node that holds it")
 	cmd.Flags().BoolVar(&opts.Block, "block", false, "attach as a raw block device: no filesystem is made or mounted; prints the device")
-	pf.add(cmd, "of an encrypted volume created with one (--secret-file or --secret-env at create)")
+	pf.add(cmd, "passphrase of an encrypted volume created with one (--secret-file or --secret-env at create)")
 	cmd.Flags().BoolVar(&c.json, "json", false, "print the attachment as JSON")
 	return cmd
 }
@@ -279,7 +279,7 @@ func volumeDelete(c *cli) *cobra.Command {
 }
 
 func volumeChangePassphrase(c *cli) *cobra.Command {
-	var oldf, newf passphraseFlags
+	oldf, newf := passphraseFlags{}, passphraseFlags{prefix: "new-"}
 	cmd := &cobra.Command{
 		Use:   "change-passphrase NAME (--secret-file F | --secret-env VAR) (--new-secret-file F | --new-secret-env VAR)",
 		Short: "Give an encrypted volume made with a passphrase of its own a new one (its key is rewrapped; nothing is re-encrypted)",
@@ -290,7 +290,7 @@ func volumeChangePassphrase(c *cli) *cobra.Command {
 				return err
 			}
 			defer clear(old)
-			value, err := readValue("--new-secret-file", newf.file, "--new-secret-env", newf.env)
+			value, err := newf.value()
 			if err != nil {
 				return err
 			}
@@ -307,8 +307,7 @@ func volumeChangePassphrase(c *cli) *cobra.Command {
 			})
 		},
 	}
-	oldf.add(cmd, "the volume has now")
-	cmd.Flags().StringVar(&newf.file, "new-secret-file", "", "read the new passphrase from this file (a trailing newline is dropped)")
-	cmd.Flags().StringVar(&newf.env, "new-secret-env", "", "read the new passphrase from this environment variable")
+	oldf.add(cmd, "passphrase the volume has now")
+	newf.add(cmd, "new passphrase")
 	return cmd
 }
