@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -259,6 +260,7 @@ func TestPassphrasePerCall(t *testing.T) {
 		t.Fatalf("after refused attaches: %+v, %v; want it never attached", v, err)
 	}
 	mnt := must("", "volume", "attach", "pp", "--secret-file", passFile)
+	d.wantKeptKeys(1, "attached")
 	att, err := d.client.InspectVolume(ctx, "pp")
 	if err != nil || att.Attachment == nil {
 		t.Fatalf("inspect: %+v, %v", att, err)
@@ -294,9 +296,11 @@ func TestPassphrasePerCall(t *testing.T) {
 	}
 	checkRecords(t, filepath.Join(mnt, "log"), w.acked)
 	fioVerify(t, filepath.Join(mnt, "base"), "16M", 5)
+	d.wantKeptKeys(1, "taken over by the new daemon")
 
-	// Detached, nothing kept opens it.
+	// Detached, the keeper lets the key go, and nothing opens it.
 	must("", "volume", "detach", "pp")
+	d.wantKeptKeys(0, "detached")
 	refused("attach without the passphrase after a detach", "given per call", "", "volume", "attach", "pp")
 
 	// Attached, then the whole daemon stops: no key survives, so the next
@@ -335,5 +339,25 @@ func TestPassphrasePerCall(t *testing.T) {
 	}
 	if files := filesHolding(t, d.dir, []byte("BALLAST-PER-CALL-MARKER")); len(files) > 0 {
 		t.Errorf("the volume's data in clear in %v", files)
+	}
+}
+
+// wantKeptKeys fails the test unless the keeper (d's supervisor process)
+// holds want keys: memfds named ballast-key.
+func (d *daemon) wantKeptKeys(want int, when string) {
+	d.t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", d.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if link, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(link, "/memfd:ballast-key") {
+			n++
+		}
+	}
+	if n != want {
+		d.t.Fatalf("%s: the keeper holds %d keys, want %d", when, n, want)
 	}
 }

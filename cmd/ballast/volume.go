@@ -302,7 +302,7 @@ func volumeChangePassphrase(c *cli) *cobra.Command {
 				if err := cl.ChangePassphrase(cmd.Context(), args[0], old, value); err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "volume %s: passphrase changed; give the new one from now on\n", args[0])
+				fmt.Fprintf(cmd.OutOrStdout(), "volume %s: passphrase changed; give the new one from now on (its clones, and its backups taken before, keep the old one)\n", args[0])
 				return nil
 			})
 		},

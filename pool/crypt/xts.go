@@ -46,30 +46,34 @@ func newXTS(key []byte) (*xtsCipher, error) {
 
 // Encrypt encrypts src (a multiple of 16 bytes) into dst, which may be
 // src, as data unit number unit.
-func (c *xtsCipher) Encrypt(dst, src []byte, unit uint64) {
-	c.crypt(dst, src, unit, c.k1.Encrypt, c.ek, xtsEncrypt8)
-}
+func (c *xtsCipher) Encrypt(dst, src []byte, unit uint64) { c.crypt(dst, src, unit, false) }
 
 // Decrypt decrypts what Encrypt encrypted.
-func (c *xtsCipher) Decrypt(dst, src []byte, unit uint64) {
-	c.crypt(dst, src, unit, c.k1.Decrypt, c.dk, xtsDecrypt8)
-}
+func (c *xtsCipher) Decrypt(dst, src []byte, unit uint64) { c.crypt(dst, src, unit, true) }
 
-// crypt runs XTS over src into dst with aes, one block at a time, or with
-// rk and asm, eight at a time, where the CPU has AES-NI and the unit is
-// a multiple of eight blocks.
-func (c *xtsCipher) crypt(dst, src []byte, unit uint64, aes func(dst, src []byte),
-	rk *roundKeys, asm func(*roundKeys, *byte, *byte, int, *[16]byte, *[128]byte)) {
+// crypt runs XTS over src into dst: with AES-NI, eight blocks at a time,
+// where the CPU has it and the unit is a multiple of eight blocks, else
+// with crypto/aes one block at a time. The assembly is called directly,
+// not through a func value, so that its arguments stay on the stack.
+func (c *xtsCipher) crypt(dst, src []byte, unit uint64, decrypt bool) {
 	le := binary.LittleEndian
 	var t [16]byte
 	le.PutUint64(t[:8], unit)
 	c.k2.Encrypt(t[:], t[:])
 	n := len(src) &^ 15
 	dst, src = dst[:n], src[:n]
-	if rk != nil && n > 0 && n%128 == 0 {
+	if c.ek != nil && n > 0 && n%128 == 0 {
 		var scratch [128]byte
-		asm(rk, &dst[0], &src[0], n/128, &t, &scratch)
+		if decrypt {
+			xtsDecrypt8(c.dk, &dst[0], &src[0], n/128, &t, &scratch)
+		} else {
+			xtsEncrypt8(c.ek, &dst[0], &src[0], n/128, &t, &scratch)
+		}
 		return
+	}
+	aes := c.k1.Encrypt
+	if decrypt {
+		aes = c.k1.Decrypt
 	}
 	t0, t1 := le.Uint64(t[:8]), le.Uint64(t[8:])
 	// The tweaks, one per 16 bytes, kept for the second whitening: the

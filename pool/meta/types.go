@@ -81,16 +81,6 @@ type Volume struct {
 	// passphrase in secret SecretKey, or by one given per call when it
 	// names none; nil for a volume in clear.
 	Key *crypt.Wrapped `json:"key,omitempty"`
-	// Restoring is how far the restore filling the volume is, while it
-	// is "creating" from a backup.
-	Restoring *Restoring `json:"restoring,omitempty"`
-}
-
-// Restoring is a restore's progress, in bytes of the volume.
-type Restoring struct {
-	Backup string `json:"backup"`
-	Done   int64  `json:"done"`
-	Total  int64  `json:"total"`
 }
 
 // Attachment says where a volume is attached.

@@ -37,6 +37,13 @@ func (n *Node) AttachVolume(ctx context.Context, name string, opts api.AttachOpt
 			if a.Block != opts.Block {
 				return nil, fmt.Errorf("volume %q is attached on this node %s already; detach it first: %w", name, howAttached(a), api.ErrInUse)
 			}
+			v, _, err := n.getVolume(ctx, name)
+			if err == nil {
+				err = checkAttached(v, opts.Passphrase)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("attach volume %s: %w", name, err)
+			}
 			return have.toAPI(a), nil
 		}
 		if err == nil || errors.Is(err, meta.ErrNotFound) {
@@ -142,7 +149,7 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions, 
 	a.took = api.AttachTimes{Claim: t1.Sub(t0), Open: t2.Sub(t1), Mount: time.Since(t2)}
 	if perCall(v) {
 		// Without it, a restarted daemon could not serve the volume.
-		if err := n.keepKey(name, key); err != nil {
+		if err := n.keepKey(name, v.ID, key); err != nil {
 			n.log.Error("the volume's key is not kept: a daemon restart detaches it", "volume", name, "err", err)
 		} else {
 			a.keptKey = n.cfg.Keys != nil

@@ -480,7 +480,7 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string, opts api.Restor
 				}
 				if time.Since(recorded) >= time.Second || p.Done == p.Total {
 					recorded = time.Now()
-					n.recordRestore(ctx, to, &meta.Restoring{Backup: id, Done: p.Done, Total: p.Total})
+					n.recordRestore(ctx, &meta.Restoring{Volume: to, Backup: id, Done: p.Done, Total: p.Total})
 				}
 			}})
 		})
@@ -493,18 +493,11 @@ func (n *Node) RestoreBackup(ctx context.Context, id, to string, opts api.Restor
 	return out, nil
 }
 
-// recordRestore records how far the restore filling volume vol is, for
-// users to follow (api.Volume.Restore); best effort.
-func (n *Node) recordRestore(ctx context.Context, vol string, r *meta.Restoring) {
-	_, err := n.meta.UpdateVolume(ctx, vol, func(v *meta.Volume) bool {
-		if v.State != meta.StateCreating {
-			return false
-		}
-		v.Restoring = r
-		return true
-	})
-	if err != nil && ctx.Err() == nil {
-		n.log.Warn("restore progress not recorded", "volume", vol, "err", err)
+// recordRestore records how far a restore is, for users to follow
+// (api.Volume.Restore); best effort.
+func (n *Node) recordRestore(ctx context.Context, r *meta.Restoring) {
+	if err := n.meta.SetRestoring(ctx, r); err != nil && ctx.Err() == nil {
+		n.log.Warn("restore progress not recorded", "volume", r.Volume, "err", err)
 	}
 }
 

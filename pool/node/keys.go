@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -28,8 +29,14 @@ func keyEntry(vol string) string { return "key/" + vol }
 // maxKey bounds a kept key (an XTS-256 key has 64 bytes).
 const maxKey = 256
 
-// keepKey gives the keeper vol's key.
-func (n *Node) keepKey(vol string, key []byte) error {
+// keptState is the state held with a key: whose it is, so that a key is
+// never taken for a volume made again under the same name.
+type keptState struct {
+	KeyOf string `json:"key_of"` // the volume's ID
+}
+
+// keepKey gives the keeper the key of vol, whose ID is id.
+func (n *Node) keepKey(vol, id string, key []byte) error {
 	if n.cfg.Keys == nil {
 		return nil
 	}
@@ -46,22 +53,32 @@ func (n *Node) keepKey(vol string, key []byte) error {
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
 		return fmt.Errorf("keep the key of %s: seal: %w", vol, err)
 	}
-	if err := n.cfg.Keys.Hold(keyEntry(vol), nil, f); err != nil {
+	state, err := json.Marshal(keptState{KeyOf: id})
+	if err != nil {
+		return err
+	}
+	if err := n.cfg.Keys.Hold(keyEntry(vol), state, f); err != nil {
 		return fmt.Errorf("keep the key of %s: %w", vol, err)
 	}
 	return nil
 }
 
-// keptKey returns the key the keeper kept for vol; the caller clears it.
-func (n *Node) keptKey(vol string) ([]byte, error) {
+// keptKey returns the key the keeper kept for vol, whose ID is id; the
+// caller clears it.
+func (n *Node) keptKey(vol, id string) ([]byte, error) {
 	if n.cfg.Keys == nil {
 		return nil, fmt.Errorf("the daemon runs without a keeper, which keeps the keys of volumes given a passphrase per call across restarts")
 	}
-	_, files, err := n.cfg.Keys.Take(keyEntry(vol))
+	raw, files, err := n.cfg.Keys.Take(keyEntry(vol))
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(files)
+	var st keptState
+	if json.Unmarshal(raw, &st) != nil || st.KeyOf != id {
+		n.forgetKey(vol)
+		return nil, fmt.Errorf("the keeper holds a key for volume %s of ID %q, not of this one's %q", vol, st.KeyOf, id)
+	}
 	if len(files) != 1 {
 		return nil, fmt.Errorf("the keeper holds %d descriptors for the key of %s, want 1", len(files), vol)
 	}

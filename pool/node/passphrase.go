@@ -61,6 +61,23 @@ func givenKey(v *meta.Volume, pass, kept []byte) ([]byte, error) {
 	return key, err
 }
 
+// checkAttached checks the passphrase given with an attach of v that
+// finds it attached here already, as a new attach would: a volume with a
+// passphrase per call needs it, any other takes none.
+func checkAttached(v *meta.Volume, pass []byte) error {
+	switch {
+	case perCall(v):
+		key, err := givenKey(v, pass, nil)
+		clear(key)
+		return err
+	case len(pass) > 0 && v.Encrypted:
+		return fmt.Errorf("volume %s: its key is wrapped by cluster secret %q; give no passphrase: %w", v.Name, v.SecretKey, api.ErrInvalid)
+	case len(pass) > 0:
+		return fmt.Errorf("volume %s: a passphrase was given, but the volume is not encrypted: %w", v.Name, api.ErrInvalid)
+	}
+	return nil
+}
+
 // checkGiven checks that pass, given with a call on per-call volume v
 // that does not need it (a clone, a create again), opens v's key.
 func checkGiven(v *meta.Volume, pass []byte) error {
@@ -92,6 +109,8 @@ func (n *Node) ChangePassphrase(ctx context.Context, name string, old, value []b
 		return err
 	}
 	switch {
+	case v.State != meta.StateReady:
+		return fmt.Errorf("volume %s is %s; try again once it is ready: %w", name, v.State, api.ErrConflict)
 	case !v.Encrypted:
 		return fmt.Errorf("%w: volume %s is not encrypted", api.ErrInvalid, name)
 	case !perCall(v):

@@ -78,7 +78,7 @@ func (n *Node) reattach(ctx context.Context, a meta.Attachment, vols []meta.Volu
 	defer n.locks.Lock(a.Volume)()
 	var kept []byte
 	if i := slices.IndexFunc(vols, func(v meta.Volume) bool { return v.Name == a.Volume }); i >= 0 && perCall(&vols[i]) {
-		key, err := n.keptKey(a.Volume)
+		key, err := n.keptKey(a.Volume, vols[i].ID)
 		if err != nil {
 			n.log.Warn("detaching a volume whose passphrase was given per call: its key was not kept across the restart; attach it again with the passphrase", "volume", a.Volume, "err", err)
 			return n.dropAttachment(ctx, a.Volume)

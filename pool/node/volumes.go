@@ -123,11 +123,16 @@ func (n *Node) createVolume(ctx context.Context, s spec.Volume, pass []byte, f *
 	// The record as it is now (a secret change may have rewrapped its
 	// key meanwhile), made ready.
 	v, err := n.meta.UpdateVolume(ctx, v.Name, func(cur *meta.Volume) bool {
-		cur.State, cur.Creator, cur.Restoring = meta.StateReady, "", nil
+		cur.State, cur.Creator = meta.StateReady, ""
 		return true
 	})
 	if err != nil {
 		return nil, conflict("create volume "+s.Name, err)
+	}
+	if f != nil {
+		if err := n.meta.ClearRestoring(ctx, v.Name); err != nil {
+			n.log.Warn("restore progress left in etcd", "volume", v.Name, "err", err)
+		}
 	}
 	n.log.Info("volume created", "volume", v.Name, "size", v.Size, "repl", v.Repl, "fs", v.FS, "from", v.FromSnapshot)
 	return n.describe(ctx, v)
@@ -299,6 +304,9 @@ func (n *Node) rollbackCreate(ctx context.Context, v *meta.Volume) error {
 	if err := n.deleteReplicas(ctx, v); err != nil {
 		return err
 	}
+	if err := n.meta.ClearRestoring(ctx, v.Name); err != nil {
+		return err
+	}
 	_, rev, err := n.meta.Volume(ctx, v.Name)
 	if errors.Is(err, meta.ErrNotFound) {
 		return nil
@@ -426,8 +434,10 @@ func (n *Node) ListVolumes(ctx context.Context) ([]api.Volume, error) {
 func (n *Node) describe(ctx context.Context, v *meta.Volume) (*api.Volume, error) {
 	out := &api.Volume{Volume: v.Volume, ID: v.ID, State: string(v.State), Created: v.Created,
 		Epoch: v.Epoch, Repairs: v.Repairs}
-	if r := v.Restoring; r != nil {
-		out.Restore = &api.RestoreProgress{Backup: r.Backup, Done: r.Done, Total: r.Total}
+	if v.State == meta.StateCreating {
+		if r, err := n.meta.Restoring(ctx, v.Name); err == nil && r != nil {
+			out.Restore = &api.RestoreProgress{Backup: r.Backup, Done: r.Done, Total: r.Total}
+		}
 	}
 	out.Locality = spec.NormalLocality(out.Locality) // records made before locality have none
 	n.mu.Lock()

@@ -246,6 +246,10 @@ func perCallPassphrase(ctx context.Context, t *testing.T, svc api.Service, size 
 	}
 	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{Passphrase: pass})
 	check("attach with the passphrase", err, nil)
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{})
+	check("attach it again, attached, without the passphrase", err, api.ErrInvalid)
+	_, err = svc.AttachVolume(ctx, "ct-pp", api.AttachOptions{Passphrase: pass})
+	check("attach it again, attached, with the passphrase", err, nil)
 	_, err = svc.CreateSnapshot(ctx, "ct-pp", "s1")
 	check("snapshot it", err, nil)
 	check("detach it", svc.DetachVolume(ctx, "ct-pp"), nil)

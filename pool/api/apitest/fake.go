@@ -381,10 +381,10 @@ func (f *Fake) AttachVolume(_ context.Context, name string, opts api.AttachOptio
 	if a := v.Attachment; a != nil && a.Node == f.Node && a.Block != opts.Block {
 		return nil, fmt.Errorf("volume %q is attached on this node already, as another kind; detach it first: %w", name, api.ErrInUse)
 	}
+	if err := f.checkPass(v, string(opts.Passphrase), false); err != nil {
+		return nil, err
+	}
 	if a := v.Attachment; a == nil || a.Node != f.Node {
-		if err := f.checkPass(v, string(opts.Passphrase), false); err != nil {
-			return nil, err
-		}
 		v.Epoch++
 		v.Attachment = &api.Attachment{Volume: name, Node: f.Node, Epoch: v.Epoch, Block: opts.Block, Since: time.Now()}
 		if !opts.Block {
