@@ -20,8 +20,9 @@ import (
 // loop, 2.5-3.8 µs for crypto/aes alone, and see there for the assembly.
 type xtsCipher struct {
 	k1, k2 cipher.Block
-	// ek and dk are k1's round keys, for xts_amd64.s; nil without AES-NI.
-	ek, dk *roundKeys
+	// ek and dk are k1's round keys, tk k2's, for xts_amd64.s; nil
+	// without AES-NI.
+	ek, dk, tk *roundKeys
 }
 
 func newXTS(key []byte) (*xtsCipher, error) {
@@ -40,6 +41,7 @@ func newXTS(key []byte) (*xtsCipher, error) {
 	if useAESNI {
 		c.ek = expandKey(key[:KeySize/2])
 		c.dk = decryptKeys(c.ek)
+		c.tk = expandKey(key[KeySize/2:])
 	}
 	return c, nil
 }
@@ -53,24 +55,39 @@ func (c *xtsCipher) Decrypt(dst, src []byte, unit uint64) { c.crypt(dst, src, un
 
 // crypt runs XTS over src into dst: with AES-NI, eight blocks at a time,
 // where the CPU has it and the unit is a multiple of eight blocks, else
-// with crypto/aes one block at a time. The assembly is called directly,
-// not through a func value, so that its arguments stay on the stack.
+// with crypto/aes one block at a time.
 func (c *xtsCipher) crypt(dst, src []byte, unit uint64, decrypt bool) {
+	n := len(src) &^ 15
+	dst, src = dst[:n], src[:n]
+	if c.ek != nil && n > 0 && n%128 == 0 {
+		c.cryptAESNI(dst, src, unit, decrypt)
+		return
+	}
+	c.cryptGo(dst, src, unit, decrypt)
+}
+
+// cryptAESNI is crypt in assembly, the tweak too: everything it passes
+// stays on the stack (a call through cipher.Block or a func value would
+// move it to the heap, once per block of I/O).
+func (c *xtsCipher) cryptAESNI(dst, src []byte, unit uint64, decrypt bool) {
+	var t [16]byte
+	binary.LittleEndian.PutUint64(t[:8], unit)
+	aesEncrypt1(c.tk, &t)
+	var scratch [128]byte
+	if decrypt {
+		xtsDecrypt8(c.dk, &dst[0], &src[0], len(src)/128, &t, &scratch)
+	} else {
+		xtsEncrypt8(c.ek, &dst[0], &src[0], len(src)/128, &t, &scratch)
+	}
+}
+
+// cryptGo is crypt over crypto/aes, for len(src) a multiple of 16.
+func (c *xtsCipher) cryptGo(dst, src []byte, unit uint64, decrypt bool) {
 	le := binary.LittleEndian
 	var t [16]byte
 	le.PutUint64(t[:8], unit)
 	c.k2.Encrypt(t[:], t[:])
-	n := len(src) &^ 15
-	dst, src = dst[:n], src[:n]
-	if c.ek != nil && n > 0 && n%128 == 0 {
-		var scratch [128]byte
-		if decrypt {
-			xtsDecrypt8(c.dk, &dst[0], &src[0], n/128, &t, &scratch)
-		} else {
-			xtsEncrypt8(c.ek, &dst[0], &src[0], n/128, &t, &scratch)
-		}
-		return
-	}
+	n := len(src)
 	aes := c.k1.Encrypt
 	if decrypt {
 		aes = c.k1.Decrypt

@@ -18,3 +18,8 @@ func xtsEncrypt8(rk *roundKeys, dst, src *byte, groups int, tweak *[16]byte, scr
 
 //go:noescape
 func xtsDecrypt8(rk *roundKeys, dst, src *byte, groups int, tweak *[16]byte, scratch *[128]byte)
+
+// aesEncrypt1 encrypts b in place with round keys rk.
+//
+//go:noescape
+func aesEncrypt1(rk *roundKeys, b *[16]byte)

@@ -69,3 +69,42 @@ dec:
 	JNZ dec
 	MOVOU X9, (DX)
 	RET
+
+// func aesEncrypt1(rk *roundKeys, b *[16]byte): b encrypted in place with
+// AES-256 (the tweak of a data unit).
+TEXT ·aesEncrypt1(SB), NOSPLIT, $0-16
+	MOVQ rk+0(FP), AX
+	MOVQ b+8(FP), DI
+	MOVOU (DI), X0
+	MOVOU (AX), X8
+	PXOR X8, X0
+	MOVOU 16(AX), X8
+	AESENC X8, X0
+	MOVOU 32(AX), X8
+	AESENC X8, X0
+	MOVOU 48(AX), X8
+	AESENC X8, X0
+	MOVOU 64(AX), X8
+	AESENC X8, X0
+	MOVOU 80(AX), X8
+	AESENC X8, X0
+	MOVOU 96(AX), X8
+	AESENC X8, X0
+	MOVOU 112(AX), X8
+	AESENC X8, X0
+	MOVOU 128(AX), X8
+	AESENC X8, X0
+	MOVOU 144(AX), X8
+	AESENC X8, X0
+	MOVOU 160(AX), X8
+	AESENC X8, X0
+	MOVOU 176(AX), X8
+	AESENC X8, X0
+	MOVOU 192(AX), X8
+	AESENC X8, X0
+	MOVOU 208(AX), X8
+	AESENC X8, X0
+	MOVOU 224(AX), X8
+	AESENCLAST X8, X0
+	MOVOU X0, (DI)
+	RET
