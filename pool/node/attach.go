@@ -101,15 +101,15 @@ func (n *Node) attach(ctx context.Context, name string, opts api.AttachOptions, 
 	}
 	// An encrypted volume's key is unwrapped before anything changes: a
 	// wrong or missing passphrase leaves the volume as it was.
+	if err := passphraseFits(v, opts.Passphrase); err != nil {
+		return nil, fmt.Errorf("attach volume %s: %w", name, err)
+	}
 	var key []byte
-	switch {
-	case v.Encrypted:
+	if v.Encrypted {
 		if key, err = n.volumeKey(ctx, v, opts.Passphrase, kept); err != nil {
 			return nil, fmt.Errorf("attach volume %s: %w", name, err)
 		}
 		defer clear(key)
-	case len(opts.Passphrase) > 0:
-		return nil, fmt.Errorf("attach volume %s: a passphrase was given, but the volume is not encrypted: %w", name, api.ErrInvalid)
 	}
 	att := &meta.Attachment{Volume: name, Node: n.cfg.ID, Epoch: v.Epoch + 1, Block: opts.Block, Since: time.Now().UTC()}
 	if !opts.Block {

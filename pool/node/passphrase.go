@@ -61,21 +61,27 @@ func givenKey(v *meta.Volume, pass, kept []byte) ([]byte, error) {
 	return key, err
 }
 
-// checkAttached checks the passphrase given with an attach of v that
-// finds it attached here already, as a new attach would: a volume with a
-// passphrase per call needs it, any other takes none.
-func checkAttached(v *meta.Volume, pass []byte) error {
+// passphraseFits checks that a passphrase given with an attach of v may
+// be: only a volume with a passphrase per call takes one.
+func passphraseFits(v *meta.Volume, pass []byte) error {
 	switch {
-	case perCall(v):
-		key, err := givenKey(v, pass, nil)
-		clear(key)
-		return err
-	case len(pass) > 0 && v.Encrypted:
+	case len(pass) == 0 || perCall(v):
+		return nil
+	case v.Encrypted:
 		return fmt.Errorf("volume %s: its key is wrapped by cluster secret %q; give no passphrase: %w", v.Name, v.SecretKey, api.ErrInvalid)
-	case len(pass) > 0:
-		return fmt.Errorf("volume %s: a passphrase was given, but the volume is not encrypted: %w", v.Name, api.ErrInvalid)
 	}
-	return nil
+	return fmt.Errorf("volume %s: a passphrase was given, but the volume is not encrypted: %w", v.Name, api.ErrInvalid)
+}
+
+// checkAttached checks the passphrase given with an attach of v that
+// finds it attached here already, as a new attach would.
+func checkAttached(v *meta.Volume, pass []byte) error {
+	if err := passphraseFits(v, pass); err != nil || !perCall(v) {
+		return err
+	}
+	key, err := givenKey(v, pass, nil)
+	clear(key)
+	return err
 }
 
 // checkGiven checks that pass, given with a call on per-call volume v

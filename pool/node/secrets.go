@@ -159,18 +159,16 @@ func (n *Node) newVolumeKey(ctx context.Context, v *meta.Volume, pass []byte) ([
 }
 
 // volumeKey unwraps the data key of encrypted volume v with pass, the
-// passphrase given with the call, or kept, its key kept by this node (a
-// volume attached here before a restart), or the passphrase in v's
-// secret. The caller clears it once used.
+// passphrase given with the call (passphraseFits checked it may be), or
+// kept, its key kept by this node (a volume attached here before a
+// restart), or the passphrase in v's secret. The caller clears it once
+// used.
 func (n *Node) volumeKey(ctx context.Context, v *meta.Volume, pass, kept []byte) ([]byte, error) {
 	if v.Key == nil {
 		return nil, fmt.Errorf("encrypted volume %s has no key in its record", v.Name)
 	}
-	if v.SecretKey == "" {
+	if perCall(v) {
 		return givenKey(v, pass, kept)
-	}
-	if len(pass) > 0 {
-		return nil, fmt.Errorf("volume %s: its key is wrapped by cluster secret %q; give no passphrase: %w", v.Name, v.SecretKey, api.ErrInvalid)
 	}
 	passes, err := n.secretValues(ctx, v.SecretKey)
 	if err != nil {
